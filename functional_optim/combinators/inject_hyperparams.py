@@ -1,0 +1,185 @@
+"""``inject_hyperparams``: hyperparameters that live in the state and may follow schedules."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim.core import GradientTransformation, Params, Updates
+
+__all__ = ["InjectHyperparamsState", "inject_hyperparams", "schedulable"]
+
+
+class InjectHyperparamsState(NamedTuple):
+    """State of :func:`inject_hyperparams`.
+
+    Attributes:
+      count: number of updates done so far (0-dim int64 tensor); schedules are evaluated at it.
+      hyperparams: the current value of every injected hyperparameter (0-dim tensors, or tuples
+        of them for tuple arguments such as ``betas``). Read or replace them between steps.
+      inner_state: the state of the wrapped transform.
+    """
+
+    count: Tensor
+    hyperparams: dict[str, Any]
+    inner_state: Any
+
+
+def _is_schedule(x: Any) -> bool:
+    return callable(x) and not isinstance(x, Tensor | GradientTransformation | type)
+
+
+def _is_numeric(x: Any) -> bool:
+    return (isinstance(x, float) or isinstance(x, Tensor)) and not isinstance(x, bool)
+
+
+def _is_hyper_value(x: Any) -> bool:
+    if _is_numeric(x) or _is_schedule(x):
+        return True
+    if isinstance(x, tuple | list) and x:
+        return all(_is_numeric(v) or _is_schedule(v) or isinstance(v, int) for v in x) and any(
+            _is_numeric(v) or _is_schedule(v) for v in x
+        ) and not any(isinstance(v, bool) for v in x)
+    return False
+
+
+def _has_schedule(x: Any) -> bool:
+    if isinstance(x, tuple | list):
+        return any(_is_schedule(v) for v in x)
+    return _is_schedule(x)
+
+
+def _as_tensor(x: Any, dtype: torch.dtype | None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if dtype is None or x.dtype == dtype else x.to(dtype)
+    return torch.tensor(x, dtype=dtype or torch.float64)
+
+
+def _evaluate(spec: Any, current: Any, count: Tensor, dtype: torch.dtype | None) -> Any:
+    """The value of one hyperparameter at ``count``: a schedule is evaluated, a value kept."""
+    if isinstance(spec, tuple | list):
+        cur = current if isinstance(current, tuple | list) else [None] * len(spec)
+        return tuple(_evaluate(s, c, count, dtype) for s, c in zip(spec, cur, strict=True))
+    if _is_schedule(spec):
+        return _as_tensor(spec(count), dtype)
+    if current is None:
+        return spec if isinstance(spec, int) and not isinstance(spec, float) else _as_tensor(spec, dtype)
+    return current
+
+
+def inject_hyperparams(
+    factory: Callable[..., GradientTransformation],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: torch.dtype | None = None,
+) -> Callable[..., GradientTransformation]:
+    """Wrap a transform factory so that its numeric hyperparameters live in the state.
+
+    ``inject_hyperparams(factory)(**kwargs)`` builds a transform whose state is an
+    :class:`InjectHyperparamsState`. Every hyperparameter that is a float, a tensor, a schedule
+    (``count -> value``) or a tuple of those (``betas``) is stored in ``state.hyperparams`` as a
+    0-dim tensor; at each update schedules are evaluated at ``state.count``, the inner transform
+    is rebuilt from the current values and applied. Values written into ``state.hyperparams``
+    between steps are used by the next step.
+
+    Python floats are stored as float64 tensors: a double holds them exactly, so wrapping changes
+    no numbers. The dtype never follows the parameters (bf16 parameters keep full-precision
+    hyperparameters); ``hyperparam_dtype`` overrides it.
+
+    Args:
+      factory: a function returning a ``GradientTransformation`` (``fo.adam``, ``fo.scale_by_adam``...).
+      static_args: argument names never injected (flags, callables that are not schedules).
+      hyperparam_dtype: dtype of the stored hyperparameters (default: float64 for Python floats,
+        the given dtype for tensors).
+
+    Example::
+
+        opt = fo.inject_hyperparams(fo.adamw)(lr=fo.schedules.cosine_annealing_lr(1e-3, T_max=1000))
+        state = opt.init(params)
+        state.hyperparams["weight_decay"]     # a 0-dim tensor, read or replace between steps
+
+    References:
+      optax.inject_hyperparams (DeepMind, 2021).
+    """
+    raw = inspect.unwrap(factory)
+    sig = inspect.signature(raw)
+    static = {static_args} if isinstance(static_args, str) else set(static_args)
+    declared = getattr(factory, "__hyperparams__", None)
+
+    @functools.wraps(raw)
+    def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        var_kw = [n for n, p in sig.parameters.items() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        for n in var_kw:
+            arguments.update(arguments.pop(n, {}))
+
+        def is_hyper(name: str, value: Any) -> bool:
+            if name in static:
+                return False
+            if declared is not None:
+                return name in declared and value is not None
+            return _is_hyper_value(value)
+
+        specs = {k: v for k, v in arguments.items() if is_hyper(k, v)}
+        fixed = {k: v for k, v in arguments.items() if k not in specs}
+        def current(count: Tensor, previous: dict[str, Any] | None) -> dict[str, Any]:
+            prev = previous or {}
+            return {k: _evaluate(s, prev.get(k), count, hyperparam_dtype) for k, s in specs.items()}
+
+        def build(hparams: dict[str, Any]) -> GradientTransformation:
+            return raw(**fixed, **hparams)
+
+        build(current(torch.zeros((), dtype=torch.int64), None))  # validate at construction
+
+        def init_fn(params: Params) -> InjectHyperparamsState:
+            count = torch.zeros((), dtype=torch.int64)
+            hparams = current(count, None)
+            return InjectHyperparamsState(count, hparams, build(hparams).init(params))
+
+        def update_fn(updates: Updates, state: InjectHyperparamsState, params: Params | None = None, **extra):
+            hparams = {
+                k: (_evaluate(s, None, state.count, hyperparam_dtype) if _has_schedule(s) else state.hyperparams[k])
+                for k, s in specs.items()
+            }
+            updates, inner = build(hparams).update(updates, state.inner_state, params, **extra)
+            return updates, InjectHyperparamsState(state.count + 1, hparams, inner)
+
+        return GradientTransformation(init_fn, update_fn)
+
+    wrapped.__hyperparams__ = declared
+    return wrapped
+
+
+def schedulable(*names: str) -> Callable[[Callable[..., GradientTransformation]], Callable[..., GradientTransformation]]:
+    """Declare a factory's hyperparameters; passing a schedule for any of them wraps the result
+    in :func:`inject_hyperparams`, so every hyperparameter of every transform accepts a schedule.
+
+    Example::
+
+        @schedulable("learning_rate")
+        def scale_by_learning_rate(learning_rate, flip_sign=True): ...
+
+        scale_by_learning_rate(lambda count: 0.1 * 0.99 ** count)   # a scheduled learning rate
+    """
+
+    def decorate(factory: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+        sig = inspect.signature(factory)
+        factory.__hyperparams__ = names
+
+        @functools.wraps(factory)
+        def wrapper(*args: Any, **kwargs: Any) -> GradientTransformation:
+            bound = sig.bind(*args, **kwargs)
+            if any(_has_schedule(bound.arguments.get(n)) for n in names):
+                return inject_hyperparams(factory)(*args, **kwargs)
+            return factory(*args, **kwargs)
+
+        wrapper.__hyperparams__ = names
+        return wrapper
+
+    return decorate

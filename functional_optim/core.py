@@ -1,0 +1,130 @@
+"""The functional core: ``GradientTransformation``, ``chain``, ``identity``, ``apply_updates``.
+
+A gradient transformation is a pair of pure functions::
+
+    state = init(params)
+    updates, new_state = update(grads, state, params=None, **extra)
+
+``params``, ``grads`` and ``updates`` are any pytree of tensors (dict, list, tuple,
+NamedTuple, nested). A ``None`` gradient leaf means "this parameter has no gradient this
+step": its update is ``None`` and its state is returned untouched (``torch.optim`` skips
+such parameters too). ``update`` never mutates its inputs, so it composes with
+``torch.func.grad``, ``torch.func.vmap`` and ``torch.compile``.
+
+Updates are *added* to the parameters (``apply_updates``); the sign flip of gradient
+descent lives in :func:`functional_optim.scale_by_learning_rate` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import torch
+
+from functional_optim import tree
+
+Params = Any
+"""A pytree of tensors."""
+Updates = Any
+"""A pytree of tensors (or ``None`` leaves for parameters without a gradient)."""
+State = Any
+"""A NamedTuple, or a tuple of them for a chain."""
+Schedule = Callable[[Any], Any]
+"""A function ``count -> value`` (count = number of completed updates)."""
+Hyperparam = float | torch.Tensor | Schedule
+"""A hyperparameter: a Python number, a 0-dim tensor (hyper-gradients flow), or a schedule."""
+
+
+class InitFn(Protocol):
+    def __call__(self, params: Params) -> State: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: State, params: Params | None = None, **extra: Any
+    ) -> tuple[Updates, State]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """A pure optimizer building block: ``init(params) -> state`` and
+    ``update(grads, state, params=None, **extra) -> (updates, new_state)``.
+
+    Extra keyword arguments (``value``, ``value_fn``, ``metric``...) are passed to every
+    transform of a chain; a transform ignores the extras it does not use.
+    """
+
+    init: InitFn
+    update: UpdateFn
+
+
+class EmptyState(NamedTuple):
+    """State of a stateless transform."""
+
+
+def identity() -> GradientTransformation:
+    """The transform that returns its input unchanged: ``u = g``. It is the unit of :func:`chain`."""
+
+    def init_fn(params: Params) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):
+        del params, extra
+        return updates, state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply transforms one after the other: ``u = t_n(...t_2(t_1(g)))``.
+
+    The state is the tuple of the inner states, in order. ``chain`` is associative up to the
+    nesting of that tuple, and :func:`identity` is its unit.
+
+    Example::
+
+        opt = chain(clip_by_global_norm(1.0), scale_by_adam(), scale_by_learning_rate(1e-3))
+    """
+    for i, t in enumerate(transforms):
+        if not isinstance(t, GradientTransformation):
+            raise TypeError(
+                f"chain: argument {i} is a {type(t).__name__}, not a GradientTransformation "
+                "(did you forget to call the factory, e.g. scale_by_adam() ?)"
+            )
+    inits = tuple(t.init for t in transforms)
+    updates_fns = tuple(t.update for t in transforms)
+
+    def init_fn(params: Params) -> tuple:
+        return tuple(init(params) for init in inits)
+
+    def update_fn(updates: Updates, state: tuple, params: Params | None = None, **extra: Any):
+        if len(state) != len(updates_fns):
+            raise ValueError(
+                f"chain: the state has {len(state)} entries but the chain has {len(updates_fns)} transforms"
+            )
+        new_state = []
+        for fn, s in zip(updates_fns, state, strict=True):
+            updates, s = fn(updates, s, params, **extra)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Return ``params + updates`` as a new tree (pure; the inputs are not modified).
+
+    A ``None`` update leaves the parameter as it is (the same tensor is returned). The result
+    keeps each parameter's dtype: updates are cast to it before the addition.
+    """
+
+    def add(p: torch.Tensor | None, u: torch.Tensor | None):
+        if u is None or p is None:
+            return p
+        if u.dtype != p.dtype:
+            u = u.to(p.dtype)
+        return p + u
+
+    return tree.map(add, params, updates)
+

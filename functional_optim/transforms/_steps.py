@@ -1,0 +1,51 @@
+"""Per-parameter step counters, as ``torch.optim`` keeps them.
+
+``torch.optim`` stores ``step`` per parameter as a 0-dim float tensor on the CPU (float64
+when the default dtype is float64, else float32) and increments it only for parameters that
+received a gradient. The transforms that need it keep the same tensor under the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from functional_optim import ops, tree
+
+
+def scalar_dtype() -> torch.dtype:
+    """``torch.optim``'s dtype for ``step``: float64 if that is the default dtype, else float32."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def zeros(params: Any) -> Any:
+    """A tree of 0-dim zero step counters with the structure of ``params``."""
+    dtype = scalar_dtype()
+    return tree.map(lambda p: None if p is None else torch.zeros((), dtype=dtype), params)
+
+
+def increment(steps: list[Tensor]) -> list[Tensor]:
+    """``step + 1`` for each counter (new tensors)."""
+    return ops.add(steps, 1)
+
+
+def coefficients(steps: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:
+    """``fn(t)`` for every step value ``t`` (see :func:`functional_optim.ops.step_values`).
+
+    For concrete counters ``t`` is a Python float and ``fn`` runs in Python double, as in
+    ``torch.optim``; equal steps share one evaluation. For traced counters ``t`` is a 0-dim
+    float64 tensor and ``fn`` builds tensor maths.
+    """
+    values = ops.step_values(steps)
+    if values and isinstance(values[0], float):
+        cache: dict[float, Any] = {}
+        out = []
+        for t in values:
+            if t not in cache:
+                cache[t] = fn(t)
+            out.append(cache[t])
+        return out
+    return [fn(t) for t in values]

@@ -1,0 +1,101 @@
+"""``scale_by_adam``: Adam's bias-corrected moment estimates (with AMSGrad)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.combinators.inject_hyperparams import schedulable
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.transforms import _steps
+
+__all__ = ["ScaleByAdamState", "scale_by_adam"]
+
+
+class ScaleByAdamState(NamedTuple):
+    """Per-parameter state of :func:`scale_by_adam` (names and meaning as ``torch.optim.Adam``)."""
+
+    step: Any
+    exp_avg: Any
+    exp_avg_sq: Any
+    max_exp_avg_sq: Any  # ``None`` unless amsgrad
+
+
+@schedulable("b1", "b2", "eps")
+def scale_by_adam(
+    b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8, *, amsgrad: bool = False
+) -> GradientTransformation:
+    r"""Scale updates by Adam's bias-corrected moments.
+
+    With ``t`` the parameter's step count after increment:
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
+        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+
+    ``eps`` is added after bias-correcting ``sqrt(v)`` and the AMSGrad maximum is taken of the
+    uncorrected ``v``, exactly as ``torch.optim.Adam``. Complex tensors are treated as real
+    tensors of shape ``(..., 2)``, as in torch.
+
+    Args:
+      b1: decay of the first moment (``betas[0]``).
+      b2: decay of the second moment (``betas[1]``).
+      eps: added to the denominator for numerical stability.
+      amsgrad: keep the running maximum of the second moment (Reddi et al., 2018).
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+      Reddi et al., "On the Convergence of Adam and Beyond", ICLR 2018.
+    """
+    _validation.nonnegative("eps", eps, "epsilon value")
+    _validation.beta("b1", b1, 0)
+    _validation.beta("b2", b2, 1)
+
+    def init_fn(params: Params) -> ScaleByAdamState:
+        return ScaleByAdamState(
+            step=_steps.zeros(params),
+            exp_avg=tree.zeros_like(params),
+            exp_avg_sq=tree.zeros_like(params),
+            max_exp_avg_sq=tree.zeros_like(params) if amsgrad else None,
+        )
+
+    def update_fn(updates: Updates, state: ScaleByAdamState, params: Params | None = None, **extra: Any):
+        del params, extra
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+
+        def adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+            steps, m, v = fields[0], fields[1], fields[2]
+            vmax = fields[3] if amsgrad else None
+            for g in grads:
+                if g.is_sparse:
+                    raise RuntimeError(
+                        "Adam does not support sparse gradients, please consider SparseAdam instead"
+                    )
+            g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
+            steps = _steps.increment(steps)
+            m_r = ops.lerp(m_r, g_r, 1 - beta1)
+            v_r = ops.addcmul(ops.mul(v_r, beta2), g_r, g_r, 1 - beta2)
+            second = v_r
+            if amsgrad:
+                vmax_r = ops.maximum(ops.view_as_real(vmax), v_r)
+                second = vmax_r
+            bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+            bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
+            denom = ops.add(ops.div(ops.sqrt(second), bc2_sqrt), eps_)
+            u = ops.div(ops.div(m_r, denom), bc1)
+            new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
+            if amsgrad:
+                new_fields.append(ops.view_as_complex_like(vmax_r, vmax))
+            return ops.view_as_complex_like(u, grads), new_fields
+
+        fields = [state.step, state.exp_avg, state.exp_avg_sq]
+        if amsgrad:
+            fields.append(state.max_exp_avg_sq)
+        new_updates, new = update_leaves(adam, updates, fields, name="scale_by_adam")
+        return new_updates, ScaleByAdamState(*new, None) if not amsgrad else ScaleByAdamState(*new)
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,93 @@
+"""Pytree helpers over optree.
+
+Every helper treats ``None`` as a leaf (``none_is_leaf=True``), so a gradient tree with
+``None`` for parameters that received no gradient has the same structure as the
+parameter tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optree
+import torch
+
+PyTree = Any
+TreeSpec = optree.PyTreeSpec
+
+__all__ = [
+    "flatten",
+    "flatten_like",
+    "full_like",
+    "global_norm",
+    "leaf_names",
+    "leaves",
+    "map",
+    "structure",
+    "unflatten",
+    "zeros_like",
+]
+
+
+def flatten(tree: PyTree) -> tuple[list, TreeSpec]:
+    """Leaves (``None`` included) and the tree spec."""
+    return optree.tree_flatten(tree, none_is_leaf=True)
+
+
+def leaves(tree: PyTree) -> list:
+    """The leaves of ``tree``, ``None`` included."""
+    return optree.tree_leaves(tree, none_is_leaf=True)
+
+
+def structure(tree: PyTree) -> TreeSpec:
+    return optree.tree_structure(tree, none_is_leaf=True)
+
+
+def unflatten(spec: TreeSpec, leaves_: Sequence) -> PyTree:
+    return optree.tree_unflatten(spec, leaves_)
+
+
+def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:  # noqa: A001
+    """``optree.tree_map`` with ``None`` leaves passed to ``fn``."""
+    return optree.tree_map(fn, tree, *rest, none_is_leaf=True)
+
+
+def leaf_names(spec: TreeSpec) -> list[str]:
+    """Readable names of the leaves of ``spec``: ``"layer.weight"``, ``"[0]"``, ``"<root>"``."""
+    names = []
+    for path in optree.treespec_paths(spec):
+        if not path:
+            names.append("<root>")
+            continue
+        names.append(".".join(str(k) for k in path))
+    return names
+
+
+def flatten_like(spec: TreeSpec, tree: PyTree, what: str = "tree") -> list:
+    """Flatten ``tree`` up to the structure ``spec``; raise a ``ValueError`` naming ``what`` on mismatch."""
+    try:
+        return spec.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{what} does not have the structure of the parameters it was built for: {err}"
+        ) from None
+
+
+def zeros_like(tree: PyTree, dtype: torch.dtype | None = None) -> PyTree:
+    """A tree of zero tensors like ``tree`` (``None`` leaves stay ``None``)."""
+    return map(lambda t: None if t is None else torch.zeros_like(t, dtype=dtype), tree)
+
+
+def full_like(tree: PyTree, value: float | complex, dtype: torch.dtype | None = None) -> PyTree:
+    """A tree of tensors like ``tree`` filled with ``value``."""
+    return map(lambda t: None if t is None else torch.full_like(t, value, dtype=dtype), tree)
+
+
+def global_norm(tree: PyTree) -> torch.Tensor:
+    """The L2 norm of all leaves taken together: ``sqrt(sum_i ||x_i||²)`` (``None`` leaves skipped)."""
+    ts = [t for t in leaves(tree) if t is not None]
+    if not ts:
+        return torch.tensor(0.0)
+    norms = [torch.linalg.vector_norm(t.to_dense() if t.is_sparse else t) for t in ts]
+    return torch.linalg.vector_norm(torch.stack([n.to(norms[0].dtype) for n in norms]))
