@@ -6,7 +6,7 @@ building blocks (``fo.scale_by_adam``...), the combinators (``fo.partition``...)
 in ``fo.adapters``, schedules in ``fo.schedules``, weight averaging in ``fo.averaging``.
 """
 
-from functional_optim import tree
+from functional_optim import adapters, averaging, schedules, tree
 from functional_optim.combinators import *
 from functional_optim.core import (
     EmptyState,

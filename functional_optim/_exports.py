@@ -10,6 +10,6 @@ def public_names(package: str) -> list[str]:
     prefix = package + "."
     names: list[str] = []
     for mod_name, module in sorted(sys.modules.items()):
-        if mod_name.startswith(prefix) and "." not in mod_name[len(prefix):]:
+        if mod_name.startswith(prefix) and "." not in mod_name[len(prefix) :]:
             names.extend(getattr(module, "__all__", ()))
     return sorted(set(names))

@@ -127,4 +127,3 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         return p + u
 
     return tree.map(add, params, updates)
-

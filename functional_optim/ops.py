@@ -155,7 +155,9 @@ def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar) -> list[Tensor]:
 def addcmul(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
     """``x + value * y * z`` per tensor."""
     if use_foreach(xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
-        return _aslist(torch._foreach_addcmul(xs, ys, zs, value if not isinstance(value, tuple) else list(value)))
+        return _aslist(
+            torch._foreach_addcmul(xs, ys, zs, value if not isinstance(value, tuple) else list(value))
+        )
     vs = _broadcast(value, len(xs))
     return [
         torch.addcmul(x, y, z, value=v) if isinstance(v, float | int) else x + v * y * z
@@ -166,7 +168,9 @@ def addcmul(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarO
 def addcdiv(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
     """``x + value * y / z`` per tensor."""
     if use_foreach(xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
-        return _aslist(torch._foreach_addcdiv(xs, ys, zs, value if not isinstance(value, tuple) else list(value)))
+        return _aslist(
+            torch._foreach_addcdiv(xs, ys, zs, value if not isinstance(value, tuple) else list(value))
+        )
     vs = _broadcast(value, len(xs))
     return [
         torch.addcdiv(x, y, z, value=v) if isinstance(v, float | int) else x + v * y / z
@@ -184,7 +188,7 @@ def sqrt(xs: list[Tensor]) -> list[Tensor]:
     return _unary("sqrt", xs)
 
 
-def abs(xs: list[Tensor]) -> list[Tensor]:  # noqa: A001
+def abs(xs: list[Tensor]) -> list[Tensor]:
     return _unary("abs", xs)
 
 
@@ -211,7 +215,7 @@ def zeros_like(xs: list[Tensor]) -> list[Tensor]:
     return [torch.zeros_like(x) for x in xs]
 
 
-def clamp(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None) -> list[Tensor]:  # noqa: A002
+def clamp(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None) -> list[Tensor]:
     """Elementwise clamp to ``[min, max]``."""
     if use_foreach(xs) and is_python_number(*(v for v in (min, max) if v is not None)):
         out = xs

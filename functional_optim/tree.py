@@ -48,7 +48,7 @@ def unflatten(spec: TreeSpec, leaves_: Sequence) -> PyTree:
     return optree.tree_unflatten(spec, leaves_)
 
 
-def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:  # noqa: A001
+def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
     """``optree.tree_map`` with ``None`` leaves passed to ``fn``."""
     return optree.tree_map(fn, tree, *rest, none_is_leaf=True)
 

@@ -96,7 +96,11 @@ def check_parity(
         for i, n in enumerate(names):
             expected = torch_params[i].detach()
             torch.testing.assert_close(
-                params[n], expected, rtol=rtol, atol=atol, msg=lambda m, n=n, s=step: f"{name} param {n} step {s}: {m}"
+                params[n],
+                expected,
+                rtol=rtol,
+                atol=atol,
+                msg=lambda m, n=n, s=step: f"{name} param {n} step {s}: {m}",
             )
             max_diff = max(max_diff, (params[n] - expected).abs().max().item() if expected.numel() else 0.0)
     if compare_state:

@@ -42,9 +42,11 @@ def _is_hyper_value(x: Any) -> bool:
     if _is_numeric(x) or _is_schedule(x):
         return True
     if isinstance(x, tuple | list) and x:
-        return all(_is_numeric(v) or _is_schedule(v) or isinstance(v, int) for v in x) and any(
-            _is_numeric(v) or _is_schedule(v) for v in x
-        ) and not any(isinstance(v, bool) for v in x)
+        return (
+            all(_is_numeric(v) or _is_schedule(v) or isinstance(v, int) for v in x)
+            and any(_is_numeric(v) or _is_schedule(v) for v in x)
+            and not any(isinstance(v, bool) for v in x)
+        )
     return False
 
 
@@ -128,6 +130,7 @@ def inject_hyperparams(
 
         specs = {k: v for k, v in arguments.items() if is_hyper(k, v)}
         fixed = {k: v for k, v in arguments.items() if k not in specs}
+
         def current(count: Tensor, previous: dict[str, Any] | None) -> dict[str, Any]:
             prev = previous or {}
             return {k: _evaluate(s, prev.get(k), count, hyperparam_dtype) for k, s in specs.items()}
@@ -144,7 +147,11 @@ def inject_hyperparams(
 
         def update_fn(updates: Updates, state: InjectHyperparamsState, params: Params | None = None, **extra):
             hparams = {
-                k: (_evaluate(s, None, state.count, hyperparam_dtype) if _has_schedule(s) else state.hyperparams[k])
+                k: (
+                    _evaluate(s, None, state.count, hyperparam_dtype)
+                    if _has_schedule(s)
+                    else state.hyperparams[k]
+                )
                 for k, s in specs.items()
             }
             updates, inner = build(hparams).update(updates, state.inner_state, params, **extra)
@@ -156,7 +163,9 @@ def inject_hyperparams(
     return wrapped
 
 
-def schedulable(*names: str) -> Callable[[Callable[..., GradientTransformation]], Callable[..., GradientTransformation]]:
+def schedulable(
+    *names: str,
+) -> Callable[[Callable[..., GradientTransformation]], Callable[..., GradientTransformation]]:
     """Declare a factory's hyperparameters; passing a schedule for any of them wraps the result
     in :func:`inject_hyperparams`, so every hyperparameter of every transform accepts a schedule.
 

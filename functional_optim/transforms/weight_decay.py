@@ -49,7 +49,9 @@ def add_decayed_weights(weight_decay: Hyperparam = 0.0) -> GradientTransformatio
                 raise RuntimeError("add_decayed_weights: weight decay does not support sparse gradients")
             return ops.add(grads, ps, alpha=wd), []
 
-        new_updates, _ = update_leaves(decay, updates, [], params, name="add_decayed_weights", need_params=True)
+        new_updates, _ = update_leaves(
+            decay, updates, [], params, name="add_decayed_weights", need_params=True
+        )
         return new_updates, state
 
     return GradientTransformation(init_fn, update_fn)

@@ -44,8 +44,11 @@ def test_adam_matches_torch_for_every_option(opts, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("opts", option_grid(amsgrad=[False, True], maximize=[False, True], weight_decay=[0.0, 0.05]),
-                         ids=option_id)
+@pytest.mark.parametrize(
+    "opts",
+    option_grid(amsgrad=[False, True], maximize=[False, True], weight_decay=[0.0, 0.05]),
+    ids=option_id,
+)
 def test_adamw_matches_torch_for_every_option(opts, dtype):
     check_parity(
         lambda ps: torch.optim.AdamW(ps, lr=0.01, foreach=False, **opts),

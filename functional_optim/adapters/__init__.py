@@ -1,0 +1,1 @@
+"""Drop-in torch.optim.Optimizer classes wrapping any GradientTransformation."""

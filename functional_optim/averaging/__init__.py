@@ -1,0 +1,1 @@
+"""Weight averaging: SWA and EMA as pure transforms, AveragedModel, update_bn."""
