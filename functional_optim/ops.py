@@ -185,7 +185,17 @@ def _unary(name: str, xs: list[Tensor]) -> list[Tensor]:
 
 
 def sqrt(xs: list[Tensor]) -> list[Tensor]:
+    """``sqrt(x)`` per tensor. When gradients can flow (``requires_grad`` or under ``torch.func``)
+    the derivative at ``x == 0`` is taken as 0 instead of ``inf`` (which would turn into NaN
+    meta-gradients for a zero second moment); the forward values are unchanged."""
+    if xs and (xs[0].requires_grad or _is_functorch_wrapped(xs[0])):
+        return [_sqrt_safe_at_zero(x) for x in xs]
     return _unary("sqrt", xs)
+
+
+def _sqrt_safe_at_zero(x: Tensor) -> Tensor:
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
 
 
 def abs(xs: list[Tensor]) -> list[Tensor]:
@@ -198,6 +208,11 @@ def neg(xs: list[Tensor]) -> list[Tensor]:
 
 def sign(xs: list[Tensor]) -> list[Tensor]:
     return _unary("sign", xs)
+
+
+def reciprocal(xs: list[Tensor]) -> list[Tensor]:
+    """``1 / x`` per tensor (``torch.reciprocal``; ``scalar / tensor`` in torch is ``reciprocal * scalar``)."""
+    return _unary("reciprocal", xs)
 
 
 def square(xs: list[Tensor]) -> list[Tensor]:

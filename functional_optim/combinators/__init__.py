@@ -2,5 +2,6 @@
 
 from functional_optim._exports import public_names
 from functional_optim.combinators.inject_hyperparams import *
+from functional_optim.combinators.partition import *
 
 __all__ = public_names(__name__)

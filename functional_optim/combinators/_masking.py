@@ -1,0 +1,46 @@
+"""Tree plumbing shared by the combinators that route leaves (``partition``, ``masked``, ``freeze``).
+
+A *label tree* has one label per leaf of the parameter tree; it may also be a *prefix* of it
+(one label for a whole sub-tree), or a callable ``params -> label tree``. Leaves a transform
+does not own are replaced by ``None``: every transform treats a ``None`` leaf as "no gradient,
+no state", so the inner state keeps the parameter tree's structure with ``None`` in the
+leaves it does not cover (no placeholder objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import optree
+
+from functional_optim import tree
+
+
+def broadcast_labels(labels: Any, like: Any, name: str, what: str = "label") -> list:
+    """One ``what`` per leaf of ``like``: ``labels`` is a tree like ``like``, a prefix of it, or a
+    callable returning one. Raises a ``ValueError`` naming ``name`` on a structure mismatch."""
+    if callable(labels) and not isinstance(labels, bool):
+        labels = labels(like)
+    spec = tree.structure(like)
+    try:
+        full = optree.tree_broadcast_prefix(labels, like, none_is_leaf=True)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{name}: the {what} tree does not match the structure of the parameters: {err}"
+        ) from None
+    return spec.flatten_up_to(full)
+
+
+def keep_only(values: Any, keep: Sequence[bool]) -> Any:
+    """``values`` with every leaf whose ``keep`` flag is false replaced by ``None`` (``None`` passes)."""
+    if values is None:
+        return None
+    leaves, spec = tree.flatten(values)
+    return tree.unflatten(spec, [v if k else None for v, k in zip(leaves, keep, strict=True)])
+
+
+def merge(spec: tree.TreeSpec, sources: Sequence[list], owner: Sequence[int | None], default: list) -> Any:
+    """A tree whose leaf ``i`` is ``sources[owner[i]][i]`` (or ``default[i]`` if ``owner[i]`` is None)."""
+    out = [default[i] if o is None else sources[o][i] for i, o in enumerate(owner)]
+    return tree.unflatten(spec, out)

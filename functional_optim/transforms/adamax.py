@@ -1,0 +1,84 @@
+"""``scale_by_adamax``: Adamax's first moment over an exponentially weighted infinity norm."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.combinators.inject_hyperparams import schedulable
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.transforms import _steps
+
+__all__ = ["ScaleByAdamaxState", "scale_by_adamax"]
+
+
+class ScaleByAdamaxState(NamedTuple):
+    """Per-parameter state of :func:`scale_by_adamax` (names and meaning as ``torch.optim.Adamax``)."""
+
+    step: Any
+    exp_avg: Any
+    exp_inf: Any
+
+
+@schedulable("b1", "b2", "eps")
+def scale_by_adamax(b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8) -> GradientTransformation:
+    r"""Scale updates by Adamax's bias-corrected first moment over the infinity norm.
+
+    With ``t`` the parameter's step count after increment:
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+        u^{\infty}_t = \max(\beta_2 u^{\infty}_{t-1},\ |g_t| + \epsilon) \\
+        u_t = \frac{m_t}{u^{\infty}_t\,(1-\beta_1^t)}
+
+    ``eps`` sits *inside* the maximum, exactly as ``torch.optim.Adamax``. Complex tensors are
+    treated as real tensors of shape ``(..., 2)``, as in torch.
+
+    Args:
+      b1: decay of the first moment (``betas[0]``).
+      b2: decay of the infinity norm (``betas[1]``).
+      eps: added to ``|g|`` inside the maximum.
+
+    Example::
+
+        adamax = chain(scale_by_adamax(), scale_by_learning_rate(2e-3))
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (section 7.1).
+    """
+    _validation.nonnegative("eps", eps, "epsilon value")
+    _validation.beta("b1", b1, 0)
+    _validation.beta("b2", b2, 1)
+
+    def init_fn(params: Params) -> ScaleByAdamaxState:
+        return ScaleByAdamaxState(
+            step=_steps.zeros(params), exp_avg=tree.zeros_like(params), exp_inf=tree.zeros_like(params)
+        )
+
+    def update_fn(updates: Updates, state: ScaleByAdamaxState, params: Params | None = None, **extra: Any):
+        del params, extra
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+
+        def adamax(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+            steps, m, u = fields
+            for g in grads:
+                if g.is_sparse:
+                    raise RuntimeError("Adamax does not support sparse gradients")
+            g_r, m_r, u_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(u)
+            steps = _steps.increment(steps)
+            m_r = ops.lerp(m_r, g_r, 1 - beta1)
+            u_r = ops.maximum(ops.mul(u_r, beta2), ops.add(ops.abs(g_r), eps_))
+            bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+            out = ops.div(ops.div(m_r, u_r), bc1)
+            new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(u_r, u)]
+            return ops.view_as_complex_like(out, grads), new_fields
+
+        new_updates, new = update_leaves(
+            adamax, updates, [state.step, state.exp_avg, state.exp_inf], name="scale_by_adamax"
+        )
+        return new_updates, ScaleByAdamaxState(*new)
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,124 @@
+"""``scale_by_nadam``: Adam with Nesterov momentum and momentum decay (Dozat, 2016)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.combinators.inject_hyperparams import schedulable
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.transforms import _steps
+
+__all__ = ["ScaleByNAdamState", "scale_by_nadam"]
+
+
+class ScaleByNAdamState(NamedTuple):
+    """Per-parameter state of :func:`scale_by_nadam` (names and meaning as ``torch.optim.NAdam``).
+
+    ``mu_product`` is a 0-dim CPU tensor of ``step``'s dtype starting at 1: the running product
+    of the momentum coefficients ``mu_1 ... mu_t``.
+    """
+
+    step: Any
+    mu_product: Any
+    exp_avg: Any
+    exp_avg_sq: Any
+
+
+def _ones(params: Params) -> Any:
+    dtype = _steps.scalar_dtype()
+    return tree.map(lambda p: None if p is None else torch.ones((), dtype=dtype), params)
+
+
+@schedulable("b1", "b2", "eps", "momentum_decay")
+def scale_by_nadam(
+    b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8, momentum_decay: Hyperparam = 4e-3
+) -> GradientTransformation:
+    r"""Scale updates by NAdam's Nesterov-corrected moments.
+
+    With ``t`` the parameter's step count after increment and ``\psi`` the momentum decay:
+
+    .. math::
+        \mu_t = \beta_1 (1 - \tfrac12\, 0.96^{t\psi}),\qquad
+        \mu_{t+1} = \beta_1 (1 - \tfrac12\, 0.96^{(t+1)\psi}),\qquad
+        \Pi_t = \Pi_{t-1}\,\mu_t\ (\Pi_0 = 1) \\
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
+        d_t = \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\
+        u_t = \frac{1-\mu_t}{1-\Pi_t}\,\frac{g_t}{d_t} + \frac{\mu_{t+1}}{1-\Pi_t\,\mu_{t+1}}\,\frac{m_t}{d_t}
+
+    Numerics follow ``torch.optim.NAdam``'s for-loop implementation: ``\mu_t`` in Python double,
+    ``\Pi_t`` updated in the state's (float32 by default) tensor arithmetic and read back as a
+    Python number, ``v`` divided by the bias correction *before* the square root. Complex tensors
+    are treated as real tensors of shape ``(..., 2)``.
+
+    Args:
+      b1: decay of the first moment (``betas[0]``).
+      b2: decay of the second moment (``betas[1]``).
+      eps: added to the denominator after the square root.
+      momentum_decay: ``\psi``, how fast ``\mu_t`` approaches ``\beta_1``.
+
+    Example::
+
+        nadam = chain(scale_by_nadam(), scale_by_learning_rate(2e-3))
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+    """
+    _validation.nonnegative("eps", eps, "epsilon value")
+    _validation.beta("b1", b1, 0)
+    _validation.beta("b2", b2, 1)
+    _validation.nonnegative("momentum_decay", momentum_decay, "momentum_decay value")
+
+    def init_fn(params: Params) -> ScaleByNAdamState:
+        return ScaleByNAdamState(
+            step=_steps.zeros(params),
+            mu_product=_ones(params),
+            exp_avg=tree.zeros_like(params),
+            exp_avg_sq=tree.zeros_like(params),
+        )
+
+    def update_fn(updates: Updates, state: ScaleByNAdamState, params: Params | None = None, **extra: Any):
+        del params, extra
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        psi = ops.scalar(momentum_decay)
+
+        def nadam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+            steps, mu_products, m, v = fields
+            for g in grads:
+                if g.is_sparse:
+                    raise RuntimeError("NAdam does not support sparse gradients")
+            g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
+            steps = _steps.increment(steps)
+            bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
+            mus = _steps.coefficients(steps, lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
+            mu_nexts = _steps.coefficients(steps, lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
+            # torch: ``mu_product *= mu`` in the state tensor's dtype, then ``.item()``.
+            mu_products = [(p * mu).to(p.dtype) for p, mu in zip(mu_products, mus, strict=True)]
+            prods = ops.step_values(mu_products)
+            c_grad = [(1.0 - mu) / (1.0 - pr) for mu, pr in zip(mus, prods, strict=True)]
+            c_avg = [mn / (1.0 - pr * mn) for mn, pr in zip(mu_nexts, prods, strict=True)]
+            m_r = ops.lerp(m_r, g_r, 1 - beta1)
+            v_r = ops.addcmul(ops.mul(v_r, beta2), g_r, g_r, 1 - beta2)
+            denom = ops.add(ops.sqrt(ops.div(v_r, bc2)), eps_)
+            out = ops.addcdiv(ops.div(ops.mul(g_r, c_grad), denom), m_r, denom, c_avg)
+            new_fields = [
+                steps,
+                mu_products,
+                ops.view_as_complex_like(m_r, m),
+                ops.view_as_complex_like(v_r, v),
+            ]
+            return ops.view_as_complex_like(out, grads), new_fields
+
+        new_updates, new = update_leaves(
+            nadam,
+            updates,
+            [state.step, state.mu_product, state.exp_avg, state.exp_avg_sq],
+            name="scale_by_nadam",
+        )
+        return new_updates, ScaleByNAdamState(*new)
+
+    return GradientTransformation(init_fn, update_fn)

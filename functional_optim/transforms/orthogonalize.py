@@ -1,0 +1,289 @@
+"""``orthogonalize``: batched Newton–Schulz orthogonalisation of matrix updates (Muon's core).
+
+Every matrix update ``G = U S Vᵀ`` is replaced by an approximation of its polar factor ``U Vᵀ``
+computed with a few steps of an odd quintic Newton–Schulz (NS) iteration. Same-shape matrices are
+stacked and run as *one* chain of batched matmuls (``torch.bmm`` / ``torch.baddbmm``) per group,
+instead of one chain per parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from functional_optim._leafwise import update_leaves
+from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
+from functional_optim import tree
+
+__all__ = [
+    "NS_PRESETS",
+    "default_ns_dtype",
+    "matrix_view_shape",
+    "newton_schulz",
+    "orthogonalize",
+]
+
+Triple = tuple[float, float, float]
+ReshapeRule = None | str | Callable[[torch.Size], Sequence[int]]
+
+KELLER: Triple = (3.4445, -4.7750, 2.0315)
+NS_PRESETS: dict[str, dict[str, Any]] = {
+    # Keller Jordan's fixed quintic (torch.optim.Muon's default): X / max(||X||_F, eps).
+    "keller": {"coefficients": [KELLER], "safety_factor": 1.0, "additive_eps": False},
+    # Cesista / You: one triple per step, output singular values ~0.98-1.03 for sigma in [0.01, 1].
+    "cesista_you": {
+        "coefficients": [
+            (4.0848, -6.8946, 2.9270),
+            (3.9505, -6.3029, 2.6377),
+            (3.7418, -5.5913, 2.3037),
+            (2.8769, -3.1427, 1.2046),
+            (2.8366, -3.0525, 1.2012),
+        ],
+        "safety_factor": 1.0,
+        "additive_eps": False,
+    },
+    # Polar Express (Amsel et al. 2025), as in the modded-nanogpt speedrun: X / (||X||_F * 1.02 + 1e-6).
+    "polar_express": {
+        "coefficients": [
+            (8.1566, -22.4833, 15.8788),
+            (4.0429, -2.8089, 0.5000),
+            (3.8917, -2.7725, 0.5061),
+            (3.2858, -2.3681, 0.4645),
+            (2.3465, -1.7098, 0.4232),
+        ],
+        "safety_factor": 1.02,
+        "additive_eps": True,
+        "eps": 1e-6,
+    },
+}
+
+
+@functools.cache
+def _cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has native bf16 matmul (AVX512-BF16 / AMX): oneDNN's bf16 check."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+def default_ns_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype NS runs in when ``ns_dtype=None``: ``bfloat16`` where bf16 matmul is fast (CUDA,
+    CPUs with AVX512-BF16/AMX as reported by oneDNN), ``float32`` elsewhere (e.g. AVX2-only x86,
+    where a bf16 matmul is 10-60× slower than fp32 and NS in bf16 would dominate the step)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16
+    if device.type == "cpu" and _cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _coefficient_list(ns_coefficients: Any, ns_steps: int) -> tuple[list[Triple], float, bool, float | None]:
+    """(per-step triples, safety factor, additive eps?, preset eps) for the given coefficients."""
+    if isinstance(ns_coefficients, str):
+        if ns_coefficients not in NS_PRESETS:
+            raise ValueError(
+                f"orthogonalize: unknown ns_coefficients preset {ns_coefficients!r}; "
+                f"choose one of {sorted(NS_PRESETS)} or pass (a, b, c) / a list of triples"
+            )
+        preset = NS_PRESETS[ns_coefficients]
+        triples = list(preset["coefficients"])
+        safety, additive, eps = preset["safety_factor"], preset["additive_eps"], preset.get("eps")
+    else:
+        seq = list(ns_coefficients)
+        if seq and all(isinstance(v, int | float) for v in seq):
+            if len(seq) != 3:
+                raise ValueError("Coefficients must be a tuple of exactly 3 values")
+            triples = [tuple(float(v) for v in seq)]
+        else:
+            triples = []
+            for i, t in enumerate(seq):
+                t = tuple(t)
+                if len(t) != 3:
+                    raise ValueError(f"ns_coefficients[{i}] must be a triple (a, b, c), got {t!r}")
+                triples.append(tuple(float(v) for v in t))
+            if not triples:
+                raise ValueError("ns_coefficients must not be empty")
+        safety, additive, eps = 1.0, False, None
+    # A single triple is used at every step; a list gives one triple per step, its last one
+    # repeated if ns_steps is longer than the list (and truncated if shorter).
+    steps = [triples[min(i, len(triples) - 1)] for i in range(ns_steps)]
+    return steps, safety, additive, eps
+
+
+def matrix_view_shape(shape: torch.Size | Sequence[int], reshape: ReshapeRule = None) -> tuple[int, int, int]:
+    """``(batch, rows, cols)``: how a parameter of ``shape`` is seen as a stack of matrices.
+
+    * ``None`` (default): only 2-D parameters (``batch = 1``); anything else raises torch's error.
+    * ``"flatten"``: ``(out, d1, d2, ...) -> (out, d1·d2·...)`` (conv kernels ``(out, in, kh, kw)``).
+    * ``"batch"``: ``(b1, ..., m, n) -> b1·...`` independent ``m × n`` matrices (experts, heads).
+    * a callable ``shape -> (m, n)`` or ``(batch, m, n)``.
+    """
+    shape = torch.Size(shape)
+    if reshape is None:
+        if len(shape) != 2:
+            raise ValueError(
+                f"Muon only supports 2D parameters whereas we found a parameter with size: {shape} "
+                "(pass reshape='flatten' for conv kernels or reshape='batch' for stacked matrices, or "
+                "optimize it with AdamW via fo.muon_with_adamw)"
+            )
+        return 1, shape[0], shape[1]
+    if reshape == "flatten":
+        if len(shape) < 2:
+            raise ValueError(f"orthogonalize: reshape='flatten' needs >= 2 dims, got a parameter of size {shape}")
+        return 1, shape[0], shape[1:].numel()
+    if reshape == "batch":
+        if len(shape) < 2:
+            raise ValueError(f"orthogonalize: reshape='batch' needs >= 2 dims, got a parameter of size {shape}")
+        return shape[:-2].numel(), shape[-2], shape[-1]
+    if callable(reshape):
+        out = tuple(int(v) for v in reshape(shape))
+        if len(out) == 2:
+            out = (1, *out)
+        if len(out) != 3 or out[0] * out[1] * out[2] != shape.numel():
+            raise ValueError(
+                f"orthogonalize: reshape({tuple(shape)}) returned {out}, not a (m, n) or (batch, m, n) "
+                "with the same number of elements"
+            )
+        return out  # type: ignore[return-value]
+    raise ValueError(f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}")
+
+
+def newton_schulz(
+    x: Tensor,
+    steps: Sequence[Triple],
+    *,
+    eps: float = 1e-7,
+    safety_factor: float = 1.0,
+    additive_eps: bool = False,
+) -> Tensor:
+    """Newton–Schulz on a stack ``x`` of shape ``(batch, m, n)`` with ``m <= n``, in ``x``'s dtype.
+
+    ``X ← X / max(s·||X||_F, eps)`` (or ``X / (s·||X||_F + eps)`` if ``additive_eps``), then per step
+    ``A = X Xᵀ;  B = b·A + c·A·A;  X = a·X + B·X`` as ``bmm``/``baddbmm`` (torch's ``addmm`` sequence,
+    batched, so bf16 results follow torch.optim.Muon's rounding steps).
+    """
+    norm = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
+    if safety_factor != 1.0:
+        norm = norm * safety_factor
+    x = x / (norm + eps) if additive_eps else x / norm.clamp(min=eps)
+    for a, b, c in steps:
+        gram = torch.bmm(x, x.mT)
+        gram_update = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
+        x = torch.baddbmm(x, gram_update, x, beta=a)
+    return x
+
+
+def orthogonalize(
+    ns_coefficients: str | Triple | Sequence[Triple] = "keller",
+    ns_steps: int = 5,
+    eps: float | None = None,
+    safety_factor: float | None = None,
+    ns_dtype: torch.dtype | None = None,
+    reshape: ReshapeRule = None,
+) -> GradientTransformation:
+    r"""Replace each matrix update by (an approximation of) its orthogonal polar factor.
+
+    .. code-block:: text
+
+        G  (m × n; transposed first if m > n, as torch)
+        X₀ = G / max(s·‖G‖_F, eps)            (polar_express: G / (1.02·‖G‖_F + 1e-6))
+        for k in 1..ns_steps:  A = X Xᵀ;  X ← a_k X + (b_k A + c_k A²) X
+        u  = X   (cast back to G's dtype; ≈ U Vᵀ for G = U S Vᵀ)
+
+    Leaves are grouped by (matrix shape up to transposition, dtype, device); each group is stacked
+    and orthogonalised with one batched ``bmm``/``baddbmm`` chain.
+
+    Args:
+      ns_coefficients: ``"keller"`` (default, = torch.optim.Muon's (3.4445, -4.7750, 2.0315)),
+        ``"cesista_you"``, ``"polar_express"`` (see :data:`NS_PRESETS`), one ``(a, b, c)`` used at
+        every step, or a list of per-step triples (its last triple repeats if ``ns_steps`` is longer).
+      ns_steps: number of NS steps (< 100, as torch).
+      eps: the floor of the normaliser (default 1e-7; 1e-6 added to it for ``polar_express``).
+      safety_factor: the Frobenius norm is multiplied by it before dividing (default 1.0;
+        1.02 for ``polar_express``), so the spectral norm is safely below 1.
+      ns_dtype: dtype the iteration runs in. ``None`` = :func:`default_ns_dtype` per device
+        (bfloat16 on CUDA and on CPUs with native bf16 matmul, float32 otherwise). Pass
+        ``torch.bfloat16`` to reproduce torch.optim.Muon's numbers exactly, ``torch.float32`` or
+        ``torch.float64`` for accuracy.
+      reshape: how non-2-D parameters are seen as matrices (:func:`matrix_view_shape`): ``None``
+        raises torch's ``ValueError``; ``"flatten"`` (conv kernels as ``(out, in·kh·kw)``);
+        ``"batch"`` (leading dims = independent matrices); or a callable ``shape -> (batch, m, n)``.
+
+    Example::
+
+        opt = fo.chain(fo.orthogonalize("polar_express"), fo.scale_by_learning_rate(0.02))
+
+    References:
+      Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+      Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
+    """
+    if not isinstance(ns_steps, int) or ns_steps < 0:
+        raise ValueError(f"orthogonalize: ns_steps must be a non-negative int, got {ns_steps!r}")
+    if ns_steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational efficiency")
+    steps, preset_safety, additive, preset_eps = _coefficient_list(ns_coefficients, ns_steps)
+    eps_ = float(eps if eps is not None else (preset_eps if preset_eps is not None else 1e-7))
+    safety = float(safety_factor if safety_factor is not None else preset_safety)
+    if eps_ < 0:
+        raise ValueError(f"orthogonalize: eps must be >= 0, got {eps_}")
+    if safety <= 0:
+        raise ValueError(f"orthogonalize: safety_factor must be > 0, got {safety}")
+    if ns_dtype is not None and not (isinstance(ns_dtype, torch.dtype) and ns_dtype.is_floating_point):
+        raise ValueError(f"orthogonalize: ns_dtype must be None or a floating torch.dtype, got {ns_dtype!r}")
+    if reshape is not None and reshape not in ("flatten", "batch") and not callable(reshape):
+        raise ValueError(f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}")
+
+    def init_fn(params: Params) -> EmptyState:
+        for p in tree.leaves(params):
+            if p is not None:
+                matrix_view_shape(p.shape, reshape)  # torch raises at construction for non-2-D
+        return EmptyState()
+
+    def ortho(grads: list[Tensor], fields: list, ps: Any) -> tuple[list[Tensor], list]:
+        del fields, ps
+        groups: dict[tuple, list[int]] = {}
+        views: list[tuple[int, int, int]] = []
+        for i, g in enumerate(grads):
+            if g.is_complex():
+                raise RuntimeError("Muon does not support complex parameters")
+            if g.is_sparse:
+                raise RuntimeError("Muon does not support sparse gradients")
+            bsz, m, n = matrix_view_shape(g.shape, reshape)
+            views.append((bsz, m, n))
+            groups.setdefault((min(m, n), max(m, n), g.dtype, g.device), []).append(i)
+        out: list[Tensor | None] = [None] * len(grads)
+        for (_, _, dtype, device), idx in groups.items():
+            work = ns_dtype or default_ns_dtype(device)
+            mats = []
+            for i in idx:
+                bsz, m, n = views[i]
+                x = grads[i].reshape(bsz, m, n).to(work)
+                mats.append(x.mT if m > n else x)
+            x = newton_schulz(
+                mats[0] if len(mats) == 1 else torch.cat(mats),
+                steps,
+                eps=eps_,
+                safety_factor=safety,
+                additive_eps=additive,
+            )
+            start = 0
+            for i in idx:
+                bsz, m, n = views[i]
+                y = x[start : start + bsz]
+                start += bsz
+                y = y.mT if m > n else y
+                out[i] = y.to(dtype).reshape(grads[i].shape)
+        return out, []  # type: ignore[return-value]
+
+    def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):
+        del params, extra
+        new_updates, _ = update_leaves(ortho, updates, [], None, name="orthogonalize")
+        return new_updates, state
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,120 @@
+"""``scale_by_rprop``: resilient backpropagation's sign-based, per-element step sizes."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.combinators.inject_hyperparams import schedulable
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.transforms import _steps
+
+__all__ = ["ScaleByRpropState", "scale_by_rprop"]
+
+
+class ScaleByRpropState(NamedTuple):
+    """Per-parameter state of :func:`scale_by_rprop` (names and meaning as ``torch.optim.Rprop``)."""
+
+    step: Any  # incremented but unused by the maths, as in torch
+    prev: Any
+    step_size: Any
+
+
+def _initial_step_size(p: Tensor | None, lr: Any) -> Tensor | None:
+    if p is None:
+        return None
+    if isinstance(lr, Tensor):
+        if ops.is_traced(lr):  # keep the graph: broadcast the (real) tensor
+            return (torch.zeros_like(p) + lr.to(p.real.dtype)) * (1 + 1j if p.is_complex() else 1)
+        lr = lr.item()
+    return torch.full_like(p, complex(lr, lr) if p.is_complex() else lr)
+
+
+@schedulable("learning_rate", "etas", "step_sizes")
+def scale_by_rprop(
+    learning_rate: Hyperparam,
+    etas: tuple[Hyperparam, Hyperparam] = (0.5, 1.2),
+    step_sizes: tuple[Hyperparam, Hyperparam] = (1e-6, 50),
+) -> GradientTransformation:
+    r"""Rprop's full step: the sign of the gradient times a per-element adaptive step size.
+
+    With ``s = sign(g_t · prev)``:
+
+    .. math::
+        \eta = \eta_+ \text{ if } s > 0,\ \eta_- \text{ if } s < 0,\ 1 \text{ otherwise} \\
+        \mathrm{step\_size}_t = \mathrm{clamp}(\mathrm{step\_size}_{t-1} \cdot \eta,\ \min,\ \max) \\
+        g'_t = 0 \text{ where } s < 0 \text{ else } g_t,\qquad
+        u_t = \mathrm{sign}(g'_t) \cdot \mathrm{step\_size}_t,\qquad \mathrm{prev} = g'_t
+
+    ``u`` is the whole step (the learning rate is already inside ``step_size``), so the
+    descent sign comes from ``scale_by_learning_rate(1.0)``:
+    ``chain(scale_by_rprop(lr), scale_by_learning_rate(1.0))`` is ``torch.optim.Rprop``,
+    bit for bit. ``step_size`` is seeded with ``learning_rate`` at ``init`` (``complex(lr, lr)``
+    for complex parameters) and ``learning_rate`` is never read again: as in torch, later changes
+    of the learning rate (or a schedule) do not affect Rprop. Complex tensors are treated as
+    real tensors of shape ``(..., 2)``.
+
+    Args:
+      learning_rate: the initial step size.
+      etas: ``(η-, η+)``, the multiplicative decrease and increase factors, ``0 < η- < 1 < η+``.
+      step_sizes: ``(min, max)`` allowed step sizes.
+
+    Example::
+
+        opt = fo.chain(fo.scale_by_rprop(1e-2), fo.scale_by_learning_rate(1.0))
+
+    References:
+      Riedmiller & Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP
+      Algorithm", ICNN 1993.
+    """
+    _validation.learning_rate(learning_rate)
+    if not isinstance(etas, tuple | list) or len(etas) != 2:
+        raise ValueError(f"etas must be a pair (etaminus, etaplus), got {etas!r}")
+    if not isinstance(step_sizes, tuple | list) or len(step_sizes) != 2:
+        raise ValueError(f"step_sizes must be a pair (min, max), got {step_sizes!r}")
+    em, ep = (_validation.value_of(e) for e in etas)
+    if em is not None and ep is not None and not 0.0 < em < 1.0 < ep:
+        raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
+
+    def init_fn(params: Params) -> ScaleByRpropState:
+        return ScaleByRpropState(
+            step=_steps.zeros(params),
+            prev=tree.zeros_like(params),
+            step_size=tree.map(lambda p: _initial_step_size(p, learning_rate), params),
+        )
+
+    def update_fn(updates: Updates, state: ScaleByRpropState, params: Params | None = None, **extra: Any):
+        del params, extra
+        etaminus, etaplus = ops.scalar(etas[0]), ops.scalar(etas[1])
+        smin, smax = ops.scalar(step_sizes[0]), ops.scalar(step_sizes[1])
+
+        def rprop(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+            steps, prev, size = _steps.increment(fields[0]), fields[1], fields[2]
+            for g in grads:
+                if g.is_sparse:
+                    raise RuntimeError("Rprop does not support sparse gradients")
+            g_r, prev_r, size_r = ops.view_as_real(grads), ops.view_as_real(prev), ops.view_as_real(size)
+            signs = ops.sign(ops.mul(g_r, prev_r))
+            factors, kept = [], []
+            for s, g in zip(signs, g_r, strict=True):
+                f = torch.where(s > 0, etaplus, torch.where(s < 0, etaminus, 1.0)).to(s.dtype)
+                factors.append(f)
+                kept.append(torch.where(f == etaminus, torch.zeros_like(g), g))
+            size_r = ops.clamp(ops.mul(size_r, factors), smin, smax)
+            u = ops.mul(ops.sign(kept), size_r)
+            return ops.view_as_complex_like(u, grads), [
+                steps,
+                ops.view_as_complex_like(kept, prev),
+                ops.view_as_complex_like(size_r, size),
+            ]
+
+        new_updates, new = update_leaves(
+            rprop, updates, [state.step, state.prev, state.step_size], name="scale_by_rprop"
+        )
+        return new_updates, ScaleByRpropState(*new)
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,36 @@
+"""The dense, elementwise algorithms of functional_optim with non-default options, for tests
+that must cover every algorithm (purity, grad/vmap/compile). Muon, SparseAdam and LBFGS need
+special inputs and are covered by their own tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import functional_optim as fo
+
+ELEMENTWISE: dict[str, Callable[[], fo.GradientTransformation]] = {
+    "sgd": lambda: fo.sgd(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "sgd_dampening": lambda: fo.sgd(lr=0.1, momentum=0.9, dampening=0.3),
+    "adam": lambda: fo.adam(lr=0.01, weight_decay=0.01, amsgrad=True),
+    "adamw": lambda: fo.adamw(lr=0.01),
+    "adamax": lambda: fo.adamax(lr=0.01, weight_decay=0.01),
+    "nadam": lambda: fo.nadam(lr=0.01, weight_decay=0.01),
+    "nadam_decoupled": lambda: fo.nadam(lr=0.01, weight_decay=0.01, decoupled_weight_decay=True),
+    "radam": lambda: fo.radam(lr=0.01, weight_decay=0.01),
+    "adagrad": lambda: fo.adagrad(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1),
+    "adadelta": lambda: fo.adadelta(lr=1.0, weight_decay=0.01),
+    "rmsprop": lambda: fo.rmsprop(lr=0.01, momentum=0.9, centered=True),
+    "rprop": lambda: fo.rprop(lr=0.01),
+    "asgd": lambda: fo.asgd(lr=0.01, t0=2),
+    "adafactor": lambda: fo.adafactor(lr=0.01, weight_decay=0.01),
+}
+
+
+def available() -> dict[str, Callable[[], fo.GradientTransformation]]:
+    """The catalogue entries whose alias exists in this build."""
+    out = {}
+    for name, make in ELEMENTWISE.items():
+        alias = name.split("_")[0]
+        if hasattr(fo, alias):
+            out[name] = make
+    return out
