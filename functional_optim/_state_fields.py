@@ -21,7 +21,7 @@ def _leaves_like(spec: tree.TreeSpec, value: Any) -> list | None:
         leaves = spec.flatten_up_to(value)
     except (ValueError, TypeError):
         return None
-    if all(leaf is None or isinstance(leaf, Tensor) for leaf in leaves) and any(
+    if all(leaf is None or leaf == () if not isinstance(leaf, Tensor) else True for leaf in leaves) and any(
         isinstance(leaf, Tensor) for leaf in leaves
     ):
         return leaves

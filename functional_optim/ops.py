@@ -35,16 +35,19 @@ def is_traced(x: Any) -> bool:
     is wrapped by a ``torch.func`` transform, or we are inside ``torch.compile``."""
     if not isinstance(x, Tensor):
         return False
-    return x.requires_grad or _is_functorch_wrapped(x) or torch.compiler.is_compiling()
+    if torch.compiler.is_compiling():
+        return True
+    return x.requires_grad or _is_functorch_wrapped(x)
 
 
 def use_foreach(*lists: Sequence[Tensor]) -> bool:
     """Whether ``torch._foreach_*`` kernels can run on these lists (dense, not under ``torch.func``)."""
+    compiling = torch.compiler.is_compiling()
     for xs in lists:
         if not xs:
             continue
         first = xs[0]
-        if not isinstance(first, Tensor) or _is_functorch_wrapped(first):
+        if not isinstance(first, Tensor) or (not compiling and _is_functorch_wrapped(first)):
             return False
         for x in xs:
             if x.layout is not torch.strided:
@@ -188,7 +191,7 @@ def sqrt(xs: list[Tensor]) -> list[Tensor]:
     """``sqrt(x)`` per tensor. When gradients can flow (``requires_grad`` or under ``torch.func``)
     the derivative at ``x == 0`` is taken as 0 instead of ``inf`` (which would turn into NaN
     meta-gradients for a zero second moment); the forward values are unchanged."""
-    if xs and (xs[0].requires_grad or _is_functorch_wrapped(xs[0])):
+    if xs and (xs[0].requires_grad or (not torch.compiler.is_compiling() and _is_functorch_wrapped(xs[0]))):
         return [_sqrt_safe_at_zero(x) for x in xs]
     return _unary("sqrt", xs)
 
@@ -211,7 +214,7 @@ def sign(xs: list[Tensor]) -> list[Tensor]:
 
 
 def reciprocal(xs: list[Tensor]) -> list[Tensor]:
-    """``1 / x`` per tensor (``torch.reciprocal``; ``scalar / tensor`` in torch is ``reciprocal * scalar``)."""
+    """``1 / x`` per tensor (torch evaluates ``scalar / tensor`` as ``tensor.reciprocal() * scalar``)."""
     return _unary("reciprocal", xs)
 
 

@@ -35,7 +35,7 @@ def _is_schedule(x: Any) -> bool:
 
 
 def _is_numeric(x: Any) -> bool:
-    return (isinstance(x, float) or isinstance(x, Tensor)) and not isinstance(x, bool)
+    return isinstance(x, float | Tensor) and not isinstance(x, bool)
 
 
 def _is_hyper_value(x: Any) -> bool:

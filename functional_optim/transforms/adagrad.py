@@ -34,12 +34,12 @@ def _sparse_update(g: Tensor, acc: Tensor, eps: Any, decay: Any) -> tuple[Tensor
     sparse update that touches only those entries."""
     g = g.coalesce()  # the update is non-linear, so indices must be unique
     indices, values = g._indices(), g._values()
-    acc = acc + torch.sparse_coo_tensor(indices, values.pow(2), g.size())
+    acc = acc + torch.sparse_coo_tensor(indices, values.pow(2), g.size(), check_invariants=False)
     std_values = acc.sparse_mask(g)._values().sqrt() + eps
     u_values = values / std_values
     if not (isinstance(decay, float | int) and decay == 1):
         u_values = u_values / decay
-    return torch.sparse_coo_tensor(indices, u_values, g.size()), acc
+    return torch.sparse_coo_tensor(indices, u_values, g.size(), check_invariants=False), acc
 
 
 @schedulable("lr_decay", "eps")

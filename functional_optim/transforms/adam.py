@@ -21,7 +21,7 @@ class ScaleByAdamState(NamedTuple):
     step: Any
     exp_avg: Any
     exp_avg_sq: Any
-    max_exp_avg_sq: Any  # ``None`` unless amsgrad
+    max_exp_avg_sq: Any  # ``()`` unless amsgrad
 
 
 @schedulable("b1", "b2", "eps")
@@ -60,7 +60,7 @@ def scale_by_adam(
             step=_steps.zeros(params),
             exp_avg=tree.zeros_like(params),
             exp_avg_sq=tree.zeros_like(params),
-            max_exp_avg_sq=tree.zeros_like(params) if amsgrad else None,
+            max_exp_avg_sq=tree.zeros_like(params) if amsgrad else (),
         )
 
     def update_fn(updates: Updates, state: ScaleByAdamState, params: Params | None = None, **extra: Any):
@@ -96,6 +96,6 @@ def scale_by_adam(
         if amsgrad:
             fields.append(state.max_exp_avg_sq)
         new_updates, new = update_leaves(adam, updates, fields, name="scale_by_adam")
-        return new_updates, ScaleByAdamState(*new, None) if not amsgrad else ScaleByAdamState(*new)
+        return new_updates, ScaleByAdamState(*new, ()) if not amsgrad else ScaleByAdamState(*new)
 
     return GradientTransformation(init_fn, update_fn)

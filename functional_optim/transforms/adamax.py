@@ -24,7 +24,9 @@ class ScaleByAdamaxState(NamedTuple):
 
 
 @schedulable("b1", "b2", "eps")
-def scale_by_adamax(b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8) -> GradientTransformation:
+def scale_by_adamax(
+    b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8
+) -> GradientTransformation:
     r"""Scale updates by Adamax's bias-corrected first moment over the infinity norm.
 
     With ``t`` the parameter's step count after increment:

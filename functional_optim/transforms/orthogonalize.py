@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from functional_optim import tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
-from functional_optim import tree
 
 __all__ = [
     "NS_PRESETS",
@@ -135,11 +135,15 @@ def matrix_view_shape(shape: torch.Size | Sequence[int], reshape: ReshapeRule = 
         return 1, shape[0], shape[1]
     if reshape == "flatten":
         if len(shape) < 2:
-            raise ValueError(f"orthogonalize: reshape='flatten' needs >= 2 dims, got a parameter of size {shape}")
+            raise ValueError(
+                f"orthogonalize: reshape='flatten' needs >= 2 dims, got a parameter of size {shape}"
+            )
         return 1, shape[0], shape[1:].numel()
     if reshape == "batch":
         if len(shape) < 2:
-            raise ValueError(f"orthogonalize: reshape='batch' needs >= 2 dims, got a parameter of size {shape}")
+            raise ValueError(
+                f"orthogonalize: reshape='batch' needs >= 2 dims, got a parameter of size {shape}"
+            )
         return shape[:-2].numel(), shape[-2], shape[-1]
     if callable(reshape):
         out = tuple(int(v) for v in reshape(shape))
@@ -151,7 +155,9 @@ def matrix_view_shape(shape: torch.Size | Sequence[int], reshape: ReshapeRule = 
                 "with the same number of elements"
             )
         return out  # type: ignore[return-value]
-    raise ValueError(f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}")
+    raise ValueError(
+        f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}"
+    )
 
 
 def newton_schulz(
@@ -237,7 +243,9 @@ def orthogonalize(
     if ns_dtype is not None and not (isinstance(ns_dtype, torch.dtype) and ns_dtype.is_floating_point):
         raise ValueError(f"orthogonalize: ns_dtype must be None or a floating torch.dtype, got {ns_dtype!r}")
     if reshape is not None and reshape not in ("flatten", "batch") and not callable(reshape):
-        raise ValueError(f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}")
+        raise ValueError(
+            f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}"
+        )
 
     def init_fn(params: Params) -> EmptyState:
         for p in tree.leaves(params):

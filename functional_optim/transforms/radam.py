@@ -27,7 +27,9 @@ class ScaleByRAdamState(NamedTuple):
 
 
 @schedulable("b1", "b2", "eps")
-def scale_by_radam(b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8) -> GradientTransformation:
+def scale_by_radam(
+    b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8
+) -> GradientTransformation:
     r"""Scale updates by Rectified Adam's moments.
 
     With ``t`` the parameter's step count after increment:
@@ -95,7 +97,9 @@ def scale_by_radam(b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam
                 if idx:
                     denom = ops.add(ops.sqrt([v_r[i] for i in idx]), eps_)
                     adaptive = ops.mul(ops.reciprocal(denom), [sqrt_bc2[i] for i in idx])
-                    rectified = ops.mul(ops.mul([m_hat[i] for i in idx], adaptive), [rect(rhos[i]) for i in idx])
+                    rectified = ops.mul(
+                        ops.mul([m_hat[i] for i in idx], adaptive), [rect(rhos[i]) for i in idx]
+                    )
                     for i, u in zip(idx, rectified, strict=True):
                         out[i] = u
             else:  # traced step counters: select without reading them (torch's capturable form)

@@ -101,9 +101,9 @@ def scale_by_rprop(
             signs = ops.sign(ops.mul(g_r, prev_r))
             factors, kept = [], []
             for s, g in zip(signs, g_r, strict=True):
-                f = torch.where(s > 0, etaplus, torch.where(s < 0, etaminus, 1.0)).to(s.dtype)
+                f = torch.where(s > 0, etaplus, torch.where(s < 0, etaminus, torch.ones_like(s)))
                 factors.append(f)
-                kept.append(torch.where(f == etaminus, torch.zeros_like(g), g))
+                kept.append(torch.where(s < 0, torch.zeros_like(g), g))  # torch: g[sign == etaminus] = 0
             size_r = ops.clamp(ops.mul(size_r, factors), smin, smax)
             u = ops.mul(ops.sign(kept), size_r)
             return ops.view_as_complex_like(u, grads), [

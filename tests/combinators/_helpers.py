@@ -30,11 +30,8 @@ def assert_trees_equal(a, b, exact: bool = True) -> None:
         elif isinstance(x, torch.Tensor):
             if exact:
                 assert x.dtype == y.dtype and x.shape == y.shape
-                assert (
-                    torch.equal(x, y)
-                    or (x.isnan() == y.isnan()).all()
-                    and torch.equal(x.nan_to_num(), y.nan_to_num())
-                ), (x, y)
+                same_nans = torch.equal(x.isnan(), y.isnan())
+                assert same_nans and torch.equal(x.nan_to_num(), y.nan_to_num()), (x, y)
             else:
                 torch.testing.assert_close(x, y)
         else:

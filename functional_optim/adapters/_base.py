@@ -1,0 +1,580 @@
+"""``FunctionalOptimizer``: any ``GradientTransformation`` as a real ``torch.optim.Optimizer``.
+
+The adapter keeps ``torch.optim``'s contract: ``param_groups`` hold the hyperparameters,
+``self.state[p]`` holds each parameter's state under ``torch.optim``'s key names, and every
+piece of torch machinery (schedulers, ``GradScaler``, ``state_dict``/``load_state_dict`` and
+their hooks, step hooks, ``torch.distributed.checkpoint``) sees an ordinary optimizer.
+
+At every ``step`` and for every parameter group, the adapter
+
+1. builds the transform (``factory(**hyperparameters of the group)``, cached while the
+   hyperparameters do not change, or the fixed transform it was given);
+2. assembles the functional state of the parameters that have a gradient from
+   ``self.state`` using a cached *layout* of the transform's state (which NamedTuple fields
+   are per-parameter, which leaves are global), creating fresh state for parameters seen for
+   the first time (torch's lazy initialisation);
+3. runs ``update(grads, state, params)``, writes the new state tensors back into
+   ``self.state[p]`` and adds the updates to the parameters in place.
+
+Parameters whose ``.grad`` is ``None`` are skipped entirely (no state is created, counters do
+not move), as in ``torch.optim``.
+
+State that is not per-parameter (the ``count`` of ``inject_hyperparams``, counters of
+combinators...) lives in the state of the group's **first** parameter under the key
+``"functional_state"`` (``{path: value}``), as ``torch.optim.LBFGS`` keeps its state in the
+first parameter's entry. ``state_dict()`` stores its 0-dim tensors as Python numbers so that
+``load_state_dict``'s dtype casting cannot round them; they are turned back into tensors of
+the original dtype at the next step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT, required
+
+from functional_optim.core import GradientTransformation
+
+__all__ = ["FUNCTIONAL_STATE_KEY", "IMPLEMENTATION_FLAGS", "FunctionalOptimizer"]
+
+FUNCTIONAL_STATE_KEY = "functional_state"
+"""Key, in the state of a group's first parameter, of the group's non-per-parameter state."""
+
+IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+"""``torch.optim``'s implementation flags: accepted, never passed to the transform."""
+
+
+# ----------------------------------------------------------------------------- state layout
+# A layout is a small tree that mirrors the transform's state:
+#   ("param", key)            a per-parameter field: a list with one entry per parameter
+#   ("global", path, meta)    any other leaf, stored under FUNCTIONAL_STATE_KEY[path]
+#   ("const", value)          None
+#   ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
+
+
+def _is_per_param(value: Any, n: int) -> bool:
+    # A list with one tensor-or-None entry per parameter (all ``None`` too: e.g. Adafactor's
+    # ``variance`` in a group of matrices).
+    return isinstance(value, list) and len(value) == n and all(v is None or isinstance(v, Tensor) for v in value)
+
+
+def _build_layout(state: Any, n: int) -> tuple:
+    used: dict[str, int] = {}
+
+    def key_for(name: str) -> str:
+        k = used.get(name, 0)
+        used[name] = k + 1
+        return name if k == 0 else f"{name}_{k}"
+
+    def build(node: Any, path: tuple) -> tuple:
+        if node is None:
+            return ("const", None)
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            children = []
+            for name, value in zip(node._fields, node, strict=True):
+                if _is_per_param(value, n):
+                    children.append(("param", key_for(name)))
+                else:
+                    children.append(build(value, (*path, name)))
+            return ("nt", type(node), tuple(children))
+        if isinstance(node, tuple | list):
+            kind = "tuple" if isinstance(node, tuple) else "list"
+            return (kind, tuple(build(v, (*path, str(i))) for i, v in enumerate(node)))
+        if isinstance(node, dict):
+            keys = tuple(node)
+            return ("dict", keys, tuple(build(node[k], (*path, str(k))) for k in keys))
+        meta = (node.dtype, node.device, node.dim()) if isinstance(node, Tensor) else None
+        return ("global", ".".join(path) or "<root>", meta)
+
+    return build(state, ())
+
+
+def _layout_keys(layout: tuple) -> list[str]:
+    out: list[str] = []
+
+    def walk(t: tuple) -> None:
+        kind = t[0]
+        if kind == "param":
+            out.append(t[1])
+        elif kind == "nt" or kind == "dict":
+            for c in t[2]:
+                walk(c)
+        elif kind in ("tuple", "list"):
+            for c in t[1]:
+                walk(c)
+
+    walk(layout)
+    return out
+
+
+def _has_globals(layout: tuple) -> bool:
+    kind = layout[0]
+    if kind == "global":
+        return True
+    if kind == "nt" or kind == "dict":
+        return any(_has_globals(c) for c in layout[2])
+    if kind in ("tuple", "list"):
+        return any(_has_globals(c) for c in layout[1])
+    return False
+
+
+def _assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:
+    kind = t[0]
+    if kind == "param":
+        key = t[1]
+        return [st.get(key) for st in sts]
+    if kind == "nt":
+        return t[1](*[_assemble(c, sts, glob) for c in t[2]])
+    if kind == "tuple":
+        return tuple(_assemble(c, sts, glob) for c in t[1])
+    if kind == "list":
+        return [_assemble(c, sts, glob) for c in t[1]]
+    if kind == "dict":
+        return {k: _assemble(c, sts, glob) for k, c in zip(t[1], t[2], strict=True)}
+    if kind == "global":
+        value = glob[t[1]]
+        meta = t[2]
+        if meta is not None:
+            dtype, device, _ = meta
+            if not isinstance(value, Tensor):
+                value = torch.tensor(value, dtype=dtype, device=device)
+                glob[t[1]] = value
+            elif value.dtype != dtype:
+                value = value.to(dtype)
+                glob[t[1]] = value
+        return value
+    return t[1]
+
+
+def _scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
+    kind = t[0]
+    if kind == "param":
+        key = t[1]
+        for st, v in zip(sts, value, strict=True):
+            if v is None:
+                st.pop(key, None)
+            else:
+                st[key] = v
+    elif kind == "nt" or kind == "dict":
+        children = t[2]
+        values = value if kind == "nt" else [value[k] for k in t[1]]
+        for c, v in zip(children, values, strict=True):
+            _scatter(c, v, sts, glob)
+    elif kind in ("tuple", "list"):
+        for c, v in zip(t[1], value, strict=True):
+            _scatter(c, v, sts, glob)
+    elif kind == "global":
+        glob[t[1]] = value
+
+
+def _freeze_exact(v: Any) -> Any:
+    """A hashable key equal for identical hyperparameter values (tensors by identity)."""
+    if isinstance(v, Tensor):
+        return ("T", id(v))
+    if isinstance(v, tuple | list):
+        return tuple(_freeze_exact(x) for x in v)
+    try:
+        hash(v)
+    except TypeError:
+        return ("id", id(v))
+    return (type(v), v)
+
+
+def _freeze_structure(v: Any) -> Any:
+    """A key that changes only when a value may change the *structure* of the state
+    (a flag, a string, a number becoming zero or non-zero)."""
+    if isinstance(v, Tensor):
+        return "T"
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int | float):
+        return ("num", v == 0)
+    if isinstance(v, tuple | list):
+        return tuple(_freeze_structure(x) for x in v)
+    return ("id", id(v)) if callable(v) else type(v).__name__
+
+
+def _to_python(value: Any) -> Any:
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.requires_grad:
+        return value.item()
+    return value
+
+
+class FunctionalOptimizer(Optimizer):
+    r"""A ``torch.optim.Optimizer`` that runs a functional ``GradientTransformation``.
+
+    For every parameter group and every ``step``::
+
+        updates, new_state = transform.update(grads, state, params)
+        p += u   (in place, for each parameter with a gradient)
+
+    where ``state`` is assembled from (and written back to) ``self.state[p]`` with
+    ``torch.optim``'s key names, so schedulers, ``GradScaler``, checkpoints and user code that
+    reads ``opt.state[p]["exp_avg"]`` keep working.
+
+    Args:
+      params: an iterable of tensors, of ``(name, tensor)`` pairs, or of group dicts (per-group
+        options), exactly as ``torch.optim``.
+      transform_or_factory: a ``GradientTransformation`` (run unchanged on every group; it
+        takes no hyperparameters from the groups) or a factory such as ``fo.adamw``. With a
+        factory the hyperparameters live in ``param_groups`` (defaults: the factory's signature
+        defaults overridden by ``hyperparams``) and are read at every step: the transform of a
+        group is ``factory(**hyperparameters of the group)``, rebuilt when they change (a
+        scheduler changing ``lr``, a user editing ``group["weight_decay"]``...).
+      **hyperparams: the factory's hyperparameters, and the implementation flags ``foreach``,
+        ``fused``, ``capturable``, ``differentiable``. The flags are accepted for
+        compatibility: ``differentiable=True`` runs the step with autograd enabled (so it is
+        differentiable, as torch's flag); the others change nothing because the one code path
+        chooses its kernels itself (``torch._foreach_*`` for dense tensors). ``fused=True`` with
+        ``foreach=True`` (or with ``differentiable=True``) raises ``RuntimeError`` as torch.
+
+    Example::
+
+        opt = FunctionalOptimizer(model.parameters(), fo.adamw, lr=1e-3, weight_decay=0.1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100)
+        for x, y in data:
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            sched.step()
+
+        # any transform, e.g. a custom chain (no hyperparameters in the groups):
+        opt = FunctionalOptimizer(model.parameters(), fo.chain(fo.clip_by_global_norm(1.0),
+                                                               fo.scale_by_adam(), fo.scale(-1e-3)))
+
+    Non-per-parameter state of the transform is kept in the state of each group's first
+    parameter under ``"functional_state"`` (see the module docstring).
+    """
+
+    # Subclasses (the drop-in classes) may convert between torch's per-parameter state format
+    # and the functional one by overriding ``_decode_param_state``/``_encode_param_state`` and
+    # setting ``_has_codec = True``.
+    _has_codec = False
+
+    def __init__(
+        self,
+        params: ParamsT,
+        transform_or_factory: GradientTransformation | Callable[..., GradientTransformation],
+        **hyperparams: Any,
+    ) -> None:
+        self._setup(transform_or_factory, hyperparams, exact_defaults=False)
+        super().__init__(params, self._defaults_init)
+        del self._defaults_init
+
+    # ------------------------------------------------------------------ construction helpers
+    def _setup(self, transform_or_factory: Any, hyperparams: dict[str, Any], *, exact_defaults: bool) -> None:
+        if hyperparams.get("fused") and hyperparams.get("foreach"):
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        if hyperparams.get("fused") and hyperparams.get("differentiable"):
+            raise RuntimeError("`fused` does not support `differentiable`")
+        if isinstance(transform_or_factory, GradientTransformation):
+            extra = [k for k in hyperparams if k not in IMPLEMENTATION_FLAGS]
+            if extra:
+                raise TypeError(
+                    f"FunctionalOptimizer: hyperparameters {extra} were given with a ready-made "
+                    "GradientTransformation; pass a factory (e.g. fo.adamw) to keep hyperparameters "
+                    "in param_groups"
+                )
+            self._transform = transform_or_factory
+            self._factory = None
+            self._hp_names: tuple[str, ...] = ()
+            defaults = dict(hyperparams)
+        elif callable(transform_or_factory):
+            sig = inspect.signature(transform_or_factory)
+            accepted = {
+                n: p
+                for n, p in sig.parameters.items()
+                if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            }
+            unknown = [k for k in hyperparams if k not in accepted and k not in IMPLEMENTATION_FLAGS]
+            if unknown:
+                raise TypeError(
+                    f"FunctionalOptimizer: {getattr(transform_or_factory, '__name__', 'the factory')} "
+                    f"has no hyperparameter(s) {unknown}"
+                )
+            if exact_defaults:
+                defaults = dict(hyperparams)
+            else:
+                defaults = dict(hyperparams)
+                for n, p in accepted.items():
+                    if n not in defaults:
+                        defaults[n] = required if p.default is inspect.Parameter.empty else p.default
+            self._transform = None
+            self._factory = transform_or_factory
+            self._hp_names = tuple(n for n in defaults if n in accepted)
+            if all(defaults[n] is not required for n in self._hp_names):
+                self._factory(**{n: defaults[n] for n in self._hp_names})  # validate at construction
+        else:
+            raise TypeError(
+                "FunctionalOptimizer needs a GradientTransformation or a factory returning one, "
+                f"got {type(transform_or_factory).__name__}"
+            )
+        if not exact_defaults:
+            defaults.setdefault("differentiable", False)
+        self._defaults_init = defaults
+        self._reset_cache()
+
+    def _reset_cache(self) -> None:
+        # per group (by position): transform cache and layout cache
+        self._fo_transforms: dict[int, tuple[Any, GradientTransformation]] = {}
+        self._fo_layouts: dict[int, tuple[Any, tuple, bool]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_transform"] = self._transform
+        state["_factory"] = self._factory
+        state["_hp_names"] = self._hp_names
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+        self._reset_cache()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """``torch.optim``'s ``add_param_group``; a parameter listed twice in the group raises
+        ``ValueError`` (torch only warns) so that no parameter is updated twice."""
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if params is not None and not isinstance(params, Tensor | set):
+            params = list(params)
+            param_group["params"] = params
+            seen: set[int] = set()
+            for j, item in enumerate(params):
+                t = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+                if id(t) in seen:
+                    raise ValueError(f"parameter at index {j} of the new group appears more than once in it")
+                seen.add(id(t))
+        super().add_param_group(param_group)
+        if hasattr(self, "_fo_layouts"):
+            self._reset_cache()
+
+    # ------------------------------------------------------------------ per-group machinery
+    def _transform_for(self, index: int, group: dict[str, Any]) -> GradientTransformation:
+        if self._factory is None:
+            return self._transform
+        names = self._hp_names
+        key = tuple(_freeze_exact(group[n]) for n in names)
+        cached = self._fo_transforms.get(index)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        transform = self._factory(**{n: group[n] for n in names})
+        self._fo_transforms[index] = (key, transform)
+        return transform
+
+    def _layout_for(
+        self, index: int, group: dict[str, Any], transform: GradientTransformation
+    ) -> tuple[tuple, bool, Any]:
+        """The cached layout of the group's state; rebuilt when the group's parameters or the
+        structure of its hyperparameters change. Returns (layout, has_globals, fresh init or None)."""
+        params = group["params"]
+        key = (tuple(map(id, params)), tuple(_freeze_structure(group[n]) for n in self._hp_names))
+        cached = self._fo_layouts.get(index)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2], None
+        init_state = transform.init(list(params))
+        layout = _build_layout(init_state, len(params))
+        has_globals = _has_globals(layout)
+        self._fo_layouts[index] = (key, layout, has_globals)
+        return layout, has_globals, init_state
+
+    def _fresh_param_states(
+        self, transform: GradientTransformation, group: dict[str, Any], params: list[Tensor]
+    ) -> list[dict[str, Any]]:
+        """Freshly initialised functional per-parameter state for ``params`` (one dict each)."""
+        init_state = transform.init(list(params))
+        layout = _build_layout(init_state, len(params))
+        out: list[dict[str, Any]] = [{} for _ in params]
+        _scatter(layout, init_state, out, {})
+        return out
+
+    def _decode_param_state(self, group: dict[str, Any], p: Tensor, st: dict[str, Any]) -> dict[str, Any]:
+        """torch-format state of ``p`` -> functional per-parameter fields (codec hook)."""
+        return st
+
+    def _encode_param_state(self, group: dict[str, Any], p: Tensor, fields: dict[str, Any]) -> dict[str, Any]:
+        """Functional per-parameter fields -> torch-format state of ``p`` (codec hook)."""
+        return fields
+
+    def _is_initialized(self, group: dict[str, Any], p: Tensor, st: dict[str, Any]) -> bool:
+        n = len(st)
+        return n > 1 or (n == 1 and FUNCTIONAL_STATE_KEY not in st)
+
+    def _init_group_state(
+        self, group: dict[str, Any], params: list[Tensor], transform: GradientTransformation | None = None
+    ) -> None:
+        """Eagerly create the state of ``params`` (torch's Adagrad does this in ``__init__``)."""
+        if transform is None:
+            transform = self._transform_for(self.param_groups.index(group), group)
+        fresh = self._fresh_param_states(transform, group, params)
+        for p, fields in zip(params, fresh, strict=True):
+            st = self.state[p]
+            st.update(self._encode_param_state(group, p, fields) if self._has_codec else fields)
+
+    def _step_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> None:
+        params = group["params"]
+        present = [p for p in params if p.grad is not None]
+        if not present:
+            return
+        transform = self._transform_for(index, group)
+        layout, has_globals, init_state = self._layout_for(index, group, transform)
+        state = self.state
+        codec = self._has_codec
+
+        torch_states = [state[p] for p in present]
+        new = [
+            i for i, (p, st) in enumerate(zip(present, torch_states, strict=True))
+            if not self._is_initialized(group, p, st)
+        ]
+        if codec:
+            sts = [
+                self._decode_param_state(group, p, st) if self._is_initialized(group, p, st) else {}
+                for p, st in zip(present, torch_states, strict=True)
+            ]
+        else:
+            sts = torch_states
+        if new:
+            if init_state is not None and len(present) == len(params):
+                fresh_all: list[dict[str, Any]] = [{} for _ in params]
+                _scatter(layout, init_state, fresh_all, {})
+                fresh = [fresh_all[i] for i in new]
+            else:
+                fresh = self._fresh_param_states(transform, group, [present[i] for i in new])
+            for i, f in zip(new, fresh, strict=True):
+                sts[i].update(f)
+
+        glob = None
+        if has_globals:
+            first = state[params[0]]
+            glob = first.get(FUNCTIONAL_STATE_KEY)
+            if glob is None:
+                if init_state is None:
+                    init_state = transform.init(list(params))
+                glob = {}
+                _scatter(layout, init_state, [{} for _ in params], glob)
+                first[FUNCTIONAL_STATE_KEY] = glob
+
+        fstate = _assemble(layout, sts, glob)
+        grads = [p.grad for p in present]
+        updates, new_state = transform.update(grads, fstate, present, **extra)
+        _scatter(layout, new_state, sts, glob)
+        if codec:
+            for p, st, fields in zip(present, torch_states, sts, strict=True):
+                encoded = self._encode_param_state(group, p, fields)
+                keep = st.get(FUNCTIONAL_STATE_KEY)
+                st.clear()
+                st.update(encoded)
+                if keep is not None:
+                    st[FUNCTIONAL_STATE_KEY] = keep
+        self._apply(present, updates)
+
+    @staticmethod
+    def _apply(params: list[Tensor], updates: list[Tensor | None]) -> None:
+        dense_p, dense_u = [], []
+        for p, u in zip(params, updates, strict=True):
+            if u is None:
+                continue
+            if u.dtype != p.dtype:
+                u = u.to(p.dtype)
+            if u.is_sparse or p.requires_grad and torch.is_grad_enabled():
+                p.add_(u)
+            else:
+                dense_p.append(p)
+                dense_u.append(u)
+        if dense_p:
+            torch._foreach_add_(dense_p, dense_u)
+
+    # ------------------------------------------------------------------ torch.optim API
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step.
+
+        Args:
+          closure: optional callable that re-evaluates the model and returns the loss; it is
+            called under ``torch.enable_grad()`` before the update and its value is returned
+            (and passed to the transforms as the ``value`` extra argument).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        extra = {} if loss is None else {"value": loss}
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
+            for index, group in enumerate(self.param_groups):
+                self._step_group(index, group, extra)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim``'s ``state_dict`` (same format); the ``"functional_state"`` entry, if any,
+        holds its 0-dim tensors as Python numbers so that ``load_state_dict`` cannot cast them."""
+        sd = super().state_dict()
+        for k, st in list(sd["state"].items()):
+            glob = st.get(FUNCTIONAL_STATE_KEY) if isinstance(st, dict) else None
+            if glob is not None:
+                st = dict(st)
+                st[FUNCTIONAL_STATE_KEY] = {path: _to_python(v) for path, v in glob.items()}
+                sd["state"][k] = st
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim``'s ``load_state_dict``, with full validation first: a different number
+        of groups or of parameters in a group, or a state tensor whose shape does not fit its
+        parameter raises ``ValueError`` naming the group/parameter, and nothing is changed."""
+        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: opt._validate_state_dict(sd))
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
+        self._reset_cache()
+
+    def _param_label(self, group: dict[str, Any], gi: int, j: int) -> str:
+        names = group.get("param_names")
+        name = f"'{names[j]}' " if names is not None and j < len(names) else ""
+        return f"parameter {name}(group {gi}, index {j})"
+
+    def _validate_state_dict(self, sd: dict[str, Any]) -> None:
+        if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
+            raise ValueError("load_state_dict: expected a dict with keys 'state' and 'param_groups'")
+        groups, saved = self.param_groups, sd["param_groups"]
+        if len(groups) != len(saved):
+            raise ValueError(
+                "loaded state dict has a different number of parameter groups: "
+                f"{len(saved)} in the state dict, {len(groups)} in the optimizer"
+            )
+        for gi, (g, s) in enumerate(zip(groups, saved, strict=True)):
+            if len(g["params"]) != len(s["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size of "
+                    f"optimizer's group: group {gi} has {len(s['params'])} parameters in the state dict "
+                    f"and {len(g['params'])} in the optimizer"
+                )
+        where = {}
+        for gi, (g, s) in enumerate(zip(groups, saved, strict=True)):
+            for j, (pid, p) in enumerate(zip(s["params"], g["params"], strict=True)):
+                where[pid] = (gi, j, g, p)
+        for pid, st in sd["state"].items():
+            if pid not in where or not isinstance(st, dict):
+                continue
+            gi, j, g, p = where[pid]
+            self._validate_param_state(g, gi, j, p, st)
+
+    def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
+        index = self.param_groups.index(group)
+        transform = self._transform_for(index, group)
+        fields = self._fresh_param_states(transform, group, [p])[0]
+        return self._encode_param_state(group, p, fields) if self._has_codec else fields
+
+    def _validate_param_state(self, group: dict[str, Any], gi: int, j: int, p: Tensor, st: dict) -> None:
+        expected = self._expected_param_state(group, p)
+        for key, value in st.items():
+            ref = expected.get(key)
+            if isinstance(value, Tensor) and isinstance(ref, Tensor) and value.shape != ref.shape:
+                raise ValueError(
+                    f"loaded state of {self._param_label(group, gi, j)} has '{key}' of shape "
+                    f"{tuple(value.shape)}, expected {tuple(ref.shape)}"
+                )
+

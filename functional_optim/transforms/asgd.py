@@ -1,0 +1,137 @@
+"""``scale_by_asgd``: averaged SGD's decaying step size, decay term and parameter average."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.combinators.inject_hyperparams import schedulable
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.transforms import _steps
+
+__all__ = ["ScaleByAsgdState", "scale_by_asgd"]
+
+
+class ScaleByAsgdState(NamedTuple):
+    """Per-parameter state of :func:`scale_by_asgd` (names, dtypes and devices as ``torch.optim.ASGD``).
+
+    ``step``, ``eta`` and ``mu`` are 0-dim tensors on the parameter's device (``step``'s dtype
+    is torch's scalar dtype); ``ax`` is the running average of the parameter.
+    """
+
+    step: Any
+    eta: Any
+    mu: Any
+    ax: Any
+
+
+def _scalar_like(p: Tensor | None, value: Any) -> Tensor | None:
+    if p is None:
+        return None
+    dtype = _steps.scalar_dtype()
+    if isinstance(value, Tensor):
+        value = value.to(device=p.device, dtype=dtype)
+        return value if ops.is_traced(value) else value.detach().clone()
+    return torch.tensor(value, dtype=dtype, device=p.device)
+
+
+@schedulable("lr", "lambd", "alpha", "t0")
+def scale_by_asgd(
+    lr: Hyperparam = 1e-2, lambd: Hyperparam = 1e-4, alpha: Hyperparam = 0.75, t0: Hyperparam = 1e6
+) -> GradientTransformation:
+    r"""Averaged SGD's full descent step, with its per-parameter step size and average.
+
+    With ``η`` the step size stored at the previous step (initially ``lr``), ``μ`` the
+    averaging weight (initially 1) and ``t`` the step count after increment:
+
+    .. math::
+        p' = p\,(1 - \lambda\eta) - \eta\, g,\qquad u = p - p' \\
+        ax \leftarrow p' \text{ if } \mu = 1 \text{, else } ax + \mu\,(p' - ax) \\
+        \eta \leftarrow \frac{\mathrm{lr}}{(1 + \lambda\,\mathrm{lr}\,t)^{\alpha}},\qquad
+        \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+
+    ``u`` is the whole descent step (the learning rate is inside ``η``), so
+    ``chain(scale_by_asgd(lr, ...), scale_by_learning_rate(1.0))`` is ``torch.optim.ASGD``: the
+    new parameter ``p'`` is computed with torch's for-loop op order (``p·(1-λη)`` then
+    ``- η·g``, with ``η`` read from the 0-dim float tensor as torch does), the average ``ax`` is
+    updated from that new parameter, and ``η``/``μ`` are computed in Python double and stored in
+    0-dim tensors of torch's scalar dtype on the parameter's device. ``p + u`` equals ``p'``
+    up to the rounding of ``p' - p`` (exact whenever ``p'`` is within a factor 2 of ``p``).
+    Needs ``params``. Complex tensors are treated as real tensors of shape ``(..., 2)``.
+
+    Args:
+      lr: the initial step size (also the numerator of the step-size decay).
+      lambd: decay term.
+      alpha: power of the step-size decay.
+      t0: step at which averaging starts.
+
+    Example::
+
+        opt = fo.chain(fo.scale_by_asgd(1e-2, t0=100), fo.scale_by_learning_rate(1.0))
+
+    References:
+      Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging", SIAM J. Control
+      Optim. 30(4), 1992.
+    """
+    _validation.learning_rate(lr)
+
+    def init_fn(params: Params) -> ScaleByAsgdState:
+        lr0 = ops.scalar(lr)
+        return ScaleByAsgdState(
+            step=tree.map(lambda p: _scalar_like(p, 0.0), params),
+            eta=tree.map(lambda p: _scalar_like(p, lr0), params),
+            mu=tree.map(lambda p: _scalar_like(p, 1.0), params),
+            ax=tree.zeros_like(params),
+        )
+
+    def update_fn(updates: Updates, state: ScaleByAsgdState, params: Params | None = None, **extra: Any):
+        del extra
+        lr_, lambd_, alpha_, t0_ = ops.scalar(lr), ops.scalar(lambd), ops.scalar(alpha), ops.scalar(t0)
+
+        def asgd(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
+            steps, etas, mus, ax = _steps.increment(fields[0]), fields[1], fields[2], fields[3]
+            g_r, p_r, ax_r = ops.view_as_real(grads), ops.view_as_real(ps), ops.view_as_real(ax)
+            eta_v, mu_v = ops.step_values(etas), ops.step_values(mus)
+            new_p = ops.mul(p_r, [1 - lambd_ * e for e in eta_v])  # decay term, torch's order
+            new_p = [
+                torch.add(q, g, alpha=-e) if isinstance(e, float) else q - e * g
+                for q, g, e in zip(new_p, g_r, eta_v, strict=True)
+            ]
+            u = ops.sub(p_r, new_p)
+            new_ax = [
+                q.clone() if isinstance(m, float) and m == 1 else a + (q - a) * mt
+                for q, a, m, mt in zip(new_p, ax_r, mu_v, mus, strict=True)
+            ]
+
+            def eta_fn(t: Any) -> Any:
+                return lr_ / ((1 + lambd_ * lr_ * t) ** alpha_)
+
+            def mu_fn(t: Any) -> Any:
+                return 1 / max(1, t - t0_) if isinstance(t, float) else 1 / torch.clamp(t - t0_, min=1)
+
+            new_eta = [
+                _scalar_like(e, v) for e, v in zip(etas, _steps.coefficients(steps, eta_fn), strict=True)
+            ]
+            new_mu = [_scalar_like(m, v) for m, v in zip(mus, _steps.coefficients(steps, mu_fn), strict=True)]
+            return ops.view_as_complex_like(u, grads), [
+                steps,
+                new_eta,
+                new_mu,
+                ops.view_as_complex_like(new_ax, ax),
+            ]
+
+        new_updates, new = update_leaves(
+            asgd,
+            updates,
+            [state.step, state.eta, state.mu, state.ax],
+            params,
+            name="scale_by_asgd",
+            need_params=True,
+        )
+        return new_updates, ScaleByAsgdState(*new)
+
+    return GradientTransformation(init_fn, update_fn)
