@@ -56,18 +56,17 @@ def update_leaves(
         _check_shapes(grads, param_leaves, spec, name)
 
     present = [i for i, g in enumerate(grads) if g is not None]
+    if not present:  # nothing to update (an empty tree, or no gradient at all)
+        return updates, tuple(fields)
     if len(present) == len(grads):
         new_updates, new_fields = fn(grads, field_leaves, param_leaves)
         out_updates = list(new_updates)
         out_fields = [list(f) for f in new_fields]
     else:
         sel_params = None if param_leaves is None else [param_leaves[i] for i in present]
-        if present:
-            new_updates, new_fields = fn(
-                [grads[i] for i in present], [[f[i] for i in present] for f in field_leaves], sel_params
-            )
-        else:
-            new_updates, new_fields = [], [[] for _ in field_leaves]
+        new_updates, new_fields = fn(
+            [grads[i] for i in present], [[f[i] for i in present] for f in field_leaves], sel_params
+        )
         out_updates = [None] * len(grads)
         out_fields = [list(f) for f in field_leaves]
         for j, i in enumerate(present):

@@ -410,7 +410,7 @@ class FunctionalOptimizer(Optimizer):
     ) -> None:
         """Eagerly create the state of ``params`` (torch's Adagrad does this in ``__init__``)."""
         if transform is None:
-            transform = self._transform_for(self.param_groups.index(group), group)
+            transform = self._transform_for(self._group_index(group), group)
         fresh = self._fresh_param_states(transform, group, params)
         for p, fields in zip(params, fresh, strict=True):
             st = self.state[p]
@@ -461,7 +461,10 @@ class FunctionalOptimizer(Optimizer):
 
         fstate = _assemble(layout, sts, glob)
         grads = [p.grad for p in present]
-        updates, new_state = transform.update(grads, fstate, present, **extra)
+        # Differentiable steps: the transform sees clones, so the in-place update of the
+        # parameters below does not invalidate tensors its autograd graph saved.
+        xs = [p.clone() for p in present] if torch.is_grad_enabled() else present
+        updates, new_state = transform.update(grads, fstate, xs, **extra)
         _scatter(layout, new_state, sts, glob)
         if codec:
             for p, st, fields in zip(present, torch_states, sts, strict=True):
@@ -531,6 +534,9 @@ class FunctionalOptimizer(Optimizer):
             handle.remove()
         self._reset_cache()
 
+    def _group_index(self, group: dict[str, Any]) -> int:
+        return next(i for i, g in enumerate(self.param_groups) if g is group)
+
     def _param_label(self, group: dict[str, Any], gi: int, j: int) -> str:
         names = group.get("param_names")
         name = f"'{names[j]}' " if names is not None and j < len(names) else ""
@@ -563,7 +569,7 @@ class FunctionalOptimizer(Optimizer):
             self._validate_param_state(g, gi, j, p, st)
 
     def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
-        index = self.param_groups.index(group)
+        index = self._group_index(group)
         transform = self._transform_for(index, group)
         fields = self._fresh_param_states(transform, group, [p])[0]
         return self._encode_param_state(group, p, fields) if self._has_codec else fields

@@ -148,6 +148,10 @@ def _fold(
     return tree.unflatten(spec, out)
 
 
+def _copy(avg: list[Tensor], cur: list[Tensor]) -> list[Tensor]:
+    return _maths.copy(cur, avg)
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -215,7 +219,7 @@ def swa(start_step: int = 0, period: int = 1, *, dtype: torch.dtype | None = Non
             if k < start_step or (k - start_step) % period != 0:
                 return state._replace(count=count + 1)
             if n_int == 0:
-                average = _fold("swa", params, state, _maths.copy)
+                average = _fold("swa", params, state, _copy)
             else:
                 average = _fold("swa", params, state, lambda a, c: _maths.swa_default(a, c, n))
             return AverageState(count + 1, n + 1, None, average)
@@ -280,7 +284,7 @@ def ema(
                 prod = state.decay_product.item() * d_n
                 product = torch.tensor(prod, dtype=torch.float64)
             if n_int == 0:
-                average = _fold("ema", params, state, _maths.copy)
+                average = _fold("ema", params, state, _copy)
             elif debias:
                 weight = (1 - d_n) / (1 - prod)
                 average = _fold("ema", params, state, lambda a, c: _maths.weighted(a, c, weight))

@@ -36,6 +36,7 @@ from functional_optim.averaging import _maths
 
 __all__ = [
     "AveragedModel",
+    "AvgFnConflictError",
     "get_ema_avg_fn",
     "get_ema_multi_avg_fn",
     "get_swa_avg_fn",

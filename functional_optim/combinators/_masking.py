@@ -2,9 +2,11 @@
 
 A *label tree* has one label per leaf of the parameter tree; it may also be a *prefix* of it
 (one label for a whole sub-tree), or a callable ``params -> label tree``. Leaves a transform
-does not own are replaced by ``None``: every transform treats a ``None`` leaf as "no gradient,
-no state", so the inner state keeps the parameter tree's structure with ``None`` in the
-leaves it does not cover (no placeholder objects).
+does not own are replaced by ``()``, an empty sub-tree: every transform maps over it without
+seeing a leaf, so the inner state keeps the parameter tree's structure with ``()`` in the
+leaves it does not cover (the project's marker for absent state; unlike ``None`` it is
+accepted by ``torch.func.vmap`` and ``torch.utils._pytree``, and it is not confused with a
+``None`` gradient).
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ def broadcast_labels(labels: Any, like: Any, name: str, what: str = "label") -> 
 
 
 def keep_only(values: Any, keep: Sequence[bool]) -> Any:
-    """``values`` with every leaf whose ``keep`` flag is false replaced by ``None`` (``None`` passes)."""
+    """``values`` with every leaf whose ``keep`` flag is false replaced by ``()`` (``None`` passes)."""
     if values is None:
         return None
     leaves, spec = tree.flatten(values)
-    return tree.unflatten(spec, [v if k else None for v, k in zip(leaves, keep, strict=True)])
+    return tree.unflatten(spec, [v if k else () for v, k in zip(leaves, keep, strict=True)])
 
 
 def merge(spec: tree.TreeSpec, sources: Sequence[list], owner: Sequence[int | None], default: list) -> Any:

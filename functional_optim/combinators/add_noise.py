@@ -14,6 +14,7 @@ from functional_optim.core import GradientTransformation, Hyperparam, Params, Up
 __all__ = ["AddNoiseState", "add_noise"]
 
 _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads (seed, count) over the 63-bit seed space
+_LEAF = 0x94D049BB133111EB  # separates the leaves' streams
 
 
 class AddNoiseState(NamedTuple):
@@ -21,8 +22,8 @@ class AddNoiseState(NamedTuple):
 
     Attributes:
       count: updates done so far (0-dim int64, CPU).
-      seed: the base seed (0-dim int64, CPU). The generator of step ``t`` is seeded from
-        ``(seed, t)``, so the noise is reproducible from the state alone (no generator object).
+      seed: the base seed (0-dim int64, CPU). The generator of step ``t`` and leaf ``i`` is
+        seeded from ``(seed, t, i)``, so the noise is reproducible from the state alone (no generator object).
     """
 
     count: Tensor
@@ -40,9 +41,10 @@ def add_noise(eta: Hyperparam = 0.01, gamma: Hyperparam = 0.55, seed: int = 0) -
     .. math::
         \sigma_t^2 = \frac{\eta}{(1 + t)^\gamma},\qquad u_t = g_t + \mathcal N(0, \sigma_t^2)
 
-    with ``t`` the number of previous updates (the first step has ``σ² = η``). The noise of step
-    ``t`` comes from a ``torch.Generator`` seeded from ``(seed, t)`` on each update's device, in
-    leaf order, so runs are reproducible and a restored state continues the same sequence.
+    with ``t`` the number of previous updates (the first step has ``σ² = η``). The noise of leaf
+    ``i`` at step ``t`` comes from a ``torch.Generator`` on the update's device seeded from
+    ``(seed, t, i)``, so runs are reproducible, a restored state continues the same sequence,
+    and a leaf's noise does not depend on which other leaves have a gradient.
     The state holds only two counters (no generator object), so it round-trips through a
     ``state_dict``. ``None`` gradients stay ``None`` and draw nothing.
 
@@ -76,17 +78,20 @@ def add_noise(eta: Hyperparam = 0.01, gamma: Hyperparam = 0.55, seed: int = 0) -
         count = int(state.count)
         eta_, gamma_ = ops.scalar(eta), ops.scalar(gamma)
         std = (eta_ / (1 + count) ** gamma_) ** 0.5
-        gens: dict[torch.device, torch.Generator] = {}
         step_seed = _step_seed(int(state.seed), count)
+        leaves, spec = tree.flatten(updates)
+        gens: dict[torch.device, torch.Generator] = {}
 
-        def noisy(u: Tensor | None) -> Tensor | None:
+        def noisy(i: int, u: Tensor | None) -> Tensor | None:
             if u is None:
                 return None
             if u.device not in gens:
-                gens[u.device] = torch.Generator(device=u.device).manual_seed(step_seed)
-            noise = torch.randn(u.shape, generator=gens[u.device], device=u.device, dtype=u.dtype)
+                gens[u.device] = torch.Generator(device=u.device)
+            gen = gens[u.device].manual_seed((step_seed + i * _LEAF) % (2**63 - 1))
+            noise = torch.randn(u.shape, generator=gen, device=u.device, dtype=u.dtype)
             return u + std * noise
 
-        return tree.map(noisy, updates), AddNoiseState(state.count + 1, state.seed)
+        out = [noisy(i, u) for i, u in enumerate(leaves)]
+        return tree.unflatten(spec, out), AddNoiseState(state.count + 1, state.seed)
 
     return GradientTransformation(init_fn, update_fn)

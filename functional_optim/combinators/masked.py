@@ -19,8 +19,8 @@ class MaskedState(NamedTuple):
     """State of :func:`masked`.
 
     Attributes:
-      inner_state: the wrapped transform's state, built for the parameter tree with ``None`` in
-        the masked-out leaves (so ``exp_avg`` etc. have the parameters' structure).
+      inner_state: the wrapped transform's state, built for the parameter tree with ``()`` (an
+        empty sub-tree) in the masked-out leaves (so ``exp_avg`` etc. have the parameters' structure).
     """
 
     inner_state: Any
@@ -45,8 +45,9 @@ def masked(inner: GradientTransformation, mask: Any | Callable[[Params], Any]) -
     .. math::
         u_i = \begin{cases} T(g_{\text{mask}})_i & \text{mask}_i \\ g_i & \text{otherwise} \end{cases}
 
-    The inner transform sees the tree with the masked-out leaves set to ``None`` (no gradient,
-    no parameter): its state has the parameters' structure with ``None`` there, so any
+    The inner transform sees the tree with the masked-out leaves replaced by ``()`` (an empty
+    sub-tree: no gradient, no parameter): its state has the parameters' structure with ``()``
+    there, so any
     transform (``fo.adamw(...)`` included) can be masked and its state stays a plain tree of
     tensors.
 
@@ -75,6 +76,8 @@ def masked(inner: GradientTransformation, mask: Any | Callable[[Params], Any]) -
         leaves, spec = tree.flatten(updates)
         if len(keep) != len(leaves):
             raise ValueError("masked: the updates do not have the structure of the parameters")
+        if not any(keep):  # nothing selected: the inner transform is not called, its state is unchanged
+            return updates, state
         new_u, new_inner = inner.update(
             keep_only(updates, keep), state.inner_state, keep_only(params, keep), **extra
         )

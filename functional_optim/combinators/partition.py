@@ -17,7 +17,7 @@ class PartitionState(NamedTuple):
 
     Attributes:
       inner_states: ``{label: state}``; each inner state has the structure of the full parameter
-        tree with ``None`` in the leaves of the other labels.
+        tree with ``()`` (an empty sub-tree) in the leaves of the other labels.
     """
 
     inner_states: dict[Hashable, Any]
@@ -32,8 +32,9 @@ def partition(
     .. math::
         u_i = T_{\ell(i)}\big(\{g_j : \ell(j) = \ell(i)\}\big)_i
 
-    Each inner transform sees the whole tree with the leaves of the other labels set to
-    ``None`` (no gradient, no parameter), so its state covers only its own parameters and a
+    Each inner transform sees the whole tree with the leaves of the other labels replaced by
+    ``()`` (an empty sub-tree: no gradient, no parameter, no state), so its state covers only
+    its own parameters and a
     tree-wide quantity (a global norm, a Newton-Schulz stack) is computed over its own leaves
     only. The outputs are merged back into one update tree.
 
@@ -95,6 +96,10 @@ def partition(
         new_states = {}
         for k, label in enumerate(names):
             keep = [o == k for o in own]
+            if not any(keep):  # the group owns no parameter: nothing to update, state unchanged
+                outs.append(leaves)
+                new_states[label] = state.inner_states[label]
+                continue
             u, s = transforms[label].update(
                 keep_only(updates, keep), state.inner_states[label], keep_only(params, keep), **extra
             )

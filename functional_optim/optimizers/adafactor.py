@@ -14,7 +14,7 @@ from functional_optim.transforms.weight_decay import add_decayed_weights
 __all__ = ["adafactor"]
 
 
-@schedulable("lr", "beta2_decay", "eps", "d", "weight_decay")
+@schedulable("lr", "beta2_decay", "d", "weight_decay")  # eps may hold None: static
 def adafactor(
     lr: Hyperparam = 1e-2,
     beta2_decay: Hyperparam = -0.8,
@@ -64,7 +64,9 @@ def adafactor(
         _validation.require(lambda v: v >= 0.0, eps[0], f"epsilon1 should be >= 0 but is: {eps[0]}")
     _validation.require(lambda v: v >= 0.0, eps[1], f"epsilon2 should be >= 0 but is: {eps[1]}")
     _validation.require(lambda v: v >= 1.0, d, f"Clipping threshold d should be >= 1 but is: {d}")
-    _validation.require(lambda v: v >= 0.0, weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}")
+    _validation.require(
+        lambda v: v >= 0.0, weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}"
+    )
     return chain(
         *([negate()] if maximize else []),
         scale_by_factored_rms(lr, beta2_decay, eps, d),

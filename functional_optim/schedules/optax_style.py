@@ -8,6 +8,7 @@ float64 tensor through which hyper-gradients flow.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from functional_optim.core import Schedule
-from functional_optim.schedules import _common as C
+from functional_optim.schedules import _common as _c
 from functional_optim.schedules.lr_scheduler import _join
 
 __all__ = [
@@ -42,13 +43,15 @@ def constant(value: Number) -> Schedule:
 
     def schedule(count: Any) -> Number:
         if isinstance(count, Tensor) or isinstance(value, Tensor):
-            return C.as_count(count, True) * 0 + value
-        return C.out(value)
+            return _c.as_count(count, True) * 0 + value
+        return _c.out(value)
 
     return schedule
 
 
-def linear(init_value: Number, end_value: Number, transition_steps: int, transition_begin: int = 0) -> Schedule:
+def linear(
+    init_value: Number, end_value: Number, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
     r"""Linear interpolation from ``init_value`` to ``end_value`` (``optax.linear_schedule``):
 
     .. math::
@@ -64,16 +67,18 @@ def linear(init_value: Number, end_value: Number, transition_steps: int, transit
     _nonnegative_int("transition_begin", transition_begin)
 
     def schedule(count: Any) -> Number:
-        c = C.as_count(count, C.any_tensor(init_value, end_value))
+        c = _c.as_count(count, _c.any_tensor(init_value, end_value))
         if transition_steps == 0:
-            return C.out(init_value + 0 * c)
-        frac = C.minimum(C.maximum(c - transition_begin, 0), transition_steps) / transition_steps
-        return C.out(init_value + (end_value - init_value) * frac)
+            return _c.out(init_value + 0 * c)
+        frac = _c.minimum(_c.maximum(c - transition_begin, 0), transition_steps) / transition_steps
+        return _c.out(init_value + (end_value - init_value) * frac)
 
     return schedule
 
 
-def cosine_decay(init_value: Number, decay_steps: int, alpha: Number = 0.0, exponent: Number = 1.0) -> Schedule:
+def cosine_decay(
+    init_value: Number, decay_steps: int, alpha: Number = 0.0, exponent: Number = 1.0
+) -> Schedule:
     r"""Cosine decay from ``init_value`` to ``alpha * init_value`` (``optax.cosine_decay_schedule``):
 
     .. math::
@@ -92,9 +97,9 @@ def cosine_decay(init_value: Number, decay_steps: int, alpha: Number = 0.0, expo
         raise ValueError(f"decay_steps must be a positive integer, got {decay_steps!r}")
 
     def schedule(count: Any) -> Number:
-        c = C.as_count(count, C.any_tensor(init_value, alpha, exponent))
-        cosine = 0.5 * (1 + C.cos(math.pi * C.minimum(c, decay_steps) / decay_steps))
-        return C.out(init_value * ((1 - alpha) * cosine**exponent + alpha))
+        c = _c.as_count(count, _c.any_tensor(init_value, alpha, exponent))
+        cosine = 0.5 * (1 + _c.cos(math.pi * _c.minimum(c, decay_steps) / decay_steps))
+        return _c.out(init_value * ((1 - alpha) * cosine**exponent + alpha))
 
     return schedule
 
@@ -121,14 +126,18 @@ def piecewise_constant(
     """
     if values is not None or boundaries is not None:
         if init_value is not None or boundaries_and_scales is not None:
-            raise ValueError("piecewise_constant: give either (init_value, boundaries_and_scales) or "
-                             "(boundaries, values), not both")
+            raise ValueError(
+                "piecewise_constant: give either (init_value, boundaries_and_scales) or "
+                "(boundaries, values), not both"
+            )
         if values is None or boundaries is None or len(values) != len(boundaries) + 1:
-            raise ValueError("piecewise_constant: values must have one more entry than boundaries, got "
-                             f"{None if values is None else len(values)} values and "
-                             f"{None if boundaries is None else len(boundaries)} boundaries")
+            raise ValueError(
+                "piecewise_constant: values must have one more entry than boundaries, got "
+                f"{None if values is None else len(values)} values and "
+                f"{None if boundaries is None else len(boundaries)} boundaries"
+            )
         bs = [int(b) for b in boundaries]
-        if any(b1 > b2 for b1, b2 in zip(bs, bs[1:], strict=False)):
+        if any(b1 > b2 for b1, b2 in itertools.pairwise(bs)):
             raise ValueError(f"piecewise_constant: boundaries must be increasing, got {bs}")
         return _join([constant(v) for v in values], bs)
     if init_value is None:
@@ -139,11 +148,11 @@ def piecewise_constant(
             raise ValueError(f"piecewise_constant: scales must be non-negative, got {s} at boundary {b}")
 
     def schedule(count: Any) -> Number:
-        c = C.as_count(count, C.any_tensor(init_value, *(s for _, s in items)))
+        c = _c.as_count(count, _c.any_tensor(init_value, *(s for _, s in items)))
         v: Any = init_value
         for b, s in items:
-            v = v * C.where(c >= b, s, 1.0)
-        return C.out(v + 0 * c) if isinstance(c, Tensor) else C.out(v)
+            v = v * _c.where(c >= b, s, 1.0)
+        return _c.out(v + 0 * c) if isinstance(c, Tensor) else _c.out(v)
 
     return schedule
 
@@ -225,9 +234,9 @@ def warmup_cosine_decay(
     steps = decay_steps - warmup_steps
 
     def decay(count: Any) -> Number:
-        c = C.as_count(count, C.any_tensor(peak_value, end_value, exponent))
-        cosine = 0.5 * (1 + C.cos(math.pi * C.minimum(c, steps) / steps))
-        return C.out(end_value + (peak_value - end_value) * cosine**exponent)
+        c = _c.as_count(count, _c.any_tensor(peak_value, end_value, exponent))
+        cosine = 0.5 * (1 + _c.cos(math.pi * _c.minimum(c, steps) / steps))
+        return _c.out(end_value + (peak_value - end_value) * cosine**exponent)
 
     if warmup_steps == 0:
         return decay

@@ -59,7 +59,7 @@ def _min(a: Any, b: Any) -> Any:
     return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
 
 
-@schedulable("lr", "beta2_decay", "eps", "d")
+@schedulable("lr", "beta2_decay", "d")  # eps may hold None: static
 def scale_by_factored_rms(
     lr: Hyperparam = 1e-2,
     beta2_decay: Hyperparam = -0.8,

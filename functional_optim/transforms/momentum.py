@@ -78,7 +78,7 @@ def trace(
             values = ops.step_values(counts)
             if values and isinstance(values[0], float):
                 later = [i for i, c in enumerate(values) if c != 0]
-                new_bufs = [g.clone() for g in grads]
+                new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
                 if later:
                     moved = ops.add(
                         ops.mul([bufs[i] for i in later], mu), [grads[i] for i in later], alpha=1 - tau

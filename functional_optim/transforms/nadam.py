@@ -34,6 +34,15 @@ def _ones(params: Params) -> Any:
     return tree.map(lambda p: None if p is None else torch.ones((), dtype=dtype), params)
 
 
+def _times(product: Tensor, mu: Any) -> Tensor:
+    """``mu_product * mu``. In the state's dtype (float32 by default, as torch), except when gradients
+    flow through ``mu`` (a traced ``b1``/``momentum_decay``): then the product keeps ``mu``'s precision
+    (float64), so that hyper-gradients are not quantised to float32 steps."""
+    if isinstance(mu, Tensor) and (mu.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(mu)):
+        return product.to(torch.promote_types(product.dtype, mu.dtype)) * mu
+    return (product * mu).to(product.dtype)
+
+
 @schedulable("b1", "b2", "eps", "momentum_decay")
 def scale_by_nadam(
     b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8, momentum_decay: Hyperparam = 4e-3
@@ -97,7 +106,7 @@ def scale_by_nadam(
             mus = _steps.coefficients(steps, lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
             mu_nexts = _steps.coefficients(steps, lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
             # torch: ``mu_product *= mu`` in the state tensor's dtype, then ``.item()``.
-            mu_products = [(p * mu).to(p.dtype) for p, mu in zip(mu_products, mus, strict=True)]
+            mu_products = [_times(p, mu) for p, mu in zip(mu_products, mus, strict=True)]
             prods = ops.step_values(mu_products)
             c_grad = [(1.0 - mu) / (1.0 - pr) for mu, pr in zip(mus, prods, strict=True)]
             c_avg = [mn / (1.0 - pr * mn) for mn, pr in zip(mu_nexts, prods, strict=True)]

@@ -34,7 +34,8 @@ def scale_by_rms(
         v_t = \alpha v_{t-1} + (1-\alpha) g_t^2,\qquad
         \bar g_t = \bar g_{t-1} + (1-\alpha)(g_t - \bar g_{t-1})\ \text{(centered)} \\
         d_t = \sqrt{v_t - \bar g_t^2} + \epsilon\ \text{(centered), else } \sqrt{v_t} + \epsilon \\
-        b_t = \mu b_{t-1} + g_t / d_t,\quad u_t = b_t\ \text{(momentum } \mu > 0\text{), else } u_t = g_t / d_t
+        b_t = \mu b_{t-1} + g_t / d_t,\quad
+        u_t = b_t\ \text{(momentum } \mu > 0\text{), else } u_t = g_t / d_t
 
     ``eps`` is added outside the square root, as in ``torch.optim.RMSprop``. Torch keeps the
     momentum buffer *without* the learning rate (``buf = μ·buf + g/avg``, ``p -= lr·buf``), so the

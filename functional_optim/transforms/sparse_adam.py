@@ -43,7 +43,8 @@ def _check_params(params: Params) -> None:
             continue
         if p.is_sparse:
             raise ValueError(
-                f"scale_by_sparse_adam: parameter '{name}' is sparse: SparseAdam requires dense parameter tensors"
+                f"scale_by_sparse_adam: parameter '{name}' is sparse: "
+                "SparseAdam requires dense parameter tensors"
             )
         if p.is_complex():
             raise ValueError(

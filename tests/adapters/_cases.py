@@ -124,13 +124,20 @@ def run_side_by_side(
     *,
     steps: int = 10,
     dtype: torch.dtype = torch.float32,
-    between: Callable[[torch.optim.Optimizer, torch.optim.Optimizer, int], None] | None = None,
+    setup: Callable[[torch.optim.Optimizer], Any] | None = None,
+    after_step: Callable[[Any, int], None] | None = None,
 ) -> float:
-    """Step ``torch.optim.<name>`` and ``fo.adapters.<name>`` together; assert equal parameters after
-    every step and equal state (keys, dtypes, shapes, values) at the end. Returns the max abs diff."""
+    """Step ``torch.optim.<name>`` and ``fo.adapters.<name>`` together; assert equal parameters and
+    hyperparameters after every step and equal state (keys, dtypes, shapes, values) at the end.
+
+    ``setup(opt)`` (e.g. building a scheduler) runs on each side before the first step and
+    ``after_step(obj, step)`` after every optimizer step, with what ``setup`` returned.
+    Returns the max abs difference of the parameters."""
     tg, fg = make_groups(name, dtype), make_groups(name, dtype)
     topt = build(getattr(torch.optim, name), name, tg, opts, True)
     fopt = build(getattr(fo.adapters, name), name, fg, opts, False)
+    t_obj = setup(topt) if setup is not None else None
+    f_obj = setup(fopt) if setup is not None else None
     tol = tolerance(name)
     max_diff = 0.0
     for step in range(steps):
@@ -144,23 +151,51 @@ def run_side_by_side(
                     gf[n].detach(), gt[n].detach(), **tol, msg=lambda m, n=n, s=step: f"{name} {n} step {s}: {m}"
                 )
                 max_diff = max(max_diff, (gf[n] - gt[n]).abs().max().item())
-        if between is not None:
-            between(topt, fopt, step)
+        if after_step is not None:
+            after_step(t_obj, step)
+            after_step(f_obj, step)
+        for gt, gf in zip(topt.param_groups, fopt.param_groups, strict=True):
+            for k, v in gt.items():
+                if k not in ("params", "foreach"):  # torch's side is built with foreach=False
+                    assert _same_hyper(gf[k], v), f"group key {k}: {gf[k]!r} vs torch {v!r} after step {step}"
     assert_same_state(topt, fopt, **tol)
     return max_diff
 
 
-def assert_same_state(topt: torch.optim.Optimizer, fopt: torch.optim.Optimizer, **tol: Any) -> None:
-    """Same per-parameter keys in the same order, same types, dtypes, devices, shapes and values."""
+def assert_same_state(
+    topt: torch.optim.Optimizer, fopt: torch.optim.Optimizer, skip_values: tuple = (), **tol: Any
+) -> None:
+    """Same per-parameter keys in the same order, same types, dtypes, devices, shapes and values
+    (values not compared for the keys in ``skip_values``)."""
     for gt, gf in zip(topt.param_groups, fopt.param_groups, strict=True):
         for pt, pf in zip(gt["params"], gf["params"], strict=True):
             st, sf = topt.state.get(pt, {}), fopt.state.get(pf, {})
             assert list(st) == list(sf), f"state keys differ: torch {list(st)} vs ours {list(sf)}"
             for k in st:
-                a, b = st[k], sf[k]
-                assert type(a) is type(b), f"{k}: {type(a)} vs {type(b)}"
-                if isinstance(a, torch.Tensor):
-                    assert (a.dtype, a.device, a.shape) == (b.dtype, b.device, b.shape), k
-                    torch.testing.assert_close(b, a, **tol, msg=lambda m, k=k: f"state {k}: {m}")
+                if k in skip_values:
+                    assert type(st[k]) is type(sf[k]) and len(st[k]) == len(sf[k]), k
                 else:
-                    assert a == b, k
+                    _assert_same_value(st[k], sf[k], k, tol)
+
+
+def _assert_same_value(a: Any, b: Any, k: str, tol: dict) -> None:
+    assert type(a) is type(b), f"{k}: {type(a)} vs {type(b)}"
+    if isinstance(a, torch.Tensor):
+        assert (a.dtype, a.device, a.shape) == (b.dtype, b.device, b.shape), k
+        torch.testing.assert_close(b, a, **tol, msg=lambda m: f"state {k}: {m}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), k
+        for x, y in zip(a, b, strict=True):
+            _assert_same_value(x, y, k, tol)
+    elif isinstance(a, float):
+        torch.testing.assert_close(b, a, **tol, msg=lambda m: f"state {k}: {m}")
+    else:
+        assert a == b, k
+
+
+def _same_hyper(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same_hyper, a, b))
+    return type(a) is type(b) and a == b

@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 def make_model(dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
     """Conv2d + BatchNorm2d + Linear + BatchNorm1d + Linear (parameters and BN buffers)."""
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(2, 3, 3),
+        nn.Conv2d(2, 3, 3, bias=False),  # no bias before BN: its gradient is rounding noise
         nn.BatchNorm2d(3),
         nn.ReLU(),
         nn.Flatten(),
-        nn.Linear(3 * 4 * 4, 8),
+        nn.Linear(3 * 4 * 4, 8, bias=False),
         nn.BatchNorm1d(8),
         nn.Tanh(),
         nn.Linear(8, 2),

@@ -94,7 +94,7 @@ def test_averaged_buffers_are_averaged_or_copied_like_torch(use_buffers):
 
 
 def test_averaged_model_forward_delegates_to_the_averaged_module():
-    model, theirs, ours = _run_both("ema_multi_avg_fn", True, torch.float32)
+    _, theirs, ours = _run_both("ema_multi_avg_fn", True, torch.float32)
     x = inputs(1, seed=9)[0]
     ours.eval()
     theirs.eval()

@@ -39,7 +39,7 @@ def test_partition_equals_running_the_parts_separately():
         pa, pb = fo.apply_updates(pa, ua), fo.apply_updates(pb, ub)
     # Each inner state covers only its own leaves (None elsewhere) and equals the separate run.
     adamw_state = state.inner_states["adamw"][0]
-    assert adamw_state.exp_avg["b1"] is None and adamw_state.exp_avg["s"] is None
+    assert adamw_state.exp_avg["b1"] == () and adamw_state.exp_avg["s"] == ()
     assert_trees_equal(_sub(adamw_state.exp_avg, a_keys), sa[0].exp_avg)
     assert_trees_equal(_sub(state.inner_states["adam"][1].exp_avg_sq, b_keys), sb[1].exp_avg_sq)
 
@@ -87,13 +87,17 @@ def test_partition_works_under_vmap_and_grad():
     state = opt.init(params)
     grads = tree.map(torch.ones_like, params)
 
-    # vmap over an ensemble of 4 gradient trees sharing one state
+    # vmap over an ensemble of 4 gradient trees sharing one state; the new states come out batched
+    # (the absent leaves of each inner state are () -- empty sub-trees -- which vmap accepts)
     batched = tree.map(lambda g: torch.stack([g * (i + 1) for i in range(4)]), grads)
-    u_b = torch.func.vmap(lambda g: opt.update(g, state, params)[0], in_dims=(0,))(batched)
+    u_b, s_b = torch.func.vmap(lambda g: opt.update(g, state, params), in_dims=(0,))(batched)
     for i in range(4):
-        u_i, _ = opt.update({k: g[i] for k, g in batched.items()}, state, params)
+        u_i, s_i = opt.update({k: g[i] for k, g in batched.items()}, state, params)
         torch.testing.assert_close(u_b["w"][i], u_i["w"])
         torch.testing.assert_close(u_b["b"][i], u_i["b"])
+        exp_avg = s_b.inner_states["m"][1].exp_avg
+        torch.testing.assert_close(exp_avg["w"][i], s_i.inner_states["m"][1].exp_avg["w"])
+        assert exp_avg["b"] == ()
 
     # gradient through an update with respect to the parameters
     def loss(p):
@@ -105,3 +109,18 @@ def test_partition_works_under_vmap_and_grad():
     # b: new = b - 0.5 * 2b = 0  -> zero gradient; w gets a finite gradient
     torch.testing.assert_close(g["b"], torch.zeros(2))
     assert torch.isfinite(g["w"]).all()
+
+
+def test_partition_group_without_parameters_and_masked_with_nothing_selected():
+    params = {"a": torch.ones(2), "b": torch.ones(3)}
+    grads = {"a": torch.full((2,), 2.0), "b": torch.full((3,), 3.0)}
+    opt = fo.partition({"x": fo.scale(-1.0), "unused": fo.adam(0.1)}, {"a": "x", "b": "x"})
+    state = opt.init(params)
+    assert state.inner_states["unused"][1].exp_avg == {"a": (), "b": ()}
+    u, new_state = opt.update(grads, state, params)
+    assert torch.equal(u["a"], -grads["a"]) and torch.equal(u["b"], -grads["b"])
+    assert new_state.inner_states["unused"] is state.inner_states["unused"]
+    nothing = fo.masked(fo.adam(0.1), {"a": False, "b": False})
+    mstate = nothing.init(params)
+    u, mnew = nothing.update(grads, mstate, params)
+    assert u["a"] is grads["a"] and mnew is mstate

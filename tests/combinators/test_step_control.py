@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import functional_optim as fo
 from functional_optim import tree
 from tests.combinators._helpers import assert_trees_equal, make_grads, make_params
+from tests.strategies import grads_like, param_trees
 
 # ----------------------------------------------------------------------------- apply_if_finite
 
@@ -176,3 +179,20 @@ def test_lookahead_reset_state_and_validation():
         fo.lookahead(fo.sgd(lr=0.1), 2, alpha=1.5)
     with pytest.raises(ValueError, match="sync_period"):
         fo.lookahead(fo.sgd(lr=0.1), 0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data(), k=st.integers(min_value=1, max_value=4))
+def test_multi_steps_property_emits_adam_on_the_mean_every_k_calls(data, k):
+    params = data.draw(param_trees())
+    grads = [data.draw(grads_like(params, allow_none=False)) for _ in range(k)]
+    opt = fo.multi_steps(fo.adam(lr=0.1), every_k=k)
+    state = opt.init(params)
+    for g in grads:
+        u, state = opt.update(g, state, params)
+    mean = tree.map(lambda *gs: sum(gs[1:], gs[0]) / k, *grads)
+    ref = fo.adam(lr=0.1)
+    ru, rs = ref.update(mean, ref.init(params), params)
+    for a, b in zip(tree.leaves(u), tree.leaves(ru), strict=True):
+        torch.testing.assert_close(a, b)
+    assert_trees_equal(state.inner_state, rs, exact=False)

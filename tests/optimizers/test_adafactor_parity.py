@@ -23,6 +23,28 @@ GRID = option_grid(
 )
 
 
+def _tol(opts: dict, dtype: torch.dtype) -> dict:
+    """Two documented loosenings, everything else runs at assert_close's defaults.
+
+    * float32, lr=0.5 and maximize: torch applies the step as ``p.add_(U, alpha=-α/denom)``, one fused
+      multiply-add on CPU; the composition rounds ``U·α/(lr·denom)`` first and ``p + u`` after
+      (half an ulp of the update). Adafactor's step is proportional to ``RMS(p)`` and with lr=0.5
+      it moves p by up to ``1/√t`` of its RMS, so the difference feeds back into every later step;
+      in the diverging ``maximize`` runs (|p| up to ~1700 by step 20; weight decay adds the
+      rounding of ``p + u`` vs torch's ``p·(1 - lr·wd)``) it reaches 2.6e-6 relative, over
+      float32's default rtol 1.3e-6: rtol 3e-6. The same runs minimizing pass the defaults.
+    * float64 with a tensor lr: torch keeps a 0-dim float32 tensor lr and computes ``1 - lr·wd``
+      and ``α = max(eps2, RMS(p))·min(lr, 1/√t)`` in float32 tensor arithmetic; functional_optim
+      reads the value and computes in double (as for a float lr). One float32 ulp of the
+      coefficient, compounded: rtol/atol 1e-6 (as the Adam tests).
+    """
+    if dtype == torch.float32 and opts.get("lr") == 0.5 and opts.get("maximize"):
+        return {"rtol": 3e-6, "atol": 1e-5}
+    if dtype == torch.float64 and isinstance(opts.get("lr"), torch.Tensor):
+        return {"rtol": 1e-6, "atol": 1e-6}
+    return {}
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("opts", GRID, ids=option_id)
 def test_adafactor_matches_torch_for_every_option(opts, dtype):
@@ -33,6 +55,7 @@ def test_adafactor_matches_torch_for_every_option(opts, dtype):
         options=opts,
         dtype=dtype,
         shapes=SHAPES_3D,
+        **_tol(opts, dtype),
     )
 
 
@@ -55,6 +78,7 @@ def test_adafactor_eps_tensor_lr_and_defaults_match_torch(opts, dtype):
         options=opts,
         dtype=dtype,
         shapes=SHAPES_3D,
+        **_tol(opts, dtype),
     )
 
 

@@ -1,4 +1,4 @@
-"""Adagrad matches torch.optim.Adagrad (foreach=False) over every option combination, sparse grads included."""
+"""Adagrad matches torch.optim.Adagrad (foreach=False) over every option combination, sparse grads too."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def test_adagrad_sparse_gradient_with_weight_decay_raises_like_torch():
 
 
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128], ids=str)
-@pytest.mark.parametrize("opts", option_grid(initial_accumulator_value=[0, 0.1], weight_decay=[0, 0.1]), ids=option_id)
+@pytest.mark.parametrize(
+    "opts", option_grid(initial_accumulator_value=[0, 0.1], weight_decay=[0, 0.1]), ids=option_id
+)
 def test_adagrad_complex_params_match_torch(dtype, opts):
     check_parity(
         lambda ps: torch.optim.Adagrad(ps, lr=0.05, lr_decay=0.01, foreach=False, **opts),

@@ -25,7 +25,7 @@ def sparse_grad(name: str, p: torch.Tensor, step: int) -> torch.Tensor:
     rows = p.detach()[tuple(idx)]
     noise = torch.randn(rows.shape, generator=gen, dtype=torch.float64).to(p.dtype)
     values = 0.5 * rows + torch.sin(rows) + noise
-    return torch.sparse_coo_tensor(idx, values, p.shape)
+    return torch.sparse_coo_tensor(idx, values, p.shape, check_invariants=True)
 
 
 GRID = option_grid(maximize=[False, True], betas=[(0.9, 0.999), (0.8, 0.99)], eps=[1e-8, 1e-3])
@@ -66,7 +66,7 @@ def test_sparse_adam_emits_sparse_updates_and_leaves_untouched_rows_alone():
     params = {"w": torch.randn(6, 3)}
     opt = fo.sparse_adam(lr=0.1)
     state = opt.init(params)
-    g = torch.sparse_coo_tensor(torch.tensor([[1, 4, 1]]), torch.ones(3, 3), (6, 3))
+    g = torch.sparse_coo_tensor(torch.tensor([[1, 4, 1]]), torch.ones(3, 3), (6, 3), check_invariants=True)
     updates, state = opt.update({"w": g}, state, params)
     assert updates["w"].is_sparse
     assert updates["w"].coalesce()._indices().tolist() == [[1, 4]]
@@ -84,7 +84,9 @@ def test_sparse_adam_empty_gradient_counts_a_step_but_changes_nothing():
     params = {"w": torch.randn(4, 2)}
     opt = fo.scale_by_sparse_adam()
     state = opt.init(params)
-    empty = torch.sparse_coo_tensor(torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, 2), (4, 2))
+    empty = torch.sparse_coo_tensor(
+        torch.zeros(1, 0, dtype=torch.long), torch.zeros(0, 2), (4, 2), check_invariants=True
+    )
     updates, new_state = opt.update({"w": empty}, state, params)
     assert new_state.step["w"].item() == 1.0
     assert torch.equal(fo.apply_updates(params, updates)["w"], params["w"])
@@ -95,12 +97,14 @@ def test_sparse_adam_does_not_mutate_its_inputs():
     params = {"w": torch.randn(5, 2)}
     opt = fo.sparse_adam(lr=0.1)
     state = opt.init(params)
-    g = torch.sparse_coo_tensor(torch.tensor([[0, 3]]), torch.randn(2, 2), (5, 2))
+    g = torch.sparse_coo_tensor(torch.tensor([[0, 3]]), torch.randn(2, 2), (5, 2), check_invariants=True)
     _, state = opt.update({"w": g}, state, params)
     before = [t.clone() for t in (state[0].exp_avg["w"], state[0].exp_avg_sq["w"], state[0].step["w"])]
     p_before = params["w"].clone()
     opt.update({"w": g}, state, params)
-    for b, a in zip(before, (state[0].exp_avg["w"], state[0].exp_avg_sq["w"], state[0].step["w"]), strict=True):
+    for b, a in zip(
+        before, (state[0].exp_avg["w"], state[0].exp_avg_sq["w"], state[0].step["w"]), strict=True
+    ):
         assert torch.equal(a, b)
     assert torch.equal(params["w"], p_before)
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.optim import lr_scheduler as L
+from torch.optim import lr_scheduler as lrs
 from torch.optim.swa_utils import SWALR
 
-from functional_optim import schedules as S
+from functional_optim import schedules as sch
 
 BASE = 0.1
 
@@ -71,10 +71,10 @@ def _cyc(kw: dict, cycle_kw: dict | None = None) -> Case:
     return Case(
         "CyclicLR",
         label,
-        lambda o: L.CyclicLR(o, base_lr=0.01, max_lr=0.1, base_momentum=0.8, max_momentum=0.9, **kw),
-        S.cyclic_lr(0.01, 0.1, **kw),
+        lambda o: lrs.CyclicLR(o, base_lr=0.01, max_lr=0.1, base_momentum=0.8, max_momentum=0.9, **kw),
+        sch.cyclic_lr(0.01, 0.1, **kw),
         steps=2000,
-        ours_momentum=S.cyclic_momentum(0.8, 0.9, **kw),
+        ours_momentum=sch.cyclic_momentum(0.8, 0.9, **kw),
     )
 
 
@@ -85,10 +85,10 @@ def _one_cycle(kw: dict) -> Case:
     return Case(
         "OneCycleLR",
         label,
-        lambda o: L.OneCycleLR(o, max_lr=0.1, **kw),
-        S.one_cycle_lr(0.1, **kw),
+        lambda o: lrs.OneCycleLR(o, max_lr=0.1, **kw),
+        sch.one_cycle_lr(0.1, **kw),
         steps=steps + 1,  # counts 0..total_steps (torch raises one step later)
-        ours_momentum=S.one_cycle_momentum(**mom_kw),
+        ours_momentum=sch.one_cycle_momentum(**mom_kw),
     )
 
 
@@ -102,35 +102,45 @@ def _scale_iters(x: Any) -> Any:
 
 def cases() -> list[Case]:
     return [
-        Case("LambdaLR", "0.997**t", lambda o: L.LambdaLR(o, lambda t: 0.997**t), S.lambda_lr(BASE, lambda t: 0.997**t)),
+        Case(
+            "LambdaLR",
+            "0.997**t",
+            lambda o: lrs.LambdaLR(o, lambda t: 0.997**t),
+            sch.lambda_lr(BASE, lambda t: 0.997**t),
+        ),
         Case(
             "LambdaLR",
             "1/(1+0.01t)",
-            lambda o: L.LambdaLR(o, lambda t: 1 / (1 + 0.01 * t)),
-            S.lambda_lr(BASE, lambda t: 1 / (1 + 0.01 * t)),
+            lambda o: lrs.LambdaLR(o, lambda t: 1 / (1 + 0.01 * t)),
+            sch.lambda_lr(BASE, lambda t: 1 / (1 + 0.01 * t)),
         ),
         Case(
             "MultiplicativeLR",
             "0.999",
-            lambda o: L.MultiplicativeLR(o, lambda k: 0.999),
-            S.multiplicative_lr(BASE, lambda k: 0.999),
+            lambda o: lrs.MultiplicativeLR(o, lambda k: 0.999),
+            sch.multiplicative_lr(BASE, lambda k: 0.999),
         ),
         Case(
             "MultiplicativeLR",
             "0.5 every 100",
-            lambda o: L.MultiplicativeLR(o, lambda k: 0.5 if k % 100 == 0 else 1.0),
-            S.multiplicative_lr(BASE, lambda k: 0.5 if k % 100 == 0 else 1.0),
+            lambda o: lrs.MultiplicativeLR(o, lambda k: 0.5 if k % 100 == 0 else 1.0),
+            sch.multiplicative_lr(BASE, lambda k: 0.5 if k % 100 == 0 else 1.0),
         ),
         *[
-            Case("StepLR", f"step_size={s}, gamma={g}", lambda o, s=s, g=g: L.StepLR(o, s, g), S.step_lr(BASE, s, g))
+            Case(
+                "StepLR",
+                f"step_size={s}, gamma={g}",
+                lambda o, s=s, g=g: lrs.StepLR(o, s, g),
+                sch.step_lr(BASE, s, g),
+            )
             for s, g in [(30, 0.1), (7, 0.5), (1, 0.99), (100, 1.5)]
         ],
         *[
             Case(
                 "MultiStepLR",
                 f"milestones={m}, gamma={g}",
-                lambda o, m=m, g=g: L.MultiStepLR(o, m, g),
-                S.multi_step_lr(BASE, m, g),
+                lambda o, m=m, g=g: lrs.MultiStepLR(o, m, g),
+                sch.multi_step_lr(BASE, m, g),
             )
             for m, g in [([100, 300, 300, 800], 0.5), ([1], 0.1), ([900, 10, 500], 0.3)]
         ],
@@ -138,8 +148,8 @@ def cases() -> list[Case]:
             Case(
                 "ConstantLR",
                 f"factor={f:.3g}, total_iters={n}",
-                lambda o, f=f, n=n: L.ConstantLR(o, f, n),
-                S.constant_lr(BASE, f, n),
+                lambda o, f=f, n=n: lrs.ConstantLR(o, f, n),
+                sch.constant_lr(BASE, f, n),
             )
             for f, n in [(1 / 3, 5), (0.5, 500), (1.0, 10), (0.1, 0)]
         ],
@@ -147,21 +157,26 @@ def cases() -> list[Case]:
             Case(
                 "LinearLR",
                 f"start={a:.3g}, end={b}, total_iters={n}",
-                lambda o, a=a, b=b, n=n: L.LinearLR(o, a, b, n),
-                S.linear_lr(BASE, a, b, n),
+                lambda o, a=a, b=b, n=n: lrs.LinearLR(o, a, b, n),
+                sch.linear_lr(BASE, a, b, n),
             )
             for a, b, n in [(1 / 3, 1.0, 5), (1.0, 0.1, 700), (0.5, 0.0, 1000), (0.01, 1.0, 1)]
         ],
         *[
-            Case("ExponentialLR", f"gamma={g}", lambda o, g=g: L.ExponentialLR(o, g), S.exponential_lr(BASE, g))
+            Case(
+                "ExponentialLR",
+                f"gamma={g}",
+                lambda o, g=g: lrs.ExponentialLR(o, g),
+                sch.exponential_lr(BASE, g),
+            )
             for g in [0.99, 0.999, 1.001]
         ],
         *[
             Case(
                 "PolynomialLR",
                 f"total_iters={n}, power={p}",
-                lambda o, n=n, p=p: L.PolynomialLR(o, n, p),
-                S.polynomial_lr(BASE, n, p),
+                lambda o, n=n, p=p: lrs.PolynomialLR(o, n, p),
+                sch.polynomial_lr(BASE, n, p),
             )
             for n, p in [(5, 1.0), (800, 2.0), (1000, 0.5), (1100, 3.0)]
         ],
@@ -169,8 +184,8 @@ def cases() -> list[Case]:
             Case(
                 "CosineAnnealingLR",
                 f"T_max={t}, eta_min={e}",
-                lambda o, t=t, e=e: L.CosineAnnealingLR(o, t, e),
-                S.cosine_annealing_lr(BASE, t, e),
+                lambda o, t=t, e=e: lrs.CosineAnnealingLR(o, t, e),
+                sch.cosine_annealing_lr(BASE, t, e),
                 steps=3000,
             )
             for t, e in [(100, 0.0), (333, 1e-3), (1000, 0.0), (7, 0.05)]
@@ -179,8 +194,8 @@ def cases() -> list[Case]:
             Case(
                 "CosineAnnealingWarmRestarts",
                 f"T_0={t}, T_mult={m}, eta_min={e}",
-                lambda o, t=t, m=m, e=e: L.CosineAnnealingWarmRestarts(o, t, m, e),
-                S.cosine_annealing_warm_restarts(BASE, t, m, e),
+                lambda o, t=t, m=m, e=e: lrs.CosineAnnealingWarmRestarts(o, t, m, e),
+                sch.cosine_annealing_warm_restarts(BASE, t, m, e),
                 steps=3000,
             )
             for t, m, e in [(10, 1, 0.0), (7, 2, 1e-4), (50, 3, 0.0), (1, 2, 0.01)]
@@ -189,7 +204,9 @@ def cases() -> list[Case]:
         _cyc({"step_size_up": 50, "step_size_down": 150, "mode": "triangular2"}),
         _cyc({"step_size_up": 70, "mode": "exp_range", "gamma": 0.999}),
         _cyc({"step_size_up": 60, "scale_fn": _scale_cycle, "scale_mode": "cycle"}),
-        _cyc({"step_size_up": 80, "step_size_down": 20, "scale_fn": _scale_iters, "scale_mode": "iterations"}),
+        _cyc(
+            {"step_size_up": 80, "step_size_down": 20, "scale_fn": _scale_iters, "scale_mode": "iterations"}
+        ),
         _one_cycle({"total_steps": 1000}),
         _one_cycle({"total_steps": 1000, "anneal_strategy": "linear"}),
         _one_cycle({"total_steps": 1200, "three_phase": True, "pct_start": 0.25}),
@@ -198,51 +215,66 @@ def cases() -> list[Case]:
         Case(
             "SequentialLR",
             "LinearLR(0.1, 1, 100) -> ExponentialLR(0.999) @ [100]",
-            lambda o: L.SequentialLR(o, [L.LinearLR(o, 0.1, 1.0, 100), L.ExponentialLR(o, 0.999)], [100]),
-            S.sequential_lr([S.linear_lr(BASE, 0.1, 1.0, 100), S.exponential_lr(BASE, 0.999)], [100]),
+            lambda o: lrs.SequentialLR(
+                o, [lrs.LinearLR(o, 0.1, 1.0, 100), lrs.ExponentialLR(o, 0.999)], [100]
+            ),
+            sch.sequential_lr([sch.linear_lr(BASE, 0.1, 1.0, 100), sch.exponential_lr(BASE, 0.999)], [100]),
         ),
         Case(
             "SequentialLR",
             "ConstantLR(0.5, 10) -> CosineAnnealingLR(200) -> StepLR(100, 0.5) @ [50, 450]",
-            lambda o: L.SequentialLR(
-                o, [L.ConstantLR(o, 0.5, 10), L.CosineAnnealingLR(o, 200), L.StepLR(o, 100, 0.5)], [50, 450]
+            lambda o: lrs.SequentialLR(
+                o,
+                [lrs.ConstantLR(o, 0.5, 10), lrs.CosineAnnealingLR(o, 200), lrs.StepLR(o, 100, 0.5)],
+                [50, 450],
             ),
-            S.sequential_lr(
-                [S.constant_lr(BASE, 0.5, 10), S.cosine_annealing_lr(BASE, 200), S.step_lr(BASE, 100, 0.5)],
+            sch.sequential_lr(
+                [
+                    sch.constant_lr(BASE, 0.5, 10),
+                    sch.cosine_annealing_lr(BASE, 200),
+                    sch.step_lr(BASE, 100, 0.5),
+                ],
                 [50, 450],
             ),
         ),
         Case(
             "ChainedScheduler",
             "ConstantLR(0.1, 20) x ExponentialLR(0.9)",
-            lambda o: L.ChainedScheduler([L.ConstantLR(o, 0.1, 20), L.ExponentialLR(o, 0.99)]),
-            S.chained_scheduler([S.constant_lr(BASE, 0.1, 20), S.exponential_lr(BASE, 0.99)], BASE),
+            lambda o: lrs.ChainedScheduler([lrs.ConstantLR(o, 0.1, 20), lrs.ExponentialLR(o, 0.99)]),
+            sch.chained_scheduler([sch.constant_lr(BASE, 0.1, 20), sch.exponential_lr(BASE, 0.99)], BASE),
         ),
         Case(
             "ChainedScheduler",
             "LinearLR(0.2, 1, 100) x StepLR(200, 0.5) x PolynomialLR(1000, 2)",
-            lambda o: L.ChainedScheduler(
-                [L.LinearLR(o, 0.2, 1.0, 100), L.StepLR(o, 200, 0.5), L.PolynomialLR(o, 1000, 2.0)]
+            lambda o: lrs.ChainedScheduler(
+                [lrs.LinearLR(o, 0.2, 1.0, 100), lrs.StepLR(o, 200, 0.5), lrs.PolynomialLR(o, 1000, 2.0)]
             ),
-            S.chained_scheduler(
-                [S.linear_lr(BASE, 0.2, 1.0, 100), S.step_lr(BASE, 200, 0.5), S.polynomial_lr(BASE, 1000, 2.0)],
+            sch.chained_scheduler(
+                [
+                    sch.linear_lr(BASE, 0.2, 1.0, 100),
+                    sch.step_lr(BASE, 200, 0.5),
+                    sch.polynomial_lr(BASE, 1000, 2.0),
+                ],
                 BASE,
             ),
         ),
         Case(
             "ChainedScheduler",
             "MultiStepLR([300, 600], 0.3) x CosineAnnealingLR(1200)",
-            lambda o: L.ChainedScheduler([L.MultiStepLR(o, [300, 600], 0.3), L.CosineAnnealingLR(o, 1200)]),
-            S.chained_scheduler([S.multi_step_lr(BASE, [300, 600], 0.3), S.cosine_annealing_lr(BASE, 1200)], BASE),
+            lambda o: lrs.ChainedScheduler(
+                [lrs.MultiStepLR(o, [300, 600], 0.3), lrs.CosineAnnealingLR(o, 1200)]
+            ),
+            sch.chained_scheduler(
+                [sch.multi_step_lr(BASE, [300, 600], 0.3), sch.cosine_annealing_lr(BASE, 1200)], BASE
+            ),
         ),
         *[
             Case(
                 "SWALR",
                 f"swa_lr={s}, anneal_epochs={n}, anneal_strategy={a}",
                 lambda o, s=s, n=n, a=a: SWALR(o, s, n, a),
-                S.swa_lr(BASE, s, n, a),
+                sch.swa_lr(BASE, s, n, a),
             )
             for s, n, a in [(0.05, 10, "cos"), (0.01, 5, "linear"), (0.02, 0, "cos"), (0.3, 100, "cos")]
         ],
     ]
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from functional_optim import schedules as S
+from functional_optim import schedules as sch
 from tests.schedules._cases import cases, max_rel_diff, our_values, torch_values
 
 CASES = cases()
@@ -41,20 +41,20 @@ def test_int_count_gives_python_float_equal_to_tensor_count(case):
 
 def test_scalar_and_vector_counts_agree_for_sgdr_with_growing_periods():
     # the tensor path finds the period with a logarithm and corrects it; the int path walks periods
-    sched = S.cosine_annealing_warm_restarts(1.0, T_0=3, T_mult=3, eta_min=0.1)
+    sched = sch.cosine_annealing_warm_restarts(1.0, T_0=3, T_mult=3, eta_min=0.1)
     vec = sched(torch.arange(5000))
     ints = torch.tensor([sched(i) for i in range(5000)], dtype=torch.float64)
     torch.testing.assert_close(vec, ints, rtol=1e-14, atol=0.0)
 
 
 def test_one_cycle_holds_its_last_value_past_total_steps():
-    sched = S.one_cycle_lr(0.1, total_steps=100)
+    sched = sch.one_cycle_lr(0.1, total_steps=100)
     assert sched(150) == sched(100)
     assert float(sched(torch.tensor(150))) == pytest.approx(sched(100), rel=1e-15)
 
 
 def test_cosine_annealing_oscillates_with_period_two_t_max():
-    sched = S.cosine_annealing_lr(1.0, T_max=10, eta_min=0.2)
+    sched = sch.cosine_annealing_lr(1.0, T_max=10, eta_min=0.2)
     assert sched(10) == pytest.approx(0.2)
     assert sched(20) == pytest.approx(1.0)
     assert sched(15) == pytest.approx(sched(5))
@@ -62,7 +62,7 @@ def test_cosine_annealing_oscillates_with_period_two_t_max():
 
 def test_tensor_arguments_give_tensors_and_python_arguments_give_floats():
     lr = torch.tensor(0.1)
-    assert isinstance(S.exponential_lr(lr, 0.9)(3), torch.Tensor)
-    assert isinstance(S.exponential_lr(0.1, 0.9)(torch.tensor(3)), torch.Tensor)
-    assert isinstance(S.exponential_lr(0.1, 0.9)(3), float)
-    assert float(S.exponential_lr(lr, 0.9)(3)) == pytest.approx(0.1 * 0.9**3, rel=1e-7)
+    assert isinstance(sch.exponential_lr(lr, 0.9)(3), torch.Tensor)
+    assert isinstance(sch.exponential_lr(0.1, 0.9)(torch.tensor(3)), torch.Tensor)
+    assert isinstance(sch.exponential_lr(0.1, 0.9)(3), float)
+    assert float(sch.exponential_lr(lr, 0.9)(3)) == pytest.approx(0.1 * 0.9**3, rel=1e-7)

@@ -104,7 +104,9 @@ def test_a_list_of_per_step_triples_matches_one_fixed_triple_and_its_last_entry_
         torch.testing.assert_close(listed[k], fixed[k], rtol=0, atol=0)
         torch.testing.assert_close(repeated[k], fixed[k], rtol=0, atol=0)
     fewer = _apply(fo.orthogonalize("cesista_you", ns_steps=3, ns_dtype=torch.float64), grads)
-    assert not torch.equal(fewer["w0"], _apply(fo.orthogonalize("cesista_you", ns_dtype=torch.float64), grads)["w0"])
+    assert not torch.equal(
+        fewer["w0"], _apply(fo.orthogonalize("cesista_you", ns_dtype=torch.float64), grads)["w0"]
+    )
 
 
 def test_output_keeps_the_gradient_dtype_and_the_inputs_are_not_modified():
