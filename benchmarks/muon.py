@@ -63,8 +63,8 @@ def bench_case(shapes: list[tuple[int, int]], repeats: int, device: str) -> dict
         updates, state = opt.update(grads, state, params)
         params = fo.apply_updates(params, updates)
 
-    fo_step()  # warm-up (allocations, lazy init)
-    topt.step()
+    fo_step()  # warm-up (allocations, lazy init). torch.optim.Muon is not warmed up: a bf16 step takes
+    # minutes on CPUs without native bf16 and its only lazy work (zero momentum buffers) is negligible.
     fo_times, torch_times = [], []
     for _ in range(repeats):  # interleaved
         sync(device)

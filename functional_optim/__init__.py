@@ -20,6 +20,7 @@ from functional_optim.core import (
     chain,
     identity,
 )
+from functional_optim.differentiable import *
 from functional_optim.optimizers import *
 from functional_optim.transforms import *
 

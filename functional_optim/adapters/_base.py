@@ -30,7 +30,7 @@ the original dtype at the next step.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,16 +50,27 @@ IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
 # ----------------------------------------------------------------------------- state layout
 # A layout is a small tree that mirrors the transform's state:
-#   ("param", key)            a per-parameter field: a list with one entry per parameter
+#   ("param", key, empty)     a per-parameter field: a list with one entry per parameter
+#                             (``empty`` stands for the entries that hold nothing)
 #   ("global", path, meta)    any other leaf, stored under FUNCTIONAL_STATE_KEY[path]
 #   ("const", value)          None
 #   ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
 
 
+def _is_placeholder(v: Any) -> bool:
+    """A per-parameter entry that holds nothing: ``None`` or an empty tuple (e.g. Adafactor's
+    ``variance`` of a matrix). It is not stored in ``self.state[p]``."""
+    return v is None or (isinstance(v, tuple) and not v)
+
+
 def _is_per_param(value: Any, n: int) -> bool:
-    # A list with one tensor-or-None entry per parameter (all ``None`` too: e.g. Adafactor's
-    # ``variance`` in a group of matrices).
-    return isinstance(value, list) and len(value) == n and all(v is None or isinstance(v, Tensor) for v in value)
+    # A list with one tensor-or-placeholder entry per parameter (all placeholders too: e.g.
+    # Adafactor's ``variance`` in a group of matrices).
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(isinstance(v, Tensor) or _is_placeholder(v) for v in value)
+    )
 
 
 def _build_layout(state: Any, n: int) -> tuple:
@@ -77,7 +88,8 @@ def _build_layout(state: Any, n: int) -> tuple:
             children = []
             for name, value in zip(node._fields, node, strict=True):
                 if _is_per_param(value, n):
-                    children.append(("param", key_for(name)))
+                    placeholder = next((v for v in value if not isinstance(v, Tensor)), None)
+                    children.append(("param", key_for(name), placeholder))
                 else:
                     children.append(build(value, (*path, name)))
             return ("nt", type(node), tuple(children))
@@ -125,8 +137,8 @@ def _has_globals(layout: tuple) -> bool:
 def _assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:
     kind = t[0]
     if kind == "param":
-        key = t[1]
-        return [st.get(key) for st in sts]
+        key, placeholder = t[1], t[2]
+        return [st.get(key, placeholder) for st in sts]
     if kind == "nt":
         return t[1](*[_assemble(c, sts, glob) for c in t[2]])
     if kind == "tuple":
@@ -155,7 +167,7 @@ def _scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
     if kind == "param":
         key = t[1]
         for st, v in zip(sts, value, strict=True):
-            if v is None:
+            if _is_placeholder(v):
                 st.pop(key, None)
             else:
                 st[key] = v
@@ -427,16 +439,16 @@ class FunctionalOptimizer(Optimizer):
         codec = self._has_codec
 
         torch_states = [state[p] for p in present]
-        new = [
-            i for i, (p, st) in enumerate(zip(present, torch_states, strict=True))
-            if not self._is_initialized(group, p, st)
-        ]
         if codec:
+            init_flags = [self._is_initialized(group, p, st) for p, st in zip(present, torch_states, strict=True)]
+            new = [i for i, ok in enumerate(init_flags) if not ok]
             sts = [
-                self._decode_param_state(group, p, st) if self._is_initialized(group, p, st) else {}
-                for p, st in zip(present, torch_states, strict=True)
+                self._decode_param_state(group, p, st) if ok else {}
+                for p, st, ok in zip(present, torch_states, init_flags, strict=True)
             ]
         else:
+            fsk = FUNCTIONAL_STATE_KEY
+            new = [i for i, st in enumerate(torch_states) if not st or (len(st) == 1 and fsk in st)]
             sts = torch_states
         if new:
             if init_state is not None and len(present) == len(params):
@@ -478,13 +490,19 @@ class FunctionalOptimizer(Optimizer):
 
     @staticmethod
     def _apply(params: list[Tensor], updates: list[Tensor | None]) -> None:
+        if not torch.is_grad_enabled() and all(
+            u is not None and u.layout is torch.strided and u.dtype is p.dtype
+            for p, u in zip(params, updates, strict=True)
+        ):
+            torch._foreach_add_(params, updates)  # the common case: one call
+            return
         dense_p, dense_u = [], []
         for p, u in zip(params, updates, strict=True):
             if u is None:
                 continue
             if u.dtype != p.dtype:
                 u = u.to(p.dtype)
-            if u.is_sparse or p.requires_grad and torch.is_grad_enabled():
+            if u.is_sparse or (p.requires_grad and torch.is_grad_enabled()):
                 p.add_(u)
             else:
                 dense_p.append(p)
@@ -583,4 +601,3 @@ class FunctionalOptimizer(Optimizer):
                     f"loaded state of {self._param_label(group, gi, j)} has '{key}' of shape "
                     f"{tuple(value.shape)}, expected {tuple(ref.shape)}"
                 )
-

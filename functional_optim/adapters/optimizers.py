@@ -46,6 +46,7 @@ from functional_optim.transforms.lbfgs import ScaleByLBFGSState
 
 __all__ = [
     "ASGD",
+    "LBFGS",
     "SGD",
     "Adadelta",
     "Adafactor",
@@ -53,7 +54,6 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
-    "LBFGS",
     "Muon",
     "NAdam",
     "RAdam",
@@ -642,7 +642,17 @@ class Muon(_DropIn):
 
 
 _LBFGS_KEYS = (
-    "func_evals", "n_iter", "al", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss"
+    "func_evals",
+    "n_iter",
+    "al",
+    "d",
+    "t",
+    "old_dirs",
+    "old_stps",
+    "ro",
+    "H_diag",
+    "prev_flat_grad",
+    "prev_loss",
 )  # torch's insertion order
 _LBFGS_LISTS = ("al", "old_dirs", "old_stps", "ro")
 
@@ -672,7 +682,7 @@ class LBFGS(_DropIn):
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
+        if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
@@ -732,9 +742,7 @@ class LBFGS(_DropIn):
             orig_loss = closure()
         x0 = [p.detach().clone() for p in params]
         grads = [None if p.grad is None else p.grad.clone() for p in params]
-        updates, new_state = transform.update(
-            grads, fstate, x0, value=orig_loss, value_and_grad_fn=evaluate
-        )
+        updates, new_state = transform.update(grads, fstate, x0, value=orig_loss, value_and_grad_fn=evaluate)
         for p, x, u in zip(params, x0, updates, strict=True):
             p.copy_(x if u is None else x + u.to(x.dtype))
         st.clear()

@@ -79,13 +79,13 @@ class AverageState(NamedTuple):
       n_averaged: number of parameter sets folded into the average (0-dim int64 tensor; the name
         of ``AveragedModel``'s buffer). ``0`` means ``average`` still holds the initial copy.
       decay_product: ``ema(debias=True)`` only, the product of the decays used so far
-        (0-dim float64 tensor); ``None`` otherwise.
+        (0-dim float64 tensor); ``()`` otherwise (an empty node, so ``vmap`` accepts the state).
       average: the running average, a tree with the structure of the parameters.
     """
 
     count: Tensor
     n_averaged: Tensor
-    decay_product: Tensor | None
+    decay_product: Tensor | tuple[()]
     average: Params
 
 
@@ -112,7 +112,7 @@ def _init(params: Params, dtype: torch.dtype | None, debias: bool) -> AverageSta
         return p.to(to, copy=True)
 
     zero = torch.zeros((), dtype=torch.int64)
-    product = torch.ones((), dtype=torch.float64) if debias else None
+    product = torch.ones((), dtype=torch.float64) if debias else ()
     return AverageState(zero, zero.clone(), product, tree.map(start, params))
 
 
@@ -222,11 +222,11 @@ def swa(start_step: int = 0, period: int = 1, *, dtype: torch.dtype | None = Non
                 average = _fold("swa", params, state, _copy)
             else:
                 average = _fold("swa", params, state, lambda a, c: _maths.swa_default(a, c, n))
-            return AverageState(count + 1, n + 1, None, average)
+            return AverageState(count + 1, n + 1, (), average)
         take = (count >= start_step) & ((count - start_step) % period == 0)
         weight = take.to(torch.float64) / (n + 1).to(torch.float64)
         average = _fold("swa", params, state, lambda a, c: _maths.weighted(a, c, weight))
-        return AverageState(count + 1, n + take.to(n.dtype), None, average)
+        return AverageState(count + 1, n + take.to(n.dtype), (), average)
 
     return Averager(init_fn, update_fn)
 
@@ -279,7 +279,7 @@ def ema(
         if not _traced(count, n, d, state.decay_product):
             n_int = int(n.item())
             d_n = min(d, (1 + n_int) / (10 + n_int)) if warmup else d
-            product = None
+            product: Tensor | tuple[()] = ()
             if debias:
                 prod = state.decay_product.item() * d_n
                 product = torch.tensor(prod, dtype=torch.float64)
@@ -294,7 +294,7 @@ def ema(
         nf = n.to(torch.float64)
         d_t = torch.as_tensor(d, dtype=torch.float64)
         d_n = torch.minimum(d_t, (1 + nf) / (10 + nf)) if warmup else d_t
-        product = None
+        product: Tensor | tuple[()] = ()
         if debias:
             product = state.decay_product * d_n
             weight = (1 - d_n) / (1 - product)
@@ -340,6 +340,12 @@ def with_average(transform: GradientTransformation, averager: Averager) -> Gradi
         updates, state = opt.update(grads, state, params)
         params = fo.apply_updates(params, updates)
         eval_params = fo.averaging.averaged_params(state)
+
+    Through the drop-in adapter the average of each parameter is a per-parameter state entry::
+
+        opt = fo.adapters.FunctionalOptimizer(model.parameters(), with_average(fo.sgd(0.1), ema(0.999)))
+        ...
+        opt.state[p]["average"]
     """
     if not isinstance(transform, GradientTransformation):
         raise ValueError(f"transform must be a GradientTransformation, got {type(transform).__name__}")

@@ -38,7 +38,7 @@ def _sparse_update(g: Tensor, acc: Tensor, eps: Any, decay: Any) -> tuple[Tensor
     std_values = acc.sparse_mask(g)._values().sqrt() + eps
     u_values = values / std_values
     if not (isinstance(decay, float | int) and decay == 1):
-        u_values = u_values / decay
+        u_values = u_values / (decay if isinstance(decay, float | int) else decay.to(u_values.dtype))
     return torch.sparse_coo_tensor(indices, u_values, g.size(), check_invariants=False), acc
 
 
@@ -111,7 +111,14 @@ def scale_by_adagrad(
                 u = ops.div(g_r, ops.add(ops.sqrt(s_r), eps_))
                 d_d = [decay[i] for i in dense]
                 if not all(isinstance(c, float | int) and c == 1 for c in d_d):
-                    u = ops.div(u, d_d)
+                    # traced counters give float64 0-dim tensors: cast to the update's dtype
+                    u = ops.div(
+                        u,
+                        [
+                            c if isinstance(c, float | int) else c.to(x.dtype)
+                            for c, x in zip(d_d, u, strict=True)
+                        ],
+                    )
                 for j, (ui, si) in enumerate(
                     zip(ops.view_as_complex_like(u, g_d), ops.view_as_complex_like(s_r, s_d), strict=True)
                 ):

@@ -96,6 +96,8 @@ def scale_by_asgd(
             steps, etas, mus, ax = _steps.increment(fields[0]), fields[1], fields[2], fields[3]
             g_r, p_r, ax_r = ops.view_as_real(grads), ops.view_as_real(ps), ops.view_as_real(ax)
             eta_v, mu_v = ops.step_values(etas), ops.step_values(mus)
+            # traced: float64 0-dim tensors, cast to each parameter's dtype (foreach needs it)
+            eta_v = [e if isinstance(e, float) else e.to(q.dtype) for e, q in zip(eta_v, p_r, strict=True)]
             new_p = ops.mul(p_r, [1 - lambd_ * e for e in eta_v])  # decay term, torch's order
             new_p = [
                 torch.add(q, g, alpha=-e) if isinstance(e, float) else q - e * g

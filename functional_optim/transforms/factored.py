@@ -20,8 +20,8 @@ class ScaleByFactoredRmsState(NamedTuple):
     """Per-parameter state of :func:`scale_by_factored_rms` (names and shapes as ``torch.optim.Adafactor``).
 
     For a parameter with ``dim > 1``: ``row_var`` of shape ``shape[:-1] + (1,)`` and ``col_var`` of
-    shape ``shape[:-2] + (1, shape[-1])`` (``variance`` is ``None``); otherwise (vectors and 0-dim
-    tensors) ``variance`` like the parameter (``row_var``/``col_var`` are ``None``).
+    shape ``shape[:-2] + (1, shape[-1])`` (its ``variance`` leaf is ``()``); otherwise (vectors and
+    0-dim tensors) ``variance`` like the parameter (its ``row_var``/``col_var`` leaves are ``()``).
     """
 
     step: Any
@@ -115,9 +115,11 @@ def scale_by_factored_rms(
     _validation.require(lambda v: v >= 1.0, d, f"Clipping threshold d should be >= 1 but is: {d}")
 
     def init_fn(params: Params) -> ScaleByFactoredRmsState:
-        def zeros(p: Tensor | None, shape_fn: Any, factored: bool) -> Tensor | None:
-            if p is None or (p.dim() > 1) != factored:
+        def zeros(p: Tensor | None, shape_fn: Any, factored: bool) -> Tensor | tuple | None:
+            if p is None:
                 return None
+            if (p.dim() > 1) != factored:
+                return ()  # absent for this parameter (an empty node, see CONTRIBUTING)
             return p.new_zeros(shape_fn(p)) if shape_fn is not None else torch.zeros_like(p)
 
         return ScaleByFactoredRmsState(
@@ -153,17 +155,18 @@ def scale_by_factored_rms(
             rel = _steps.coefficients(steps, relative)
             out, new_rows, new_cols, new_vars = [], [], [], []
             for i, (g, p) in enumerate(zip(grads, ps, strict=True)):
+                w = beta_hat[i] if isinstance(beta_hat[i], float) else beta_hat[i].to(g.dtype)
                 if g.dim() > 1:
                     row_mean = torch.norm(g, dim=-1, keepdim=True).square().div(g.size(-1))
                     col_mean = torch.norm(g, dim=-2, keepdim=True).square().div(g.size(-2))
-                    row = torch.lerp(rows[i], row_mean, beta_hat[i])
-                    col = torch.lerp(cols[i], col_mean, beta_hat[i])
+                    row = torch.lerp(rows[i], row_mean, w)
+                    col = torch.lerp(cols[i], col_mean, w)
                     var = (row @ col).div(row.mean(dim=-2, keepdim=True).clamp(min=eps1))
                     new_rows.append(row)
                     new_cols.append(col)
                     new_vars.append(variances[i])
                 else:
-                    var = torch.lerp(variances[i], g * g, beta_hat[i])
+                    var = torch.lerp(variances[i], g * g, w)
                     new_rows.append(rows[i])
                     new_cols.append(cols[i])
                     new_vars.append(var)
@@ -171,7 +174,7 @@ def scale_by_factored_rms(
                 sqrt_n = u.numel() ** 0.5
                 denom = _max(1.0, _host(u.norm(2)) / (sqrt_n * d_))
                 scale = _max(eps2, _host(p.norm(2)) / sqrt_n) * rel[i] / denom
-                out.append(u.mul(scale))
+                out.append(u.mul(scale if isinstance(scale, float | int) else scale.to(u.dtype)))
             return out, [steps, new_rows, new_cols, new_vars]
 
         new_updates, new = update_leaves(

@@ -35,10 +35,15 @@ def _ones(params: Params) -> Any:
 
 
 def _times(product: Tensor, mu: Any) -> Tensor:
-    """``mu_product * mu``. In the state's dtype (float32 by default, as torch), except when gradients
-    flow through ``mu`` (a traced ``b1``/``momentum_decay``): then the product keeps ``mu``'s precision
-    (float64), so that hyper-gradients are not quantised to float32 steps."""
-    if isinstance(mu, Tensor) and (mu.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(mu)):
+    """``mu_product * mu``. In the state's dtype (float32 by default, as torch; also under
+    ``torch.compile``), except when ``mu`` is a tensor that gradients may flow through (``b1`` or
+    ``momentum_decay`` requiring grad, or under ``torch.func``): then the product keeps ``mu``'s
+    float64 precision, so that hyper-gradients are not those of a float32-quantised product."""
+    if (
+        isinstance(mu, Tensor)
+        and not torch.compiler.is_compiling()
+        and (mu.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(mu))
+    ):
         return product.to(torch.promote_types(product.dtype, mu.dtype)) * mu
     return (product * mu).to(product.dtype)
 

@@ -20,8 +20,8 @@ class ScaleByRmsState(NamedTuple):
 
     step: Any  # incremented but unused by the maths, as in torch
     square_avg: Any
-    momentum_buffer: Any  # ``None`` unless momentum > 0
-    grad_avg: Any  # ``None`` unless centered
+    momentum_buffer: Any  # ``()`` unless momentum > 0
+    grad_avg: Any  # ``()`` unless centered
 
 
 @schedulable("alpha", "eps", "momentum")
@@ -70,8 +70,8 @@ def scale_by_rms(
         return ScaleByRmsState(
             step=_steps.zeros(params),
             square_avg=tree.zeros_like(params),
-            momentum_buffer=tree.zeros_like(params) if use_momentum else None,
-            grad_avg=tree.zeros_like(params) if centered else None,
+            momentum_buffer=tree.zeros_like(params) if use_momentum else (),
+            grad_avg=tree.zeros_like(params) if centered else (),
         )
 
     def update_fn(updates: Updates, state: ScaleByRmsState, params: Params | None = None, **extra: Any):
@@ -110,8 +110,8 @@ def scale_by_rms(
         new_updates, new = update_leaves(rms, updates, fields, name="scale_by_rms")
         it = iter(new)
         step, square_avg = next(it), next(it)
-        buf = next(it) if use_momentum else None
-        grad_avg = next(it) if centered else None
+        buf = next(it) if use_momentum else ()
+        grad_avg = next(it) if centered else ()
         return new_updates, ScaleByRmsState(step, square_avg, buf, grad_avg)
 
     return GradientTransformation(init_fn, update_fn)

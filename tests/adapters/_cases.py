@@ -20,7 +20,19 @@ MUON_SHAPES_G0 = {"a_matrix": (5, 4), "b_wide": (4, 7)}
 MUON_SHAPES_G1 = {"d_sometimes_none": (3, 2)}
 NONE_NAME = "d_sometimes_none"
 
-FOREACH = {"SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop", "ASGD"}
+FOREACH = {
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adagrad",
+    "Adadelta",
+    "RMSprop",
+    "Rprop",
+    "ASGD",
+}
 
 CASES: dict[str, list[dict[str, Any]]] = {
     "SGD": [
@@ -47,7 +59,13 @@ CASES: dict[str, list[dict[str, Any]]] = {
     ],
     "Adagrad": [
         {"lr": 0.05},
-        {"lr": 0.05, "lr_decay": 0.01, "weight_decay": 0.1, "initial_accumulator_value": 0.1, "maximize": True},
+        {
+            "lr": 0.05,
+            "lr_decay": 0.01,
+            "weight_decay": 0.1,
+            "initial_accumulator_value": 0.1,
+            "maximize": True,
+        },
     ],
     "Adadelta": [{"lr": 0.5}, {"lr": 0.5, "rho": 0.8, "weight_decay": 0.1, "maximize": True}],
     "Adafactor": [{"lr": 0.01}, {"lr": 0.01, "weight_decay": 0.1, "maximize": True, "d": 2.0}],
@@ -57,10 +75,19 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.01, "momentum": 0.5, "maximize": True, "alpha": 0.9},
     ],
     "Rprop": [{"lr": 0.01}, {"lr": 0.01, "etas": (0.3, 1.5), "step_sizes": (1e-4, 1.0), "maximize": True}],
-    "ASGD": [{"lr": 0.01}, {"lr": 0.01, "lambd": 1e-3, "alpha": 0.5, "t0": 3, "weight_decay": 0.1, "maximize": True}],
+    "ASGD": [
+        {"lr": 0.01},
+        {"lr": 0.01, "lambd": 1e-3, "alpha": 0.5, "t0": 3, "weight_decay": 0.1, "maximize": True},
+    ],
     "Muon": [
         {"lr": 0.02},
-        {"lr": 0.02, "nesterov": False, "adjust_lr_fn": "match_rms_adamw", "weight_decay": 0.0, "ns_steps": 3},
+        {
+            "lr": 0.02,
+            "nesterov": False,
+            "adjust_lr_fn": "match_rms_adamw",
+            "weight_decay": 0.0,
+            "ns_steps": 3,
+        },
     ],
 }
 
@@ -148,7 +175,10 @@ def run_side_by_side(
         for gt, gf in zip(tg, fg, strict=True):
             for n in gt:
                 torch.testing.assert_close(
-                    gf[n].detach(), gt[n].detach(), **tol, msg=lambda m, n=n, s=step: f"{name} {n} step {s}: {m}"
+                    gf[n].detach(),
+                    gt[n].detach(),
+                    **tol,
+                    msg=lambda m, n=n, s=step: f"{name} {n} step {s}: {m}",
                 )
                 max_diff = max(max_diff, (gf[n] - gt[n]).abs().max().item())
         if after_step is not None:

@@ -62,7 +62,10 @@ def test_checkpoint_loads_across_and_training_continues_identically(name, direct
 def test_sparse_adam_checkpoint_interop_both_directions():
     from tests.adapters.test_sparse_adam import embeddings, sparse_step
 
-    for src_cls, dst_cls in [(torch.optim.SparseAdam, fo.adapters.SparseAdam), (fo.adapters.SparseAdam, torch.optim.SparseAdam)]:
+    for src_cls, dst_cls in [
+        (torch.optim.SparseAdam, fo.adapters.SparseAdam),
+        (fo.adapters.SparseAdam, torch.optim.SparseAdam),
+    ]:
         es, ed = embeddings(), embeddings()
         src = src_cls([{"params": es[0].parameters()}, {"params": es[1].parameters(), "lr": 0.02}], lr=0.01)
         for step in range(3):
@@ -109,7 +112,10 @@ RESUME_CASES = ["AdamW", "SGD", "NAdam", "Adagrad", "generic_inject_hyperparams"
 
 def make_resume(key: str):
     gen = torch.Generator().manual_seed(3)
-    params = [torch.nn.Parameter(torch.randn(4, 3, generator=gen)), torch.nn.Parameter(torch.randn(5, generator=gen))]
+    params = [
+        torch.nn.Parameter(torch.randn(4, 3, generator=gen)),
+        torch.nn.Parameter(torch.randn(5, generator=gen)),
+    ]
     if key == "generic_inject_hyperparams":
         # non-per-parameter state (inject_hyperparams' count and hyperparameters, float64) must persist
         transform = fo.chain(
@@ -133,7 +139,10 @@ def test_save_new_process_load_continue_is_bit_identical(tmp_path):
         params, opt = make_resume(key)
         for step in range(7):
             if step == 3:
-                ckpt[key] = {"params": [p.detach().clone() for p in params], "opt": copy.deepcopy(opt.state_dict())}
+                ckpt[key] = {
+                    "params": [p.detach().clone() for p in params],
+                    "opt": copy.deepcopy(opt.state_dict()),
+                }
             resume_grads(params, step)
             opt.step()
         final[key] = [p.detach().clone() for p in params]

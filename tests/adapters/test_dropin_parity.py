@@ -16,7 +16,9 @@ ALL = sorted(CASES)
 PARAMS = [(n, o) for n in ALL for o in CASES[n]]
 
 
-@pytest.mark.parametrize(("name", "opts"), PARAMS, ids=[f"{n}-{i}" for n in ALL for i in range(len(CASES[n]))])
+@pytest.mark.parametrize(
+    ("name", "opts"), PARAMS, ids=[f"{n}-{i}" for n in ALL for i in range(len(CASES[n]))]
+)
 def test_dropin_trajectory_and_state_equal_torch(name, opts):
     run_side_by_side(name, opts)
 
@@ -40,3 +42,8 @@ def test_dropin_signature_and_defaults_equal_torch(name):
     assert list(f.defaults.items()) == list(t.defaults.items())
     assert isinstance(f, torch.optim.Optimizer)
     assert repr(f).replace(name, "X", 1) == repr(t).replace(name, "X", 1)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "RMSprop", "Adagrad", "Rprop", "NAdam"])
+def test_dropin_complex_parameters_follow_torch(name):
+    run_side_by_side(name, CASES[name][-1], dtype=torch.complex64, steps=6)

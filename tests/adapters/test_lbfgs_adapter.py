@@ -39,7 +39,11 @@ def _closure(opt, X, Y, params):
     "kw",
     # few iterations: the state is compared before convergence (near the optimum ``ro = 1/(y·s)``
     # is dominated by rounding noise for torch as for us)
-    [{"max_iter": 4}, {"line_search_fn": "strong_wolfe", "max_iter": 3}, {"history_size": 2, "max_iter": 4, "lr": 0.5}],
+    [
+        {"max_iter": 4},
+        {"line_search_fn": "strong_wolfe", "max_iter": 3},
+        {"history_size": 2, "max_iter": 4, "lr": 0.5},
+    ],
     ids=["fixed_step", "strong_wolfe", "short_history"],
 )
 def test_lbfgs_dropin_equals_torch(kw):

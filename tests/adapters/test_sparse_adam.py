@@ -31,7 +31,10 @@ def test_sparse_adam_dropin_equals_torch(maximize):
     et, ef = embeddings(), embeddings()
 
     def groups(es):
-        return [{"params": es[0].parameters()}, {"params": es[1].parameters(), "lr": 0.05, "betas": (0.8, 0.9)}]
+        return [
+            {"params": es[0].parameters()},
+            {"params": es[1].parameters(), "lr": 0.05, "betas": (0.8, 0.9)},
+        ]
 
     topt = torch.optim.SparseAdam(groups(et), lr=0.01, maximize=maximize)
     fopt = fo.adapters.SparseAdam(groups(ef), lr=0.01, maximize=maximize)

@@ -175,8 +175,13 @@ def test_generic_factory_optimizer_pickles_and_reads_group_hyperparameters_each_
     ot = torch.optim.AdamW(mt.parameters(), lr=0.01, weight_decay=0.1, foreach=False)
     of = fo.adapters.FunctionalOptimizer(mf.parameters(), fo.adamw, lr=0.01, weight_decay=0.1)
     assert of.defaults == {
-        "lr": 0.01, "weight_decay": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-        "maximize": False, "differentiable": False,
+        "lr": 0.01,
+        "weight_decay": 0.1,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "amsgrad": False,
+        "maximize": False,
+        "differentiable": False,
     }
     _train(mt, ot, 2)
     _train(mf, of, 2)
@@ -199,7 +204,11 @@ def test_generic_transform_equals_the_pure_functional_loop():
     func_model = _model()
     for step in range(4):
         _train(m, opt, 1, start=step)
-        grads = torch.func.grad(lambda ps: ((torch.func.functional_call(func_model, ps, (_batch(step)[0],)) - _batch(step)[1]) ** 2).mean())(params)
+        grads = torch.func.grad(
+            lambda ps, s=step: (
+                (torch.func.functional_call(func_model, ps, (_batch(s)[0],)) - _batch(s)[1]) ** 2
+            ).mean()
+        )(params)
         updates, state = transform.update(grads, state, params)
         params = fo.apply_updates(params, updates)
     for n, p in m.named_parameters():
@@ -239,8 +248,12 @@ def test_none_grads_create_no_state_and_do_not_count():
 
 def test_adagrad_state_is_created_eagerly_with_the_constructor_accumulator_like_torch():
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
-    t = torch.optim.Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 5.0}], initial_accumulator_value=0.5)
-    f = fo.adapters.Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 5.0}], initial_accumulator_value=0.5)
+    t = torch.optim.Adagrad(
+        [{"params": [a]}, {"params": [b], "initial_accumulator_value": 5.0}], initial_accumulator_value=0.5
+    )
+    f = fo.adapters.Adagrad(
+        [{"params": [a]}, {"params": [b], "initial_accumulator_value": 5.0}], initial_accumulator_value=0.5
+    )
     assert_same_state(t, f)
     assert f.state[b]["sum"][0].item() == 0.5
 

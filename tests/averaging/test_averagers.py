@@ -149,19 +149,13 @@ def test_averagers_under_vmap_with_batched_state_match_the_per_member_results():
         state = state._replace(
             count=torch.zeros(members, dtype=torch.int64),
             n_averaged=torch.zeros(members, dtype=torch.int64),
-            decay_product=None if state.decay_product is None else torch.ones(members, dtype=torch.float64),
+            decay_product=()
+            if isinstance(state.decay_product, tuple)
+            else torch.ones(members, dtype=torch.float64),
         )
-
-        def step(p, s, averager=averager):
-            new = averager.update(p, s)  # vmap outputs cannot hold None: return the fields that exist
-            extra = () if new.decay_product is None else (new.decay_product,)
-            return (new.count, new.n_averaged, new.average, *extra)
-
-        in_dims = (0, FA.AverageState(0, 0, None if state.decay_product is None else 0, 0))
         for p in sets:
             pb = {k: torch.stack([p[k] * (m + 1) for m in range(members)]) for k in p}
-            out = torch.func.vmap(step, in_dims=in_dims)(pb, state)
-            state = FA.AverageState(out[0], out[1], out[3] if len(out) == 4 else None, out[2])
+            state = torch.func.vmap(averager.update)(pb, state)
         for m in range(members):
             ref = _run(averager, [{k: v * (m + 1) for k, v in p.items()} for p in sets])
             for k in ref.average:

@@ -135,3 +135,22 @@ def test_averaged_model_with_the_sgd_adapter_matches_torch_sgd_run():
         swa_a.update_parameters(model_a)
     for key, value in swa_t.state_dict().items():
         torch.testing.assert_close(swa_a.state_dict()[key], value, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.skipif(
+    not hasattr(fo.adapters, "FunctionalOptimizer"), reason="functional_optim.adapters not available"
+)
+def test_with_average_inside_the_adapter_exposes_the_ema_per_parameter_like_torch_averaged_model():
+    model_t = make_model()
+    model_a = copy.deepcopy(model_t)
+    opt_t = torch.optim.SGD(model_t.parameters(), lr=0.05, momentum=0.9, foreach=False)
+    ema_t = tsu.AveragedModel(model_t, multi_avg_fn=tsu.get_ema_multi_avg_fn(0.8))
+    opt_a = fo.adapters.FunctionalOptimizer(
+        model_a.parameters(), FA.with_average(fo.sgd(lr=0.05, momentum=0.9), FA.ema(0.8))
+    )
+    for x in inputs(STEPS, seed=15):
+        _torch_step(model_t, opt_t, x)
+        _torch_step(model_a, opt_a, x)
+        ema_t.update_parameters(model_t)
+    averaged = {k: opt_a.state[p]["average"] for k, p in model_a.named_parameters()}
+    _assert_params_close(averaged, ema_t.module)

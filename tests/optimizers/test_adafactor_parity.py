@@ -86,9 +86,9 @@ def test_adafactor_state_has_torch_shapes():
     params = {"m": torch.zeros(2, 4, 3), "v": torch.zeros(7), "s": torch.zeros(())}
     state = fo.adafactor().init(params)[0]
     assert state.row_var["m"].shape == (2, 4, 1) and state.col_var["m"].shape == (2, 1, 3)
-    assert state.variance["m"] is None
+    assert state.variance["m"] == ()
     assert state.variance["v"].shape == (7,) and state.variance["s"].shape == ()
-    assert state.row_var["v"] is None and state.col_var["s"] is None
+    assert state.row_var["v"] == () and state.col_var["s"] == ()
 
 
 def test_adafactor_rejects_complex_parameters_like_torch():

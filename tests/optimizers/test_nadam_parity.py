@@ -83,7 +83,32 @@ def test_nadam_under_vmap_matches_eager():
             u_i, single[i] = tx.update({"w": grads["w"][i]}, single[i], {"w": params["w"][i]})
             torch.testing.assert_close(upd["w"][i], u_i["w"])
         params = fo.apply_updates(params, upd)
-    assert state[0].mu_product["w"].dtype == torch.float32
+
+
+def test_nadam_hypergradients_of_b1_and_momentum_decay_match_finite_differences():
+    # With b1 / momentum_decay requiring grad, mu_product is kept in float64 (the torch-faithful float32
+    # product would quantise the forward, so that finite differences of it are noise).
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+
+    def meta(b1: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        tx = fo.nadam(lr=0.05, betas=(b1, 0.9), momentum_decay=psi, weight_decay=0.05)
+        params = {"w": torch.ones(3, dtype=torch.float64)}
+        state = tx.init(params)
+        for _ in range(3):
+            grads = {"w": x.T @ torch.tanh(x @ params["w"])}
+            updates, state = tx.update(grads, state, params)
+            params = fo.apply_updates(params, updates)
+        return (params["w"] ** 2).sum()
+
+    def leaf(v: float) -> torch.Tensor:  # requires grad: the differentiable (traced) path runs
+        return torch.tensor(v, dtype=torch.float64, requires_grad=True)
+
+    b1, psi, h = leaf(0.8), leaf(0.05), 1e-6
+    g_b1, g_psi = torch.autograd.grad(meta(b1, psi), (b1, psi))
+    fd_b1 = (meta(leaf(0.8 + h), leaf(0.05)) - meta(leaf(0.8 - h), leaf(0.05))) / (2 * h)
+    fd_psi = (meta(leaf(0.8), leaf(0.05 + h)) - meta(leaf(0.8), leaf(0.05 - h))) / (2 * h)
+    torch.testing.assert_close(g_b1, fd_b1.detach(), rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(g_psi, fd_psi.detach(), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize(

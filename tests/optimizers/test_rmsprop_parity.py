@@ -50,7 +50,7 @@ def test_rmsprop_complex_params_match_torch(dtype, opts):
 def test_rmsprop_state_has_torch_keys_only_for_enabled_options():
     params = {"w": torch.zeros(3)}
     plain = fo.rmsprop().init(params)[1]
-    assert plain.momentum_buffer is None and plain.grad_avg is None
+    assert plain.momentum_buffer == () and plain.grad_avg == ()
     full = fo.rmsprop(momentum=0.5, centered=True).init(params)[1]
     assert full.momentum_buffer["w"].shape == (3,) and full.grad_avg["w"].shape == (3,)
 

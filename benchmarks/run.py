@@ -1,0 +1,435 @@
+"""Optimizer step cost: ``functional_optim`` against every ``torch.optim`` implementation.
+
+Run::
+
+    python benchmarks/run.py                 # default algorithms, all sizes (GPT-2 shapes included)
+    python benchmarks/run.py --quick         # a few minutes: adam/adamw/sgd/adagrad, small + tiny
+    python benchmarks/run.py --algos adam,sgd --sizes tiny --repeats 21 --no-compile
+
+It prints one table per parameter set and writes ``benchmarks/results/bench_<device>.json``.
+
+**What is timed.** Per algorithm and per parameter set, these paths each get their own copy of
+the parameters and state (the gradients are shared; nobody writes into them):
+
+* ``torch_forloop`` / ``torch_foreach`` / ``torch_fused``: ``torch.optim.<Name>(..., foreach=False)``,
+  ``foreach=True`` and ``fused=True`` (the last only where torch has it for the device);
+* ``functional``: the pure API, ``updates, state = tx.update(grads, state, params)`` followed by
+  ``params = fo.apply_updates(params, updates)`` -- new tensors every step, inputs untouched;
+* ``adapter``: ``functional_optim.adapters.<Name>(...).step()`` (drop-in class, default settings);
+* ``compiled``: ``torch.compile`` of the functional step (``update`` + ``apply_updates``) whose
+  results are copied back into the parameter and state buffers inside the compiled function, so
+  Inductor writes them in place (``fo.adapters`` exposes the same thing as ``compile=True``).
+
+Each path is warmed up (compilation happens there and is not timed). Then, for every repeat,
+the paths run one after another (interleaved, so that a change in machine load hits all of
+them alike), each for ``--steps`` steps; the figure is the median over repeats of the time per
+step, and every ratio is the ratio of two medians from the same run. Under load (a shared
+machine) medians of interleaved repeats are what keeps the ratios meaningful; absolute
+milliseconds are only comparable within one run.
+
+**Extra peak memory.** One extra step of each path runs under
+``torch.profiler.profile(profile_memory=True)``, which records every allocation and free of the
+CPU (and CUDA) caching allocator with its size. The running sum of those events, taken in time
+order, starts at 0 before the step; its maximum is the *extra peak memory of the step*: what
+the step allocates on top of what already existed (parameters, gradients, existing state).
+For the pure ``functional`` path that includes the new parameters and the new state it returns
+(the old ones are still referenced by the caller while the step runs) -- the price of purity,
+reported as it is. State created lazily at the first step is not counted (the profiled step is
+not the first).
+
+**Parameter sets.** ``small``: 100 tensors of 10,000 elements (1M parameters). ``gpt2``: the
+parameter shapes of GPT-2 small (token and position embeddings, 12 blocks of LayerNorm, qkv,
+attention projection, MLP, final LayerNorm: 124.4M parameters, 148 tensors); ``--gpt2-layers``
+keeps fewer blocks (the output says so) and ``--gpt2-steps/--gpt2-repeats`` set its (smaller)
+number of steps. ``tiny``: 1000 tensors of 64 elements (overhead-bound: Python and dispatch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import functional_optim as fo
+
+# algorithm -> (torch / adapter class name, functional alias, hyperparameters)
+ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "adam": ("Adam", "adam", {"lr": 1e-3}),
+    "adamw": ("AdamW", "adamw", {"lr": 1e-3, "weight_decay": 1e-2}),
+    "sgd": ("SGD", "sgd", {"lr": 1e-2, "momentum": 0.9}),
+    "adagrad": ("Adagrad", "adagrad", {"lr": 1e-2}),
+    "rmsprop": ("RMSprop", "rmsprop", {"lr": 1e-2}),
+    "adadelta": ("Adadelta", "adadelta", {"lr": 1.0}),
+    "adamax": ("Adamax", "adamax", {"lr": 2e-3}),
+    "nadam": ("NAdam", "nadam", {"lr": 2e-3}),
+    "radam": ("RAdam", "radam", {"lr": 1e-3}),
+    "asgd": ("ASGD", "asgd", {"lr": 1e-2}),
+    "rprop": ("Rprop", "rprop", {"lr": 1e-2}),
+}
+DEFAULT_ALGOS = ["adam", "adamw", "sgd", "adagrad", "rmsprop"]
+FUSED_TARGET_ALGOS = ("adam", "adamw", "sgd", "adagrad")
+PATHS = ("torch_forloop", "torch_foreach", "torch_fused", "functional", "adapter", "compiled")
+
+TARGETS = {
+    "adapter_vs_torch_nonfused": 1.1,
+    "compiled_vs_torch_fused": 1.0,
+    "tiny_adapter_vs_torch_foreach": 1.5,
+}
+
+
+# ----------------------------------------------------------------------------- parameter sets
+
+
+def gpt2_shapes(layers: int = 12) -> list[tuple[int, ...]]:
+    """GPT-2 small: vocab 50257, context 1024, width 768, ``layers`` blocks (12 in the real model)."""
+    d, v, ctx = 768, 50257, 1024
+    shapes: list[tuple[int, ...]] = [(v, d), (ctx, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,)]  # ln_1, attn.c_attn, attn.c_proj
+        shapes += [(d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]  # ln_2, mlp.c_fc, mlp.c_proj
+    shapes += [(d,), (d,)]  # ln_f
+    return shapes
+
+
+def size_shapes(size: str, gpt2_layers: int) -> list[tuple[int, ...]]:
+    if size == "small":
+        return [(10_000,)] * 100
+    if size == "tiny":
+        return [(64,)] * 1000
+    if size == "gpt2":
+        return gpt2_shapes(gpt2_layers)
+    raise ValueError(f"size: unknown parameter set {size!r} (choose from small, gpt2, tiny)")
+
+
+def make_tensors(shapes: list[tuple[int, ...]], device: str, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(s, generator=gen) * 0.02).to(device) for s in shapes]
+
+
+# ----------------------------------------------------------------------------- the paths
+
+
+def _adapter_class(name: str) -> type | None:
+    try:
+        module = importlib.import_module("functional_optim.adapters")
+    except Exception:  # noqa: BLE001 -- being written elsewhere: just leave the path out
+        return None
+    return getattr(module, name, None)
+
+
+def build_paths(
+    algo: str, base: list[torch.Tensor], grads: list[torch.Tensor], device: str, *, compile_: bool
+) -> dict[str, Callable[[], None]]:
+    """One zero-argument ``step`` callable per available path (each with its own params/state)."""
+    cls_name, alias, hp = ALGORITHMS[algo]
+    torch_cls = getattr(torch.optim, cls_name)
+    paths: dict[str, Callable[[], None]] = {}
+
+    def torch_path(**flags: Any) -> Callable[[], None] | None:
+        params = [torch.nn.Parameter(t.clone()) for t in base]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        try:
+            opt = torch_cls(params, **hp, **flags)
+            opt.step()  # fused may only fail at the first step
+        except (RuntimeError, TypeError, ValueError):
+            return None
+        return opt.step
+
+    for label, flags in (
+        ("torch_forloop", {"foreach": False}),
+        ("torch_foreach", {"foreach": True}),
+        ("torch_fused", {"fused": True}),
+    ):
+        fn = torch_path(**flags)
+        if fn is not None:
+            paths[label] = fn
+
+    tx = getattr(fo, alias)(**hp)
+    box: dict[str, Any] = {"params": [t.clone() for t in base]}
+    box["state"] = tx.init(box["params"])
+
+    def functional_step() -> None:
+        updates, box["state"] = tx.update(grads, box["state"], box["params"])
+        box["params"] = fo.apply_updates(box["params"], updates)
+
+    paths["functional"] = functional_step
+
+    adapter_cls = _adapter_class(cls_name)
+    if adapter_cls is not None:
+        params = [torch.nn.Parameter(t.clone()) for t in base]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        paths["adapter"] = adapter_cls(params, **hp).step
+
+    if compile_:
+        paths["compiled"] = compiled_path(tx, base, grads)
+    return paths
+
+
+def compiled_path(tx: fo.GradientTransformation, base: list[torch.Tensor], grads: list[torch.Tensor]):
+    """``torch.compile`` of ``update`` + ``apply_updates`` writing the results back into the
+    parameter and state buffers (Inductor turns the copies into in-place stores)."""
+    params = [t.clone() for t in base]
+    state = tx.init(params)
+
+    def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: Any) -> None:
+        updates, new_state = tx.update(grads, state, params)
+        new_params = fo.apply_updates(params, updates)
+        for old, new in zip(fo.tree.leaves(state), fo.tree.leaves(new_state), strict=True):
+            if old is not None and old is not new:
+                old.copy_(new)
+        for old, new in zip(params, new_params, strict=True):
+            old.copy_(new)
+
+    compiled = torch.compile(step)
+
+    def run() -> None:
+        with torch.no_grad():
+            compiled(params, grads, state)
+
+    return run
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def extra_peak_bytes(step: Callable[[], None]) -> int:
+    """Peak of the running sum of allocator events during one ``step`` (see the module docstring)."""
+    gc.collect()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities, profile_memory=True) as prof:
+        step()
+    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e[0])
+    return max(itertools.accumulate((n for _, n in events), initial=0))
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_paths(
+    paths: dict[str, Callable[[], None]], steps: int, repeats: int, warmup: int, device: str
+) -> dict[str, list[float]]:
+    """Interleaved timing: per repeat, every path runs ``steps`` steps; seconds per step."""
+    for fn in paths.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    order = list(paths)
+    for r in range(repeats):
+        # rotate the order so that no path always runs right after the same neighbour
+        k = r % len(order)
+        for name in order[k:] + order[:k]:
+            fn = paths[name]
+            gc.collect()
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync(device)
+            times[name].append((time.perf_counter() - t0) / steps)
+    return times
+
+
+def run_case(
+    algo: str, size: str, args: argparse.Namespace, device: str
+) -> tuple[dict[str, dict[str, float]], int]:
+    shapes = size_shapes(size, args.gpt2_layers)
+    base = make_tensors(shapes, device, seed=0)
+    grads = make_tensors(shapes, device, seed=1)
+    n_params = sum(t.numel() for t in base)
+    with torch.no_grad():
+        paths = build_paths(algo, base, grads, device, compile_=args.compile)
+    del base
+    steps = args.gpt2_steps if size == "gpt2" else args.steps
+    repeats = args.gpt2_repeats if size == "gpt2" else args.repeats
+    with torch.no_grad():
+        times = time_paths(paths, steps, repeats, args.warmup, device)
+        mem = {name: extra_peak_bytes(fn) for name, fn in paths.items()}
+    out = {
+        name: {
+            "ms_per_step": 1e3 * statistics.median(ts),
+            "ms_min": 1e3 * min(ts),
+            "extra_peak_mib": mem[name] / 2**20,
+        }
+        for name, ts in times.items()
+    }
+    del paths
+    gc.collect()
+    return out, n_params
+
+
+def ratios(res: dict[str, dict[str, float]]) -> dict[str, float]:
+    ms = {k: v["ms_per_step"] for k, v in res.items()}
+    out: dict[str, float] = {}
+    nonfused = [ms[k] for k in ("torch_forloop", "torch_foreach") if k in ms]
+    best = min(nonfused) if nonfused else None
+    for path in ("functional", "adapter", "compiled"):
+        if path in ms and best:
+            out[f"{path}_vs_torch_nonfused"] = ms[path] / best
+        if path in ms and "torch_foreach" in ms:
+            out[f"{path}_vs_torch_foreach"] = ms[path] / ms["torch_foreach"]
+        if path in ms and "torch_fused" in ms:
+            out[f"{path}_vs_torch_fused"] = ms[path] / ms["torch_fused"]
+    if "adapter" in res and "torch_foreach" in res:
+        out["adapter_mem_minus_foreach_mib"] = (
+            res["adapter"]["extra_peak_mib"] - res["torch_foreach"]["extra_peak_mib"]
+        )
+    return out
+
+
+def check_targets(results: list[dict]) -> list[dict]:
+    rows = []
+    for r in results:
+        q = r["ratios"]
+        algo, size = r["algo"], r["size"]
+        if "adapter_vs_torch_nonfused" in q:
+            rows.append(
+                _target(algo, size, "adapter <= 1.1x torch non-fused", q["adapter_vs_torch_nonfused"], 1.1)
+            )
+        if algo in FUSED_TARGET_ALGOS and "compiled_vs_torch_fused" in q:
+            rows.append(_target(algo, size, "compiled <= 1.0x torch fused", q["compiled_vs_torch_fused"], 1.0))
+        if size == "tiny" and "adapter_vs_torch_foreach" in q:
+            rows.append(_target(algo, size, "tiny: adapter <= 1.5x torch foreach", q["adapter_vs_torch_foreach"], 1.5))
+        if "adapter_mem_minus_foreach_mib" in q:
+            d = q["adapter_mem_minus_foreach_mib"]
+            rows.append(
+                {"algo": algo, "size": size, "target": "adapter peak mem <= torch foreach", "value": d,
+                 "met": d <= 0.01}  # 0.01 MiB: a few bytes of scalar bookkeeping are not memory pressure
+            )  # fmt: skip
+    return rows
+
+
+def _target(algo: str, size: str, what: str, value: float, limit: float) -> dict:
+    return {"algo": algo, "size": size, "target": what, "value": value, "met": value <= limit}
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def print_table(size: str, rows: list[dict], n_params: int, note: str) -> None:
+    print(f"\n## {size}: {n_params / 1e6:.1f}M parameters{note}")
+    print("ms/step (median) | extra peak MiB; ratios vs best torch non-fused / vs torch fused")
+    header = f"{'algo':9s}" + "".join(f"{p:>22s}" for p in PATHS) + f"{'adapter/nonfused':>18s}{'compiled/fused':>16s}"
+    print(header)
+    for r in rows:
+        res, q = r["paths"], r["ratios"]
+        cells = "".join(
+            f"{res[p]['ms_per_step']:>12.3f} |{res[p]['extra_peak_mib']:>8.2f}" if p in res else f"{'-':>22s}"
+            for p in PATHS
+        )
+        a = q.get("adapter_vs_torch_nonfused")
+        c = q.get("compiled_vs_torch_fused")
+        print(f"{r['algo']:9s}{cells}{(f'{a:.2f}x' if a else '-'):>18s}{(f'{c:.2f}x' if c else '-'):>16s}")
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "device": device,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+        info["cpu_model"] = model
+    except OSError:
+        pass
+    try:
+        info["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--algos", default=",".join(DEFAULT_ALGOS), help=f"comma list or 'all' of {list(ALGORITHMS)}")
+    ap.add_argument("--sizes", default="small,tiny,gpt2", help="comma list of small, tiny, gpt2")
+    ap.add_argument("--repeats", type=int, default=11, help="interleaved repeats (median taken)")
+    ap.add_argument("--steps", type=int, default=5, help="steps per repeat and path")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per path (after compilation)")
+    ap.add_argument("--gpt2-layers", type=int, default=12, help="transformer blocks of the gpt2 set (12 = real)")
+    ap.add_argument("--gpt2-steps", type=int, default=1)
+    ap.add_argument("--gpt2-repeats", type=int, default=3)
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile path")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--quick", action="store_true", help="adam,adamw,sgd,adagrad on small+tiny, 7 repeats")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_<device>.json)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.algos, args.sizes, args.repeats = "adam,adamw,sgd,adagrad", "small,tiny", 7
+    algos = list(ALGORITHMS) if args.algos == "all" else [a.strip() for a in args.algos.split(",") if a.strip()]
+    for a in algos:
+        if a not in ALGORITHMS:
+            raise ValueError(f"--algos: unknown algorithm {a!r}; choose from {list(ALGORITHMS)}")
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for s in sizes:
+        size_shapes(s, args.gpt2_layers)  # validates
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    started = datetime.datetime.now(datetime.UTC)
+    results: list[dict] = []
+    for size in sizes:
+        note = ""
+        if size == "gpt2" and args.gpt2_layers != 12:
+            note = f" (scaled down: {args.gpt2_layers} of GPT-2 small's 12 blocks)"
+        rows = []
+        n_params = 0
+        for algo in algos:
+            res, n_params = run_case(algo, size, args, device)
+            row = {"algo": algo, "size": size, "n_params": n_params, "paths": res, "ratios": ratios(res)}
+            if note:
+                row["note"] = note.strip(" ()")
+            rows.append(row)
+            print(f"  done {size}/{algo}", file=sys.stderr, flush=True)
+        print_table(size, rows, n_params, note)
+        results.extend(rows)
+    targets = check_targets(results)
+    print("\n## targets")
+    for t in targets:
+        print(f"{'MET ' if t['met'] else 'MISS'} {t['algo']:9s}{t['size']:7s}{t['target']:40s}{t['value']:8.2f}")
+    report = {
+        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "date": started.isoformat(timespec="seconds"),
+        "seconds": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
+        "machine": machine_info(device),
+        "config": {k: v for k, v in vars(args).items()},
+        "results": results,
+        "targets": targets,
+    }
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_{device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
