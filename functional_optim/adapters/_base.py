@@ -25,6 +25,18 @@ combinators...) lives in the state of the group's **first** parameter under the 
 first parameter's entry. ``state_dict()`` stores its 0-dim tensors as Python numbers so that
 ``load_state_dict``'s dtype casting cannot round them; they are turned back into tensors of
 the original dtype at the next step.
+
+Notes:
+  * ``pickle`` needs a picklable transform or factory: the drop-in classes and module-level
+    factories (``fo.adamw``) are; a ready-made ``GradientTransformation`` is a pair of closures
+    and is not (``copy.deepcopy`` works for both).
+  * ``torch.distributed.checkpoint.state_dict.set_optimizer_state_dict`` initialises an empty
+    optimizer with one step on zero gradients and ``lr = 0``. With a factory (``lr`` in the
+    groups) that step changes nothing, as in torch; a ready-made transform has no ``lr`` in its
+    groups, so that step is a real step (harmless for e.g. Adam without weight decay, but it
+    applies weight decay). Step once or ``load_state_dict`` before, or use a factory.
+  * ``differentiable=True`` gives the transform clones of the parameters (so the in-place
+    update does not invalidate its autograd graph) and adds the updates in place, as torch.
 """
 
 from __future__ import annotations
@@ -440,7 +452,8 @@ class FunctionalOptimizer(Optimizer):
 
         torch_states = [state[p] for p in present]
         if codec:
-            init_flags = [self._is_initialized(group, p, st) for p, st in zip(present, torch_states, strict=True)]
+            is_init = self._is_initialized
+            init_flags = [is_init(group, p, st) for p, st in zip(present, torch_states, strict=True)]
             new = [i for i, ok in enumerate(init_flags) if not ok]
             sts = [
                 self._decode_param_state(group, p, st) if ok else {}

@@ -198,7 +198,7 @@ def swa(start_step: int = 0, period: int = 1, *, dtype: torch.dtype | None = Non
 
     Example::
 
-        avg = fo.averaging.swa(start_step=750, period=len(loader))  # once per epoch from epoch 750/len
+        avg = fo.averaging.swa(start_step=len(loader) - 1, period=len(loader))  # at the end of each epoch
         avg_state = avg.init(params)
         ...
         avg_state = avg.update(params, avg_state)   # after every optimizer step

@@ -57,7 +57,8 @@ def muon(
       ns_coefficients: ``(a, b, c)`` (torch's default: Keller Jordan's), a list of per-step
         triples, or a preset name of :func:`orthogonalize` (``"keller"``, ``"cesista_you"``,
         ``"polar_express"``).
-      eps: floor of the Frobenius normaliser in Newton–Schulz.
+      eps: floor of the Frobenius normaliser in Newton–Schulz (for the ``polar_express`` preset it is
+        added to the norm instead, see :func:`orthogonalize`).
       ns_steps: number of Newton–Schulz steps (< 100).
       adjust_lr_fn: ``None``/``"original"`` (``sqrt(max(1, A/B))``), ``"match_rms_adamw"``
         (``0.2·sqrt(max(A, B))``) or a callable ``(lr, shape) -> adjusted lr``.

@@ -42,7 +42,9 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
 
     Example::
 
-        muon_like = fo.chain(fo.scale_by_ema_momentum(0.95), fo.orthogonalize(), fo.scale_by_learning_rate(0.02))
+        muon_like = fo.chain(
+            fo.scale_by_ema_momentum(0.95), fo.orthogonalize(), fo.scale_by_learning_rate(0.02)
+        )
 
     References:
       Jordan et al., "Muon", 2024 (torch.optim.Muon).

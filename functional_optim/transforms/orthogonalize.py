@@ -210,7 +210,8 @@ def orthogonalize(
         ``"cesista_you"``, ``"polar_express"`` (see :data:`NS_PRESETS`), one ``(a, b, c)`` used at
         every step, or a list of per-step triples (its last triple repeats if ``ns_steps`` is longer).
       ns_steps: number of NS steps (< 100, as torch).
-      eps: the floor of the normaliser (default 1e-7; 1e-6 added to it for ``polar_express``).
+      eps: ``None`` = the preset's: 1e-7 as a floor of the norm (``X / max(s·‖X‖_F, eps)``, torch),
+        for ``polar_express`` 1e-6 added to it (``X / (s·‖X‖_F + eps)``); a number overrides the value.
       safety_factor: the Frobenius norm is multiplied by it before dividing (default 1.0;
         1.02 for ``polar_express``), so the spectral norm is safely below 1.
       ns_dtype: dtype the iteration runs in. ``None`` = :func:`default_ns_dtype` per device

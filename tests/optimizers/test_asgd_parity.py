@@ -50,7 +50,7 @@ def test_asgd_complex_params_match_torch(dtype, t0):
 
 def test_asgd_average_differs_from_params_once_averaging_starts():
     """With t0 = 2 the average ``ax`` lags the parameter; with t0 = 1e6 it is the parameter."""
-    params = {"w": torch.randn(5)}
+    params = {"w": torch.randn(5, generator=torch.Generator().manual_seed(0))}
     for t0, lagging in [(2.0, True), (1e6, False)]:
         opt = fo.asgd(lr=0.1, t0=t0)
         state, p = opt.init(params), params
@@ -58,7 +58,10 @@ def test_asgd_average_differs_from_params_once_averaging_starts():
             updates, state = opt.update({"w": torch.full((5,), float(step + 1))}, state, p)
             p = fo.apply_updates(p, updates)
         ax = state[1].ax["w"]
-        assert (not torch.equal(ax, p["w"])) == lagging
+        if lagging:
+            assert (ax - p["w"]).abs().min() > 1e-3
+        else:  # ax is the new parameter (up to the rounding of p + (p' - p))
+            torch.testing.assert_close(ax, p["w"])
         assert state[1].mu["w"].item() == (1 / 4 if lagging else 1.0)
 
 
