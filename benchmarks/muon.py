@@ -134,7 +134,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per optimizer and case (median)")
     parser.add_argument("--quick", action="store_true", help="smaller cases (smoke test)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's); 1 is steadier on a busy CPU",
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = args.device
     slow_bf16 = default_ns_dtype(device) != torch.bfloat16
     width, layers = (768, 12) if not slow_bf16 else (192, 12)

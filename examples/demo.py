@@ -29,10 +29,14 @@ def two_spirals(n: int, noise: float = 0.2, seed: int = 0) -> tuple[torch.Tensor
     return x + noise * torch.randn(n, 2, generator=gen) / 5, label
 
 
-def make_optimizer(steps: int, peak_lr: float = 3e-3) -> fo.GradientTransformation:
+def make_optimizer(steps: int, peak_lr: float = 1e-2) -> fo.GradientTransformation:
     """clip -> Adam moments -> decoupled weight decay -> warmup+cosine learning rate."""
     schedule = fo.schedules.warmup_cosine_decay(
-        init_value=0.0, peak_value=peak_lr, warmup_steps=steps // 20, decay_steps=steps, end_value=peak_lr / 100
+        init_value=0.0,
+        peak_value=peak_lr,
+        warmup_steps=steps // 20,
+        decay_steps=steps,
+        end_value=peak_lr / 100,
     )
     return fo.chain(
         fo.clip_by_global_norm(1.0),

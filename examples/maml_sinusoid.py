@@ -79,11 +79,11 @@ def adapt(params: Params, x: torch.Tensor, y: torch.Tensor, steps: int, lr: floa
 
 
 def meta_train(
-    iterations: int = 1500,
+    iterations: int = 1000,
     meta_batch: int = 10,
     inner_steps: int = 3,
     inner_lr: float = 0.03,
-    outer_lr: float = 1e-3,
+    outer_lr: float = 1e-2,
     first_order: bool = False,
     seed: int = 0,
     log_every: int = 0,
@@ -98,7 +98,9 @@ def meta_train(
     outer_state = outer.init(params)
 
     def task_loss(theta: Params, xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor):
-        out = fo.unroll(fo.adam(lr=inner_lr), mse, theta, batches=[(xs, ys)] * inner_steps, first_order=first_order)
+        out = fo.unroll(
+            fo.adam(lr=inner_lr), mse, theta, batches=[(xs, ys)] * inner_steps, first_order=first_order
+        )
         return mse(out.params, xq, yq)
 
     def meta_loss(theta: Params, xs, ys, xq, yq) -> torch.Tensor:
@@ -119,7 +121,12 @@ def meta_train(
 
 
 def evaluate(
-    params: Params, inner_steps: int, inner_lr: float, n_tasks: int = 200, queries: int = 100, seed: int = 12345
+    params: Params,
+    inner_steps: int,
+    inner_lr: float,
+    n_tasks: int = 200,
+    queries: int = 100,
+    seed: int = 12345,
 ) -> dict[str, float]:
     """Mean query MSE over ``n_tasks`` held-out tasks before and after adapting on 10 shots."""
     gen = torch.Generator().manual_seed(seed)
@@ -137,7 +144,7 @@ def evaluate(
 
 
 def run(
-    iterations: int = 1500,
+    iterations: int = 1000,
     inner_steps: int = 3,
     eval_inner_steps: int = 10,
     inner_lr: float = 0.03,
@@ -177,12 +184,12 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--inner-steps", type=int, default=3)
     parser.add_argument("--inner-lr", type=float, default=0.03)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(1)  # tiny models: intra-op threads only add overhead (and spin under load)
     res = run(args.iterations, args.inner_steps, inner_lr=args.inner_lr, seed=args.seed, log_every=250)
     k = res["config"]["inner_steps_train"]
     print(f"\nheld-out tasks: mean query MSE, {SHOTS}-shot, {k} Adam steps (lr {args.inner_lr})")

@@ -92,7 +92,7 @@ def _batch(
 def train(
     optimizer: str,
     *,
-    steps: int = 300,
+    steps: int = 200,
     batch: int = 32,
     context: int = 64,
     width: int = 64,
@@ -160,10 +160,21 @@ def _interp(times: list[float], losses: list[float], t: float) -> float:
     return losses[-1] if t >= times[-1] else losses[0]
 
 
-def run_comparison(steps: int = 300, seed: int = 0, **kwargs: Any) -> dict[str, Any]:
+def run_comparison(steps: int = 200, seed: int = 0, threads: int | None = 1, **kwargs: Any) -> dict[str, Any]:
     """Train with AdamW and with Muon+AdamW; return ``{"adamw": curves, "muon": curves}`` (see
-    :func:`train`) plus ``"equal_time"``: both validation losses at shared wall-clock points."""
-    results = {name: train(name, steps=steps, seed=seed, **kwargs) for name in ("adamw", "muon")}
+    :func:`train`) plus ``"equal_time"``: both validation losses at shared wall-clock points.
+
+    ``threads``: torch intra-op threads during the runs (restored afterwards; ``None`` keeps the
+    current setting). The default 1 is the fastest for this tiny model and keeps the timings sane on
+    a shared machine: with 2 threads on 2 busy cores, OpenMP spin-waiting made steps ~20x slower.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        results = {name: train(name, steps=steps, seed=seed, **kwargs) for name in ("adamw", "muon")}
+    finally:
+        torch.set_num_threads(previous)
     horizon = min(results["adamw"]["time"][-1], results["muon"]["time"][-1])
     points = [horizon * f for f in (0.25, 0.5, 0.75, 1.0)]
     results["equal_time"] = {
@@ -180,10 +191,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1, see run_comparison)"
+    )
     args = parser.parse_args()
-    res = run_comparison(steps=args.steps, seed=args.seed)
+    res = run_comparison(steps=args.steps, seed=args.seed, threads=args.threads)
     a, m = res["adamw"], res["muon"]
     print(f"validation loss (nats/char; uniform = {math.log(len(load_text()[1])):.2f}) at equal steps")
     print(f"{'step':>6} {'AdamW':>8} {'Muon':>8}")

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from functional_optim import tree
+from functional_optim import ops, tree
 
 Params = Any
 """A pytree of tensors."""
@@ -106,6 +106,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         new_state = []
         for fn, s in zip(updates_fns, state, strict=True):
             updates, s = fn(updates, s, params, **extra)
+            if ops.donation_active():
+                # released temporaries that this transform keeps in its state are not free
+                ops.withdraw(tree.leaves(s))
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -116,14 +119,55 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """Return ``params + updates`` as a new tree (pure; the inputs are not modified).
 
     A ``None`` update leaves the parameter as it is (the same tensor is returned). The result
-    keeps each parameter's dtype: updates are cast to it before the addition.
+    keeps each parameter's dtype: updates are cast to it before the addition. Plain dense
+    tensors are added by one ``torch._foreach_add`` (the same kernel as ``p + u``, without a
+    Python call per parameter).
     """
-
-    def add(p: torch.Tensor | None, u: torch.Tensor | None):
+    p_leaves, spec = tree.flatten(params)
+    try:
+        u_leaves = spec.flatten_up_to(updates)
+    except (ValueError, TypeError):
+        return tree.map(_add_update, params, updates)  # optree's own error message
+    out = list(p_leaves)
+    fast_p, fast_u, fast_i = [], [], []
+    grad_mode = torch.is_grad_enabled()
+    for i, (p, u) in enumerate(zip(p_leaves, u_leaves, strict=True)):
         if u is None or p is None:
-            return p
+            continue
+        if not isinstance(u, torch.Tensor) or not isinstance(p, torch.Tensor):
+            return tree.map(_add_update, params, updates)  # not tensors: the general path
         if u.dtype != p.dtype:
             u = u.to(p.dtype)
-        return p + u
+        if (
+            type(p) in _PLAIN
+            and type(u) in _PLAIN
+            and p.layout is torch.strided
+            and u.layout is torch.strided
+            and p.device == u.device
+            and p.shape == u.shape
+            and not (grad_mode and (p.requires_grad or u.requires_grad))
+        ):
+            fast_p.append(p)
+            fast_u.append(u)
+            fast_i.append(i)
+        else:
+            out[i] = p + u
+    if fast_p:
+        if ops.use_foreach(fast_p, fast_u):
+            for i, r in zip(fast_i, torch._foreach_add(fast_p, fast_u), strict=True):
+                out[i] = r
+        else:
+            for i, p, u in zip(fast_i, fast_p, fast_u, strict=True):
+                out[i] = p + u
+    return tree.unflatten(spec, out)
 
-    return tree.map(add, params, updates)
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _add_update(p: torch.Tensor | None, u: torch.Tensor | None):
+    if u is None or p is None:
+        return p
+    if u.dtype != p.dtype:
+        u = u.to(p.dtype)
+    return p + u

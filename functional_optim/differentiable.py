@@ -158,9 +158,17 @@ def _autograd_value_and_grad(loss_fn: Callable[..., torch.Tensor], first_order: 
         leaves, spec = tree.flatten(params)
         leaves = [p if p is None or p.requires_grad else p.detach().requires_grad_(True) for p in leaves]
         params = tree.unflatten(spec, leaves)
-        value = loss_fn(params, *batch)
         with_grad = [p for p in leaves if p is not None]
-        grads = iter(torch.autograd.grad(value, with_grad, create_graph=not first_order, allow_unused=True))
+        with torch.enable_grad():  # the inner gradient is needed even under torch.no_grad()
+            value = loss_fn(params, *batch)
+            grads = iter(
+                torch.autograd.grad(
+                    value,
+                    with_grad,
+                    create_graph=not first_order and torch.is_grad_enabled(),
+                    allow_unused=True,
+                )
+            )
         out = [None if p is None else next(grads) for p in leaves]
         out = [
             torch.zeros_like(p) if g is None and p is not None else g
@@ -220,7 +228,10 @@ class SavedTensorsMeter:
             self.bytes += nbytes
             self.peak_bytes = max(self.peak_bytes, self.bytes)
         entry[1] += 1
-        holder = _Saved(t)
+        # Keep the data only (``detach``): autograd re-attaches the saved tensor's history on
+        # unpack, and holding ``t`` itself would make a reference cycle through its grad_fn for
+        # tensors saved by the op that produced them (a leak Python's gc cannot see).
+        holder = _Saved(t.detach())
         weakref.finalize(holder, self._release, key)
         return holder
 

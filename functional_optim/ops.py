@@ -15,7 +15,9 @@ stay tensors, so gradients flow to them and tracing does not break.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -87,6 +89,10 @@ def step_values(steps: Sequence[Tensor]) -> list[float] | list[Tensor]:
         return []
     if any(is_traced(s) for s in steps[:1]) or torch.compiler.is_compiling():
         return [s.to(torch.float64) for s in steps]
+    if all(s.device.type == "cpu" for s in steps):
+        # ``item()`` of a float32/float64 counter is exactly its float64 value, as ``torch.optim``
+        # reads it (``_get_value``); no stacking and no dtype conversion per counter.
+        return [float(s.item()) for s in steps]
     return torch.stack([s.detach().to("cpu", torch.float64) for s in steps]).tolist()
 
 
@@ -94,106 +100,323 @@ def is_python_number(*values: Any) -> bool:
     return all(isinstance(v, float | int) for v in values)
 
 
+# ----------------------------------------------------------------------------- owned buffers
+# Pure code may write into tensors it allocated itself (temporaries), and into buffers their
+# owner explicitly donated. Both keep ``update`` pure for its caller; both give the same numbers
+# as the out-of-place ops (the same kernels write elsewhere).
+
+
+class _Ownership(threading.local):
+    donated: set[int] | None = None
+    keep: list[Tensor] | None = None
+
+
+_OWN = _Ownership()
+
+
+@contextlib.contextmanager
+def donating(tensors: Iterable[Any]) -> Iterator[None]:
+    """Donate ``tensors`` (e.g. an optimizer's state buffers) to the ops run inside the block.
+
+    An op called with ``donate=True`` whose input list consists of donated tensors writes its
+    result into them and returns them, instead of allocating new tensors (``torch.optim``'s
+    in-place state update, with the same numbers). A donated tensor is taken at most once: once
+    written, it holds a new value and is no longer donated. Only the owner of the buffers may
+    donate them, and only if it does not need their old values after the block (the adapters
+    do this with their state; the pure ``update`` of a transform never donates anything).
+    Non-tensor items are ignored. Nested blocks add to the donation.
+
+    Example::
+
+        with ops.donating(fo.tree.leaves(state)):
+            updates, state = tx.update(grads, state, params)   # state updated in place
+    """
+    prev_donated, prev_keep = _OWN.donated, _OWN.keep
+    keep = [t for t in tensors if isinstance(t, Tensor)]
+    ids = set(map(id, keep))
+    if prev_donated:
+        ids |= prev_donated
+    _OWN.donated, _OWN.keep = ids, keep + (prev_keep or [])  # keep: the ids stay valid
+    try:
+        yield
+    finally:
+        _OWN.donated, _OWN.keep = prev_donated, prev_keep
+
+
+def release(xs: Sequence[Any]) -> None:
+    """Declare ``xs`` temporaries that nothing else references (e.g. the updates a transform just
+    allocated). Inside a :func:`donating` block the ops that follow may then take them with
+    ``donate=True`` (e.g. ``scale_by_learning_rate`` scaling them in place); outside one this
+    does nothing. :func:`functional_optim.chain` withdraws the release of any tensor that a
+    transform keeps in its state, so a later transform cannot overwrite it."""
+    donated = _OWN.donated
+    if donated is None or torch.compiler.is_compiling():
+        return
+    keep = [t for t in xs if isinstance(t, Tensor)]
+    donated.update(map(id, keep))
+    _OWN.keep.extend(keep)
+
+
+def withdraw(tree_leaves: Iterable[Any]) -> None:
+    """Withdraw the donation of these tensors (a transform keeps them, e.g. in its state)."""
+    donated = _OWN.donated
+    if donated and not torch.compiler.is_compiling():
+        donated.difference_update(id(t) for t in tree_leaves if isinstance(t, Tensor))
+
+
+def donation_active() -> bool:
+    """Whether a :func:`donating` block is active (and something is still donated)."""
+    return bool(_OWN.donated) and not torch.compiler.is_compiling()
+
+
+def writable(xs: Sequence[Tensor], *others: Any) -> bool:
+    """Whether ``xs`` may be written in place without autograd or ``torch.func`` noticing: dense
+    tensors, not wrapped by a ``torch.func`` transform, and no autograd recording (grad mode off,
+    or no tensor involved requires grad)."""
+    if not xs or not use_foreach(xs):
+        return False
+    if torch.is_grad_enabled():
+        for group in (xs, *others):
+            if isinstance(group, Tensor):
+                if group.requires_grad:
+                    return False
+            elif isinstance(group, list | tuple):
+                for t in group:
+                    if isinstance(t, Tensor) and t.requires_grad:
+                        return False
+    return True
+
+
+def _take_donated(xs: Sequence[Tensor], *others: Any) -> bool:
+    donated = _OWN.donated
+    if not donated or not xs or torch.compiler.is_compiling():
+        return False
+    if not all(map(donated.__contains__, map(id, xs))) or not writable(xs, *others):
+        return False
+    donated.difference_update(map(id, xs))
+    return True
+
+
+def _inplace(xs: Any, donate: bool, others: tuple) -> bool:
+    return donate and _take_donated(xs, *others)
+
+
 # ----------------------------------------------------------------------------- elementwise ops
 # ``other`` may be a tensor list, a scalar, or a per-tensor list of scalars / 0-dim tensors.
+# Every op takes ``donate=False``: with ``donate=True`` the result is written into ``xs`` when
+# its owner donated them (see :func:`donating`); pass it only where the transform no longer
+# needs the old values of ``xs``. The ``<op>_`` variants write into ``xs`` whenever
+# :func:`writable` allows, and are for tensors the transform allocated itself in this update
+# (temporaries) or took by donation; otherwise they compute out of place. Always use the
+# returned list.
 
 
-def add(xs: list[Tensor], other: Any, alpha: Scalar = 1) -> list[Tensor]:
+def add(xs: list[Tensor], other: Any, alpha: Scalar = 1, *, donate: bool = False) -> list[Tensor]:
     """``x + alpha * other`` per tensor; ``other`` is a tensor list, a scalar or per-tensor scalars."""
+    return _add(xs, other, alpha, _inplace(xs, donate, (other, alpha)))
+
+
+def add_(xs: list[Tensor], other: Any, alpha: Scalar = 1) -> list[Tensor]:
+    """:func:`add` written into ``xs`` (temporaries only, see above)."""
+    return _add(xs, other, alpha, writable(xs, other, alpha))
+
+
+def _add(xs: list[Tensor], other: Any, alpha: Scalar, inplace: bool) -> list[Tensor]:
     if isinstance(other, list | tuple) and other and isinstance(other[0], Tensor):
         if isinstance(alpha, float | int):
             if use_foreach(xs, other):
+                if inplace:
+                    torch._foreach_add_(xs, list(other), alpha=alpha)
+                    return _aslist(xs)
                 return _aslist(torch._foreach_add(xs, list(other), alpha=alpha))
+            if inplace:
+                return [x.add_(o, alpha=alpha) for x, o in zip(xs, other, strict=True)]
             return [torch.add(x, o, alpha=alpha) for x, o in zip(xs, other, strict=True)]
+        if inplace:
+            return [x.add_(alpha * o) for x, o in zip(xs, other, strict=True)]
         return [x + alpha * o for x, o in zip(xs, other, strict=True)]
     if not (isinstance(alpha, float | int) and alpha == 1):
         other = [o * alpha for o in other] if isinstance(other, list | tuple) else other * alpha
-    return _binary("add", xs, other)
+    return _binary("add", xs, other, inplace)
 
 
-def sub(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+def sub(xs: list[Tensor], ys: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     """``x - y`` per tensor."""
+    return _sub(xs, ys, _inplace(xs, donate, (ys,)))
+
+
+def sub_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+    """:func:`sub` written into ``xs`` (temporaries only)."""
+    return _sub(xs, ys, writable(xs, ys))
+
+
+def _sub(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
     if use_foreach(xs, ys):
+        if inplace:
+            torch._foreach_sub_(xs, ys)
+            return _aslist(xs)
         return _aslist(torch._foreach_sub(xs, ys))
+    if inplace:
+        return [x.sub_(y) for x, y in zip(xs, ys, strict=True)]
     return [x - y for x, y in zip(xs, ys, strict=True)]
 
 
-def mul(xs: list[Tensor], other: Any) -> list[Tensor]:
+def mul(xs: list[Tensor], other: Any, *, donate: bool = False) -> list[Tensor]:
     """``x * other`` per tensor."""
-    return _binary("mul", xs, other)
+    return _binary("mul", xs, other, _inplace(xs, donate, (other,)))
 
 
-def div(xs: list[Tensor], other: Any) -> list[Tensor]:
+def mul_(xs: list[Tensor], other: Any) -> list[Tensor]:
+    """:func:`mul` written into ``xs`` (temporaries only)."""
+    return _binary("mul", xs, other, writable(xs, other))
+
+
+def div(xs: list[Tensor], other: Any, *, donate: bool = False) -> list[Tensor]:
     """``x / other`` per tensor."""
-    return _binary("div", xs, other)
+    return _binary("div", xs, other, _inplace(xs, donate, (other,)))
 
 
-def maximum(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+def div_(xs: list[Tensor], other: Any) -> list[Tensor]:
+    """:func:`div` written into ``xs`` (temporaries only)."""
+    return _binary("div", xs, other, writable(xs, other))
+
+
+def maximum(xs: list[Tensor], ys: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     """Elementwise ``max(x, y)``."""
+    return _maximum(xs, ys, _inplace(xs, donate, (ys,)))
+
+
+def maximum_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+    """:func:`maximum` written into ``xs`` (temporaries only)."""
+    return _maximum(xs, ys, writable(xs, ys))
+
+
+def _maximum(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
     if use_foreach(xs, ys):
+        if inplace:
+            torch._foreach_maximum_(xs, ys)
+            return _aslist(xs)
         return _aslist(torch._foreach_maximum(xs, ys))
+    if inplace:
+        return [x.copy_(torch.maximum(x, y)) for x, y in zip(xs, ys, strict=True)]
     return [torch.maximum(x, y) for x, y in zip(xs, ys, strict=True)]
 
 
-def _binary(name: str, xs: list[Tensor], other: Any) -> list[Tensor]:
+def _binary(name: str, xs: list[Tensor], other: Any, inplace: bool = False) -> list[Tensor]:
     torch_op = getattr(torch, name)
+    suffix = "_" if inplace else ""
     if isinstance(other, list | tuple):
         if use_foreach(xs) and (
             _is_scalar_list(other) or (use_foreach(other) and all(isinstance(o, Tensor) for o in other))
         ):
-            return _aslist(getattr(torch, f"_foreach_{name}")(xs, list(other)))
+            return _run_foreach(f"_foreach_{name}{suffix}", xs, list(other))
+        if inplace:
+            return [getattr(x, f"{name}_")(o) for x, o in zip(xs, other, strict=True)]
         return [torch_op(x, o) for x, o in zip(xs, other, strict=True)]
     if use_foreach(xs) and (isinstance(other, float | int) or not is_traced(other)):
-        return _aslist(getattr(torch, f"_foreach_{name}")(xs, other))
+        return _run_foreach(f"_foreach_{name}{suffix}", xs, other)
+    if inplace:
+        return [getattr(x, f"{name}_")(other) for x in xs]
     return [torch_op(x, other) for x in xs]
 
 
-def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar) -> list[Tensor]:
+def _run_foreach(op: str, xs: list[Tensor], *args: Any, **kwargs: Any) -> list[Tensor]:
+    out = getattr(torch, op)(xs, *args, **kwargs)
+    return _aslist(xs if op.endswith("_") else out)
+
+
+def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, *, donate: bool = False) -> list[Tensor]:
     """``x + weight * (y - x)`` per tensor (``torch.lerp``)."""
+    return _lerp(xs, ys, weight, _inplace(xs, donate, (ys, weight)))
+
+
+def lerp_(xs: list[Tensor], ys: list[Tensor], weight: Scalar) -> list[Tensor]:
+    """:func:`lerp` written into ``xs`` (temporaries only)."""
+    return _lerp(xs, ys, weight, writable(xs, ys, weight))
+
+
+def _lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, inplace: bool) -> list[Tensor]:
     if isinstance(weight, float | int) and use_foreach(xs, ys):
-        return _aslist(torch._foreach_lerp(xs, ys, weight))
+        return _run_foreach("_foreach_lerp_" if inplace else "_foreach_lerp", xs, ys, weight)
+    if inplace:
+        return [x.lerp_(y, weight) for x, y in zip(xs, ys, strict=True)]
     return [torch.lerp(x, y, weight) for x, y in zip(xs, ys, strict=True)]
 
 
-def addcmul(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
+def addcmul(
+    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, donate: bool = False
+) -> list[Tensor]:
     """``x + value * y * z`` per tensor."""
-    if use_foreach(xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
-        return _aslist(
-            torch._foreach_addcmul(xs, ys, zs, value if not isinstance(value, tuple) else list(value))
-        )
-    vs = _broadcast(value, len(xs))
-    return [
-        torch.addcmul(x, y, z, value=v) if isinstance(v, float | int) else x + v * y * z
-        for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
-    ]
+    return _addc("addcmul", xs, ys, zs, value, _inplace(xs, donate, (ys, zs, value)))
 
 
-def addcdiv(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
+def addcmul_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
+    """:func:`addcmul` written into ``xs`` (temporaries only)."""
+    return _addc("addcmul", xs, ys, zs, value, writable(xs, ys, zs, value))
+
+
+def addcdiv(
+    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, donate: bool = False
+) -> list[Tensor]:
     """``x + value * y / z`` per tensor."""
+    return _addc("addcdiv", xs, ys, zs, value, _inplace(xs, donate, (ys, zs, value)))
+
+
+def addcdiv_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
+    """:func:`addcdiv` written into ``xs`` (temporaries only)."""
+    return _addc("addcdiv", xs, ys, zs, value, writable(xs, ys, zs, value))
+
+
+def _addc(
+    name: str, xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList, inplace: bool
+) -> list[Tensor]:
     if use_foreach(xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
-        return _aslist(
-            torch._foreach_addcdiv(xs, ys, zs, value if not isinstance(value, tuple) else list(value))
-        )
+        value = value if not isinstance(value, tuple) else list(value)
+        return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs, ys, zs, value)
     vs = _broadcast(value, len(xs))
+    if name == "addcmul":
+        if inplace:
+            return [
+                x.addcmul_(y, z, value=v) if isinstance(v, float | int) else x.add_(v * y * z)
+                for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
+            ]
+        return [
+            torch.addcmul(x, y, z, value=v) if isinstance(v, float | int) else x + v * y * z
+            for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
+        ]
+    if inplace:
+        return [
+            x.addcdiv_(y, z, value=v) if isinstance(v, float | int) else x.add_(v * y / z)
+            for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
+        ]
     return [
         torch.addcdiv(x, y, z, value=v) if isinstance(v, float | int) else x + v * y / z
         for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
     ]
 
 
-def _unary(name: str, xs: list[Tensor]) -> list[Tensor]:
+def _unary(name: str, xs: list[Tensor], inplace: bool = False) -> list[Tensor]:
     if use_foreach(xs):
-        return _aslist(getattr(torch, f"_foreach_{name}")(xs))
+        return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs)
+    if inplace:
+        return [getattr(x, f"{name}_")() for x in xs]
     return [getattr(torch, name)(x) for x in xs]
 
 
-def sqrt(xs: list[Tensor]) -> list[Tensor]:
+def sqrt(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     """``sqrt(x)`` per tensor. When gradients can flow (``requires_grad`` or under ``torch.func``)
     the derivative at ``x == 0`` is taken as 0 instead of ``inf`` (which would turn into NaN
     meta-gradients for a zero second moment); the forward values are unchanged."""
     if xs and (xs[0].requires_grad or (not torch.compiler.is_compiling() and _is_functorch_wrapped(xs[0]))):
         return [_sqrt_safe_at_zero(x) for x in xs]
-    return _unary("sqrt", xs)
+    return _unary("sqrt", xs, _inplace(xs, donate, ()))
+
+
+def sqrt_(xs: list[Tensor]) -> list[Tensor]:
+    """:func:`sqrt` written into ``xs`` (temporaries only)."""
+    if not writable(xs):
+        return sqrt(xs)
+    return _unary("sqrt", xs, True)
 
 
 def _sqrt_safe_at_zero(x: Tensor) -> Tensor:
@@ -201,21 +424,26 @@ def _sqrt_safe_at_zero(x: Tensor) -> Tensor:
     return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
 
 
-def abs(xs: list[Tensor]) -> list[Tensor]:
-    return _unary("abs", xs)
+def abs(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+    return _unary("abs", xs, _inplace(xs, donate, ()))
 
 
-def neg(xs: list[Tensor]) -> list[Tensor]:
-    return _unary("neg", xs)
+def neg(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+    return _unary("neg", xs, _inplace(xs, donate, ()))
 
 
-def sign(xs: list[Tensor]) -> list[Tensor]:
-    return _unary("sign", xs)
+def neg_(xs: list[Tensor]) -> list[Tensor]:
+    """:func:`neg` written into ``xs`` (temporaries only)."""
+    return _unary("neg", xs, writable(xs))
 
 
-def reciprocal(xs: list[Tensor]) -> list[Tensor]:
+def sign(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+    return _unary("sign", xs, _inplace(xs, donate, ()))
+
+
+def reciprocal(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     """``1 / x`` per tensor (torch evaluates ``scalar / tensor`` as ``tensor.reciprocal() * scalar``)."""
-    return _unary("reciprocal", xs)
+    return _unary("reciprocal", xs, _inplace(xs, donate, ()))
 
 
 def square(xs: list[Tensor]) -> list[Tensor]:
@@ -233,15 +461,28 @@ def zeros_like(xs: list[Tensor]) -> list[Tensor]:
     return [torch.zeros_like(x) for x in xs]
 
 
-def clamp(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None) -> list[Tensor]:
+def clamp(
+    xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None, *, donate: bool = False
+) -> list[Tensor]:
     """Elementwise clamp to ``[min, max]``."""
+    return _clamp(xs, min, max, _inplace(xs, donate, (min, max)))
+
+
+def clamp_(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None) -> list[Tensor]:
+    """:func:`clamp` written into ``xs`` (temporaries only)."""
+    return _clamp(xs, min, max, writable(xs, min, max))
+
+
+def _clamp(xs: list[Tensor], min: Scalar | None, max: Scalar | None, inplace: bool) -> list[Tensor]:
     if use_foreach(xs) and is_python_number(*(v for v in (min, max) if v is not None)):
         out = xs
         if min is not None:
-            out = _aslist(torch._foreach_clamp_min(out, min))
+            out = _run_foreach("_foreach_clamp_min_" if inplace else "_foreach_clamp_min", out, min)
         if max is not None:
-            out = _aslist(torch._foreach_clamp_max(out, max))
+            out = _run_foreach("_foreach_clamp_max_" if inplace else "_foreach_clamp_max", out, max)
         return out
+    if inplace:
+        return [x.clamp_(min=min, max=max) for x in xs]
     return [torch.clamp(x, min=min, max=max) for x in xs]
 
 

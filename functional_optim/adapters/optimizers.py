@@ -90,6 +90,18 @@ def _check_tensor_lr_foreach(lr: Any, foreach: bool | None, capturable: bool) ->
         raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
 
 
+_ONE_STEP: dict[torch.dtype, Tensor] = {}
+
+
+def _one_step() -> Tensor:
+    """A shared constant ``step = 1`` counter (transforms never write into their inputs)."""
+    dtype = _steps.scalar_dtype()
+    one = _ONE_STEP.get(dtype)
+    if one is None:
+        one = _ONE_STEP[dtype] = torch.ones((), dtype=dtype)
+    return one
+
+
 class SGD(_DropIn):
     r"""``torch.optim.SGD`` over :func:`functional_optim.sgd` (momentum, dampening, Nesterov, L2
     decay, maximize; sparse gradients supported).
@@ -136,7 +148,7 @@ class SGD(_DropIn):
         buf = st.get("momentum_buffer")
         if buf is None:
             return {}
-        return {"momentum_buffer": buf, "count": torch.ones((), dtype=_steps.scalar_dtype())}
+        return {"momentum_buffer": buf, "count": _one_step()}
 
     def _encode_param_state(self, group: dict, p: Tensor, fields: dict) -> dict:
         buf = fields.get("momentum_buffer")

@@ -7,6 +7,8 @@ received a gradient. The transforms that need it keep the same tensor under the 
 
 from __future__ import annotations
 
+import operator
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,9 +29,45 @@ def zeros(params: Any) -> Any:
     return tree.map(lambda p: None if p is None else torch.zeros((), dtype=dtype), params)
 
 
-def increment(steps: list[Tensor]) -> list[Tensor]:
-    """``step + 1`` for each counter (new tensors)."""
-    return ops.add(steps, 1)
+def increment(steps: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+    """``step + 1`` for each counter (new tensors).
+
+    With ``donate=True`` the counters are incremented in place when their owner donated them
+    (:func:`functional_optim.ops.donating`, as the adapters do; ``torch.optim`` increments in
+    place too); pass it only if the transform does not read the old counters afterwards.
+    """
+    return ops.add(steps, 1, donate=donate)
+
+
+class _LastValues(threading.local):
+    tensors: list[Tensor] | None = None
+    versions: list[int] | None = None
+    values: list[float] | None = None
+
+
+_LAST = _LastValues()
+
+
+def _values(steps: Sequence[Any]) -> list[Any]:
+    """``ops.step_values(steps)``, reusing the previous result when called again with the same
+    list of unchanged counters (a transform usually derives several coefficients from one list;
+    ``Tensor._version`` proves that no counter was written in between)."""
+    if not steps or not isinstance(steps[0], Tensor) or ops.is_traced(steps[0]) or steps[0].is_inference():
+        return ops.step_values(steps)
+    versions = [s._version for s in steps]
+    last = _LAST.tensors
+    if (
+        last is not None
+        and len(last) == len(steps)
+        and _LAST.versions == versions
+        and all(map(operator.is_, last, steps))
+    ):
+        return list(_LAST.values)
+    values = ops.step_values(steps)
+    if values and isinstance(values[0], float):
+        # holding the tensors keeps their ids from being reused by other tensors
+        _LAST.tensors, _LAST.versions, _LAST.values = list(steps), versions, values
+    return values
 
 
 def coefficients(steps: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:
@@ -39,7 +77,7 @@ def coefficients(steps: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:
     ``torch.optim``; equal steps share one evaluation. For traced counters ``t`` is a 0-dim
     float64 tensor and ``fn`` builds tensor maths.
     """
-    values = ops.step_values(steps)
+    values = _values(steps)
     if values and isinstance(values[0], float):
         cache: dict[float, Any] = {}
         out = []

@@ -47,3 +47,15 @@ def test_dropin_signature_and_defaults_equal_torch(name):
 @pytest.mark.parametrize("name", ["Adam", "SGD", "RMSprop", "Adagrad", "Rprop", "NAdam"])
 def test_dropin_complex_parameters_follow_torch(name):
     run_side_by_side(name, CASES[name][-1], dtype=torch.complex64, steps=6)
+
+
+def test_changing_a_structural_hyperparameter_mid_run_follows_torch():
+    """SGD momentum switched on after 3 steps: the state layout is rebuilt and the buffer starts
+    with torch's first-step rule (``buf = g``)."""
+
+    def switch(opt, step):
+        if step == 2:
+            for group in opt.param_groups:
+                group["momentum"] = 0.9
+
+    run_side_by_side("SGD", {"lr": 0.05}, setup=lambda o: o, after_step=switch)
