@@ -124,7 +124,8 @@ def donating(tensors: Iterable[Any]) -> Iterator[None]:
     written, it holds a new value and is no longer donated. Only the owner of the buffers may
     donate them, and only if it does not need their old values after the block (the adapters
     do this with their state; the pure ``update`` of a transform never donates anything).
-    Non-tensor items are ignored. Nested blocks add to the donation.
+    Non-tensor items are ignored, and so is a tensor listed more than once (it is shared, e.g. a
+    constant used by several parameters). Nested blocks add to the donation.
 
     Example::
 
@@ -134,6 +135,11 @@ def donating(tensors: Iterable[Any]) -> Iterator[None]:
     prev_donated, prev_keep = _OWN.donated, _OWN.keep
     keep = [t for t in tensors if isinstance(t, Tensor)]
     ids = set(map(id, keep))
+    if len(ids) != len(keep):  # a tensor listed twice is shared: never write into it
+        counts: dict[int, int] = {}
+        for i in map(id, keep):
+            counts[i] = counts.get(i, 0) + 1
+        ids = {i for i, c in counts.items() if c == 1}
     if prev_donated:
         ids |= prev_donated
     _OWN.donated, _OWN.keep = ids, keep + (prev_keep or [])  # keep: the ids stay valid
@@ -393,6 +399,28 @@ def _addc(
         torch.addcdiv(x, y, z, value=v) if isinstance(v, float | int) else x + v * y / z
         for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
     ]
+
+
+def rdiv_(ys: list[Tensor], xs: list[Tensor]) -> list[Tensor]:
+    """``x / y`` per tensor, written into ``ys`` when :func:`writable` allows (``ys`` must be
+    temporaries, e.g. a denominator computed in this update; use the returned list).
+
+    For large tensors the quotient goes into ``ys`` (``torch.div(x, y, out=y)``, the same kernel
+    as :func:`div`), so no third buffer is allocated; for small ones (overhead-bound) one
+    ``torch._foreach_div`` is cheaper and is used instead.
+    """
+    if (
+        not ys
+        or not writable(ys, xs)
+        or not use_foreach(xs)
+        or sum(y.numel() for y in ys) < _RDIV_MIN_MEAN_NUMEL * len(ys)
+        or any(x.shape != y.shape or x.dtype != y.dtype for x, y in zip(xs, ys, strict=True))
+    ):
+        return div(xs, ys)
+    return [torch.div(x, y, out=y) for x, y in zip(xs, ys, strict=True)]
+
+
+_RDIV_MIN_MEAN_NUMEL = 4096
 
 
 def _unary(name: str, xs: list[Tensor], inplace: bool = False) -> list[Tensor]:

@@ -15,7 +15,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_demo_trains_and_reports_the_final_loss():
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py"), "--steps", "300"],
-        capture_output=True, text=True, timeout=600, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        cwd=ROOT,
     )
     assert "final loss" in out.stdout
     loss = float(out.stdout.split("final loss")[1].split()[0])

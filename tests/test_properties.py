@@ -55,7 +55,9 @@ def params_and_grads(draw):
     seed = draw(st.integers(0, 2**16))
     gen = torch.Generator().manual_seed(seed)
     grads = [
-        None if (d and len(leaves) > 1) else torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+        None
+        if (d and len(leaves) > 1)
+        else torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
         for p, d in zip(leaves, drop)
     ]
     return params, tree.unflatten(spec, grads)
