@@ -11,8 +11,9 @@ update of the initialization. Variants:
 * ``fo torch.func``: ``torch.func.grad`` of the same (inner ``torch.func.grad``), loop over tasks.
 * ``fo torch.func+vmap``: the tasks batched with ``torch.func.vmap`` (one call).
 
-Time: median wall time of ``--repeats`` outer steps after 3 warm-up steps, in this process
-(single thread by default: the model is tiny). Memory, measured two ways:
+Time: median wall and CPU time of ``--repeats`` outer steps after 3 warm-up steps, in this
+process, the variants interleaved round-robin (single thread by default: the model is tiny;
+"vs first" compares CPU times, which other processes' load does not inflate). Memory, measured two ways:
 
 * ``saved MiB``: bytes autograd saves for the backward of the meta-loss
   (:class:`functional_optim.SavedTensorsMeter`, each storage once): what an unrolled graph
@@ -236,48 +237,58 @@ def main() -> None:
 
     reference = None
     rows = []
+    steps, diffs = {}, {}
     for variant in variants:
         step, first_grads = outer_step_fn(variant, args.tasks)
         grads = first_grads()
         if reference is None:
             reference = grads
-        diff = max((a - b).abs().max().item() for a, b in zip(grads, reference, strict=True))
+        diffs[variant] = max((a - b).abs().max().item() for a, b in zip(grads, reference, strict=True))
         for _ in range(3):
             step()
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
+        steps[variant] = step
+    # Round-robin over the variants, so that load on the machine affects them alike; wall time
+    # and this process' CPU time (single-threaded: CPU time is robust to other processes' load).
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.repeats):
+        for variant in variants:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            steps[variant]()
+            wall[variant].append(time.perf_counter() - start)
+            cpu[variant].append(time.process_time() - start_cpu)
+    for variant in variants:
         saved = saved_bytes(variant, args.tasks)
         rss = measure_rss(variant, args.tasks, args.repeats)
         rows.append(
             {
                 "variant": variant,
-                "median_ms": 1e3 * statistics.median(times),
-                "min_ms": 1e3 * min(times),
+                "median_ms": 1e3 * statistics.median(wall[variant]),
+                "min_ms": 1e3 * min(wall[variant]),
+                "median_cpu_ms": 1e3 * statistics.median(cpu[variant]),
                 "saved_mib": None if saved is None else saved / 2**20,
                 "peak_rss_increase_mib": rss,
-                "max_abs_diff_vs_first": diff,
+                "max_abs_diff_vs_first": diffs[variant],
             }
         )
         print(f"  {variant}: {rows[-1]['median_ms']:.1f} ms", flush=True)
 
-    base = rows[0]["median_ms"]
+    base = rows[0]["median_cpu_ms"]
     print(
         f"\nMAML outer step: {args.tasks} tasks x {INNER_STEPS} Adam steps (2nd order), MLP 1-40-40-1, "
         f"{args.threads} thread(s), torch {torch.__version__}"
     )
     header = (
-        f"{'variant':<22}{'median ms':>10}{'min ms':>9}{'vs first':>9}{'saved MiB':>11}{'peak RSS MiB':>14}"
-        f"{'|dg|':>10}"
+        f"{'variant':<22}{'wall ms':>9}{'min ms':>9}{'CPU ms':>9}{'vs first':>9}"
+        f"{'saved MiB':>11}{'peak RSS MiB':>14}{'|dg|':>10}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         saved = "-" if r["saved_mib"] is None else f"{r['saved_mib']:.2f}"
         print(
-            f"{r['variant']:<22}{r['median_ms']:>10.1f}{r['min_ms']:>9.1f}{r['median_ms'] / base:>8.2f}x"
+            f"{r['variant']:<22}{r['median_ms']:>9.1f}{r['min_ms']:>9.1f}{r['median_cpu_ms']:>9.1f}"
+            f"{r['median_cpu_ms'] / base:>8.2f}x"
             f"{saved:>11}{r['peak_rss_increase_mib']:>14.1f}{r['max_abs_diff_vs_first']:>10.1e}"
         )
     sgd_diff = sgd_agreement(args.tasks) if "higher" in variants else None

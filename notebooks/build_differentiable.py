@@ -4,7 +4,8 @@ The notebook reuses the example modules (``examples/maml_sinusoid.py``, ``exampl
 ``examples/vmap_ensemble.py``) with small settings so that it executes in well under a minute
 on 2 CPU cores (CI runs it: ``tests/test_examples_and_notebooks.py``).
 
-Run: ``python notebooks/build_differentiable.py`` (add ``--no-execute`` to write it without outputs).
+Run: ``python notebooks/build_differentiable.py``. Like the other notebooks it is written without
+outputs (CI executes it); ``--execute`` runs it first and stores the outputs and plots.
 """
 
 from __future__ import annotations
@@ -41,9 +42,6 @@ versions.""",
         """import pathlib
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
@@ -129,12 +127,14 @@ member its own AdamW state. The vmapped update equals a Python loop over the mem
         "code",
         """e = vmap_ensemble.run(steps=300)
 print(f"vmapped == loop: max |diff| {e['max_abs_diff_vs_loop']:.1e}; "
-      f"{1e3 * e['vmap_seconds_per_step']:.1f} ms/step (vmap) vs {1e3 * e['loop_seconds_per_step']:.1f} ms (loop)")
+      f"{1e3 * e['vmap_seconds_per_step']:.1f} ms/step (vmap) vs "
+      f"{1e3 * e['loop_seconds_per_step']:.1f} ms (loop)")
 print(f"test MSE: mean member {e['mean_member_test_mse']:.4f}, ensemble {e['ensemble_test_mse']:.4f}")
 xt, yt, xs_, ys_ = e["data"]
 grid = torch.linspace(-2, 2, 200)[:, None]
 with torch.no_grad():
-    preds = torch.func.vmap(torch.func.functional_call, in_dims=(None, 0, None))(e["template"], e["params"], (grid,))
+    batched_call = torch.func.vmap(torch.func.functional_call, in_dims=(None, 0, None))
+    preds = batched_call(e["template"], e["params"], (grid,))
 plt.figure(figsize=(6, 3.5))
 plt.plot(xt, yt, ".", color="0.6", ms=3, label="train")
 for p in preds:
@@ -173,7 +173,7 @@ def saved_mib(k, truncate=None):
 ks = [1, 5, 10, 20]
 full = [saved_mib(k) for k in ks]
 trunc = [saved_mib(k, truncate=5) for k in ks]
-for k, a, b in zip(ks, full, trunc):
+for k, a, b in zip(ks, full, trunc, strict=True):
     print(f"K={k:>2}: {a:.3f} MiB saved for backward, {b:.3f} MiB with truncate=5")
 plt.figure(figsize=(5, 3))
 plt.plot(ks, full, "o-", label="full unroll")
@@ -196,10 +196,10 @@ def build() -> nbformat.NotebookNode:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-execute", action="store_true", help="write the notebook without running it")
+    parser.add_argument("--execute", action="store_true", help="run the notebook and store its outputs")
     args = parser.parse_args()
     nb = build()
-    if not args.no_execute:
+    if args.execute:
         import nbclient
 
         nbclient.NotebookClient(

@@ -7,10 +7,13 @@ Support statement (the cases below that are not elementwise):
 
 * Muon: ``torch.func.grad`` w.r.t. the initial matrix and ``lr``/``momentum``/``weight_decay``
   (Newton-Schulz in float64 via ``ns_dtype``).
-* L-BFGS: see ``test_lbfgs_*``: plain autograd and ``torch.func.grad`` through the fixed-step
-  variant (``line_search_fn=None``); its early-exit tests are Python branches on values.
-* SparseAdam: see ``test_sparse_adam_*``: sparse gradients are outside ``torch.func``; plain
-  autograd w.r.t. ``lr`` works.
+* SparseAdam: sparse COO gradients are outside ``torch.func`` (no ``grad``/``vmap``); plain
+  autograd through the updates works (``test_sparse_adam_*``: w.r.t. ``lr``, FD-checked).
+* L-BFGS: not differentiable through its updates. It evaluates the objective itself
+  (``value_fn``) with ``torch.autograd.grad`` (no ``create_graph``: the curvature pairs are
+  constants), and it stops on data-dependent tests (tolerances, line search) that are Python
+  branches on values, which ``torch.func`` cannot trace. Use it for the inner problem's
+  forward only, or use a first-order algorithm inside a meta-gradient.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import functional_optim as fo
 from tests.differentiable._problems import (
     DT,
     central_difference,
-    data,
     gated_unrolled,
     init_params,
     matrix_loss,
@@ -33,6 +35,25 @@ from tests.differentiable._problems import (
 
 def _t(v: float) -> torch.Tensor:
     return torch.tensor(v, dtype=DT)
+
+
+def _traced(hyper: dict) -> dict:
+    """The hyperparameters as tensors that require grad, for the finite-difference evaluations.
+
+    A hyperparameter that gradients may flow through selects the *differentiable* code path
+    (``ops.is_traced``): the same one ``torch.func.grad`` runs. The two paths differ only where an
+    algorithm keeps a scalar state in float32 for ``torch.optim`` parity (NAdam's ``mu_product``,
+    ASGD's ``eta``/``mu``): the concrete path rounds it to float32 like torch, the differentiable
+    path keeps the hyperparameter's precision, so that the meta-gradient is the derivative of a
+    smooth function instead of a float32-quantised one (whose central differences would be noise
+    at the 1e-3 level). So the FD reference is taken on the path that is differentiated."""
+    return {k: v.detach().clone().requires_grad_(True) for k, v in hyper.items()}
+
+
+def _fd(fn, x: torch.Tensor) -> torch.Tensor:
+    # not under torch.no_grad(): values derived from the hyperparameters must keep requiring grad
+    # for the transforms to stay on the differentiable path
+    return central_difference(lambda v: fn(v).detach(), x)
 
 
 # name -> (hyperparameters as 0-dim tensors, factory from those tensors)
@@ -133,9 +154,9 @@ def test_func_grad_wrt_initial_params_matches_finite_differences(name, record_pr
     for key in params:
 
         def f(x, key=key):
-            return meta({**params, key: x}, hyper)
+            return meta({**params, key: x}, _traced(hyper))
 
-        expected = central_difference(f, params[key])
+        expected = _fd(f, params[key])
         worst = max(worst, max_relative_error(grads[key], expected))
         torch.testing.assert_close(grads[key], expected, rtol=1e-5, atol=1e-8, msg=f"{name}: d/d{key}")
     record_property("fd_max_rel_error_params", worst)
@@ -148,9 +169,9 @@ def test_func_grad_wrt_hyperparameters_matches_finite_differences(name, record_p
     for key in hyper:
 
         def f(x, key=key):
-            return meta(params, {**hyper, key: x})
+            return meta(params, _traced({**hyper, key: x}))
 
-        expected = central_difference(f, hyper[key])
+        expected = _fd(f, hyper[key])
         assert torch.isfinite(grads[key]), f"{name}: d/d{key} is not finite"
         assert expected.abs() > 1e-6, f"{name}: d/d{key} is ~0, the check would be vacuous"
         record_property(f"fd_max_rel_error_{key}", max_relative_error(grads[key], expected))
@@ -189,21 +210,23 @@ def test_meta_gradient_is_finite_and_correct_where_a_second_moment_is_exactly_ze
     params = {**init_params(), "z": torch.tensor([0.0, 1.0], dtype=DT)}
     meta = gated_unrolled(make)
     (g_params, g_hyper), value = torch.func.grad_and_value(meta, argnums=(0, 1))(params, hyper)
-    # forward numbers unchanged: the traced (safe-sqrt) run equals the concrete run
-    torch.testing.assert_close(value, meta(params, hyper), rtol=1e-13, atol=0)
+    # forward numbers unchanged: the traced (safe-sqrt) run equals the concrete run (up to the
+    # float32 rounding of NAdam's mu_product on the concrete path, see ``_traced``)
+    rtol = 1e-7 if name.startswith("nadam") else 1e-13
+    torch.testing.assert_close(value, meta(params, hyper), rtol=rtol, atol=0)
     for key, g in {**g_params, **g_hyper}.items():
         assert torch.isfinite(g).all(), f"{name}: d/d{key} = {g}"
     for key in ("z", "w"):
 
         def f(x, key=key):
-            return meta({**params, key: x}, hyper)
+            return meta({**params, key: x}, _traced(hyper))
 
-        torch.testing.assert_close(g_params[key], central_difference(f, params[key]), rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(g_params[key], _fd(f, params[key]), rtol=1e-5, atol=1e-8)
 
     def f_lr(x):
-        return meta(params, {**hyper, "lr": x})
+        return meta(params, _traced({**hyper, "lr": x}))
 
-    torch.testing.assert_close(g_hyper["lr"], central_difference(f_lr, hyper["lr"]), rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(g_hyper["lr"], _fd(f_lr, hyper["lr"]), rtol=1e-5, atol=1e-8)
 
 
 def test_a_naive_sqrt_would_give_nan_at_zero():
@@ -214,36 +237,7 @@ def test_a_naive_sqrt_would_give_nan_at_zero():
     assert torch.isnan(g.grad).all()
 
 
-# ----------------------------------------------------------------------------- L-BFGS, SparseAdam
-
-
-def _lbfgs_meta(lr: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    xt, yt, xv, yv = data()
-    params = {"w": w}
-    opt = fo.lbfgs(lr=lr, max_iter=3, history_size=3)
-    state = opt.init(params)
-
-    def value_fn(p):
-        return matrix_loss(p, xt, yt)
-
-    for _ in range(2):
-        updates, state = opt.update(None, state, params, value_fn=value_fn)
-        params = fo.apply_updates(params, updates)
-    return matrix_loss(params, xv, yv)
-
-
-@pytest.mark.skipif(not hasattr(fo, "lbfgs"), reason="lbfgs not in this build")
-def test_lbfgs_plain_autograd_wrt_lr_and_initial_params_matches_finite_differences():
-    lr, w = _t(0.5), init_params()["w"]
-    lr_leaf, w_leaf = lr.clone().requires_grad_(True), w.clone().requires_grad_(True)
-    _lbfgs_meta(lr_leaf, w_leaf).backward()
-    assert torch.isfinite(lr_leaf.grad)
-    torch.testing.assert_close(
-        lr_leaf.grad, central_difference(lambda x: _lbfgs_meta(x, w), lr), rtol=1e-5, atol=1e-8
-    )
-    torch.testing.assert_close(
-        w_leaf.grad, central_difference(lambda x: _lbfgs_meta(lr, x), w), rtol=1e-5, atol=1e-8
-    )
+# ----------------------------------------------------------------------------- SparseAdam
 
 
 @pytest.mark.skipif(not hasattr(fo, "sparse_adam"), reason="sparse_adam not in this build")
@@ -258,7 +252,7 @@ def test_sparse_adam_plain_autograd_wrt_lr_matches_finite_differences():
         params = {"table": table0}
         state = opt.init(params)
         for idx in rows:
-            dense = 2 * (params["table"].detach() - target)
+            dense = 2 * (params["table"] - target)  # differentiable: the grads depend on lr too
             grad = torch.sparse_coo_tensor(idx[None], dense[idx], table0.shape).coalesce()
             updates, state = opt.update({"table": grad}, state, params)
             params = fo.apply_updates(params, updates)
