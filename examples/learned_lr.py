@@ -10,6 +10,13 @@ steps scale-free (Maclaurin et al. 2015; Baydin et al. 2018 do the online varian
 As a check, the same ``K``-step training is run for a log-spaced grid of learning rates
 (no gradients); the learned rate should land near the grid's best validation loss.
 
+The validation loss after K steps is smooth in ``lr`` up to the edge of stability (here
+``lr ≈ 0.45`` diverges within 20 steps), beyond which it explodes; its optimum sits just below
+that cliff. With the default 100 meta-steps the learned rate approaches the optimum from
+below; running much longer with a large meta learning rate can step over the cliff, where the
+hyper-gradient becomes enormous (the chaotic meta-loss landscapes of Metz et al., "Understanding
+and correcting pathologies in the training of learned optimizers", ICML 2019).
+
 Run: ``python examples/learned_lr.py`` (well under a minute on 2 CPU cores).
 """
 

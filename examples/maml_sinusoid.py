@@ -167,14 +167,19 @@ def run(
             "inner_lr": inner_lr,
             "shots": SHOTS,
         },
-        "maml": {
-            **evaluate(maml, inner_steps, inner_lr),
-            f"post_adaptation_mse_{eval_inner_steps}_steps": evaluate(maml, eval_inner_steps, inner_lr)[
-                "post_adaptation_mse"
-            ],
+        **{
+            name: {
+                **evaluate(init, inner_steps, inner_lr),
+                f"post_adaptation_mse_{eval_inner_steps}_steps": evaluate(init, eval_inner_steps, inner_lr)[
+                    "post_adaptation_mse"
+                ],
+            }
+            for name, init in (
+                ("maml", maml),
+                ("pretrained_baseline", pretrained),
+                ("random_init_baseline", random_init),
+            )
         },
-        "pretrained_baseline": evaluate(pretrained, inner_steps, inner_lr),
-        "random_init_baseline": evaluate(random_init, inner_steps, inner_lr),
         "meta_loss_history": history,
         "maml_train_seconds": maml_seconds,
     }
@@ -192,13 +197,15 @@ def main() -> None:
     torch.set_num_threads(1)  # tiny models: intra-op threads only add overhead (and spin under load)
     res = run(args.iterations, args.inner_steps, inner_lr=args.inner_lr, seed=args.seed, log_every=250)
     k = res["config"]["inner_steps_train"]
-    print(f"\nheld-out tasks: mean query MSE, {SHOTS}-shot, {k} Adam steps (lr {args.inner_lr})")
-    print(f"{'initialization':<24}{'before adaptation':>20}{'after adaptation':>20}")
+    ke = res["config"]["inner_steps_eval"]
+    print(f"\nheld-out tasks: mean query MSE, {SHOTS}-shot, Adam inner loop (lr {args.inner_lr})")
+    print(f"{'initialization':<24}{'before adaptation':>19}{f'after {k} steps':>16}{f'after {ke} steps':>16}")
     for name in ("maml", "pretrained_baseline", "random_init_baseline"):
         r = res[name]
-        print(f"{name:<24}{r['pre_adaptation_mse']:>20.3f}{r['post_adaptation_mse']:>20.3f}")
-    ke = res["config"]["inner_steps_eval"]
-    print(f"MAML after {ke} adaptation steps: {res['maml'][f'post_adaptation_mse_{ke}_steps']:.3f}")
+        print(
+            f"{name:<24}{r['pre_adaptation_mse']:>19.3f}{r['post_adaptation_mse']:>16.3f}"
+            f"{r[f'post_adaptation_mse_{ke}_steps']:>16.3f}"
+        )
     print(f"MAML meta-training: {res['maml_train_seconds']:.1f} s")
 
 

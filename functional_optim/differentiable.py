@@ -186,9 +186,14 @@ class SavedTensorsMeter:
 
     Each saved tensor's storage is counted once while at least one saved reference to it is
     alive (a parameter saved by several ops counts once); storages are un-counted when the
-    graph that saved them is freed (e.g. the internal graph of an inner ``torch.func.grad``).
-    ``bytes`` is the live total when read, ``peak_bytes`` its maximum. Tensors created outside
-    the context but saved inside it (the initial parameters) count too.
+    graph that saved them is freed (e.g. after a ``backward``, or for the temporary graph of an
+    inner ``torch.autograd.grad``). ``bytes`` is the live total when read, ``peak_bytes`` its
+    maximum, ``count`` the number of saves. Tensors created outside the context but saved
+    inside it (the initial parameters) count too. Only saves made inside the ``with`` block are
+    seen; the meter's own bookkeeping is a small Python object per save.
+
+    Plain autograd only: ``torch.func.grad``/``vjp`` refuse saved-tensor hooks, so measure an
+    unrolled run with :func:`unroll`'s ``inner_grad="autograd"`` (the same numbers).
 
     Example::
 

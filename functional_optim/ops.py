@@ -70,7 +70,14 @@ def _broadcast(value: ScalarOrList, n: int) -> Sequence[Scalar]:
 
 
 def _is_scalar_list(value: Any) -> bool:
-    return isinstance(value, list | tuple) and all(isinstance(v, float | int) for v in value)
+    if not isinstance(value, list | tuple):
+        return False
+    if set(map(type, value)) <= _PY_NUMBER_TYPES:  # the common case, without a Python-level loop
+        return True
+    return all(isinstance(v, float | int) for v in value)
+
+
+_PY_NUMBER_TYPES = {float, int, bool}
 
 
 # ----------------------------------------------------------------------------- scalars
@@ -89,7 +96,7 @@ def step_values(steps: Sequence[Tensor]) -> list[float] | list[Tensor]:
         return []
     if any(is_traced(s) for s in steps[:1]) or torch.compiler.is_compiling():
         return [s.to(torch.float64) for s in steps]
-    if all(s.device.type == "cpu" for s in steps):
+    if steps[0].device.type == "cpu":
         # ``item()`` of a float32/float64 counter is exactly its float64 value, as ``torch.optim``
         # reads it (``_get_value``); no stacking and no dtype conversion per counter.
         return [float(s.item()) for s in steps]
@@ -115,7 +122,7 @@ _OWN = _Ownership()
 
 
 @contextlib.contextmanager
-def donating(tensors: Iterable[Any]) -> Iterator[None]:
+def donating(tensors: Iterable[Any], *, exclude: Iterable[Any] = ()) -> Iterator[None]:
     """Donate ``tensors`` (e.g. an optimizer's state buffers) to the ops run inside the block.
 
     An op called with ``donate=True`` whose input list consists of donated tensors writes its
@@ -125,7 +132,8 @@ def donating(tensors: Iterable[Any]) -> Iterator[None]:
     donate them, and only if it does not need their old values after the block (the adapters
     do this with their state; the pure ``update`` of a transform never donates anything).
     Non-tensor items are ignored, and so is a tensor listed more than once (it is shared, e.g. a
-    constant used by several parameters). Nested blocks add to the donation.
+    constant used by several parameters), and every tensor in ``exclude`` (e.g. the parameters
+    and gradients, should a state entry alias them). Nested blocks add to the donation.
 
     Example::
 
@@ -133,13 +141,14 @@ def donating(tensors: Iterable[Any]) -> Iterator[None]:
             updates, state = tx.update(grads, state, params)   # state updated in place
     """
     prev_donated, prev_keep = _OWN.donated, _OWN.keep
-    keep = [t for t in tensors if isinstance(t, Tensor)]
+    keep = list(tensors)  # non-tensors may stay: their ids never match a live tensor's
     ids = set(map(id, keep))
     if len(ids) != len(keep):  # a tensor listed twice is shared: never write into it
         counts: dict[int, int] = {}
         for i in map(id, keep):
             counts[i] = counts.get(i, 0) + 1
         ids = {i for i, c in counts.items() if c == 1}
+    ids.difference_update(map(id, exclude))
     if prev_donated:
         ids |= prev_donated
     _OWN.donated, _OWN.keep = ids, keep + (prev_keep or [])  # keep: the ids stay valid
@@ -167,7 +176,7 @@ def withdraw(tree_leaves: Iterable[Any]) -> None:
     """Withdraw the donation of these tensors (a transform keeps them, e.g. in its state)."""
     donated = _OWN.donated
     if donated and not torch.compiler.is_compiling():
-        donated.difference_update(id(t) for t in tree_leaves if isinstance(t, Tensor))
+        donated.difference_update(map(id, tree_leaves))  # ids of live non-tensors never match
 
 
 def donation_active() -> bool:
@@ -177,10 +186,16 @@ def donation_active() -> bool:
 
 def writable(xs: Sequence[Tensor], *others: Any) -> bool:
     """Whether ``xs`` may be written in place without autograd or ``torch.func`` noticing: dense
-    tensors, not wrapped by a ``torch.func`` transform, and no autograd recording (grad mode off,
-    or no tensor involved requires grad)."""
+    tensors, neither they nor the ``others`` operands wrapped by a ``torch.func`` transform, and no
+    autograd recording (grad mode off, or no tensor involved requires grad)."""
     if not xs or not use_foreach(xs):
         return False
+    if not torch.compiler.is_compiling():
+        # under torch.func, writing an unbatched ``x`` from a batched operand is impossible
+        for group in others:
+            first = group[0] if isinstance(group, list | tuple) and group else group
+            if isinstance(first, Tensor) and _is_functorch_wrapped(first):
+                return False
     if torch.is_grad_enabled():
         for group in (xs, *others):
             if isinstance(group, Tensor):
@@ -191,6 +206,11 @@ def writable(xs: Sequence[Tensor], *others: Any) -> bool:
                     if isinstance(t, Tensor) and t.requires_grad:
                         return False
     return True
+
+
+def _foreach_ok(inplace: bool, xs: Sequence[Tensor], *others: Sequence[Tensor]) -> bool:
+    """``use_foreach(xs, *others)``, skipping ``xs`` when :func:`writable` already checked it."""
+    return use_foreach(*others) if inplace else use_foreach(xs, *others)
 
 
 def _take_donated(xs: Sequence[Tensor], *others: Any) -> bool:
@@ -230,7 +250,7 @@ def add_(xs: list[Tensor], other: Any, alpha: Scalar = 1) -> list[Tensor]:
 def _add(xs: list[Tensor], other: Any, alpha: Scalar, inplace: bool) -> list[Tensor]:
     if isinstance(other, list | tuple) and other and isinstance(other[0], Tensor):
         if isinstance(alpha, float | int):
-            if use_foreach(xs, other):
+            if _foreach_ok(inplace, xs, other):
                 if inplace:
                     torch._foreach_add_(xs, list(other), alpha=alpha)
                     return _aslist(xs)
@@ -257,7 +277,7 @@ def sub_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
 
 
 def _sub(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
-    if use_foreach(xs, ys):
+    if _foreach_ok(inplace, xs, ys):
         if inplace:
             torch._foreach_sub_(xs, ys)
             return _aslist(xs)
@@ -298,7 +318,7 @@ def maximum_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
 
 
 def _maximum(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
-    if use_foreach(xs, ys):
+    if _foreach_ok(inplace, xs, ys):
         if inplace:
             torch._foreach_maximum_(xs, ys)
             return _aslist(xs)
@@ -312,14 +332,14 @@ def _binary(name: str, xs: list[Tensor], other: Any, inplace: bool = False) -> l
     torch_op = getattr(torch, name)
     suffix = "_" if inplace else ""
     if isinstance(other, list | tuple):
-        if use_foreach(xs) and (
+        if _foreach_ok(inplace, xs) and (
             _is_scalar_list(other) or (use_foreach(other) and all(isinstance(o, Tensor) for o in other))
         ):
             return _run_foreach(f"_foreach_{name}{suffix}", xs, list(other))
         if inplace:
             return [getattr(x, f"{name}_")(o) for x, o in zip(xs, other, strict=True)]
         return [torch_op(x, o) for x, o in zip(xs, other, strict=True)]
-    if use_foreach(xs) and (isinstance(other, float | int) or not is_traced(other)):
+    if _foreach_ok(inplace, xs) and (isinstance(other, float | int) or not is_traced(other)):
         return _run_foreach(f"_foreach_{name}{suffix}", xs, other)
     if inplace:
         return [getattr(x, f"{name}_")(other) for x in xs]
@@ -342,7 +362,7 @@ def lerp_(xs: list[Tensor], ys: list[Tensor], weight: Scalar) -> list[Tensor]:
 
 
 def _lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, inplace: bool) -> list[Tensor]:
-    if isinstance(weight, float | int) and use_foreach(xs, ys):
+    if isinstance(weight, float | int) and _foreach_ok(inplace, xs, ys):
         return _run_foreach("_foreach_lerp_" if inplace else "_foreach_lerp", xs, ys, weight)
     if inplace:
         return [x.lerp_(y, weight) for x, y in zip(xs, ys, strict=True)]
@@ -376,7 +396,7 @@ def addcdiv_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: Scalar
 def _addc(
     name: str, xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList, inplace: bool
 ) -> list[Tensor]:
-    if use_foreach(xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
+    if _foreach_ok(inplace, xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
         value = value if not isinstance(value, tuple) else list(value)
         return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs, ys, zs, value)
     vs = _broadcast(value, len(xs))
@@ -424,7 +444,7 @@ _RDIV_MIN_MEAN_NUMEL = 4096
 
 
 def _unary(name: str, xs: list[Tensor], inplace: bool = False) -> list[Tensor]:
-    if use_foreach(xs):
+    if _foreach_ok(inplace, xs):
         return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs)
     if inplace:
         return [getattr(x, f"{name}_")() for x in xs]
@@ -502,7 +522,7 @@ def clamp_(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = Non
 
 
 def _clamp(xs: list[Tensor], min: Scalar | None, max: Scalar | None, inplace: bool) -> list[Tensor]:
-    if use_foreach(xs) and is_python_number(*(v for v in (min, max) if v is not None)):
+    if _foreach_ok(inplace, xs) and is_python_number(*(v for v in (min, max) if v is not None)):
         out = xs
         if min is not None:
             out = _run_foreach("_foreach_clamp_min_" if inplace else "_foreach_clamp_min", out, min)

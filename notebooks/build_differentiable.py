@@ -70,8 +70,10 @@ Only 300 meta-iterations here (the script uses 1000).""",
 random_init = maml_sinusoid.init_mlp(torch.Generator().manual_seed(0))
 for name, p in [("MAML init", maml_params), ("random init", random_init)]:
     r = maml_sinusoid.evaluate(p, inner_steps=3, inner_lr=0.03, n_tasks=100)
-    print(f"{name:<12} query MSE before adaptation {r['pre_adaptation_mse']:.3f}, "
-          f"after 3 Adam steps {r['post_adaptation_mse']:.3f}")""",
+    print(
+        f"{name:<12} query MSE before adaptation {r['pre_adaptation_mse']:.3f}, "
+        f"after 3 Adam steps {r['post_adaptation_mse']:.3f}"
+    )""",
     ),
     (
         "code",
@@ -105,8 +107,10 @@ over the same 20-step run shows where the optimum is.""",
     (
         "code",
         """r = learned_lr.run(init_lr=1e-3, steps=20, meta_steps=60)
-print(f"lr {r['initial_lr']:.4f} -> {r['learned_lr']:.4f}; val loss {r['initial_val_loss']:.4f} -> "
-      f"{r['learned_val_loss']:.4f} (grid best: lr {r['grid_best_lr']:.4f}, {r['grid_best_val_loss']:.4f})")
+print(
+    f"lr {r['initial_lr']:.4f} -> {r['learned_lr']:.4f}; val loss {r['initial_val_loss']:.4f} -> "
+    f"{r['learned_val_loss']:.4f} (grid best: lr {r['grid_best_lr']:.4f}, {r['grid_best_val_loss']:.4f})"
+)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 axes[0].semilogx(r["grid_lrs"], r["grid_val_losses"], "o-", ms=3, label="grid (no gradients)")
 axes[0].semilogx(r["lr_history"], r["val_loss_history"], "x", label="hyper-gradient descent")
@@ -126,9 +130,11 @@ member its own AdamW state. The vmapped update equals a Python loop over the mem
     (
         "code",
         """e = vmap_ensemble.run(steps=300)
-print(f"vmapped == loop: max |diff| {e['max_abs_diff_vs_loop']:.1e}; "
-      f"{1e3 * e['vmap_seconds_per_step']:.1f} ms/step (vmap) vs "
-      f"{1e3 * e['loop_seconds_per_step']:.1f} ms (loop)")
+print(
+    f"vmapped == loop: max |diff| {e['max_abs_diff_vs_loop']:.1e}; "
+    f"{1e3 * e['vmap_seconds_per_step']:.1f} ms/step (vmap) vs "
+    f"{1e3 * e['loop_seconds_per_step']:.1f} ms (loop)"
+)
 print(f"test MSE: mean member {e['mean_member_test_mse']:.4f}, ensemble {e['ensemble_test_mse']:.4f}")
 xt, yt, xs_, ys_ = e["data"]
 grid = torch.linspace(-2, 2, 200)[:, None]
@@ -161,8 +167,14 @@ p0 = learned_lr.init_params()
 def saved_mib(k, truncate=None):
     params = {n: v.clone().requires_grad_(True) for n, v in p0.items()}
     with fo.SavedTensorsMeter() as meter:
-        out = fo.unroll(fo.adam(lr=0.01), learned_lr.loss, params, batches=[(xt, yt)] * k,
-                        truncate=truncate, inner_grad="autograd")
+        out = fo.unroll(
+            fo.adam(lr=0.01),
+            learned_lr.loss,
+            params,
+            batches=[(xt, yt)] * k,
+            truncate=truncate,
+            inner_grad="autograd",
+        )
         value = learned_lr.loss(out.params, xv, yv)
     kept = meter.bytes / 2**20
     if value.requires_grad:
@@ -188,7 +200,11 @@ plt.show()""",
 
 def build() -> nbformat.NotebookNode:
     nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
+    nb.cells = [
+        # fixed cell ids: rebuilding gives the same file (nbformat's default ids are random)
+        new_markdown_cell(src, id=f"cell-{i}") if kind == "md" else new_code_cell(src, id=f"cell-{i}")
+        for i, (kind, src) in enumerate(CELLS)
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb

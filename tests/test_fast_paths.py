@@ -200,3 +200,43 @@ def test_cached_step_values_see_an_in_place_increment():
     assert _steps.coefficients(steps, lambda t: t) == [2.0, 2.0]
     steps[1] = torch.tensor(5.0)
     assert _steps.coefficients(steps, lambda t: t) == [2.0, 5.0]
+
+
+def test_inplace_variant_under_vmap_with_a_batched_operand_computes_out_of_place():
+    xs = _lists(n=1, numel=4)
+    batched = torch.rand(3, 4)
+
+    def f(y: torch.Tensor) -> torch.Tensor:
+        tmp = ops.mul(xs, 2.0)  # a temporary that is not batched
+        return ops.addcmul_(tmp, [y], [y], 0.5)[0]
+
+    out = torch.func.vmap(f)(batched)
+    torch.testing.assert_close(out, torch.addcmul(xs[0] * 2.0, batched, batched, value=0.5), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["AdamW", "SGD", "Adagrad", "RMSprop"])
+def test_adapter_writes_its_state_in_place_with_the_same_numbers_as_without_donation(name):
+    from functional_optim import adapters
+
+    base = [torch.randn(5, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    kw = {"momentum": 0.9} if name in ("SGD", "RMSprop") else {}
+    key = {"AdamW": "exp_avg", "SGD": "momentum_buffer", "Adagrad": "sum", "RMSprop": "square_avg"}[name]
+
+    def run(donate: bool):
+        ps = [torch.nn.Parameter(b.clone()) for b in base]
+        opt = getattr(adapters, name)(ps, lr=0.1, **kw)
+        opt.donate_state = donate
+        first = None
+        for k in range(3):
+            for i, p in enumerate(ps):
+                p.grad = torch.full_like(p, 0.1 * (k + 1 + i))
+            opt.step()
+            first = opt.state[ps[0]][key] if first is None else first
+        return ps, opt.state[ps[0]][key], first
+
+    ps_d, last_d, first_d = run(True)
+    ps_f, last_f, first_f = run(False)
+    assert _same([p.detach() for p in ps_d], [p.detach() for p in ps_f])
+    assert torch.equal(last_d, last_f)
+    assert last_d is first_d  # donated: the same buffer, updated in place as torch.optim does
+    assert last_f is not first_f

@@ -42,6 +42,7 @@ Notes:
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
 
+from functional_optim import ops
 from functional_optim.core import GradientTransformation
 
 __all__ = ["FUNCTIONAL_STATE_KEY", "IMPLEMENTATION_FLAGS", "FunctionalOptimizer"]
@@ -179,7 +181,7 @@ def _scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
     if kind == "param":
         key = t[1]
         for st, v in zip(sts, value, strict=True):
-            if _is_placeholder(v):
+            if v is None or (isinstance(v, tuple) and not v):  # _is_placeholder, inlined: hot loop
                 st.pop(key, None)
             else:
                 st[key] = v
@@ -273,6 +275,13 @@ class FunctionalOptimizer(Optimizer):
     Non-per-parameter state of the transform is kept in the state of each group's first
     parameter under ``"functional_state"`` (see the module docstring).
     """
+
+    donate_state = True
+    """Let the transform write its new state into the optimizer's state buffers (in place, as
+    ``torch.optim`` does, with the same numbers; see :func:`functional_optim.ops.donating`).
+    Set ``opt.donate_state = False`` to have every step allocate fresh state tensors instead
+    (e.g. when other code keeps references to old state tensors and needs them unchanged).
+    Steps with ``differentiable=True`` never donate."""
 
     # Subclasses (the drop-in classes) may convert between torch's per-parameter state format
     # and the functional one by overriding ``_decode_param_state``/``_encode_param_state`` and
@@ -488,8 +497,18 @@ class FunctionalOptimizer(Optimizer):
         grads = [p.grad for p in present]
         # Differentiable steps: the transform sees clones, so the in-place update of the
         # parameters below does not invalidate tensors its autograd graph saved.
-        xs = [p.clone() for p in present] if torch.is_grad_enabled() else present
-        updates, new_state = transform.update(grads, fstate, xs, **extra)
+        if torch.is_grad_enabled():
+            xs = [p.clone() for p in present]
+            updates, new_state = transform.update(grads, fstate, xs, **extra)
+        elif self.donate_state:
+            # The optimizer owns its state buffers (torch.optim updates them in place too):
+            # donate them, so that the transforms write the new state into the old buffers
+            # (same numbers, no new allocation). Never the parameters or gradients themselves.
+            owned = itertools.chain.from_iterable(st.values() for st in torch_states)
+            with ops.donating(owned, exclude=itertools.chain(present, grads)):
+                updates, new_state = transform.update(grads, fstate, present, **extra)
+        else:
+            updates, new_state = transform.update(grads, fstate, present, **extra)
         _scatter(layout, new_state, sts, glob)
         if codec:
             for p, st, fields in zip(present, torch_states, sts, strict=True):

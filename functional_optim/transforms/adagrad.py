@@ -95,7 +95,7 @@ def scale_by_adagrad(
         decay_rate, eps_ = ops.scalar(lr_decay), ops.scalar(eps)
 
         def adagrad(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, sums = _steps.increment(fields[0]), fields[1]
+            steps, sums = _steps.increment(fields[0], donate=True), fields[1]
             decay = _steps.coefficients(steps, lambda t: 1 + (t - 1) * decay_rate)
             out: list[Tensor | None] = [None] * len(grads)
             new_sums: list[Tensor | None] = [None] * len(grads)
@@ -107,12 +107,12 @@ def scale_by_adagrad(
                 g_d = [grads[i] for i in dense]
                 s_d = [sums[i] for i in dense]
                 g_r, s_r = ops.view_as_real(g_d), ops.view_as_real(s_d)
-                s_r = ops.addcmul(s_r, g_r, g_r)
-                u = ops.div(g_r, ops.add(ops.sqrt(s_r), eps_))
+                s_r = ops.addcmul(s_r, g_r, g_r, donate=True)
+                u = ops.rdiv_(ops.add_(ops.sqrt(s_r), eps_), g_r)
                 d_d = [decay[i] for i in dense]
                 if not all(isinstance(c, float | int) and c == 1 for c in d_d):
                     # traced counters give float64 0-dim tensors: cast to the update's dtype
-                    u = ops.div(
+                    u = ops.div_(
                         u,
                         [
                             c if isinstance(c, float | int) else c.to(x.dtype)
@@ -123,6 +123,7 @@ def scale_by_adagrad(
                     zip(ops.view_as_complex_like(u, g_d), ops.view_as_complex_like(s_r, s_d), strict=True)
                 ):
                     out[dense[j]], new_sums[dense[j]] = ui, si
+                ops.release(u)
             return out, [steps, new_sums]
 
         new_updates, new = update_leaves(adagrad, updates, [state.step, state.sum], name="scale_by_adagrad")

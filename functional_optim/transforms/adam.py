@@ -76,17 +76,20 @@ def scale_by_adam(
                         "Adam does not support sparse gradients, please consider SparseAdam instead"
                     )
             g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
-            steps = _steps.increment(steps)
-            m_r = ops.lerp(m_r, g_r, 1 - beta1)
-            v_r = ops.addcmul(ops.mul(v_r, beta2), g_r, g_r, 1 - beta2)
+            # donate=True: written into the old buffers when the caller donated them (the
+            # adapters, as torch.optim); the ``*_`` ops write into temporaries made here.
+            steps = _steps.increment(steps, donate=True)
+            m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
+            v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
             second = v_r
             if amsgrad:
-                vmax_r = ops.maximum(ops.view_as_real(vmax), v_r)
+                vmax_r = ops.maximum(ops.view_as_real(vmax), v_r, donate=True)
                 second = vmax_r
             bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
             bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
-            denom = ops.add(ops.div(ops.sqrt(second), bc2_sqrt), eps_)
-            u = ops.div(ops.div(m_r, denom), bc1)
+            denom = ops.add_(ops.div_(ops.sqrt(second), bc2_sqrt), eps_)
+            u = ops.div_(ops.rdiv_(denom, m_r), bc1)
+            ops.release(u)
             new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
             if amsgrad:
                 new_fields.append(ops.view_as_complex_like(vmax_r, vmax))

@@ -20,7 +20,9 @@ class ScaleByAsgdState(NamedTuple):
     """Per-parameter state of :func:`scale_by_asgd` (names, dtypes and devices as ``torch.optim.ASGD``).
 
     ``step``, ``eta`` and ``mu`` are 0-dim tensors on the parameter's device (``step``'s dtype
-    is torch's scalar dtype); ``ax`` is the running average of the parameter.
+    is torch's scalar dtype); ``ax`` is the running average of the parameter. When a
+    hyperparameter is a tensor that gradients flow through (``torch.func``, ``requires_grad``),
+    ``eta`` and ``mu`` take its precision if higher (e.g. float64), so hyper-gradients are exact.
     """
 
     step: Any
@@ -29,14 +31,26 @@ class ScaleByAsgdState(NamedTuple):
     ax: Any
 
 
-def _scalar_like(p: Tensor | None, value: Any) -> Tensor | None:
+def _scalar_like(p: Tensor | None, value: Any, dtype: torch.dtype | None = None) -> Tensor | None:
     if p is None:
         return None
-    dtype = _steps.scalar_dtype()
+    dtype = _steps.scalar_dtype() if dtype is None else dtype
     if isinstance(value, Tensor):
         value = value.to(device=p.device, dtype=dtype)
         return value if ops.is_traced(value) else value.detach().clone()
     return torch.tensor(value, dtype=dtype, device=p.device)
+
+
+def _state_dtype(*hyperparams: Any) -> torch.dtype:
+    """The dtype of ``eta``/``mu``: torch's scalar dtype (float32 by default), as ``torch.optim.ASGD``;
+    promoted to the dtype of the hyperparameters that gradients flow through (traced tensors), so
+    that hyper-gradients are those of the step size in the hyperparameter's precision, not of a
+    float32-rounded one (whose float64 finite differences would be noise)."""
+    dtype = _steps.scalar_dtype()
+    for h in hyperparams:
+        if isinstance(h, Tensor) and ops.is_traced(h):
+            dtype = torch.promote_types(dtype, h.dtype)
+    return dtype
 
 
 @schedulable("lr", "lambd", "alpha", "t0")
@@ -81,16 +95,18 @@ def scale_by_asgd(
 
     def init_fn(params: Params) -> ScaleByAsgdState:
         lr0 = ops.scalar(lr)
+        dtype = _state_dtype(lr0)
         return ScaleByAsgdState(
             step=tree.map(lambda p: _scalar_like(p, 0.0), params),
-            eta=tree.map(lambda p: _scalar_like(p, lr0), params),
-            mu=tree.map(lambda p: _scalar_like(p, 1.0), params),
+            eta=tree.map(lambda p: _scalar_like(p, lr0, dtype), params),
+            mu=tree.map(lambda p: _scalar_like(p, 1.0, dtype), params),
             ax=tree.zeros_like(params),
         )
 
     def update_fn(updates: Updates, state: ScaleByAsgdState, params: Params | None = None, **extra: Any):
         del extra
         lr_, lambd_, alpha_, t0_ = ops.scalar(lr), ops.scalar(lambd), ops.scalar(alpha), ops.scalar(t0)
+        dtype = _state_dtype(lr_, lambd_, alpha_, t0_)
 
         def asgd(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
             steps, etas, mus, ax = _steps.increment(fields[0]), fields[1], fields[2], fields[3]
@@ -116,9 +132,12 @@ def scale_by_asgd(
                 return 1 / max(1, t - t0_) if isinstance(t, float) else 1 / torch.clamp(t - t0_, min=1)
 
             new_eta = [
-                _scalar_like(e, v) for e, v in zip(etas, _steps.coefficients(steps, eta_fn), strict=True)
+                _scalar_like(e, v, dtype)
+                for e, v in zip(etas, _steps.coefficients(steps, eta_fn), strict=True)
             ]
-            new_mu = [_scalar_like(m, v) for m, v in zip(mus, _steps.coefficients(steps, mu_fn), strict=True)]
+            new_mu = [
+                _scalar_like(m, v, dtype) for m, v in zip(mus, _steps.coefficients(steps, mu_fn), strict=True)
+            ]
             return ops.view_as_complex_like(u, grads), [
                 steps,
                 new_eta,

@@ -74,21 +74,27 @@ def trace(
 
         def momentum_fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             bufs, counts = fields
-            new_counts = _steps.increment(counts)
             values = ops.step_values(counts)
+            new_counts = _steps.increment(counts, donate=True)
             if values and isinstance(values[0], float):
                 later = [i for i, c in enumerate(values) if c != 0]
                 new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
                 if later:
-                    moved = ops.add(
-                        ops.mul([bufs[i] for i in later], mu), [grads[i] for i in later], alpha=1 - tau
+                    moved = ops.add_(
+                        ops.mul([bufs[i] for i in later], mu, donate=True),
+                        [grads[i] for i in later],
+                        alpha=1 - tau,
                     )
                     for i, b in zip(later, moved, strict=True):
                         new_bufs[i] = b
             else:  # traced counters (torch.func / torch.compile): select without reading them
                 moved = ops.add(ops.mul(bufs, mu), grads, alpha=1 - tau)
                 new_bufs = [torch.where(c == 0, g, b) for c, g, b in zip(values, grads, moved, strict=True)]
-            out = ops.add(grads, new_bufs, alpha=mu) if nesterov else new_bufs
+            if nesterov:
+                out = ops.add(grads, new_bufs, alpha=mu)
+                ops.release(out)
+            else:
+                out = new_bufs
             return out, [new_bufs, new_counts]
 
         new_updates, (bufs, counts) = update_leaves(

@@ -79,25 +79,26 @@ def scale_by_rms(
         alpha_, eps_, mu = ops.scalar(alpha), ops.scalar(eps), ops.scalar(momentum)
 
         def rms(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, v = _steps.increment(fields[0]), fields[1]
+            steps, v = _steps.increment(fields[0], donate=True), fields[1]
             rest = iter(fields[2:])
             buf = next(rest) if use_momentum else None
             ga = next(rest) if centered else None
             g_r, v_r = ops.view_as_real(grads), ops.view_as_real(v)
-            v_r = ops.addcmul(ops.mul(v_r, alpha_), g_r, g_r, 1 - alpha_)
+            v_r = ops.addcmul_(ops.mul(v_r, alpha_, donate=True), g_r, g_r, 1 - alpha_)
             new_fields = [steps, ops.view_as_complex_like(v_r, v)]
             if centered:
                 ga_r = ops.lerp(ops.view_as_real(ga), g_r, 1 - alpha_)
                 avg = ops.sqrt(ops.addcmul(v_r, ga_r, ga_r, -1))
             else:
                 avg = ops.sqrt(v_r)
-            avg = ops.add(avg, eps_)
+            avg = ops.add_(avg, eps_)
             if use_momentum:
-                buf_r = ops.addcdiv(ops.mul(ops.view_as_real(buf), mu), g_r, avg)
+                buf_r = ops.addcdiv_(ops.mul(ops.view_as_real(buf), mu, donate=True), g_r, avg)
                 u = buf_r
                 new_fields.insert(2, ops.view_as_complex_like(buf_r, buf))
             else:
-                u = ops.div(g_r, avg)
+                u = ops.rdiv_(avg, g_r)
+                ops.release(u)
             if centered:
                 new_fields.append(ops.view_as_complex_like(ga_r, ga))
             return ops.view_as_complex_like(u, grads), new_fields

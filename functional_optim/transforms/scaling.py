@@ -16,7 +16,7 @@ def _scale_tree(updates: Updates, factor: Any) -> Updates:
     present = [u for u in leaves if u is not None]
     if not present:
         return updates
-    scaled = iter(ops.mul(present, ops.scalar(factor)))
+    scaled = iter(ops.mul(present, ops.scalar(factor), donate=True))
     return tree.unflatten(spec, [None if u is None else next(scaled) for u in leaves])
 
 
@@ -75,7 +75,9 @@ def negate() -> GradientTransformation:
         del params, extra
         leaves, spec = tree.flatten(updates)
         present = [u for u in leaves if u is not None]
-        negated = iter(ops.neg(present))
+        negated = ops.neg(present, donate=True)
+        ops.release(negated)
+        negated = iter(negated)
         return tree.unflatten(spec, [None if u is None else next(negated) for u in leaves]), state
 
     return GradientTransformation(init_fn, update_fn)

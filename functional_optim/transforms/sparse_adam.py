@@ -120,19 +120,19 @@ def scale_by_sparse_adam(
             out_u, out_m, out_v = [], [], []
             for g, m, v, step_size in zip(grads, fields[1], fields[2], step_sizes, strict=True):
                 g = g.coalesce()  # the update is non-linear, so indices must be unique
-                values = g._values()
+                values = g.values()  # (coalesced) ``values()`` is differentiable, ``_values()`` is not
                 if values.numel() == 0:
                     out_u.append(g)
                     out_m.append(m)
                     out_v.append(v)
                     continue
-                old_m = m.sparse_mask(g)._values()
+                old_m = m.sparse_mask(g).values()
                 m_delta = (values - old_m) * (1 - beta1)
-                old_v = v.sparse_mask(g)._values()
+                old_v = v.sparse_mask(g).values()
                 v_delta = (values.pow(2) - old_v) * (1 - beta2)
                 out_m.append(m + _sparse_like(g, m_delta))
                 out_v.append(v + _sparse_like(g, v_delta))
-                denom = (v_delta + old_v).sqrt() + eps_
+                denom = ops.sqrt([v_delta + old_v])[0] + eps_  # safe at 0 when differentiated
                 out_u.append(_sparse_like(g, (m_delta + old_m) / denom * step_size))
             return out_u, [steps, out_m, out_v]
 

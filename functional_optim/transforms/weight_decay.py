@@ -47,7 +47,9 @@ def add_decayed_weights(weight_decay: Hyperparam = 0.0) -> GradientTransformatio
             dense = [i for i, g in enumerate(grads) if not g.is_sparse]
             if len(dense) != len(grads):
                 raise RuntimeError("add_decayed_weights: weight decay does not support sparse gradients")
-            return ops.add(grads, ps, alpha=wd), []
+            out = ops.add(grads, ps, alpha=wd, donate=True)
+            ops.release(out)
+            return out, []
 
         new_updates, _ = update_leaves(
             decay, updates, [], params, name="add_decayed_weights", need_params=True
