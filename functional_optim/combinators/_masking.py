@@ -25,6 +25,8 @@ def broadcast_labels(labels: Any, like: Any, name: str, what: str = "label") -> 
     if callable(labels) and not isinstance(labels, bool):
         labels = labels(like)
     spec = tree.structure(like)
+    if tree.structure(labels) == spec:  # one label per leaf: nothing to broadcast (and compile-friendly)
+        return tree.leaves(labels)
     try:
         full = optree.tree_broadcast_prefix(labels, like, none_is_leaf=True)
     except (ValueError, TypeError) as err:
