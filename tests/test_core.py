@@ -105,8 +105,11 @@ def test_ops_foreach_and_per_tensor_paths_agree():
     ys = [torch.randn(3, 4), torch.randn(5)]
     assert ops.use_foreach(xs, ys)
     fast = ops.addcdiv(ops.lerp(xs, ys, 0.1), xs, ops.add(ops.abs(ys), 1.0), -0.5)
-    slow = [torch.addcdiv(torch.lerp(x, y, 0.1), x, y.abs() + 1.0, value=-0.5) for x, y in zip(xs, ys)]
-    for a, b in zip(fast, slow):
+    slow = [
+        torch.addcdiv(torch.lerp(x, y, 0.1), x, y.abs() + 1.0, value=-0.5)
+        for x, y in zip(xs, ys, strict=False)
+    ]
+    for a, b in zip(fast, slow, strict=False):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

@@ -58,7 +58,7 @@ def params_and_grads(draw):
         None
         if (d and len(leaves) > 1)
         else torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
-        for p, d in zip(leaves, drop)
+        for p, d in zip(leaves, drop, strict=False)
     ]
     return params, tree.unflatten(spec, grads)
 
@@ -71,7 +71,7 @@ def _assert_bitwise_equal(a, b):
     la, sa = tree.flatten(a)
     lb, sb = tree.flatten(b)
     assert sa == sb
-    for x, y in zip(la, lb):
+    for x, y in zip(la, lb, strict=False):
         if isinstance(x, torch.Tensor):
             assert x.dtype == y.dtype and torch.equal(x, y)
         else:
@@ -93,7 +93,7 @@ def test_update_never_mutates_its_inputs(name, data):
     updates, new_state = opt.update(grads, state, params)
     _assert_bitwise_equal((grads, state, params), before)
     assert tree.structure(new_state) == tree.structure(state)
-    for u, g in zip(tree.leaves(updates), tree.leaves(grads)):
+    for u, g in zip(tree.leaves(updates), tree.leaves(grads), strict=False):
         assert (u is None) == (g is None)
 
 
@@ -125,11 +125,11 @@ def test_chain_is_associative_and_identity_is_its_unit(data, order):
 
 
 @settings(max_examples=40, deadline=None)
-@given(params=trees(tensors()), update_dtype=st.sampled_from(DTYPES + [torch.bfloat16]))
+@given(params=trees(tensors()), update_dtype=st.sampled_from([*DTYPES, torch.bfloat16]))
 def test_apply_updates_keeps_structure_and_dtypes(params, update_dtype):
     updates = tree.map(lambda p: torch.ones(p.shape, dtype=update_dtype), params)
     new = fo.apply_updates(params, updates)
     assert tree.structure(new) == tree.structure(params)
-    for p, q in zip(tree.leaves(params), tree.leaves(new)):
+    for p, q in zip(tree.leaves(params), tree.leaves(new), strict=False):
         assert q.dtype == p.dtype and q.shape == p.shape
         torch.testing.assert_close(q, p + torch.ones((), dtype=p.dtype))

@@ -72,13 +72,13 @@ def test_combinator_in_the_adapter_equals_the_pure_loop(name):
     transform = COMBINATORS[name]()
     state = transform.init(params)
     for x, y in batches:
-        for p, v in zip(pure.parameters(), params):
+        for p, v in zip(pure.parameters(), params, strict=False):
             p.data.copy_(v)
         pure.zero_grad()
         nn.functional.mse_loss(pure(x), y).backward()
         updates, state = transform.update([p.grad for p in pure.parameters()], state, params)
         params = fo.apply_updates(params, updates)
-    for a, b in zip(model.parameters(), params):
+    for a, b in zip(model.parameters(), params, strict=False):
         torch.testing.assert_close(a.detach(), b, rtol=1e-6, atol=1e-7)
 
 
@@ -105,5 +105,5 @@ def test_combinator_state_dict_round_trip_continues_identically(name):
     resumed_opt.load_state_dict(saved["opt"])
     for x, y in batches[3:]:
         _step(resumed, resumed_opt, x, y)
-    for a, b in zip(resumed.parameters(), reference.parameters()):
+    for a, b in zip(resumed.parameters(), reference.parameters(), strict=False):
         assert torch.equal(a, b), name
