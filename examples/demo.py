@@ -46,7 +46,7 @@ def make_optimizer(steps: int, peak_lr: float = 1e-2) -> fo.GradientTransformati
     )
 
 
-def main(steps: int = 1500, batch_size: int = 256, seed: int = 0) -> float:
+def main(steps: int = 1000, batch_size: int = 256, seed: int = 0) -> float:
     torch.manual_seed(seed)
     x, y = two_spirals(4096, seed=seed)
     model = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2))
@@ -77,6 +77,6 @@ def main(steps: int = 1500, batch_size: int = 256, seed: int = 0) -> float:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     main(steps=args.steps)
