@@ -45,6 +45,7 @@ def is_traced(x: Any) -> bool:
 def use_foreach(*lists: Sequence[Tensor]) -> bool:
     """Whether ``torch._foreach_*`` kernels can run on these lists (dense, not under ``torch.func``)."""
     compiling = torch.compiler.is_compiling()
+    strided = torch.strided  # a local: this loop runs once per tensor, several times a step
     for xs in lists:
         if not xs:
             continue
@@ -52,7 +53,7 @@ def use_foreach(*lists: Sequence[Tensor]) -> bool:
         if not isinstance(first, Tensor) or (not compiling and _is_functorch_wrapped(first)):
             return False
         for x in xs:
-            if x.layout is not torch.strided:
+            if x.layout is not strided:
                 return False
     return True
 

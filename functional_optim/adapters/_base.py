@@ -51,7 +51,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
 
 from functional_optim import ops
-from functional_optim.core import GradientTransformation
+from functional_optim.core import GradientTransformation, split_learning_rate
 
 __all__ = ["FUNCTIONAL_STATE_KEY", "IMPLEMENTATION_FLAGS", "FunctionalOptimizer"]
 
@@ -500,15 +500,28 @@ class FunctionalOptimizer(Optimizer):
         if torch.is_grad_enabled():
             xs = [p.clone() for p in present]
             updates, new_state = transform.update(grads, fstate, xs, **extra)
-        elif self.donate_state:
-            # The optimizer owns its state buffers (torch.optim updates them in place too):
-            # donate them, so that the transforms write the new state into the old buffers
-            # (same numbers, no new allocation). Never the parameters or gradients themselves.
-            owned = itertools.chain.from_iterable(st.values() for st in torch_states)
-            with ops.donating(owned, exclude=itertools.chain(present, grads)):
-                updates, new_state = transform.update(grads, fstate, present, **extra)
+            split = None
         else:
-            updates, new_state = transform.update(grads, fstate, present, **extra)
+            # ``chain(..., scale_by_learning_rate(lr))``: run the chain without its last
+            # (stateless) transform and fuse ``-lr`` into the parameter update below, as
+            # torch.optim's ``p.add_(u, alpha=-lr)``: one pass and one allocation fewer.
+            split = split_learning_rate(transform)
+            if split is not None:
+                update_fn, lr_state = split[0].update, fstate[-1]
+                fstate = fstate[:-1]
+            else:
+                update_fn = transform.update
+            if self.donate_state:
+                # The optimizer owns its state buffers (torch.optim updates them in place too):
+                # donate them, so that the transforms write the new state into the old buffers
+                # (same numbers, no new allocation). Never the parameters or gradients themselves.
+                owned = itertools.chain.from_iterable(st.values() for st in torch_states)
+                with ops.donating(owned, exclude=itertools.chain(present, grads)):
+                    updates, new_state = update_fn(grads, fstate, present, **extra)
+            else:
+                updates, new_state = update_fn(grads, fstate, present, **extra)
+            if split is not None:
+                new_state = (*new_state, lr_state)
         _scatter(layout, new_state, sts, glob)
         if codec:
             for p, st, fields in zip(present, torch_states, sts, strict=True):
@@ -518,12 +531,40 @@ class FunctionalOptimizer(Optimizer):
                 st.update(encoded)
                 if keep is not None:
                     st[FUNCTIONAL_STATE_KEY] = keep
-        self._apply(present, updates)
+        if split is None:
+            self._apply(present, updates)
+        else:
+            self._apply_scaled(present, updates, -split[1])
+
+    @staticmethod
+    def _apply_scaled(params: list[Tensor], updates: list[Tensor | None], alpha: float) -> None:
+        """``p += alpha · u`` for every parameter (no autograd: only called with grad disabled)."""
+        strided = torch.strided
+        if all(
+            u is not None and u.layout is strided and u.dtype is p.dtype
+            for p, u in zip(params, updates, strict=True)
+        ):
+            torch._foreach_add_(params, updates, alpha=alpha)  # the common case: one call
+            return
+        dense_p, dense_u = [], []
+        for p, u in zip(params, updates, strict=True):
+            if u is None:
+                continue
+            if u.dtype != p.dtype:
+                u = u.to(p.dtype)
+            if u.is_sparse or u.layout is not torch.strided:
+                p.add_(u, alpha=alpha)
+            else:
+                dense_p.append(p)
+                dense_u.append(u)
+        if dense_p:
+            torch._foreach_add_(dense_p, dense_u, alpha=alpha)
 
     @staticmethod
     def _apply(params: list[Tensor], updates: list[Tensor | None]) -> None:
+        strided = torch.strided
         if not torch.is_grad_enabled() and all(
-            u is not None and u.layout is torch.strided and u.dtype is p.dtype
+            u is not None and u.layout is strided and u.dtype is p.dtype
             for p, u in zip(params, updates, strict=True)
         ):
             torch._foreach_add_(params, updates)  # the common case: one call

@@ -294,3 +294,28 @@ def test_differentiable_step_is_differentiable_like_torch():
     assert gf is not None
     torch.testing.assert_close(pf, pt)
     torch.testing.assert_close(gf, gt)
+
+
+def test_fused_learning_rate_matches_torch_sgd_and_keeps_the_state_structure():
+    # the adapter applies ``p.add_(u, alpha=-lr)`` for chains ending in scale_by_learning_rate
+    from functional_optim import adapters
+
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(3)]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    ours = adapters.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01)
+    ref = torch.optim.SGD(qs, lr=0.1, momentum=0.9, weight_decay=0.01, foreach=True)
+    for _ in range(5):
+        for p, q in zip(ps, qs, strict=True):
+            g = torch.randn_like(p)
+            p.grad, q.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    for p, q in zip(ps, qs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours.state[p]["momentum_buffer"], ref.state[q]["momentum_buffer"])
+    # the functional path (no fusion) gives the same numbers
+    f = adapters.FunctionalOptimizer([torch.nn.Parameter(torch.ones(2))], fo.scale_by_learning_rate(0.5))
+    f.param_groups[0]["params"][0].grad = torch.ones(2)
+    f.step()
+    torch.testing.assert_close(f.param_groups[0]["params"][0].detach(), torch.full((2,), 0.5))
