@@ -38,7 +38,6 @@ import argparse
 import json
 import pathlib
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,7 +50,9 @@ from torch.func import functional_call
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "examples"))
+
 
 import functional_optim as fo  # noqa: E402
 from examples.maml_sinusoid import SHOTS, sample_points, sample_tasks  # noqa: E402
@@ -200,42 +201,12 @@ def measure_rss(variant: str, tasks: int, repeats: int) -> float:
         "import resource, sys, torch; torch.set_num_threads(1); "
         f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import maml_vs_higher as b; "
         f"step, _ = b.outer_step_fn({variant!r}, {tasks}); step(); step(); "
-        "before = b.current_rss_kib(); "
+        "import _rss; before = _rss.current_rss_kib(); "
         f"[step() for _ in range({repeats})]; "
-        "print((b.peak_rss_kib() - before) / 1024)"
+        "print((_rss.peak_rss_kib() - before) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def current_rss_kib() -> int:
-    """The current resident set size in KiB, after resetting the kernel's peak-RSS mark (Linux:
-    ``/proc/self/clear_refs``), so that :func:`peak_rss_kib` measures from now on; elsewhere the
-    lifetime peak ``ru_maxrss`` is used (then earlier peaks, e.g. at import, can hide the one measured)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    rss = _proc_status_kib("VmRSS")
-    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def peak_rss_kib() -> int:
-    """The peak resident set size in KiB since :func:`current_rss_kib` (``VmHWM``)."""
-    peak = _proc_status_kib("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:

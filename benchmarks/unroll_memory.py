@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import resource
 import subprocess
 import sys
 
@@ -35,6 +34,8 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
 
 import functional_optim as fo  # noqa: E402
 
@@ -87,43 +88,13 @@ def rss_mib(k: int, truncate: int | None) -> float:
         f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import unroll_memory as b; "
         "params, *_ = b.problem(); lr = torch.tensor(1e-3); "
         "torch.func.grad(lambda p, lr: b.meta_loss(p, lr, 1, None, 'func'), argnums=(0, 1))(params, lr); "
-        "before = b.current_rss_kib(); "
+        "import _rss; before = _rss.current_rss_kib(); "
         f"torch.func.grad(lambda p, lr: b.meta_loss(p, lr, {k}, {truncate}, 'func'), argnums=(0, 1))"
         "(params, lr); "
-        "print((b.peak_rss_kib() - before) / 1024)"
+        "print((_rss.peak_rss_kib() - before) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def current_rss_kib() -> int:
-    """The current resident set size in KiB, after resetting the kernel's peak-RSS mark (Linux:
-    ``/proc/self/clear_refs``), so that :func:`peak_rss_kib` measures from now on; elsewhere the
-    lifetime peak ``ru_maxrss`` is used (then earlier peaks, e.g. at import, can hide the one measured)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    rss = _proc_status_kib("VmRSS")
-    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def peak_rss_kib() -> int:
-    """The peak resident set size in KiB since :func:`current_rss_kib` (``VmHWM``)."""
-    peak = _proc_status_kib("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:
