@@ -41,6 +41,7 @@ Notes:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 from collections.abc import Callable
@@ -50,8 +51,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
 
-from functional_optim import ops
-from functional_optim.core import GradientTransformation, split_learning_rate
+from functional_optim import fusion, ops
+from functional_optim.core import GradientTransformation
 
 __all__ = ["FUNCTIONAL_STATE_KEY", "IMPLEMENTATION_FLAGS", "FunctionalOptimizer"]
 
@@ -222,6 +223,10 @@ def _freeze_structure(v: Any) -> Any:
     if isinstance(v, tuple | list):
         return tuple(_freeze_structure(x) for x in v)
     return ("id", id(v)) if callable(v) else type(v).__name__
+
+
+def _identity_coefficient(step_scale: float) -> float:
+    return step_scale
 
 
 def _to_python(value: Any) -> Any:
@@ -497,31 +502,25 @@ class FunctionalOptimizer(Optimizer):
         grads = [p.grad for p in present]
         # Differentiable steps: the transform sees clones, so the in-place update of the
         # parameters below does not invalidate tensors its autograd graph saved.
+        updates = None  # stays None when the fused step below updated the parameters itself
         if torch.is_grad_enabled():
             xs = [p.clone() for p in present]
             updates, new_state = transform.update(grads, fstate, xs, **extra)
-            split = None
         else:
-            # ``chain(..., scale_by_learning_rate(lr))``: run the chain without its last
-            # (stateless) transform and fuse ``-lr`` into the parameter update below, as
-            # torch.optim's ``p.add_(u, alpha=-lr)``: one pass and one allocation fewer.
-            split = split_learning_rate(transform)
-            if split is not None:
-                update_fn, lr_state = split[0].update, fstate[-1]
-                fstate = fstate[:-1]
-            else:
-                update_fn = transform.update
+            fused = self._fused_tail(transform, present, grads)
             if self.donate_state:
                 # The optimizer owns its state buffers (torch.optim updates them in place too):
                 # donate them, so that the transforms write the new state into the old buffers
                 # (same numbers, no new allocation). Never the parameters or gradients themselves.
                 owned = itertools.chain.from_iterable(st.values() for st in torch_states)
-                with ops.donating(owned, exclude=itertools.chain(present, grads)):
-                    updates, new_state = update_fn(grads, fstate, present, **extra)
+                donation = ops.donating(owned, exclude=itertools.chain(present, grads))
             else:
-                updates, new_state = update_fn(grads, fstate, present, **extra)
-            if split is not None:
-                new_state = (*new_state, lr_state)
+                donation = contextlib.nullcontext()
+            with donation:
+                if fused is None:
+                    updates, new_state = transform.update(grads, fstate, present, **extra)
+                else:
+                    new_state = self._fused_step(fused, grads, fstate, present, extra)
         _scatter(layout, new_state, sts, glob)
         if codec:
             for p, st, fields in zip(present, torch_states, sts, strict=True):
@@ -531,34 +530,55 @@ class FunctionalOptimizer(Optimizer):
                 st.update(encoded)
                 if keep is not None:
                     st[FUNCTIONAL_STATE_KEY] = keep
-        if split is None:
+        if updates is not None:
             self._apply(present, updates)
-        else:
-            self._apply_scaled(present, updates, -split[1])
 
     @staticmethod
-    def _apply_scaled(params: list[Tensor], updates: list[Tensor | None], alpha: float) -> None:
-        """``p += alpha · u`` for every parameter (no autograd: only called with grad disabled)."""
+    def _fused_tail(
+        transform: GradientTransformation, params: list[Tensor], grads: list[Tensor]
+    ) -> tuple[fusion.FusedPlan, float, float] | None:
+        """``(plan, -lr, 1 - lr·wd)`` when the step can apply the chain's tail in place
+        (:mod:`functional_optim.fusion`): a chain ending in ``scale_by_learning_rate`` with concrete
+        values, and dense gradients of their parameters' dtype."""
+        plan = fusion.fused_plan(transform)
+        if plan is None:
+            return None
+        lr = fusion.concrete(plan.learning_rate)
+        wd = 0.0 if plan.weight_decay is None else fusion.concrete(plan.weight_decay)
+        if lr is None or wd is None:
+            return None
         strided = torch.strided
-        if all(
-            u is not None and u.layout is strided and u.dtype is p.dtype
-            for p, u in zip(params, updates, strict=True)
-        ):
-            torch._foreach_add_(params, updates, alpha=alpha)  # the common case: one call
-            return
-        dense_p, dense_u = [], []
-        for p, u in zip(params, updates, strict=True):
-            if u is None:
-                continue
-            if u.dtype != p.dtype:
-                u = u.to(p.dtype)
-            if u.is_sparse or u.layout is not torch.strided:
-                p.add_(u, alpha=alpha)
-            else:
-                dense_p.append(p)
-                dense_u.append(u)
-        if dense_p:
-            torch._foreach_add_(dense_p, dense_u, alpha=alpha)
+        for p, g in zip(params, grads, strict=True):
+            if g.layout is not strided or g.dtype is not p.dtype:
+                return None
+        return plan, -lr, 1 - lr * wd  # torch.optim's ``1 - lr * weight_decay``
+
+    @staticmethod
+    def _fused_step(
+        fused: tuple[fusion.FusedPlan, float, float],
+        grads: list[Tensor],
+        fstate: tuple,
+        params: list[Tensor],
+        extra: dict[str, Any],
+    ) -> tuple:
+        """Run the chain up to its core and apply ``p ← param_scale·p + step_scale·core_update``
+        in place (``torch.optim``'s ``mul_`` and ``add_``/``addcdiv_``). Returns the new state."""
+        plan, step_scale, param_scale = fused
+        n = plan.n_pre
+        if n:
+            updates, new_pre = plan.pre.update(grads, fstate[:n], params, **extra)
+        else:
+            updates, new_pre = grads, ()
+        if plan.core is None:
+            terms, new_core = [fusion.Term(updates, None, _identity_coefficient)], ()
+        elif plan.terms is not None:
+            terms, core_state = plan.terms(updates, fstate[n], params)
+            new_core = (core_state,)
+        else:
+            updates, core_state = plan.core.update(updates, fstate[n], params, **extra)
+            terms, new_core = [fusion.Term(updates, None, _identity_coefficient)], (core_state,)
+        fusion.apply_terms_(params, terms, step_scale, param_scale)
+        return (*new_pre, *new_core, *fstate[n + len(new_core) :])
 
     @staticmethod
     def _apply(params: list[Tensor], updates: list[Tensor | None]) -> None:

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _validation, fusion, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
@@ -63,42 +63,54 @@ def scale_by_adam(
             max_exp_avg_sq=tree.zeros_like(params) if amsgrad else (),
         )
 
+    def moments(grads: list[Tensor], fields: list[list[Tensor]]):
+        """New state fields, and the update as ``m / denom / bc1`` (real views)."""
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        steps, m, v = fields[0], fields[1], fields[2]
+        vmax = fields[3] if amsgrad else None
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError("Adam does not support sparse gradients, please consider SparseAdam instead")
+        g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
+        # donate=True: written into the old buffers when the caller donated them (the
+        # adapters, as torch.optim); the ``*_`` ops write into temporaries made here.
+        steps = _steps.increment(steps, donate=True)
+        m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
+        v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
+        second = v_r
+        if amsgrad:
+            vmax_r = ops.maximum(ops.view_as_real(vmax), v_r, donate=True)
+            second = vmax_r
+        bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+        bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
+        denom = ops.add_(ops.div_(ops.sqrt(second), bc2_sqrt), eps_)
+        new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
+        if amsgrad:
+            new_fields.append(ops.view_as_complex_like(vmax_r, vmax))
+        return new_fields, m_r, denom, bc1
+
+    def adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+        new_fields, m_r, denom, bc1 = moments(grads, fields)
+        u = ops.div_(ops.rdiv_(denom, m_r), bc1)
+        ops.release(u)
+        return ops.view_as_complex_like(u, grads), new_fields
+
+    def state_fields(state: ScaleByAdamState) -> list[Any]:
+        return [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
+
+    def as_state(new: Any) -> ScaleByAdamState:
+        return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState(*new, ())
+
     def update_fn(updates: Updates, state: ScaleByAdamState, params: Params | None = None, **extra: Any):
         del params, extra
-        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        new_updates, new = update_leaves(adam, updates, state_fields(state), name="scale_by_adam")
+        return new_updates, as_state(new)
 
-        def adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, m, v = fields[0], fields[1], fields[2]
-            vmax = fields[3] if amsgrad else None
-            for g in grads:
-                if g.is_sparse:
-                    raise RuntimeError(
-                        "Adam does not support sparse gradients, please consider SparseAdam instead"
-                    )
-            g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
-            # donate=True: written into the old buffers when the caller donated them (the
-            # adapters, as torch.optim); the ``*_`` ops write into temporaries made here.
-            steps = _steps.increment(steps, donate=True)
-            m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
-            v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
-            second = v_r
-            if amsgrad:
-                vmax_r = ops.maximum(ops.view_as_real(vmax), v_r, donate=True)
-                second = vmax_r
-            bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
-            bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
-            denom = ops.add_(ops.div_(ops.sqrt(second), bc2_sqrt), eps_)
-            u = ops.div_(ops.rdiv_(denom, m_r), bc1)
-            ops.release(u)
-            new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
-            if amsgrad:
-                new_fields.append(ops.view_as_complex_like(vmax_r, vmax))
-            return ops.view_as_complex_like(u, grads), new_fields
+    def terms_fn(grads: list[Tensor], state: ScaleByAdamState, params: list[Tensor]):
+        # the adapters' fused step: p.addcdiv_(m, denom, value=-lr/bc1), as torch.optim.Adam
+        new_fields, m_r, denom, bc1 = moments(grads, state_fields(state))
+        term = fusion.Term(m_r, denom, lambda s: [s / c for c in bc1])
+        return [term], as_state(new_fields)
 
-        fields = [state.step, state.exp_avg, state.exp_avg_sq]
-        if amsgrad:
-            fields.append(state.max_exp_avg_sq)
-        new_updates, new = update_leaves(adam, updates, fields, name="scale_by_adam")
-        return new_updates, ScaleByAdamState(*new, ()) if not amsgrad else ScaleByAdamState(*new)
-
+    fusion.provide_terms(update_fn, terms_fn)
     return GradientTransformation(init_fn, update_fn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from functional_optim import _validation, ops
+from functional_optim import _validation, fusion, ops
 from functional_optim._leafwise import update_leaves
 from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
@@ -56,4 +56,5 @@ def add_decayed_weights(weight_decay: Hyperparam = 0.0) -> GradientTransformatio
         )
         return new_updates, state
 
+    fusion.mark_weight_decay(update_fn, weight_decay)  # the adapters apply it as p.mul_(1 - lr·wd)
     return GradientTransformation(init_fn, update_fn)

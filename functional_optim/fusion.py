@@ -1,0 +1,170 @@
+"""Fused application of a chain's last steps: the ``torch.optim`` adapters' fast path.
+
+A chain that ends in ::
+
+    chain(..., core, add_decayed_weights(wd), scale_by_learning_rate(lr))   # wd optional
+
+with a concrete ``lr`` (and ``wd``) produces ``u = -lr · (core_update + wd · p)``, so that
+``apply_updates`` computes ::
+
+    p ← (1 - lr·wd) · p - lr · core_update
+
+``torch.optim`` applies exactly this in place: ``p.mul_(1 - lr * wd)`` (decoupled weight decay)
+and one ``p.add_(u, alpha=-lr)`` or, for the adaptive methods, one
+``p.addcdiv_(num, den, value=-lr·c)`` that never materialises the update. The adapters
+(:class:`functional_optim.adapters.FunctionalOptimizer`) do the same when :func:`fused_plan`
+recognises the chain: the pure ``update`` is untouched (it still returns ``u``), the adapter runs
+the chain up to ``core`` and applies the rest itself, which saves one to three passes over
+memory and one update-sized allocation per step.
+
+A core transform can take part in the fusion by describing its update as a sum of :class:`Term`
+(``provide_terms``): ``scale_by_adam``'s update is ``m / denom`` divided by its bias correction,
+i.e. one term ``Term(m, denom, lambda s: [s / bc1 for bc1 in ...])``, applied as
+``p.addcdiv_(m, denom, value=-lr / bc1)`` -- ``torch.optim.Adam``'s own kernel and rounding.
+Without terms, the core's update ``u`` is applied with ``p.add_(u, alpha=-lr)``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import ops
+from functional_optim.core import GradientTransformation, chain, identity
+
+__all__ = [
+    "FusedPlan",
+    "Term",
+    "apply_terms_",
+    "fused_plan",
+    "mark_weight_decay",
+    "provide_terms",
+]
+
+
+class Term(NamedTuple):
+    """One term of an update, ``u += coefficient(s) · num / den`` (``den`` may be ``None``).
+
+    ``coefficient(s)`` receives the scale ``s`` of the term in the parameter update (``-lr`` for
+    descent) and returns the multiplier applied to ``num / den`` (a float, or one float per
+    tensor), computed the way ``torch.optim`` computes its step sizes (e.g. ``s / bc1``).
+    ``num`` and ``den`` are lists of real tensors matching the parameters (complex parameters are
+    seen as real views, as in ``torch.optim``).
+    """
+
+    num: list[Tensor]
+    den: list[Tensor] | None
+    coefficient: Callable[[float], float | list[float]]
+
+
+TermsFn = Callable[..., tuple[list[Term], Any]]
+"""``terms_fn(grads, state, params) -> (terms, new_state)``: a core transform's update as terms.
+
+Called only by the adapters, with flat lists (every gradient present, dense, no autograd), inside
+the adapter's donation block (state written in place). ``new_state`` is exactly the state the
+transform's ``update`` would return."""
+
+
+def provide_terms(update_fn: Callable, terms_fn: TermsFn) -> None:
+    """Declare that ``update_fn``'s update can be described as :class:`Term` s by ``terms_fn``."""
+    update_fn._fo_terms = terms_fn  # type: ignore[attr-defined]
+
+
+def mark_weight_decay(update_fn: Callable, weight_decay: Any) -> None:
+    """Declare ``update_fn`` as ``u = g + weight_decay · p`` (``add_decayed_weights``)."""
+    update_fn._fo_weight_decay = weight_decay  # type: ignore[attr-defined]
+
+
+class FusedPlan(NamedTuple):
+    """How to run a chain ``(*pre, core, [decay], lr)`` with the tail applied in place.
+
+    Attributes:
+      pre: ``chain(*pre)`` (``identity()`` when empty); its state is ``state[:n_pre]``.
+      n_pre: number of transforms before ``core``.
+      core: the core transform (state ``state[n_pre]``); ``None`` when the chain is only the tail.
+      terms: ``core``'s :data:`TermsFn`, or ``None`` (then its update is applied with ``add_``).
+      learning_rate: the learning-rate hyperparameter of the last transform (read at each step).
+      weight_decay: the decoupled weight decay just before it, or ``None``.
+      n_tail: 1 or 2: the stateless tail transforms whose work the adapter does itself.
+    """
+
+    pre: GradientTransformation
+    n_pre: int
+    core: GradientTransformation | None
+    terms: TermsFn | None
+    learning_rate: Any
+    weight_decay: Any
+    n_tail: int
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fused_plan(transform: GradientTransformation) -> FusedPlan | None:
+    """The :class:`FusedPlan` of a chain ending in ``scale_by_learning_rate`` (descent), else ``None``.
+
+    Cached per transform. Whether the learning rate and weight decay are concrete is decided at
+    each step by :func:`concrete` (a schedule or a tensor requiring grad is not).
+    """
+    update = transform.update
+    if update in _PLANS:
+        return _PLANS[update]
+    plan = _make_plan(transform)
+    _PLANS[update] = plan
+    return plan
+
+
+def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
+    parts = getattr(transform.update, "_fo_chain", None)
+    if not parts:
+        return None
+    marker = getattr(parts[-1].update, "_fo_learning_rate", None)
+    if marker is None or not marker[1]:  # flip_sign=False: not a descent step
+        return None
+    n_tail = 1
+    weight_decay = None
+    if len(parts) >= 2 and hasattr(parts[-2].update, "_fo_weight_decay"):
+        weight_decay = parts[-2].update._fo_weight_decay
+        n_tail = 2
+    n_core = len(parts) - n_tail
+    if n_core == 0:
+        return FusedPlan(identity(), 0, None, None, marker[0], weight_decay, n_tail)
+    core = parts[n_core - 1]
+    pre = chain(*parts[: n_core - 1]) if n_core > 1 else identity()
+    return FusedPlan(pre, n_core - 1, core, getattr(core.update, "_fo_terms", None), marker[0], weight_decay, n_tail)
+
+
+def concrete(value: Any) -> float | None:
+    """A hyperparameter as a Python float if it is one (or a concrete 1-element tensor), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float | int):
+        return float(value)
+    if isinstance(value, Tensor) and value.numel() == 1 and not ops.is_traced(value):
+        return value.item()
+    return None
+
+
+def apply_terms_(params: Sequence[Tensor], terms: Sequence[Term], step_scale: float, param_scale: float) -> None:
+    """``p ← param_scale · p + Σ coefficient(step_scale) · num / den`` in place, with
+    ``torch.optim``'s kernels: ``mul_``, then ``add_(num, alpha=c)`` or ``addcdiv_(num, den, c)``.
+
+    ``params`` must be dense tensors that autograd does not record (the adapters' step).
+    """
+    p_r = ops.view_as_real(params)
+    if param_scale != 1:
+        torch._foreach_mul_(p_r, param_scale)
+    for term in terms:
+        value = term.coefficient(step_scale)
+        if term.den is None:
+            num = ops.view_as_real(term.num)
+            if isinstance(value, list):
+                torch._foreach_add_(p_r, torch._foreach_mul(num, value))
+            else:
+                torch._foreach_add_(p_r, num, alpha=value)
+        else:
+            torch._foreach_addcdiv_(p_r, term.num, term.den, value)
