@@ -135,7 +135,9 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
         return FusedPlan(identity(), 0, None, None, marker[0], weight_decay, n_tail)
     core = parts[n_core - 1]
     pre = chain(*parts[: n_core - 1]) if n_core > 1 else identity()
-    return FusedPlan(pre, n_core - 1, core, getattr(core.update, "_fo_terms", None), marker[0], weight_decay, n_tail)
+    return FusedPlan(
+        pre, n_core - 1, core, getattr(core.update, "_fo_terms", None), marker[0], weight_decay, n_tail
+    )
 
 
 def concrete(value: Any) -> float | None:
@@ -149,7 +151,9 @@ def concrete(value: Any) -> float | None:
     return None
 
 
-def apply_terms_(params: Sequence[Tensor], terms: Sequence[Term], step_scale: float, param_scale: float) -> None:
+def apply_terms_(
+    params: Sequence[Tensor], terms: Sequence[Term], step_scale: float, param_scale: float
+) -> None:
     """``p ← param_scale · p + Σ coefficient(step_scale) · num / den`` in place, with
     ``torch.optim``'s kernels: ``mul_``, then ``add_(num, alpha=c)`` or ``addcdiv_(num, den, c)``.
 

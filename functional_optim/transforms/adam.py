@@ -70,7 +70,9 @@ def scale_by_adam(
         vmax = fields[3] if amsgrad else None
         for g in grads:
             if g.is_sparse:
-                raise RuntimeError("Adam does not support sparse gradients, please consider SparseAdam instead")
+                raise RuntimeError(
+                    "Adam does not support sparse gradients, please consider SparseAdam instead"
+                )
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
         # donate=True: written into the old buffers when the caller donated them (the
         # adapters, as torch.optim); the ``*_`` ops write into temporaries made here.
