@@ -165,10 +165,19 @@ def apply_terms_(
     for term in terms:
         value = term.coefficient(step_scale)
         if term.den is None:
-            num = ops.view_as_real(term.num)
+            # complex parameters take complex updates (torch's complex ``add_``, e.g. SGD's)
+            num = _as_complex_like(term.num, params)
             if isinstance(value, list):
-                torch._foreach_add_(p_r, torch._foreach_mul(num, value))
+                torch._foreach_add_(list(params), torch._foreach_mul(num, value))
             else:
-                torch._foreach_add_(p_r, num, alpha=value)
+                torch._foreach_add_(list(params), num, alpha=value)
         else:
             torch._foreach_addcdiv_(p_r, term.num, term.den, value)
+
+
+def _as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
+    """``xs`` with the real views of complex tensors turned back into complex tensors."""
+    return [
+        torch.view_as_complex(x) if ref.is_complex() and not x.is_complex() else x
+        for x, ref in zip(xs, like, strict=True)
+    ]

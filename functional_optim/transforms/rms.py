@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _validation, fusion, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
@@ -22,6 +23,10 @@ class ScaleByRmsState(NamedTuple):
     square_avg: Any
     momentum_buffer: Any  # ``()`` unless momentum > 0
     grad_avg: Any  # ``()`` unless centered
+
+
+def _same(step_scale: float) -> float:
+    return step_scale
 
 
 @schedulable("alpha", "eps", "momentum")
@@ -74,45 +79,65 @@ def scale_by_rms(
             grad_avg=tree.zeros_like(params) if centered else (),
         )
 
-    def update_fn(updates: Updates, state: ScaleByRmsState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def averages(grads: list[Tensor], fields: list[list[Tensor]]):
+        """New state fields, and the update ``buf`` (momentum) or ``g / avg`` as (num, den)."""
         alpha_, eps_, mu = ops.scalar(alpha), ops.scalar(eps), ops.scalar(momentum)
+        steps, v = _steps.increment(fields[0], donate=True), fields[1]
+        rest = iter(fields[2:])
+        buf = next(rest) if use_momentum else None
+        ga = next(rest) if centered else None
+        g_r, v_r = ops.view_as_real(grads), ops.view_as_real(v)
+        v_r = ops.addcmul_(ops.mul(v_r, alpha_, donate=True), g_r, g_r, 1 - alpha_)
+        new_fields = [steps, ops.view_as_complex_like(v_r, v)]
+        if centered:
+            ga_r = ops.lerp(ops.view_as_real(ga), g_r, 1 - alpha_)
+            avg = ops.sqrt(ops.addcmul(v_r, ga_r, ga_r, -1))
+        else:
+            avg = ops.sqrt(v_r)
+        avg = ops.add_(avg, eps_)
+        if use_momentum:
+            buf_r = ops.addcdiv_(ops.mul(ops.view_as_real(buf), mu, donate=True), g_r, avg)
+            new_fields.append(ops.view_as_complex_like(buf_r, buf))
+            num, den = buf_r, None
+        else:
+            num, den = g_r, avg
+        if centered:
+            new_fields.append(ops.view_as_complex_like(ga_r, ga))
+        return new_fields, num, den
 
-        def rms(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, v = _steps.increment(fields[0], donate=True), fields[1]
-            rest = iter(fields[2:])
-            buf = next(rest) if use_momentum else None
-            ga = next(rest) if centered else None
-            g_r, v_r = ops.view_as_real(grads), ops.view_as_real(v)
-            v_r = ops.addcmul_(ops.mul(v_r, alpha_, donate=True), g_r, g_r, 1 - alpha_)
-            new_fields = [steps, ops.view_as_complex_like(v_r, v)]
-            if centered:
-                ga_r = ops.lerp(ops.view_as_real(ga), g_r, 1 - alpha_)
-                avg = ops.sqrt(ops.addcmul(v_r, ga_r, ga_r, -1))
-            else:
-                avg = ops.sqrt(v_r)
-            avg = ops.add_(avg, eps_)
-            if use_momentum:
-                buf_r = ops.addcdiv_(ops.mul(ops.view_as_real(buf), mu, donate=True), g_r, avg)
-                u = buf_r
-                new_fields.insert(2, ops.view_as_complex_like(buf_r, buf))
-            else:
-                u = ops.rdiv_(avg, g_r)
-                ops.release(u)
-            if centered:
-                new_fields.append(ops.view_as_complex_like(ga_r, ga))
-            return ops.view_as_complex_like(u, grads), new_fields
+    def rms(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+        new_fields, num, den = averages(grads, fields)
+        if den is None:
+            u = num
+        else:
+            u = ops.rdiv_(den, num)
+            ops.release(u)
+        return ops.view_as_complex_like(u, grads), new_fields
 
+    def state_fields(state: ScaleByRmsState) -> list[Any]:
         fields = [state.step, state.square_avg]
         if use_momentum:
             fields.append(state.momentum_buffer)
         if centered:
             fields.append(state.grad_avg)
-        new_updates, new = update_leaves(rms, updates, fields, name="scale_by_rms")
+        return fields
+
+    def as_state(new: Sequence[Any]) -> ScaleByRmsState:
         it = iter(new)
         step, square_avg = next(it), next(it)
         buf = next(it) if use_momentum else ()
         grad_avg = next(it) if centered else ()
-        return new_updates, ScaleByRmsState(step, square_avg, buf, grad_avg)
+        return ScaleByRmsState(step, square_avg, buf, grad_avg)
 
+    def update_fn(updates: Updates, state: ScaleByRmsState, params: Params | None = None, **extra: Any):
+        del params, extra
+        new_updates, new = update_leaves(rms, updates, state_fields(state), name="scale_by_rms")
+        return new_updates, as_state(new)
+
+    def terms_fn(grads: list[Tensor], state: ScaleByRmsState, params: list[Tensor]):
+        # the adapters' fused step: p.addcdiv_(g, avg, value=-lr), or p.add_(buf, alpha=-lr), as torch
+        new_fields, num, den = averages(grads, state_fields(state))
+        return [fusion.Term(num, den, _same)], as_state(new_fields)
+
+    fusion.provide_terms(update_fn, terms_fn)
     return GradientTransformation(init_fn, update_fn)
