@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -235,6 +236,66 @@ def _to_python(value: Any) -> Any:
     return value
 
 
+def _param_lists(t: tuple, value: Any, out: list[list[Any]]) -> list[list[Any]]:
+    """The per-parameter lists of a functional state, in layout order."""
+    kind = t[0]
+    if kind == "param":
+        out.append(value)
+    elif kind == "nt" or kind == "dict":
+        values = value if kind == "nt" else [value[k] for k in t[1]]
+        for c, v in zip(t[2], values, strict=True):
+            _param_lists(c, v, out)
+    elif kind in ("tuple", "list"):
+        for c, v in zip(t[1], value, strict=True):
+            _param_lists(c, v, out)
+    return out
+
+
+def _same_param_tensors(layout: tuple, new_state: Any, old_state: Any) -> bool:
+    """Whether the step returned the very same per-parameter tensors (updated in place)."""
+    is_ = operator.is_
+    return all(
+        len(new) == len(old) and all(map(is_, new, old))
+        for new, old in zip(
+            _param_lists(layout, new_state, []), _param_lists(layout, old_state, []), strict=True
+        )
+    )
+
+
+class _StepCache:
+    """What a group's next step can reuse: the functional state of the last step, valid while the
+    state layout (the structure of the transform's state: a new learning rate keeps it, a new
+    ``amsgrad`` flag does not), the parameters with a gradient and every tensor in their
+    ``self.state`` entries are the same objects (checked at C speed: ``map`` over the dicts)."""
+
+    __slots__ = ("columns", "fstate", "ids", "layout", "lengths", "sts")
+
+    def __init__(
+        self, layout: tuple, ids: tuple, sts: list, fstate: Any, columns: dict, lengths: list
+    ) -> None:
+        self.layout, self.ids, self.sts, self.fstate = layout, ids, sts, fstate
+        self.columns, self.lengths = columns, lengths
+
+    @classmethod
+    def make(
+        cls, layout: tuple, present: list[Tensor], torch_states: list[dict], sts: list[dict], fstate: Any
+    ) -> _StepCache:
+        keys = set().union(*torch_states)
+        columns = {k: list(map(dict.get, torch_states, itertools.repeat(k))) for k in keys}
+        return cls(layout, tuple(map(id, present)), sts, fstate, columns, list(map(len, torch_states)))
+
+    def fits(self, layout: tuple, present: list[Tensor], torch_states: list[dict]) -> bool:
+        if layout is not self.layout or list(map(len, torch_states)) != self.lengths:
+            return False
+        if tuple(map(id, present)) != self.ids:
+            return False
+        is_ = operator.is_
+        return all(
+            all(map(is_, map(dict.get, torch_states, itertools.repeat(k)), column))
+            for k, column in self.columns.items()
+        )
+
+
 class FunctionalOptimizer(Optimizer):
     r"""A ``torch.optim.Optimizer`` that runs a functional ``GradientTransformation``.
 
@@ -360,6 +421,7 @@ class FunctionalOptimizer(Optimizer):
         # per group (by position): transform cache and layout cache
         self._fo_transforms: dict[int, tuple[Any, GradientTransformation]] = {}
         self._fo_layouts: dict[int, tuple[Any, tuple, bool]] = {}
+        self._fo_steps: dict[int, _StepCache] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -465,7 +527,36 @@ class FunctionalOptimizer(Optimizer):
         codec = self._has_codec
 
         torch_states = [state[p] for p in present]
-        if codec:
+        cache = None if has_globals else self._fo_steps.get(index)
+        if cache is not None and cache.fits(layout, present, torch_states):
+            # Nothing replaced a state tensor since the last step: reuse its functional state
+            # (no decoding, no re-assembly; the tensors themselves were updated in place).
+            sts = cache.sts if codec else torch_states
+            fstate, glob = cache.fstate, None
+        else:
+            cache = None
+            sts, fstate, glob = self._gather_state(
+                group, params, present, torch_states, transform, layout, has_globals, init_state
+            )
+        self._run_step(
+            index, group, transform, layout, present, torch_states, sts, fstate, glob, cache, extra
+        )
+
+    def _gather_state(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        present: list[Tensor],
+        torch_states: list[dict[str, Any]],
+        transform: GradientTransformation,
+        layout: tuple,
+        has_globals: bool,
+        init_state: Any,
+    ) -> tuple[list[dict[str, Any]], Any, dict | None]:
+        """The functional per-parameter fields (decoded), the assembled functional state and the
+        group's global state, creating the state of parameters seen for the first time."""
+        state = self.state
+        if self._has_codec:
             is_init = self._is_initialized
             init_flags = [is_init(group, p, st) for p, st in zip(present, torch_states, strict=True)]
             new = [i for i, ok in enumerate(init_flags) if not ok]
@@ -498,7 +589,25 @@ class FunctionalOptimizer(Optimizer):
                 _scatter(layout, init_state, [{} for _ in params], glob)
                 first[FUNCTIONAL_STATE_KEY] = glob
 
-        fstate = _assemble(layout, sts, glob)
+        return sts, _assemble(layout, sts, glob), glob
+
+    def _run_step(
+        self,
+        index: int,
+        group: dict[str, Any],
+        transform: GradientTransformation,
+        layout: tuple,
+        present: list[Tensor],
+        torch_states: list[dict[str, Any]],
+        sts: list[dict[str, Any]],
+        fstate: Any,
+        glob: dict | None,
+        cache: _StepCache | None,
+        extra: dict[str, Any],
+    ) -> None:
+        """Run the transform on the group's parameters that have a gradient, write the new state
+        back (unless it was updated in place) and update the parameters."""
+        codec = self._has_codec
         grads = [p.grad for p in present]
         # Differentiable steps: the transform sees clones, so the in-place update of the
         # parameters below does not invalidate tensors its autograd graph saved.
@@ -512,7 +621,7 @@ class FunctionalOptimizer(Optimizer):
                 # The optimizer owns its state buffers (torch.optim updates them in place too):
                 # donate them, so that the transforms write the new state into the old buffers
                 # (same numbers, no new allocation). Never the parameters or gradients themselves.
-                owned = itertools.chain.from_iterable(st.values() for st in torch_states)
+                owned = itertools.chain.from_iterable(st.values() for st in sts)
                 donation = ops.donating(owned, exclude=itertools.chain(present, grads))
             else:
                 donation = contextlib.nullcontext()
@@ -521,15 +630,20 @@ class FunctionalOptimizer(Optimizer):
                     updates, new_state = transform.update(grads, fstate, present, **extra)
                 else:
                     new_state = self._fused_step(fused, grads, fstate, present, extra)
-        _scatter(layout, new_state, sts, glob)
-        if codec:
-            for p, st, fields in zip(present, torch_states, sts, strict=True):
-                encoded = self._encode_param_state(group, p, fields)
-                keep = st.get(FUNCTIONAL_STATE_KEY)
-                st.clear()
-                st.update(encoded)
-                if keep is not None:
-                    st[FUNCTIONAL_STATE_KEY] = keep
+        if cache is None or not _same_param_tensors(layout, new_state, fstate):
+            _scatter(layout, new_state, sts, glob)
+            if codec:
+                for p, st, fields in zip(present, torch_states, sts, strict=True):
+                    encoded = self._encode_param_state(group, p, fields)
+                    keep = st.get(FUNCTIONAL_STATE_KEY)
+                    st.clear()
+                    st.update(encoded)
+                    if keep is not None:
+                        st[FUNCTIONAL_STATE_KEY] = keep
+            if glob is None:
+                self._fo_steps[index] = _StepCache.make(layout, present, torch_states, sts, new_state)
+        else:
+            cache.fstate = new_state
         if updates is not None:
             self._apply(present, updates)
 

@@ -90,16 +90,9 @@ def _check_tensor_lr_foreach(lr: Any, foreach: bool | None, capturable: bool) ->
         raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
 
 
-_ONE_STEP: dict[torch.dtype, Tensor] = {}
-
-
-def _one_step() -> Tensor:
-    """A shared constant ``step = 1`` counter (transforms never write into their inputs)."""
-    dtype = _steps.scalar_dtype()
-    one = _ONE_STEP.get(dtype)
-    if one is None:
-        one = _ONE_STEP[dtype] = torch.ones((), dtype=dtype)
-    return one
+_STARTED = torch.ones((), dtype=torch.float32)
+"""``trace``'s ``started`` flag of a parameter that has a momentum buffer (never written: the
+transform returns a set flag as it is)."""
 
 
 class SGD(_DropIn):
@@ -107,7 +100,7 @@ class SGD(_DropIn):
     decay, maximize; sparse gradients supported).
 
     State as torch: nothing without momentum, else only ``momentum_buffer`` (the functional
-    first-step counter ``count`` is derived from the buffer's presence).
+    first-step flag ``started`` is derived from the buffer's presence).
     """
 
     _has_codec = True
@@ -148,7 +141,7 @@ class SGD(_DropIn):
         buf = st.get("momentum_buffer")
         if buf is None:
             return {}
-        return {"momentum_buffer": buf, "count": _one_step()}
+        return {"momentum_buffer": buf, "started": _STARTED}
 
     def _encode_param_state(self, group: dict, p: Tensor, fields: dict) -> dict:
         buf = fields.get("momentum_buffer")

@@ -48,7 +48,7 @@ class _LastValues(threading.local):
 _LAST = _LastValues()
 
 
-def _values(steps: Sequence[Any]) -> list[Any]:
+def read(steps: Sequence[Any]) -> list[Any]:
     """``ops.step_values(steps)``, reusing the previous result when called again with the same
     list of unchanged counters (a transform usually derives several coefficients from one list;
     ``Tensor._version`` proves that no counter was written in between)."""
@@ -77,7 +77,7 @@ def coefficients(steps: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:
     ``torch.optim``; equal steps share one evaluation. For traced counters ``t`` is a 0-dim
     float64 tensor and ``fn`` builds tensor maths.
     """
-    values = _values(steps)
+    values = read(steps)
     if values and isinstance(values[0], float):
         cache: dict[float, Any] = {}
         out = []

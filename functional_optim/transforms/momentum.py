@@ -21,13 +21,14 @@ class TraceState(NamedTuple):
 
     Attributes:
       momentum_buffer: the momentum buffer, as ``torch.optim.SGD``'s ``momentum_buffer``.
-      count: number of updates this parameter has received (0-dim CPU float tensor, like
-        ``torch.optim``'s ``step``). **Not part of torch's SGD state**: torch knows the first step by
-        its buffer being absent; a pure transform keeps a zero-initialised buffer and this counter.
+      started: 0-dim CPU float tensor, ``0`` until the parameter's first update, then ``1``. **Not
+        part of torch's SGD state**: torch knows the first step by its buffer being absent; a pure
+        transform keeps a zero-initialised buffer and this flag. Once set it is returned as it is
+        (no per-step work, unlike a step counter).
     """
 
     momentum_buffer: Any
-    count: Any
+    started: Any
 
 
 @schedulable("momentum", "dampening")
@@ -64,7 +65,7 @@ def trace(
     _validation.nonnegative("momentum", momentum, "momentum value")
 
     def init_fn(params: Params) -> TraceState:
-        return TraceState(momentum_buffer=tree.zeros_like(params), count=_steps.zeros(params))
+        return TraceState(momentum_buffer=tree.zeros_like(params), started=_steps.zeros(params))
 
     def update_fn(updates: Updates, state: TraceState, params: Params | None = None, **extra: Any):
         del params, extra
@@ -73,12 +74,12 @@ def trace(
             return updates, state
 
         def momentum_fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            bufs, counts = fields
-            values = ops.step_values(counts)
-            new_counts = _steps.increment(counts, donate=True)
+            bufs, started = fields
+            values = _steps.read(started)  # cached: the flags are not written once set
             if values and isinstance(values[0], float):
                 later = [i for i, c in enumerate(values) if c != 0]
                 new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
+                new_started = [s if c != 0 else torch.ones_like(s) for s, c in zip(started, values, strict=True)]
                 if later:
                     moved = ops.add_(
                         ops.mul([bufs[i] for i in later], mu, donate=True),
@@ -87,20 +88,21 @@ def trace(
                     )
                     for i, b in zip(later, moved, strict=True):
                         new_bufs[i] = b
-            else:  # traced counters (torch.func / torch.compile): select without reading them
+            else:  # traced flags (torch.func / torch.compile): select without reading them
                 moved = ops.add(ops.mul(bufs, mu), grads, alpha=1 - tau)
                 new_bufs = [torch.where(c == 0, g, b) for c, g, b in zip(values, grads, moved, strict=True)]
+                new_started = [torch.ones_like(s) for s in started]
             if nesterov:
                 out = ops.add(grads, new_bufs, alpha=mu)
                 ops.release(out)
             else:
                 out = new_bufs
-            return out, [new_bufs, new_counts]
+            return out, [new_bufs, new_started]
 
-        new_updates, (bufs, counts) = update_leaves(
-            momentum_fn, updates, [state.momentum_buffer, state.count], name="trace"
+        new_updates, (bufs, started) = update_leaves(
+            momentum_fn, updates, [state.momentum_buffer, state.started], name="trace"
         )
-        return new_updates, TraceState(bufs, counts)
+        return new_updates, TraceState(bufs, started)
 
     return GradientTransformation(init_fn, update_fn)
 

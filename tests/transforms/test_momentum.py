@@ -25,7 +25,7 @@ def test_trace_first_step_is_the_gradient_without_dampening_then_dampened():
     torch.testing.assert_close(outs[1]["w"], torch.full((2,), 1.4))  # 0.9·1 + 0.5·1
     torch.testing.assert_close(outs[2]["w"], torch.full((2,), 0.9 * 1.4 + 0.5))
     torch.testing.assert_close(state.momentum_buffer["w"], outs[2]["w"])
-    assert state.count["w"].item() == 3.0
+    assert state.started["w"].item() == 1.0
 
 
 def test_trace_nesterov_update_is_gradient_plus_momentum_times_buffer():
@@ -37,13 +37,13 @@ def test_trace_nesterov_update_is_gradient_plus_momentum_times_buffer():
     torch.testing.assert_close(outs[1]["w"], g2["w"] + 0.9 * buf)
 
 
-def test_trace_none_gradient_keeps_buffer_and_count_untouched():
+def test_trace_none_gradient_keeps_buffer_and_flag_untouched():
     tx = fo.trace(0.9, dampening=0.5)
     params = {"a": torch.zeros(2), "b": torch.zeros(2)}
     state = tx.init(params)
     u, state = tx.update({"a": torch.ones(2), "b": None}, state)
     assert u["b"] is None
-    assert state.count["b"].item() == 0.0 and state.count["a"].item() == 1.0
+    assert state.started["b"].item() == 0.0 and state.started["a"].item() == 1.0
     # b's first real gradient is still treated as the first step (no dampening)
     u, state = tx.update({"a": torch.ones(2), "b": torch.full((2,), 2.0)}, state)
     torch.testing.assert_close(u["b"], torch.full((2,), 2.0))
@@ -54,10 +54,20 @@ def test_trace_does_not_mutate_its_inputs():
     tx = fo.trace(0.9, dampening=0.1)
     g = {"w": torch.tensor([1.0, 2.0])}
     _, state = tx.update(g, tx.init(g))
-    before = [t.clone() for t in (g["w"], state.momentum_buffer["w"], state.count["w"])]
+    before = [t.clone() for t in (g["w"], state.momentum_buffer["w"], state.started["w"])]
     tx.update(g, state)
-    for old, new in zip(before, (g["w"], state.momentum_buffer["w"], state.count["w"]), strict=True):
+    for old, new in zip(before, (g["w"], state.momentum_buffer["w"], state.started["w"]), strict=True):
         assert torch.equal(old, new)
+
+
+def test_trace_returns_a_set_started_flag_as_it_is():
+    tx = fo.trace(0.9)
+    g = {"w": torch.tensor([1.0, 2.0])}
+    state = tx.init(g)
+    _, state = tx.update(g, state)
+    flag = state.started["w"]
+    _, state2 = tx.update(g, state)
+    assert state2.started["w"] is flag and flag.item() == 1.0 and flag._version == 0
 
 
 def test_trace_with_zero_tensor_momentum_passes_updates_through_like_torch():
