@@ -79,7 +79,9 @@ def trace(
             if values and isinstance(values[0], float):
                 later = [i for i, c in enumerate(values) if c != 0]
                 new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
-                new_started = [s if c != 0 else torch.ones_like(s) for s, c in zip(started, values, strict=True)]
+                new_started = [
+                    s if c != 0 else torch.ones_like(s) for s, c in zip(started, values, strict=True)
+                ]
                 if later:
                     moved = ops.add_(
                         ops.mul([bufs[i] for i in later], mu, donate=True),
