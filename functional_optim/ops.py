@@ -262,6 +262,18 @@ def _add(xs: list[Tensor], other: Any, alpha: Scalar, inplace: bool) -> list[Ten
         if inplace:
             return [x.add_(alpha * o) for x, o in zip(xs, other, strict=True)]
         return [x + alpha * o for x, o in zip(xs, other, strict=True)]
+    if (
+        isinstance(other, Tensor)
+        and isinstance(alpha, float | int)
+        and not is_traced(other)
+        and _foreach_ok(inplace, xs)
+    ):
+        # one 0-dim tensor for every x: ``_foreach_add(xs, t, alpha=...)`` (torch.optim's way of
+        # incrementing CPU step counters; a Python scalar is wrapped into a tensor per x)
+        if inplace:
+            torch._foreach_add_(xs, other, alpha=alpha)
+            return _aslist(xs)
+        return _aslist(torch._foreach_add(xs, other, alpha=alpha))
     if not (isinstance(alpha, float | int) and alpha == 1):
         other = [o * alpha for o in other] if isinstance(other, list | tuple) else other * alpha
     return _binary("add", xs, other, inplace)
