@@ -507,6 +507,11 @@ def reciprocal(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     return _unary("reciprocal", xs, _inplace(xs, donate, ()))
 
 
+def reciprocal_(xs: list[Tensor]) -> list[Tensor]:
+    """:func:`reciprocal` written into ``xs`` (temporaries only)."""
+    return _unary("reciprocal", xs, writable(xs))
+
+
 def square(xs: list[Tensor]) -> list[Tensor]:
     """``x * x`` per tensor."""
     if use_foreach(xs):

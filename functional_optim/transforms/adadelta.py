@@ -60,12 +60,15 @@ def scale_by_adadelta(rho: Hyperparam = 0.9, eps: Hyperparam = 1e-6) -> Gradient
         rho_, eps_ = ops.scalar(rho), ops.scalar(eps)
 
         def adadelta(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, v, a = _steps.increment(fields[0]), fields[1], fields[2]
+            steps, v, a = _steps.increment(fields[0], donate=True), fields[1], fields[2]
             g_r, v_r, a_r = ops.view_as_real(grads), ops.view_as_real(v), ops.view_as_real(a)
-            v_r = ops.addcmul(ops.mul(v_r, rho_), g_r, g_r, 1 - rho_)
-            std = ops.sqrt(ops.add(v_r, eps_))
-            delta = ops.mul(ops.div(ops.sqrt(ops.add(a_r, eps_)), std), g_r)
-            a_r = ops.addcmul(ops.mul(a_r, rho_), delta, delta, 1 - rho_)
+            # donate=True: the state buffers are updated in place when the caller donated them
+            # (the adapters); the ``*_`` ops write into the temporaries made here.
+            v_r = ops.addcmul_(ops.mul(v_r, rho_, donate=True), g_r, g_r, 1 - rho_)
+            std = ops.sqrt_(ops.add(v_r, eps_))
+            delta = ops.mul_(ops.div_(ops.sqrt_(ops.add(a_r, eps_)), std), g_r)
+            a_r = ops.addcmul_(ops.mul(a_r, rho_, donate=True), delta, delta, 1 - rho_)
+            ops.release(delta)
             return ops.view_as_complex_like(delta, grads), [
                 steps,
                 ops.view_as_complex_like(v_r, v),

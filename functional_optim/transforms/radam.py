@@ -85,9 +85,11 @@ def scale_by_radam(
                 if g.is_sparse:
                     raise RuntimeError("RAdam does not support sparse gradients")
             g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
-            steps = _steps.increment(steps)
-            m_r = ops.lerp(m_r, g_r, 1 - beta1)
-            v_r = ops.addcmul(ops.mul(v_r, beta2), g_r, g_r, 1 - beta2)
+            # donate=True: the state buffers are updated in place when the caller donated them
+            # (the adapters); the ``*_`` ops write into the temporaries made here.
+            steps = _steps.increment(steps, donate=True)
+            m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
+            v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
             m_hat = ops.div(m_r, _steps.coefficients(steps, lambda t: 1 - beta1**t))
             rhos = _steps.coefficients(steps, rho)
             sqrt_bc2 = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
@@ -95,13 +97,19 @@ def scale_by_radam(
                 out = list(m_hat)
                 idx = [i for i, r in enumerate(rhos) if r > _THRESHOLD]
                 if idx:
-                    denom = ops.add(ops.sqrt([v_r[i] for i in idx]), eps_)
-                    adaptive = ops.mul(ops.reciprocal(denom), [sqrt_bc2[i] for i in idx])
-                    rectified = ops.mul(
-                        ops.mul([m_hat[i] for i in idx], adaptive), [rect(rhos[i]) for i in idx]
+                    every = len(idx) == len(rhos)  # past the first few steps: no list surgery
+                    v_i = v_r if every else [v_r[i] for i in idx]
+                    denom = ops.add_(ops.sqrt(v_i), eps_)
+                    adaptive = ops.mul_(
+                        ops.reciprocal_(denom), sqrt_bc2 if every else [sqrt_bc2[i] for i in idx]
+                    )
+                    rectified = ops.mul_(
+                        ops.mul_(m_hat if every else [m_hat[i] for i in idx], adaptive),
+                        [rect(rhos[i]) for i in idx],
                     )
                     for i, u in zip(idx, rectified, strict=True):
                         out[i] = u
+                ops.release(out)
             else:  # traced step counters: select without reading them (torch's capturable form)
                 adaptive = ops.mul(ops.reciprocal(ops.add(ops.sqrt(v_r), eps_)), sqrt_bc2)
                 out = [
