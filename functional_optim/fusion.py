@@ -177,6 +177,8 @@ def apply_terms_(
 
 def _as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
     """``xs`` with the real views of complex tensors turned back into complex tensors."""
+    if not any(map(Tensor.is_complex, like)):
+        return list(xs)
     return [
         torch.view_as_complex(x) if ref.is_complex() and not x.is_complex() else x
         for x, ref in zip(xs, like, strict=True)

@@ -565,12 +565,27 @@ def norm(xs: list[Tensor]) -> list[Tensor]:
 def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]:
     """Complex tensors as real views of shape ``(..., 2)`` (``torch.optim``'s treatment of complex
     parameters); real tensors and ``None`` are returned as they are."""
+    if _all_real(xs):
+        return list(xs)
     return [torch.view_as_real(x) if x is not None and x.is_complex() else x for x in xs]
 
 
 def view_as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
     """Undo :func:`view_as_real` for the tensors whose counterpart in ``like`` is complex."""
+    if _all_real(like):
+        return list(xs)
     return [
         torch.view_as_complex(x if x.is_contiguous() else x.contiguous()) if ref.is_complex() else x
         for x, ref in zip(xs, like, strict=True)
     ]
+
+
+_is_complex = Tensor.is_complex
+
+
+def _all_real(xs: Sequence[Any]) -> bool:
+    """No complex tensor in ``xs`` (a C-level loop: this runs several times per step)."""
+    try:
+        return not any(map(_is_complex, xs))
+    except TypeError:  # ``None`` entries (or non-tensors)
+        return not any(isinstance(x, Tensor) and x.is_complex() for x in xs)

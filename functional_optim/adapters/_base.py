@@ -226,6 +226,10 @@ def _freeze_structure(v: Any) -> Any:
     return ("id", id(v)) if callable(v) else type(v).__name__
 
 
+_LAYOUT = operator.attrgetter("layout")
+_DTYPE = operator.attrgetter("dtype")
+
+
 def _identity_coefficient(step_scale: float) -> float:
     return step_scale
 
@@ -661,10 +665,11 @@ class FunctionalOptimizer(Optimizer):
         wd = 0.0 if plan.weight_decay is None else fusion.concrete(plan.weight_decay)
         if lr is None or wd is None:
             return None
-        strided = torch.strided
-        for p, g in zip(params, grads, strict=True):
-            if g.layout is not strided or g.dtype is not p.dtype:
-                return None
+        # dense gradients of their parameters' dtype (checked with C-level loops: once per step)
+        if not all(map(operator.is_, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
+            return None
+        if not all(map(operator.is_, map(_DTYPE, grads), map(_DTYPE, params))):
+            return None
         return plan, -lr, 1 - lr * wd  # torch.optim's ``1 - lr * weight_decay``
 
     @staticmethod

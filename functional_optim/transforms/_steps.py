@@ -57,6 +57,9 @@ def _one(dtype: torch.dtype) -> Tensor:
     return one
 
 
+_VERSION = operator.attrgetter("_version")
+
+
 class _LastValues(threading.local):
     tensors: list[Tensor] | None = None
     versions: list[int] | None = None
@@ -72,7 +75,7 @@ def read(steps: Sequence[Any]) -> list[Any]:
     ``Tensor._version`` proves that no counter was written in between)."""
     if not steps or not isinstance(steps[0], Tensor) or ops.is_traced(steps[0]) or steps[0].is_inference():
         return ops.step_values(steps)
-    versions = [s._version for s in steps]
+    versions = list(map(_VERSION, steps))
     last = _LAST.tensors
     if (
         last is not None
