@@ -16,9 +16,9 @@ the parameters and state (the gradients are shared; nobody writes into them):
 * ``functional``: the pure API, ``updates, state = tx.update(grads, state, params)`` followed by
   ``params = fo.apply_updates(params, updates)`` -- new tensors every step, inputs untouched;
 * ``adapter``: ``functional_optim.adapters.<Name>(...).step()`` (drop-in class, default settings);
-* ``compiled``: ``torch.compile`` of the functional step (``update`` + ``apply_updates``) whose
-  results are copied back into the parameter and state buffers inside the compiled function, so
-  Inductor writes them in place (``fo.adapters`` exposes the same thing as ``compile=True``).
+* ``compiled``: ``fo.compile_step(tx)``, the functional step (``update`` + ``apply_updates``)
+  compiled by ``torch.compile`` with the results copied back into the parameter and state buffers
+  inside the compiled function, so Inductor writes them in place.
 
 Each path is warmed up (compilation happens there and is not timed). Then, for every repeat,
 the paths run one after another (interleaved, so that a change in machine load hits all of
@@ -88,7 +88,7 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "asgd": ("ASGD", "asgd", {"lr": 1e-2}),
     "rprop": ("Rprop", "rprop", {"lr": 1e-2}),
 }
-DEFAULT_ALGOS = ["adam", "adamw", "sgd", "adagrad", "rmsprop"]
+DEFAULT_ALGOS = list(ALGORITHMS)  # every torch.optim algorithm with a foreach implementation
 FUSED_TARGET_ALGOS = ("adam", "adamw", "sgd", "adagrad")
 PATHS = ("torch_forloop", "torch_foreach", "torch_fused", "functional", "adapter", "compiled")
 
@@ -190,25 +190,15 @@ def build_paths(
 
 
 def compiled_path(tx: fo.GradientTransformation, base: list[torch.Tensor], grads: list[torch.Tensor]):
-    """``torch.compile`` of ``update`` + ``apply_updates`` writing the results back into the
-    parameter and state buffers (Inductor turns the copies into in-place stores)."""
+    """``fo.compile_step(tx)``: ``update`` + ``apply_updates`` as one ``torch.compile`` d function
+    that writes the new parameters and state into their buffers (Dynamo's per-call guards replaced
+    by the library's own cheaper checks; see ``functional_optim/compiled.py``)."""
     params = [t.clone() for t in base]
     state = tx.init(params)
-
-    def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: Any) -> None:
-        updates, new_state = tx.update(grads, state, params)
-        new_params = fo.apply_updates(params, updates)
-        for old, new in zip(fo.tree.leaves(state), fo.tree.leaves(new_state), strict=True):
-            if old is not None and old is not new:
-                old.copy_(new)
-        for old, new in zip(params, new_params, strict=True):
-            old.copy_(new)
-
-    compiled = torch.compile(step)
+    step = fo.compile_step(tx)
 
     def run() -> None:
-        with torch.no_grad():
-            compiled(params, grads, state)
+        step(params, grads, state)
 
     return run
 

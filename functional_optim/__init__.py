@@ -8,6 +8,7 @@ in ``fo.adapters``, schedules in ``fo.schedules``, weight averaging in ``fo.aver
 
 from functional_optim import adapters, averaging, schedules, tree
 from functional_optim.combinators import *
+from functional_optim.compiled import CompiledStep, compile_step
 from functional_optim.core import (
     EmptyState,
     GradientTransformation,
