@@ -17,7 +17,6 @@ descent lives in :func:`functional_optim.scale_by_learning_rate` only.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -113,42 +112,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(s)
         return updates, tuple(new_state)
 
-    update_fn._fo_chain = transforms  # type: ignore[attr-defined]  # see split_learning_rate
+    update_fn._fo_chain = transforms  # type: ignore[attr-defined]  # see fusion.fused_plan
     return GradientTransformation(init_fn, update_fn)
-
-
-def split_learning_rate(transform: GradientTransformation) -> tuple[GradientTransformation, float] | None:
-    """Recognise ``chain(..., scale_by_learning_rate(lr))`` with a concrete learning rate.
-
-    Returns ``(head, lr)`` where ``head`` is the chain without its last transform (its state is
-    the chain's state minus the last, stateless, entry) and ``lr`` a Python number, so that
-    ``update = -lr · head_update``; ``None`` for any other transform (a scheduled, traced or
-    sign-preserving learning rate included). Used by the ``torch.optim`` adapters to fuse the
-    learning rate into the parameter update (``p.add_(u, alpha=-lr)``, as ``torch.optim``).
-    """
-    parts = getattr(transform.update, "_fo_chain", None)
-    if not parts:
-        return None
-    marker = getattr(parts[-1].update, "_fo_learning_rate", None)
-    if marker is None:
-        return None
-    lr, flip_sign = marker
-    if not flip_sign:
-        return None
-    if isinstance(lr, torch.Tensor):
-        if lr.numel() != 1 or lr.requires_grad or ops.is_traced(lr):
-            return None
-        lr = lr.item()
-    if isinstance(lr, bool) or not isinstance(lr, int | float):
-        return None
-    head = _HEADS.get(transform.update)
-    if head is None:
-        head = _HEADS[transform.update] = chain(*parts[:-1])
-    return head, lr
-
-
-_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""chain update function -> the chain without its last transform (split_learning_rate)."""
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

@@ -165,21 +165,20 @@ def apply_terms_(
     for term in terms:
         value = term.coefficient(step_scale)
         if term.den is None:
-            # complex parameters take complex updates (torch's complex ``add_``, e.g. SGD's)
-            num = _as_complex_like(term.num, params)
+            # a complex update goes to the complex parameter (torch's complex ``add_``, e.g.
+            # SGD's), a real view of one to the parameter's real view (e.g. RMSprop's buffer)
+            targets = _targets_like(params, p_r, term.num)
             if isinstance(value, list):
-                torch._foreach_add_(list(params), torch._foreach_mul(num, value))
+                torch._foreach_add_(targets, torch._foreach_mul(term.num, value))
             else:
-                torch._foreach_add_(list(params), num, alpha=value)
+                torch._foreach_add_(targets, term.num, alpha=value)
         else:
             torch._foreach_addcdiv_(p_r, term.num, term.den, value)
 
 
-def _as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
-    """``xs`` with the real views of complex tensors turned back into complex tensors."""
-    if not any(map(Tensor.is_complex, like)):
-        return list(xs)
-    return [
-        torch.view_as_complex(x) if ref.is_complex() and not x.is_complex() else x
-        for x, ref in zip(xs, like, strict=True)
-    ]
+def _targets_like(params: Sequence[Tensor], params_r: list[Tensor], nums: Sequence[Tensor]) -> list[Tensor]:
+    """Per parameter, the tensor to add ``num`` to: the parameter itself, or its real view when
+    ``num`` is the real view of a complex update."""
+    if not any(map(Tensor.is_complex, params)):
+        return list(params)
+    return [p if n.is_complex() else r for p, r, n in zip(params, params_r, nums, strict=True)]

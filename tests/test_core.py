@@ -128,31 +128,3 @@ def test_scalar_reads_concrete_tensors_and_keeps_traced_ones():
     assert ops.scalar(torch.tensor(0.5, dtype=torch.float64)) == 0.5
     lr = torch.tensor(0.5, requires_grad=True)
     assert ops.scalar(lr) is lr
-
-
-def test_split_learning_rate_recognises_a_chain_ending_in_a_concrete_descent_learning_rate():
-    from functional_optim.core import split_learning_rate
-
-    opt = fo.chain(fo.scale_by_adam(), fo.scale_by_learning_rate(0.1))
-    head, lr = split_learning_rate(opt)
-    assert lr == 0.1
-    assert split_learning_rate(opt)[0] is head  # cached
-    params = _params()
-    grads = {"w": torch.randn(3, 2), "b": torch.randn(2)}
-    state = opt.init(params)
-    full, full_state = opt.update(grads, state, params)
-    part, part_state = head.update(grads, state[:-1], params)
-    assert len(part_state) == len(full_state) - 1
-    torch.testing.assert_close(tree.map(lambda u: -0.1 * u, part), full)
-    # a concrete 0-dim tensor learning rate is read as a number
-    assert split_learning_rate(fo.chain(fo.scale_by_learning_rate(torch.tensor(0.5))))[1] == 0.5
-    # not fused: no sign flip, a differentiable or scheduled learning rate, not last, not a chain
-    assert split_learning_rate(fo.chain(fo.scale_by_learning_rate(0.1, flip_sign=False))) is None
-    assert (
-        split_learning_rate(fo.chain(fo.scale_by_learning_rate(torch.tensor(0.1, requires_grad=True))))
-        is None
-    )
-    assert split_learning_rate(fo.chain(fo.scale_by_learning_rate(lambda c: 0.1))) is None
-    assert split_learning_rate(fo.chain(fo.scale_by_learning_rate(0.1), fo.scale(2.0))) is None
-    assert split_learning_rate(fo.scale_by_learning_rate(0.1)) is None
-    assert split_learning_rate(fo.sgd(0.1)) is not None

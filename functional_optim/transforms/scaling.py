@@ -60,7 +60,7 @@ def scale_by_learning_rate(learning_rate: Hyperparam, *, flip_sign: bool = True)
         lr = ops.scalar(learning_rate)
         return _scale_tree(updates, -lr if flip_sign else lr), state
 
-    # lets the adapters fuse ``-lr`` into the parameter update (core.split_learning_rate)
+    # lets the adapters fuse ``-lr`` into the parameter update (fusion.fused_plan)
     update_fn._fo_learning_rate = (learning_rate, flip_sign)  # type: ignore[attr-defined]
     return GradientTransformation(init_fn, update_fn)
 

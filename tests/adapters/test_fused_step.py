@@ -1,0 +1,186 @@
+"""The adapters' fast path (``functional_optim.fusion`` + the step cache) gives torch.optim's exact
+numbers, falls back where it must, and follows changes made to ``opt.state`` between steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import functional_optim as fo
+from functional_optim import fusion
+
+# torch.optim.X -> options; on these the adapter applies the chain's tail as torch does
+# (p.mul_(1 - lr*wd), p.add_(u, alpha=-lr) or p.addcdiv_(num, den, value)): bitwise equal.
+EXACT = [
+    ("Adam", {"lr": 0.01}),
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+    ("Adam", {"lr": 0.01, "maximize": True}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+    ("Adagrad", {"lr": 0.05, "lr_decay": 0.1, "weight_decay": 0.01}),
+    ("RMSprop", {"lr": 0.01}),
+    ("RMSprop", {"lr": 0.01, "centered": True}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9}),
+    ("Adamax", {"lr": 0.01}),
+    ("NAdam", {"lr": 0.01}),
+    ("NAdam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("Adadelta", {"lr": 0.5}),
+]
+
+
+def _run_pair(name: str, options: dict, dtype: torch.dtype, steps: int = 8):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (5,), ()]
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    p_torch = [t.clone().requires_grad_() for t in init]
+    p_fo = [t.clone().requires_grad_() for t in init]
+    ref = getattr(torch.optim, name)(p_torch, foreach=False, **options)
+    opt = getattr(fo.adapters, name)(p_fo, **options)
+    for k in range(steps):
+        for a, b in zip(p_torch, p_fo, strict=True):
+            g = torch.randn(a.shape, generator=gen, dtype=dtype)
+            # the last parameter has no gradient on some steps: skipped by both
+            none = a.dim() == 0 and k % 3 == 1
+            a.grad = None if none else g.clone()
+            b.grad = None if none else g.clone()
+        ref.step()
+        opt.step()
+    return p_torch, p_fo, ref, opt
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+@pytest.mark.parametrize(("name", "options"), EXACT, ids=[f"{n}-{sorted(o)}" for n, o in EXACT])
+def test_adapter_step_is_bitwise_torch_for_loop(name, options, dtype):
+    p_torch, p_fo, ref, opt = _run_pair(name, options, dtype)
+    for a, b in zip(p_torch, p_fo, strict=True):
+        assert torch.equal(a, b), (a - b).abs().max()
+    for a, b in zip(p_torch, p_fo, strict=True):
+        for key, value in ref.state[a].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt.state[b][key])), key
+
+
+def test_adapter_updates_its_state_in_place_between_steps():
+    p = torch.randn(6, requires_grad=True)
+    opt = fo.adapters.AdamW([p], lr=0.01, weight_decay=0.1)
+    p.grad = torch.randn(6)
+    opt.step()
+    before = {k: v for k, v in opt.state[p].items()}
+    p.grad = torch.randn(6)
+    opt.step()
+    assert all(opt.state[p][k] is v for k, v in before.items())  # donated buffers, no new tensors
+
+
+def test_a_state_tensor_replaced_between_steps_is_used_by_the_next_step():
+    gen = torch.Generator().manual_seed(1)
+    p_torch = torch.randn(5, generator=gen, requires_grad=True)
+    p_fo = p_torch.detach().clone().requires_grad_()
+    ref = torch.optim.Adam([p_torch], lr=0.1, foreach=False)
+    opt = fo.adapters.Adam([p_fo], lr=0.1)
+    for k in range(4):
+        g = torch.randn(5, generator=gen)
+        p_torch.grad, p_fo.grad = g.clone(), g.clone()
+        if k == 2:  # a user resets the first moment (a new tensor) and the step counter
+            ref.state[p_torch]["exp_avg"] = torch.zeros(5)
+            opt.state[p_fo]["exp_avg"] = torch.zeros(5)
+            ref.state[p_torch]["step"] = torch.tensor(0.0)
+            opt.state[p_fo]["step"] = torch.tensor(0.0)
+        ref.step()
+        opt.step()
+        assert torch.equal(p_torch, p_fo)
+
+
+def test_scheduled_learning_rate_keeps_the_fast_path_and_torch_numbers():
+    gen = torch.Generator().manual_seed(2)
+    p_torch = torch.randn(4, 3, generator=gen, requires_grad=True)
+    p_fo = p_torch.detach().clone().requires_grad_()
+    ref = torch.optim.AdamW([p_torch], lr=0.1, weight_decay=0.05, foreach=False)
+    opt = fo.adapters.AdamW([p_fo], lr=0.1, weight_decay=0.05)
+    s_ref = torch.optim.lr_scheduler.CosineAnnealingLR(ref, T_max=5)
+    s_fo = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
+    for _ in range(6):
+        g = torch.randn(4, 3, generator=gen)
+        p_torch.grad, p_fo.grad = g.clone(), g.clone()
+        ref.step()
+        opt.step()
+        s_ref.step()
+        s_fo.step()
+        assert torch.equal(p_torch, p_fo)
+
+
+def _pure_loop(tx, init, grads_seq):
+    params = [t.clone() for t in init]
+    state = tx.init(params)
+    for grads in grads_seq:
+        updates, state = tx.update(grads, state, params)
+        params = fo.apply_updates(params, updates)
+    return params
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # core without terms, decoupled decay and lr in the tail
+        lambda: fo.chain(
+            fo.clip_by_global_norm(1.0),
+            fo.scale_by_radam(),
+            fo.add_decayed_weights(0.1),
+            fo.scale_by_learning_rate(0.05),
+        ),
+        # only the tail: plain gradient descent with decay
+        lambda: fo.chain(fo.add_decayed_weights(0.1), fo.scale_by_learning_rate(0.05)),
+        # a scheduled learning rate: not concrete, the adapter runs the whole chain
+        lambda: fo.chain(fo.scale_by_adam(), fo.scale_by_learning_rate(lambda count: 0.05 / (1 + count))),
+        # a tensor weight decay that requires grad: not concrete either
+        lambda: fo.chain(
+            fo.scale_by_adam(),
+            fo.add_decayed_weights(torch.tensor(0.1, requires_grad=True)),
+            fo.scale_by_learning_rate(0.05),
+        ),
+    ],
+    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay"],
+)
+def test_custom_chains_in_the_adapter_equal_the_pure_loop(make):
+    gen = torch.Generator().manual_seed(3)
+    init = [torch.randn(4, 3, generator=gen), torch.randn(3, generator=gen)]
+    grads_seq = [[torch.randn_like(t) for t in init] for _ in range(6)]
+    expected = _pure_loop(make(), init, grads_seq)
+    params = [t.clone().requires_grad_() for t in init]
+    opt = fo.adapters.FunctionalOptimizer(params, make())
+    for grads in grads_seq:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        opt.step()
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-6, atol=1e-7)
+
+
+def test_fused_plan_recognises_the_tail_and_the_core_terms():
+    plan = fusion.fused_plan(fo.adamw(1e-3, weight_decay=0.1))
+    assert plan.n_tail == 2 and plan.weight_decay == 0.1 and plan.learning_rate == 1e-3
+    assert plan.terms is not None and plan.n_pre == 0
+    plan = fusion.fused_plan(fo.adam(1e-3, weight_decay=0.1, maximize=True))  # L2 + negate before
+    assert plan.n_tail == 1 and plan.weight_decay is None and plan.n_pre == 2
+    tx = fo.sgd(0.1)
+    assert fusion.fused_plan(tx) is fusion.fused_plan(tx)
+    assert fusion.fused_plan(fo.chain(fo.scale_by_adam(), fo.scale(-0.1))) is None  # no lr transform
+    assert fusion.fused_plan(fo.chain(fo.scale_by_learning_rate(0.1, flip_sign=False))) is None
+    assert fusion.fused_plan(fo.scale_by_adam()) is None  # not a chain
+    assert fusion.concrete(torch.tensor(0.5)) == 0.5
+    assert fusion.concrete(torch.tensor(0.5, requires_grad=True)) is None
+    assert fusion.concrete(lambda c: 0.1) is None and fusion.concrete(True) is None
+
+
+def test_apply_terms_is_torch_optims_in_place_update():
+    gen = torch.Generator().manual_seed(4)
+    p = [torch.randn(5, generator=gen), torch.randn(3, generator=gen)]
+    num = [torch.randn(5, generator=gen), torch.randn(3, generator=gen)]
+    den = [torch.rand(5, generator=gen) + 0.5, torch.rand(3, generator=gen) + 0.5]
+    expected = [
+        (q * 0.9).addcdiv(n, d, value=-0.1 / c) for q, n, d, c in zip(p, num, den, (0.5, 0.25), strict=True)
+    ]
+    expected = [e.add(n, alpha=-0.1) for e, n in zip(expected, num, strict=True)]
+    terms = [fusion.Term(num, den, lambda s: [s / 0.5, s / 0.25]), fusion.Term(num, None, lambda s: s)]
+    fusion.apply_terms_(p, terms, step_scale=-0.1, param_scale=0.9)
+    for a, b in zip(p, expected, strict=True):
+        assert torch.equal(a, b)
