@@ -37,6 +37,7 @@ from functional_optim import ops
 from functional_optim.core import GradientTransformation, chain, identity
 
 __all__ = [
+    "After",
     "FusedPlan",
     "Term",
     "apply_terms_",
@@ -48,6 +49,10 @@ __all__ = [
 
 class Term(NamedTuple):
     """One term of an update, ``u += coefficient(s) · num / den`` (``den`` may be ``None``).
+
+    With ``num`` and ``den`` both ``None`` the term scales the parameters instead:
+    ``p ← coefficient(s) · p`` (a decay term, e.g. ASGD's ``1 - λη``, applied before the terms
+    that follow it).
 
     ``coefficient(s)`` receives the scale ``s`` of the term in the parameter update (``-lr`` for
     descent) and returns the multiplier applied to ``num / den`` (a float, or one float per
@@ -61,7 +66,14 @@ class Term(NamedTuple):
     coefficient: Callable[[float], float | list[float]]
 
 
-TermsFn = Callable[..., tuple[list[Term], Any]]
+class After(NamedTuple):
+    """A callback run with the updated parameters once the terms before it are applied (e.g.
+    ASGD's average of the new parameters); it writes its results into the state it returned."""
+
+    fn: Callable[[list[Tensor]], None]
+
+
+TermsFn = Callable[..., tuple[list[Term | After], Any]]
 """``terms_fn(grads, state, params) -> (terms, new_state)``: a core transform's update as terms.
 
 Called only by the adapters, with flat lists (every gradient present, dense, no autograd), inside
@@ -152,26 +164,36 @@ def concrete(value: Any) -> float | None:
 
 
 def apply_terms_(
-    params: Sequence[Tensor], terms: Sequence[Term], step_scale: float, param_scale: float
+    params: Sequence[Tensor], terms: Sequence[Term | After], step_scale: float, param_scale: float
 ) -> None:
     """``p ← param_scale · p + Σ coefficient(step_scale) · num / den`` in place, with
-    ``torch.optim``'s kernels: ``mul_``, then ``add_(num, alpha=c)`` or ``addcdiv_(num, den, c)``.
+    ``torch.optim``'s kernels: ``mul_``, then ``add_(num, alpha=c)`` or ``addcdiv_(num, den, c)``;
+    :class:`After` callbacks run where they appear.
 
     ``params`` must be dense tensors that autograd does not record (the adapters' step).
     """
+    params = list(params)
     p_r = ops.view_as_real(params)
     if param_scale != 1:
         torch._foreach_mul_(p_r, param_scale)
     for term in terms:
+        if isinstance(term, After):
+            term.fn(params)
+            continue
         value = term.coefficient(step_scale)
-        if term.den is None:
+        if term.num is None:
+            torch._foreach_mul_(p_r, value)
+        elif term.den is None:
             # a complex update goes to the complex parameter (torch's complex ``add_``, e.g.
             # SGD's), a real view of one to the parameter's real view (e.g. RMSprop's buffer)
             targets = _targets_like(params, p_r, term.num)
-            if isinstance(value, list):
-                torch._foreach_add_(targets, torch._foreach_mul(term.num, value))
-            else:
+            if not isinstance(value, list):
                 torch._foreach_add_(targets, term.num, alpha=value)
+            elif len(set(value)) == 1:
+                torch._foreach_add_(targets, term.num, alpha=value[0])
+            else:  # ``add_(x, alpha)`` per tensor: the same fused multiply-add as torch's
+                for t, x, v in zip(targets, term.num, value, strict=True):
+                    t.add_(x, alpha=v)
         else:
             torch._foreach_addcdiv_(p_r, term.num, term.den, value)
 

@@ -224,6 +224,12 @@ def _take_donated(xs: Sequence[Tensor], *others: Any) -> bool:
     return True
 
 
+def take_donated(xs: Sequence[Tensor]) -> bool:
+    """Take the donation of ``xs`` for an in-place write made by the caller: ``True`` (and ``xs``
+    are no longer donated) if every tensor of ``xs`` was donated and may be written, else ``False``."""
+    return _take_donated(xs)
+
+
 def _inplace(xs: Any, donate: bool, others: tuple) -> bool:
     return donate and _take_donated(xs, *others)
 
@@ -517,6 +523,17 @@ def square(xs: list[Tensor]) -> list[Tensor]:
     if use_foreach(xs):
         return _aslist(torch._foreach_mul(xs, xs))
     return [x * x for x in xs]
+
+
+def assign(xs: list[Tensor], ys: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+    """The values of ``ys``: written into ``xs`` when they were donated (``donate=True``, see
+    :func:`donating`), else new tensors (copies of ``ys``)."""
+    if _inplace(xs, donate, (ys,)):
+        if _foreach_ok(True, xs, ys):
+            torch._foreach_copy_(xs, ys)
+            return _aslist(xs)
+        return [x.copy_(y) for x, y in zip(xs, ys, strict=True)]
+    return [y.clone() for y in ys]
 
 
 def clone(xs: list[Tensor]) -> list[Tensor]:

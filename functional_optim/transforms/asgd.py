@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _validation, fusion, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
@@ -51,6 +51,33 @@ def _state_dtype(*hyperparams: Any) -> torch.dtype:
         if isinstance(h, Tensor) and ops.is_traced(h):
             dtype = torch.promote_types(dtype, h.dtype)
     return dtype
+
+
+def _average(ax: list[Tensor], new_p: list[Tensor], mu_values: list[Any], mus: list[Tensor]) -> list[Tensor]:
+    """``ax ← p'`` while ``μ = 1``, else ``ax + μ·(p' - ax)`` (torch's ``ax.add_(p.sub(ax).mul_(mu))``);
+    written into ``ax`` when it was donated."""
+    if all(isinstance(m, float) and m == 1 for m in mu_values):
+        return ops.assign(ax, new_p, donate=True)
+    out = [
+        a + (q - a) * (m if isinstance(m, float) else mt)
+        for q, a, m, mt in zip(new_p, ax, mu_values, mus, strict=True)
+    ]
+    return ops.assign(ax, out, donate=True)
+
+
+def _store(olds: list[Tensor], values: list[Any], dtype: torch.dtype) -> list[Tensor]:
+    """0-dim tensors holding ``values`` (like ``olds``): written into ``olds`` when they were
+    donated and the values are Python numbers, else new tensors."""
+    if (
+        values
+        and all(isinstance(v, float) for v in values)
+        and all(o.dtype is dtype for o in olds)
+        and ops.take_donated(olds)
+    ):
+        torch._foreach_zero_(olds)
+        torch._foreach_add_(olds, values)  # 0 + v: exactly torch.tensor(v, dtype)
+        return list(olds)
+    return [_scalar_like(o, v, dtype) for o, v in zip(olds, values, strict=True)]
 
 
 @schedulable("lr", "lambd", "alpha", "t0")
@@ -103,48 +130,50 @@ def scale_by_asgd(
             ax=tree.zeros_like(params),
         )
 
+    def hyperparams() -> tuple[Any, Any, Any, Any, torch.dtype]:
+        lr_, lambd_, alpha_, t0_ = ops.scalar(lr), ops.scalar(lambd), ops.scalar(alpha), ops.scalar(t0)
+        return lr_, lambd_, alpha_, t0_, _state_dtype(lr_, lambd_, alpha_, t0_)
+
+    def next_schedule(steps: list[Tensor], etas: list[Tensor], mus: list[Tensor]) -> tuple[list, list]:
+        """The new ``eta`` and ``mu`` tensors (written into the old ones when donated)."""
+        lr_, lambd_, alpha_, t0_, dtype = hyperparams()
+
+        def eta_fn(t: Any) -> Any:
+            return lr_ / ((1 + lambd_ * lr_ * t) ** alpha_)
+
+        def mu_fn(t: Any) -> Any:
+            return 1 / max(1, t - t0_) if isinstance(t, float) else 1 / torch.clamp(t - t0_, min=1)
+
+        return (
+            _store(etas, _steps.coefficients(steps, eta_fn), dtype),
+            _store(mus, _steps.coefficients(steps, mu_fn), dtype),
+        )
+
+    def asgd(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
+        _, lambd_, _, _, _ = hyperparams()
+        steps, etas, mus, ax = _steps.increment(fields[0], donate=True), fields[1], fields[2], fields[3]
+        g_r, p_r, ax_r = ops.view_as_real(grads), ops.view_as_real(ps), ops.view_as_real(ax)
+        eta_v, mu_v = ops.step_values(etas), ops.step_values(mus)
+        # traced: float64 0-dim tensors, cast to each parameter's dtype (foreach needs it)
+        eta_v = [e if isinstance(e, float) else e.to(q.dtype) for e, q in zip(eta_v, p_r, strict=True)]
+        new_p = ops.mul(p_r, [1 - lambd_ * e for e in eta_v])  # decay term, torch's order
+        new_p = [
+            q.add_(g, alpha=-e) if isinstance(e, float) else q - e * g
+            for q, g, e in zip(new_p, g_r, eta_v, strict=True)
+        ]
+        new_ax = _average(ax_r, new_p, mu_v, mus)
+        u = ops.sub(p_r, new_p)
+        ops.release(u)
+        new_eta, new_mu = next_schedule(steps, etas, mus)
+        return ops.view_as_complex_like(u, grads), [
+            steps,
+            new_eta,
+            new_mu,
+            ops.view_as_complex_like(new_ax, ax),
+        ]
+
     def update_fn(updates: Updates, state: ScaleByAsgdState, params: Params | None = None, **extra: Any):
         del extra
-        lr_, lambd_, alpha_, t0_ = ops.scalar(lr), ops.scalar(lambd), ops.scalar(alpha), ops.scalar(t0)
-        dtype = _state_dtype(lr_, lambd_, alpha_, t0_)
-
-        def asgd(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            steps, etas, mus, ax = _steps.increment(fields[0]), fields[1], fields[2], fields[3]
-            g_r, p_r, ax_r = ops.view_as_real(grads), ops.view_as_real(ps), ops.view_as_real(ax)
-            eta_v, mu_v = ops.step_values(etas), ops.step_values(mus)
-            # traced: float64 0-dim tensors, cast to each parameter's dtype (foreach needs it)
-            eta_v = [e if isinstance(e, float) else e.to(q.dtype) for e, q in zip(eta_v, p_r, strict=True)]
-            new_p = ops.mul(p_r, [1 - lambd_ * e for e in eta_v])  # decay term, torch's order
-            new_p = [
-                torch.add(q, g, alpha=-e) if isinstance(e, float) else q - e * g
-                for q, g, e in zip(new_p, g_r, eta_v, strict=True)
-            ]
-            u = ops.sub(p_r, new_p)
-            new_ax = [
-                q.clone() if isinstance(m, float) and m == 1 else a + (q - a) * mt
-                for q, a, m, mt in zip(new_p, ax_r, mu_v, mus, strict=True)
-            ]
-
-            def eta_fn(t: Any) -> Any:
-                return lr_ / ((1 + lambd_ * lr_ * t) ** alpha_)
-
-            def mu_fn(t: Any) -> Any:
-                return 1 / max(1, t - t0_) if isinstance(t, float) else 1 / torch.clamp(t - t0_, min=1)
-
-            new_eta = [
-                _scalar_like(e, v, dtype)
-                for e, v in zip(etas, _steps.coefficients(steps, eta_fn), strict=True)
-            ]
-            new_mu = [
-                _scalar_like(m, v, dtype) for m, v in zip(mus, _steps.coefficients(steps, mu_fn), strict=True)
-            ]
-            return ops.view_as_complex_like(u, grads), [
-                steps,
-                new_eta,
-                new_mu,
-                ops.view_as_complex_like(new_ax, ax),
-            ]
-
         new_updates, new = update_leaves(
             asgd,
             updates,
@@ -154,5 +183,27 @@ def scale_by_asgd(
             need_params=True,
         )
         return new_updates, ScaleByAsgdState(*new)
+
+    def terms_fn(grads: list[Tensor], state: ScaleByAsgdState, params: list[Tensor]):
+        # the adapters' fused step, as torch.optim.ASGD: p.mul_(1 - λη); p.add_(g, alpha=-η);
+        # then the average of the new parameters (``p + s·(p - p')`` with ``s = -1`` is ``p'``)
+        _, lambd_, _, _, _ = hyperparams()
+        steps = _steps.increment(state.step, donate=True)
+        eta_v, mu_v = ops.step_values(state.eta), ops.step_values(state.mu)
+        ax = list(state.ax)  # filled with the new averages once the parameters are updated
+
+        def average(new_params: list[Tensor]) -> None:
+            new_ax = _average(ops.view_as_real(state.ax), ops.view_as_real(new_params), mu_v, state.mu)
+            ax[:] = ops.view_as_complex_like(new_ax, state.ax)
+
+        new_eta, new_mu = next_schedule(steps, state.eta, state.mu)
+        terms = [
+            fusion.Term(None, None, lambda s: [1 + s * (lambd_ * e) for e in eta_v]),
+            fusion.Term(ops.view_as_real(grads), None, lambda s: [s * e for e in eta_v]),
+            fusion.After(average),
+        ]
+        return terms, ScaleByAsgdState(steps, new_eta, new_mu, ax)
+
+    fusion.provide_terms(update_fn, terms_fn)
 
     return GradientTransformation(init_fn, update_fn)

@@ -26,6 +26,8 @@ EXACT = [
     ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
     ("Adadelta", {"lr": 0.5}),
+    ("ASGD", {"lr": 0.01}),
+    ("ASGD", {"lr": 0.05, "t0": 3, "lambd": 0.01}),  # averaging from step 4
 ]
 
 
