@@ -508,6 +508,11 @@ def sign(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     return _unary("sign", xs, _inplace(xs, donate, ()))
 
 
+def sign_(xs: list[Tensor]) -> list[Tensor]:
+    """:func:`sign` written into ``xs`` (temporaries only)."""
+    return _unary("sign", xs, writable(xs))
+
+
 def reciprocal(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     """``1 / x`` per tensor (torch evaluates ``scalar / tensor`` as ``tensor.reciprocal() * scalar``)."""
     return _unary("reciprocal", xs, _inplace(xs, donate, ()))

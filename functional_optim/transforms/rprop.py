@@ -34,6 +34,24 @@ def _initial_step_size(p: Tensor | None, lr: Any) -> Tensor | None:
     return torch.full_like(p, complex(lr, lr) if p.is_complex() else lr)
 
 
+def _one_like(x: Tensor) -> Tensor:
+    key = (x.dtype, x.device)
+    one = _ONES.get(key)
+    if one is None:
+        one = _ONES[key] = torch.ones((), dtype=x.dtype, device=x.device)
+    return one
+
+
+_ONES: dict[tuple, Tensor] = {}
+
+
+def _where_zero(masks: list[Tensor], xs: list[Tensor], out: list[Tensor]) -> list[Tensor]:
+    """``where(mask, 0, x)`` per tensor, written into ``out`` when it was donated."""
+    if not torch.compiler.is_compiling() and ops.take_donated(out):
+        return [o.copy_(x).masked_fill_(m, 0) for m, x, o in zip(masks, xs, out, strict=True)]
+    return [x.masked_fill(m, 0) for m, x in zip(masks, xs, strict=True)]
+
+
 @schedulable("learning_rate", "etas", "step_sizes")
 def scale_by_rprop(
     learning_rate: Hyperparam,
@@ -93,19 +111,26 @@ def scale_by_rprop(
         smin, smax = ops.scalar(step_sizes[0]), ops.scalar(step_sizes[1])
 
         def rprop(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, prev, size = _steps.increment(fields[0]), fields[1], fields[2]
+            steps, prev, size = _steps.increment(fields[0], donate=True), fields[1], fields[2]
             for g in grads:
                 if g.is_sparse:
                     raise RuntimeError("Rprop does not support sparse gradients")
             g_r, prev_r, size_r = ops.view_as_real(grads), ops.view_as_real(prev), ops.view_as_real(size)
-            signs = ops.sign(ops.mul(g_r, prev_r))
-            factors, kept = [], []
-            for s, g in zip(signs, g_r, strict=True):
-                f = torch.where(s > 0, etaplus, torch.where(s < 0, etaminus, torch.ones_like(s)))
-                factors.append(f)
-                kept.append(torch.where(s < 0, torch.zeros_like(g), g))  # torch: g[sign == etaminus] = 0
-            size_r = ops.clamp(ops.mul(size_r, factors), smin, smax)
-            u = ops.mul(ops.sign(kept), size_r)
+            signs = ops.sign_(ops.mul(g_r, prev_r))
+            factors, negatives = [], []
+            for s in signs:
+                # a 0-dim ``1`` of the tensor's dtype keeps the factors in that dtype (Python
+                # scalars alone would give the default dtype)
+                one = _one_like(s)
+                negative = s < 0
+                factors.append(torch.where(s > 0, etaplus, torch.where(negative, etaminus, one)))
+                negatives.append(negative)
+            # torch: ``g[sign == etaminus] = 0``, kept as the next step's previous gradient
+            # (written into the old one when donated: it is not read any more)
+            kept = _where_zero(negatives, g_r, prev_r)
+            size_r = ops.clamp_(ops.mul(size_r, factors, donate=True), smin, smax)
+            u = ops.mul_(ops.sign(kept), size_r)
+            ops.release(u)
             return ops.view_as_complex_like(u, grads), [
                 steps,
                 ops.view_as_complex_like(kept, prev),
