@@ -226,6 +226,7 @@ def _freeze_structure(v: Any) -> Any:
     return ("id", id(v)) if callable(v) else type(v).__name__
 
 
+_GRAD = operator.attrgetter("grad")
 _LAYOUT = operator.attrgetter("layout")
 _DTYPE = operator.attrgetter("dtype")
 
@@ -522,9 +523,13 @@ class FunctionalOptimizer(Optimizer):
 
     def _step_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> None:
         params = group["params"]
-        present = [p for p in params if p.grad is not None]
-        if not present:
-            return
+        grads = list(map(_GRAD, params))
+        if any(map(operator.is_, grads, itertools.repeat(None))):  # skipped: no gradient
+            present = [p for p, g in zip(params, grads, strict=True) if g is not None]
+            if not present:
+                return
+        else:
+            present = params
         transform = self._transform_for(index, group)
         layout, has_globals, init_state = self._layout_for(index, group, transform)
         state = self.state
@@ -612,7 +617,7 @@ class FunctionalOptimizer(Optimizer):
         """Run the transform on the group's parameters that have a gradient, write the new state
         back (unless it was updated in place) and update the parameters."""
         codec = self._has_codec
-        grads = [p.grad for p in present]
+        grads = list(map(_GRAD, present))
         # Differentiable steps: the transform sees clones, so the in-place update of the
         # parameters below does not invalidate tensors its autograd graph saved.
         updates = None  # stays None when the fused step below updated the parameters itself
@@ -625,7 +630,7 @@ class FunctionalOptimizer(Optimizer):
                 # The optimizer owns its state buffers (torch.optim updates them in place too):
                 # donate them, so that the transforms write the new state into the old buffers
                 # (same numbers, no new allocation). Never the parameters or gradients themselves.
-                owned = itertools.chain.from_iterable(st.values() for st in sts)
+                owned = itertools.chain.from_iterable(map(dict.values, sts))
                 donation = ops.donating(owned, exclude=itertools.chain(present, grads))
             else:
                 donation = contextlib.nullcontext()

@@ -76,7 +76,11 @@ def trace(
         def momentum_fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             bufs, started = fields
             values = _steps.read(started)  # cached: the flags are not written once set
-            if values and isinstance(values[0], float):
+            if values and isinstance(values[0], float) and all(values):
+                # every parameter past its first update: the common case, without list surgery
+                new_bufs = ops.add_(ops.mul(bufs, mu, donate=True), grads, alpha=1 - tau)
+                new_started = list(started)
+            elif values and isinstance(values[0], float):
                 later = [i for i, c in enumerate(values) if c != 0]
                 new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
                 new_started = [
