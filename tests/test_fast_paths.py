@@ -240,3 +240,34 @@ def test_adapter_writes_its_state_in_place_with_the_same_numbers_as_without_dona
     assert torch.equal(last_d, last_f)
     assert last_d is first_d  # donated: the same buffer, updated in place as torch.optim does
     assert last_f is not first_f
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32,), (torch.float64,), (torch.float32, torch.float64)])
+@pytest.mark.parametrize("op", ["add", "mul", "div"])
+def test_python_scalars_of_cpu_foreach_ops_give_the_numbers_of_the_per_tensor_ops(op, dtypes):
+    # the scalar goes in as one 0-dim tensor of the lists' dtype (or stays a Python number for
+    # mixed dtypes): the same values as ``x.add(s)`` etc.
+    xs = [x.to(dtypes[i % len(dtypes)]) for i, x in enumerate(_lists(n=4, seed=5, dtype=torch.float64))]
+    for value in (0.1, 3, 1e-8, [0.3, 0.3, 0.3, 0.3], [0.1, 0.2, 0.3, 0.4]):
+        out = getattr(ops, op)(xs, value)
+        values = value if isinstance(value, list) else [value] * len(xs)
+        ref = [getattr(torch, op)(x, v) for x, v in zip(xs, values, strict=True)]
+        assert _same(out, ref), (op, value)
+
+
+def test_assign_writes_into_donated_buffers_only():
+    xs, ys = _lists(seed=6), _lists(seed=7)
+    kept = [x.clone() for x in xs]
+    out = ops.assign(xs, ys, donate=True)  # nothing donated: copies
+    assert _same(out, ys) and _same(xs, kept) and all(o is not x for o, x in zip(out, xs, strict=True))
+    with ops.donating(xs):
+        out = ops.assign(xs, ys, donate=True)
+        assert all(o is x for o, x in zip(out, xs, strict=True)) and _same(xs, ys)
+        assert not ops.take_donated(xs)  # taken once
+
+
+def test_take_donated_needs_every_tensor_donated():
+    xs = _lists(seed=8)
+    with ops.donating(xs[:2]):
+        assert not ops.take_donated(xs)
+        assert ops.take_donated(xs[:2])
