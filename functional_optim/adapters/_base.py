@@ -16,6 +16,13 @@ At every ``step`` and for every parameter group, the adapter
 3. runs ``update(grads, state, params)``, writes the new state tensors back into
    ``self.state[p]`` and adds the updates to the parameters in place.
 
+Outside ``differentiable=True`` the step takes torch.optim's shortcuts, with the same numbers:
+the state buffers are *donated* (updated in place, :func:`functional_optim.ops.donating`); a
+chain ending in ``[add_decayed_weights(wd)], scale_by_learning_rate(lr)`` has its tail applied in
+place as torch does (``p.mul_(1 - lr·wd)``, then ``p.add_(u, alpha=-lr)`` or the core's
+``p.addcdiv_(num, den, value)``; :mod:`functional_optim.fusion`); and while no state tensor was
+replaced between two steps, the functional state of the last step is reused as it is.
+
 Parameters whose ``.grad`` is ``None`` are skipped entirely (no state is created, counters do
 not move), as in ``torch.optim``.
 
