@@ -174,15 +174,17 @@ def apply_terms_(
     """
     params = list(params)
     p_r = ops.view_as_real(params)
+    if not ops.writable(p_r):
+        raise RuntimeError("apply_terms_: the parameters must be dense and autograd must not record")
     if param_scale != 1:
-        torch._foreach_mul_(p_r, param_scale)
+        ops.mul_(p_r, param_scale)  # in place (a CPU scalar goes in as one 0-dim tensor)
     for term in terms:
         if isinstance(term, After):
             term.fn(params)
             continue
         value = term.coefficient(step_scale)
         if term.num is None:
-            torch._foreach_mul_(p_r, value)
+            ops.mul_(p_r, value)
         elif term.den is None:
             # a complex update goes to the complex parameter (torch's complex ``add_``, e.g.
             # SGD's), a real view of one to the parameter's real view (e.g. RMSprop's buffer)
