@@ -41,9 +41,11 @@ __all__ = [
     "FusedPlan",
     "Term",
     "apply_terms_",
+    "divided",
     "fused_plan",
     "mark_weight_decay",
     "provide_terms",
+    "unscaled",
 ]
 
 
@@ -64,6 +66,16 @@ class Term(NamedTuple):
     num: list[Tensor]
     den: list[Tensor] | None
     coefficient: Callable[[float], float | list[float]]
+
+
+def unscaled(step_scale: float) -> float:
+    """The coefficient of a term applied with the step scale itself (``p.add_(u, alpha=-lr)``)."""
+    return step_scale
+
+
+def divided(divisors: Sequence[float]) -> Callable[[float], list[float]]:
+    """The coefficient ``step_scale / c`` per tensor (torch's ``-lr / bias_correction``)."""
+    return lambda step_scale: [step_scale / c for c in divisors]
 
 
 class After(NamedTuple):

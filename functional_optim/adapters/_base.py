@@ -238,10 +238,6 @@ _LAYOUT = operator.attrgetter("layout")
 _DTYPE = operator.attrgetter("dtype")
 
 
-def _identity_coefficient(step_scale: float) -> float:
-    return step_scale
-
-
 def _to_python(value: Any) -> Any:
     if isinstance(value, Tensor) and value.dim() == 0 and not value.requires_grad:
         return value.item()
@@ -701,13 +697,13 @@ class FunctionalOptimizer(Optimizer):
         else:
             updates, new_pre = grads, ()
         if plan.core is None:
-            terms, new_core = [fusion.Term(updates, None, _identity_coefficient)], ()
+            terms, new_core = [fusion.Term(updates, None, fusion.unscaled)], ()
         elif plan.terms is not None:
             terms, core_state = plan.terms(updates, fstate[n], params)
             new_core = (core_state,)
         else:
             updates, core_state = plan.core.update(updates, fstate[n], params, **extra)
-            terms, new_core = [fusion.Term(updates, None, _identity_coefficient)], (core_state,)
+            terms, new_core = [fusion.Term(updates, None, fusion.unscaled)], (core_state,)
         fusion.apply_terms_(params, terms, step_scale, param_scale)
         return (*new_pre, *new_core, *fstate[n + len(new_core) :])
 

@@ -138,7 +138,7 @@ def scale_by_adagrad(
         steps = _steps.increment(state.step, donate=True)
         decay = decays(steps)
         g_r, s_r, std = accumulate(grads, state.sum)
-        term = fusion.Term(g_r, std, lambda s: [s / d for d in decay])
+        term = fusion.Term(g_r, std, fusion.divided(decay))
         return [term], ScaleByAdagradState(steps, ops.view_as_complex_like(s_r, state.sum))
 
     fusion.provide_terms(update_fn, terms_fn)

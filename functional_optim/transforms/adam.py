@@ -111,7 +111,7 @@ def scale_by_adam(
     def terms_fn(grads: list[Tensor], state: ScaleByAdamState, params: list[Tensor]):
         # the adapters' fused step: p.addcdiv_(m, denom, value=-lr/bc1), as torch.optim.Adam
         new_fields, m_r, denom, bc1 = moments(grads, state_fields(state))
-        term = fusion.Term(m_r, denom, lambda s: [s / c for c in bc1])
+        term = fusion.Term(m_r, denom, fusion.divided(bc1))
         return [term], as_state(new_fields)
 
     fusion.provide_terms(update_fn, terms_fn)

@@ -91,7 +91,7 @@ def scale_by_adamax(
     def terms_fn(grads: list[Tensor], state: ScaleByAdamaxState, params: list[Tensor]):
         # the adapters' fused step: p.addcdiv_(m, u_inf, value=-lr/bc1), as torch.optim.Adamax
         new_fields, m_r, u_r, bc1 = moments(grads, list(state))
-        return [fusion.Term(m_r, u_r, lambda s: [s / c for c in bc1])], ScaleByAdamaxState(*new_fields)
+        return [fusion.Term(m_r, u_r, fusion.divided(bc1))], ScaleByAdamaxState(*new_fields)
 
     fusion.provide_terms(update_fn, terms_fn)
     return GradientTransformation(init_fn, update_fn)

@@ -25,10 +25,6 @@ class ScaleByRmsState(NamedTuple):
     grad_avg: Any  # ``()`` unless centered
 
 
-def _same(step_scale: float) -> float:
-    return step_scale
-
-
 @schedulable("alpha", "eps", "momentum")
 def scale_by_rms(
     alpha: Hyperparam = 0.99, eps: Hyperparam = 1e-8, centered: bool = False, momentum: Hyperparam = 0
@@ -137,7 +133,7 @@ def scale_by_rms(
     def terms_fn(grads: list[Tensor], state: ScaleByRmsState, params: list[Tensor]):
         # the adapters' fused step: p.addcdiv_(g, avg, value=-lr), or p.add_(buf, alpha=-lr), as torch
         new_fields, num, den = averages(grads, state_fields(state))
-        return [fusion.Term(num, den, _same)], as_state(new_fields)
+        return [fusion.Term(num, den, fusion.unscaled)], as_state(new_fields)
 
     fusion.provide_terms(update_fn, terms_fn)
     return GradientTransformation(init_fn, update_fn)
