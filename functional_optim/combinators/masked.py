@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import torch
-from torch import Tensor
-
 from functional_optim import tree
-from functional_optim.combinators._masking import broadcast_labels, keep_only
+from functional_optim._masking import keep_only, mask_flags
 from functional_optim.core import GradientTransformation, Params, Updates
 
 __all__ = ["MaskedState", "masked"]
@@ -24,19 +21,6 @@ class MaskedState(NamedTuple):
     """
 
     inner_state: Any
-
-
-def mask_flags(mask: Any, like: Any, name: str) -> list[bool]:
-    """The mask as one Python bool per leaf of ``like`` (tree, prefix tree or callable)."""
-    flags = broadcast_labels(mask, like, name, what="mask")
-    out = []
-    for f in flags:
-        if isinstance(f, Tensor) and f.numel() == 1 and f.dtype == torch.bool:
-            f = bool(f)
-        if not isinstance(f, bool):
-            raise ValueError(f"{name}: every mask leaf must be a bool, got {f!r}")
-        out.append(f)
-    return out
 
 
 def masked(inner: GradientTransformation, mask: Any | Callable[[Params], Any]) -> GradientTransformation:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
 from functional_optim import tree
-from functional_optim.combinators._masking import broadcast_labels, keep_only, merge
+from functional_optim._masking import broadcast_labels, keep_only, merge
 from functional_optim.core import GradientTransformation, Params, Updates
 
 __all__ = ["PartitionState", "partition"]

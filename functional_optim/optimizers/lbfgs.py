@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, chain
+from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.lbfgs import scale_by_lbfgs
 
 __all__ = ["lbfgs"]

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from functional_optim import _validation
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, chain
+from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.muon_momentum import scale_by_ema_momentum
 from functional_optim.transforms.orthogonalize import ReshapeRule, orthogonalize
 from functional_optim.transforms.scaling import scale_by_learning_rate

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from functional_optim import _validation
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, chain
+from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.rms import scale_by_rms
 from functional_optim.transforms.scaling import negate, scale_by_learning_rate
 from functional_optim.transforms.weight_decay import add_decayed_weights

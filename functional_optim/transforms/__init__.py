@@ -5,9 +5,14 @@ from functional_optim.transforms.adadelta import *
 from functional_optim.transforms.adagrad import *
 from functional_optim.transforms.adam import *
 from functional_optim.transforms.adamax import *
+from functional_optim.transforms.adaptive_grad_clip import *
+from functional_optim.transforms.add_noise import *
 from functional_optim.transforms.asgd import *
+from functional_optim.transforms.centralize import *
+from functional_optim.transforms.clip_by_block_rms import *
 from functional_optim.transforms.clipping import *
 from functional_optim.transforms.factored import *
+from functional_optim.transforms.freeze import *
 from functional_optim.transforms.lbfgs import *
 from functional_optim.transforms.line_search import *
 from functional_optim.transforms.momentum import *
@@ -20,7 +25,9 @@ from functional_optim.transforms.rprop import *
 from functional_optim.transforms.scaling import *
 from functional_optim.transforms.shape_scaling import *
 from functional_optim.transforms.sign import *
+from functional_optim.transforms.snapshot import *
 from functional_optim.transforms.sparse_adam import *
 from functional_optim.transforms.weight_decay import *
+from functional_optim.transforms.zero_nans import *
 
 __all__ = public_names(__name__)

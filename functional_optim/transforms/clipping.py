@@ -9,8 +9,8 @@ from torch import Tensor
 
 from functional_optim import _validation, ops
 from functional_optim._leafwise import update_leaves
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
 
 __all__ = ["clip", "clip_by_global_norm"]
 

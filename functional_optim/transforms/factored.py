@@ -9,8 +9,8 @@ from torch import Tensor
 
 from functional_optim import _validation, ops, tree
 from functional_optim._leafwise import update_leaves
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByFactoredRmsState", "scale_by_factored_rms"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from functional_optim import ops, tree
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
 
 __all__ = ["negate", "scale", "scale_by_learning_rate"]
 

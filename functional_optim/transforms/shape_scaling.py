@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from functional_optim import ops, tree
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.orthogonalize import ReshapeRule, matrix_view_shape
 
 __all__ = ["scale_by_shape", "shape_factor"]

@@ -6,8 +6,8 @@ from typing import Any
 
 from functional_optim import _validation, fusion, ops
 from functional_optim._leafwise import update_leaves
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
 
 __all__ = ["add_decayed_weights"]
 

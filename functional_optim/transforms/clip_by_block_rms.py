@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim.combinators.inject_hyperparams import schedulable
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
 
 __all__ = ["clip_by_block_rms"]
 

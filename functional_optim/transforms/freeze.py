@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from functional_optim import tree
-from functional_optim.combinators.masked import mask_flags
+from functional_optim._masking import mask_flags
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
 
 __all__ = ["freeze"]

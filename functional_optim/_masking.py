@@ -1,4 +1,4 @@
-"""Tree plumbing shared by the combinators that route leaves (``partition``, ``masked``, ``freeze``).
+"""Tree plumbing shared by the transforms that route leaves (``partition``, ``masked``, ``freeze``).
 
 A *label tree* has one label per leaf of the parameter tree; it may also be a *prefix* of it
 (one label for a whole sub-tree), or a callable ``params -> label tree``. Leaves a transform
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import optree
+import torch
+from torch import Tensor
 
 from functional_optim import tree
 
@@ -48,3 +50,16 @@ def merge(spec: tree.TreeSpec, sources: Sequence[list], owner: Sequence[int | No
     """A tree whose leaf ``i`` is ``sources[owner[i]][i]`` (or ``default[i]`` if ``owner[i]`` is None)."""
     out = [default[i] if o is None else sources[o][i] for i, o in enumerate(owner)]
     return tree.unflatten(spec, out)
+
+
+def mask_flags(mask: Any, like: Any, name: str) -> list[bool]:
+    """The mask as one Python bool per leaf of ``like`` (tree, prefix tree or callable)."""
+    flags = broadcast_labels(mask, like, name, what="mask")
+    out = []
+    for f in flags:
+        if isinstance(f, Tensor) and f.numel() == 1 and f.dtype == torch.bool:
+            f = bool(f)
+        if not isinstance(f, bool):
+            raise ValueError(f"{name}: every mask leaf must be a bool, got {f!r}")
+        out.append(f)
+    return out
