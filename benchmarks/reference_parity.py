@@ -44,9 +44,8 @@ def main() -> None:
                 ours, ref = case.run(dtype, args.steps)
                 cells[dtype] = f"{max_abs_diff(ours, ref):.2e}"
         note = f"missing {', '.join(missing)}" if missing else case.note
-        print(
-            f"{case.name:28} {case.reference:34} {cells[torch.float32]:>10} {cells[torch.float64]:>10}  {note}"
-        )
+        f32, f64 = cells[torch.float32], cells[torch.float64]
+        print(f"{case.name:28} {case.reference:34} {f32:>10} {f64:>10}  {note}")
         rows.append(
             {"case": case.name, "reference": case.reference, "steps": args.steps, "note": note}
             | {str(k).removeprefix("torch."): v for k, v in cells.items()}
