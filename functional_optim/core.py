@@ -18,6 +18,7 @@ descent lives in :func:`functional_optim.scale_by_learning_rate` only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -46,16 +47,76 @@ class UpdateFn(Protocol):
     ) -> tuple[Updates, State]: ...
 
 
+class Role:
+    """What a transform *is*, declared by the transform itself (typed metadata).
+
+    The pure ``update`` never looks at it. The adapters' fused step
+    (:mod:`functional_optim.fused`) reads only roles to decide how to apply a chain in place:
+    never a position in the chain, a function attribute or a name. A transform without a role
+    is an opaque pure function (always correct, run as it is).
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class LearningRate(Role):
+    """``u = -lr · g`` (``flip_sign``) or ``u = lr · g``: :func:`functional_optim.scale_by_learning_rate`."""
+
+    learning_rate: Any
+    flip_sign: bool
+
+
+@dataclass(frozen=True)
+class DecoupledWeightDecay(Role):
+    """``u = g + wd · p`` meant as decoupled weight decay (AdamW, Loshchilov & Hutter): placed
+    right before a :class:`LearningRate` it is applied as ``p ← (1 - lr·wd) · p``, as
+    ``torch.optim`` does."""
+
+    weight_decay: Any
+
+
+@dataclass(frozen=True)
+class L2Regularization(Role):
+    """``u = g + wd · p`` meant as an L2 penalty added to the gradient (``torch.optim``'s
+    ``weight_decay`` of SGD, Adam, RMSprop...): always computed as that sum."""
+
+    weight_decay: Any
+
+
+@dataclass(frozen=True)
+class Chain(Role):
+    """:func:`chain` of ``children``; the state is the tuple of their states, in order."""
+
+    children: tuple[GradientTransformation, ...]
+
+
+@dataclass(frozen=True)
+class Combinator(Role):
+    """A transform that runs ``children`` and decides what to keep (``apply_if_finite``,
+    ``skip_large_updates``, ``multi_steps``, ...). ``keeps_old_state``: it may return its
+    children's *old* state instead of the new one (a skipped step), so their state must never
+    be written in place."""
+
+    children: tuple[GradientTransformation, ...]
+    keeps_old_state: bool
+
+
 class GradientTransformation(NamedTuple):
     """A pure optimizer building block: ``init(params) -> state`` and
     ``update(grads, state, params=None, **extra) -> (updates, new_state)``.
 
     Extra keyword arguments (``value``, ``value_fn``, ``metric``...) are passed to every
     transform of a chain; a transform ignores the extras it does not use.
+
+    ``role`` optionally declares what the transform is (:class:`Role`): the learning rate, a
+    weight decay, a chain, a combinator, or an algorithm's explicit update rule
+    (:class:`functional_optim.rules.Rule`). Only the adapters' fused step reads it.
     """
 
     init: InitFn
     update: UpdateFn
+    role: Role | None = None
 
 
 class EmptyState(NamedTuple):
@@ -106,14 +167,10 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         new_state = []
         for fn, s in zip(updates_fns, state, strict=True):
             updates, s = fn(updates, s, params, **extra)
-            if ops.donation_active():
-                # released temporaries that this transform keeps in its state are not free
-                ops.withdraw(tree.leaves(s))
             new_state.append(s)
         return updates, tuple(new_state)
 
-    update_fn._fo_chain = transforms  # type: ignore[attr-defined]  # see fusion.fused_plan
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Chain(tuple(transforms)))
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

@@ -15,11 +15,9 @@ stay tensors, so gradients flow to them and tracing does not break.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import operator
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -110,81 +108,12 @@ def is_python_number(*values: Any) -> bool:
     return all(isinstance(v, float | int) for v in values)
 
 
-# ----------------------------------------------------------------------------- owned buffers
-# Pure code may write into tensors it allocated itself (temporaries), and into buffers their
-# owner explicitly donated. Both keep ``update`` pure for its caller; both give the same numbers
-# as the out-of-place ops (the same kernels write elsewhere).
-
-
-class _Ownership(threading.local):
-    donated: set[int] | None = None
-    keep: list[Tensor] | None = None
-
-
-_OWN = _Ownership()
-
-
-@contextlib.contextmanager
-def donating(tensors: Iterable[Any], *, exclude: Iterable[Any] = ()) -> Iterator[None]:
-    """Donate ``tensors`` (e.g. an optimizer's state buffers) to the ops run inside the block.
-
-    An op called with ``donate=True`` whose input list consists of donated tensors writes its
-    result into them and returns them, instead of allocating new tensors (``torch.optim``'s
-    in-place state update, with the same numbers). A donated tensor is taken at most once: once
-    written, it holds a new value and is no longer donated. Only the owner of the buffers may
-    donate them, and only if it does not need their old values after the block (the adapters
-    do this with their state; the pure ``update`` of a transform never donates anything).
-    Non-tensor items are ignored, and so is a tensor listed more than once (it is shared, e.g. a
-    constant used by several parameters), and every tensor in ``exclude`` (e.g. the parameters
-    and gradients, should a state entry alias them). Nested blocks add to the donation.
-
-    Example::
-
-        with ops.donating(fo.tree.leaves(state)):
-            updates, state = tx.update(grads, state, params)   # state updated in place
-    """
-    prev_donated, prev_keep = _OWN.donated, _OWN.keep
-    keep = list(tensors)  # non-tensors may stay: their ids never match a live tensor's
-    ids = set(map(id, keep))
-    if len(ids) != len(keep):  # a tensor listed twice is shared: never write into it
-        counts: dict[int, int] = {}
-        for i in map(id, keep):
-            counts[i] = counts.get(i, 0) + 1
-        ids = {i for i, c in counts.items() if c == 1}
-    ids.difference_update(map(id, exclude))
-    if prev_donated:
-        ids |= prev_donated
-    _OWN.donated, _OWN.keep = ids, keep + (prev_keep or [])  # keep: the ids stay valid
-    try:
-        yield
-    finally:
-        _OWN.donated, _OWN.keep = prev_donated, prev_keep
-
-
-def release(xs: Sequence[Any]) -> None:
-    """Declare ``xs`` temporaries that nothing else references (e.g. the updates a transform just
-    allocated). Inside a :func:`donating` block the ops that follow may then take them with
-    ``donate=True`` (e.g. ``scale_by_learning_rate`` scaling them in place); outside one this
-    does nothing. :func:`functional_optim.chain` withdraws the release of any tensor that a
-    transform keeps in its state, so a later transform cannot overwrite it."""
-    donated = _OWN.donated
-    if donated is None or torch.compiler.is_compiling():
-        return
-    keep = [t for t in xs if isinstance(t, Tensor)]
-    donated.update(map(id, keep))
-    _OWN.keep.extend(keep)
-
-
-def withdraw(tree_leaves: Iterable[Any]) -> None:
-    """Withdraw the donation of these tensors (a transform keeps them, e.g. in its state)."""
-    donated = _OWN.donated
-    if donated and not torch.compiler.is_compiling():
-        donated.difference_update(map(id, tree_leaves))  # ids of live non-tensors never match
-
-
-def donation_active() -> bool:
-    """Whether a :func:`donating` block is active (and something is still donated)."""
-    return bool(_OWN.donated) and not torch.compiler.is_compiling()
+# ----------------------------------------------------------------------------- writing in place
+# Pure code may write into tensors it allocated itself in this update (temporaries): the ``<op>_``
+# variants below do that whenever :func:`writable` allows. The out-of-place ops take
+# ``in_place=True`` from the one caller that owns the *state* buffers and has asked for them to be
+# updated in place (the adapters' fused step, see :mod:`functional_optim.rules`): the same kernel
+# then writes into ``xs`` instead of a new tensor, with the same numbers.
 
 
 def writable(xs: Sequence[Tensor], *others: Any) -> bool:
@@ -216,39 +145,22 @@ def _foreach_ok(inplace: bool, xs: Sequence[Tensor], *others: Sequence[Tensor]) 
     return use_foreach(*others) if inplace else use_foreach(xs, *others)
 
 
-def _take_donated(xs: Sequence[Tensor], *others: Any) -> bool:
-    donated = _OWN.donated
-    if not donated or not xs or torch.compiler.is_compiling():
-        return False
-    if not all(map(donated.__contains__, map(id, xs))) or not writable(xs, *others):
-        return False
-    donated.difference_update(map(id, xs))
-    return True
-
-
-def take_donated(xs: Sequence[Tensor]) -> bool:
-    """Take the donation of ``xs`` for an in-place write made by the caller: ``True`` (and ``xs``
-    are no longer donated) if every tensor of ``xs`` was donated and may be written, else ``False``."""
-    return _take_donated(xs)
-
-
-def _inplace(xs: Any, donate: bool, others: tuple) -> bool:
-    return donate and _take_donated(xs, *others)
+def _inplace(xs: Any, in_place: bool, others: tuple) -> bool:
+    return in_place and writable(xs, *others)
 
 
 # ----------------------------------------------------------------------------- elementwise ops
 # ``other`` may be a tensor list, a scalar, or a per-tensor list of scalars / 0-dim tensors.
-# Every op takes ``donate=False``: with ``donate=True`` the result is written into ``xs`` when
-# its owner donated them (see :func:`donating`); pass it only where the transform no longer
-# needs the old values of ``xs``. The ``<op>_`` variants write into ``xs`` whenever
-# :func:`writable` allows, and are for tensors the transform allocated itself in this update
-# (temporaries) or took by donation; otherwise they compute out of place. Always use the
-# returned list.
+# Every op takes ``in_place=False``: with ``in_place=True`` the result is written into ``xs``
+# (when :func:`writable` allows); pass it only for state buffers the caller asked to be updated
+# in place, where the old values of ``xs`` are not needed any more. The ``<op>_`` variants write
+# into ``xs`` whenever :func:`writable` allows, and are for tensors the transform allocated itself
+# in this update (temporaries); otherwise they compute out of place. Always use the returned list.
 
 
-def add(xs: list[Tensor], other: Any, alpha: Scalar = 1, *, donate: bool = False) -> list[Tensor]:
+def add(xs: list[Tensor], other: Any, alpha: Scalar = 1, *, in_place: bool = False) -> list[Tensor]:
     """``x + alpha * other`` per tensor; ``other`` is a tensor list, a scalar or per-tensor scalars."""
-    return _add(xs, other, alpha, _inplace(xs, donate, (other, alpha)))
+    return _add(xs, other, alpha, _inplace(xs, in_place, (other, alpha)))
 
 
 def add_(xs: list[Tensor], other: Any, alpha: Scalar = 1) -> list[Tensor]:
@@ -287,9 +199,9 @@ def _add(xs: list[Tensor], other: Any, alpha: Scalar, inplace: bool) -> list[Ten
     return _binary("add", xs, other, inplace)
 
 
-def sub(xs: list[Tensor], ys: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+def sub(xs: list[Tensor], ys: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
     """``x - y`` per tensor."""
-    return _sub(xs, ys, _inplace(xs, donate, (ys,)))
+    return _sub(xs, ys, _inplace(xs, in_place, (ys,)))
 
 
 def sub_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
@@ -308,9 +220,9 @@ def _sub(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
     return [x - y for x, y in zip(xs, ys, strict=True)]
 
 
-def mul(xs: list[Tensor], other: Any, *, donate: bool = False) -> list[Tensor]:
+def mul(xs: list[Tensor], other: Any, *, in_place: bool = False) -> list[Tensor]:
     """``x * other`` per tensor."""
-    return _binary("mul", xs, other, _inplace(xs, donate, (other,)))
+    return _binary("mul", xs, other, _inplace(xs, in_place, (other,)))
 
 
 def mul_(xs: list[Tensor], other: Any) -> list[Tensor]:
@@ -318,9 +230,9 @@ def mul_(xs: list[Tensor], other: Any) -> list[Tensor]:
     return _binary("mul", xs, other, writable(xs, other))
 
 
-def div(xs: list[Tensor], other: Any, *, donate: bool = False) -> list[Tensor]:
+def div(xs: list[Tensor], other: Any, *, in_place: bool = False) -> list[Tensor]:
     """``x / other`` per tensor."""
-    return _binary("div", xs, other, _inplace(xs, donate, (other,)))
+    return _binary("div", xs, other, _inplace(xs, in_place, (other,)))
 
 
 def div_(xs: list[Tensor], other: Any) -> list[Tensor]:
@@ -328,9 +240,9 @@ def div_(xs: list[Tensor], other: Any) -> list[Tensor]:
     return _binary("div", xs, other, writable(xs, other))
 
 
-def maximum(xs: list[Tensor], ys: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+def maximum(xs: list[Tensor], ys: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
     """Elementwise ``max(x, y)``."""
-    return _maximum(xs, ys, _inplace(xs, donate, (ys,)))
+    return _maximum(xs, ys, _inplace(xs, in_place, (ys,)))
 
 
 def maximum_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
@@ -405,9 +317,9 @@ def _run_foreach(op: str, xs: list[Tensor], *args: Any, **kwargs: Any) -> list[T
     return _aslist(xs if op.endswith("_") else out)
 
 
-def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, *, donate: bool = False) -> list[Tensor]:
+def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, *, in_place: bool = False) -> list[Tensor]:
     """``x + weight * (y - x)`` per tensor (``torch.lerp``)."""
-    return _lerp(xs, ys, weight, _inplace(xs, donate, (ys, weight)))
+    return _lerp(xs, ys, weight, _inplace(xs, in_place, (ys, weight)))
 
 
 def lerp_(xs: list[Tensor], ys: list[Tensor], weight: Scalar) -> list[Tensor]:
@@ -424,10 +336,10 @@ def _lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, inplace: bool) -> 
 
 
 def addcmul(
-    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, donate: bool = False
+    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, in_place: bool = False
 ) -> list[Tensor]:
     """``x + value * y * z`` per tensor."""
-    return _addc("addcmul", xs, ys, zs, value, _inplace(xs, donate, (ys, zs, value)))
+    return _addc("addcmul", xs, ys, zs, value, _inplace(xs, in_place, (ys, zs, value)))
 
 
 def addcmul_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
@@ -436,10 +348,10 @@ def addcmul_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: Scalar
 
 
 def addcdiv(
-    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, donate: bool = False
+    xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, in_place: bool = False
 ) -> list[Tensor]:
     """``x + value * y / z`` per tensor."""
-    return _addc("addcdiv", xs, ys, zs, value, _inplace(xs, donate, (ys, zs, value)))
+    return _addc("addcdiv", xs, ys, zs, value, _inplace(xs, in_place, (ys, zs, value)))
 
 
 def addcdiv_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
@@ -505,13 +417,13 @@ def _unary(name: str, xs: list[Tensor], inplace: bool = False) -> list[Tensor]:
     return [getattr(torch, name)(x) for x in xs]
 
 
-def sqrt(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+def sqrt(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
     """``sqrt(x)`` per tensor. When gradients can flow (``requires_grad`` or under ``torch.func``)
     the derivative at ``x == 0`` is taken as 0 instead of ``inf`` (which would turn into NaN
     meta-gradients for a zero second moment); the forward values are unchanged."""
     if xs and (xs[0].requires_grad or (not torch.compiler.is_compiling() and _is_functorch_wrapped(xs[0]))):
         return [_sqrt_safe_at_zero(x) for x in xs]
-    return _unary("sqrt", xs, _inplace(xs, donate, ()))
+    return _unary("sqrt", xs, _inplace(xs, in_place, ()))
 
 
 def sqrt_(xs: list[Tensor]) -> list[Tensor]:
@@ -526,12 +438,12 @@ def _sqrt_safe_at_zero(x: Tensor) -> Tensor:
     return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
 
 
-def abs(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
-    return _unary("abs", xs, _inplace(xs, donate, ()))
+def abs(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
+    return _unary("abs", xs, _inplace(xs, in_place, ()))
 
 
-def neg(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
-    return _unary("neg", xs, _inplace(xs, donate, ()))
+def neg(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
+    return _unary("neg", xs, _inplace(xs, in_place, ()))
 
 
 def neg_(xs: list[Tensor]) -> list[Tensor]:
@@ -539,8 +451,8 @@ def neg_(xs: list[Tensor]) -> list[Tensor]:
     return _unary("neg", xs, writable(xs))
 
 
-def sign(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
-    return _unary("sign", xs, _inplace(xs, donate, ()))
+def sign(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
+    return _unary("sign", xs, _inplace(xs, in_place, ()))
 
 
 def sign_(xs: list[Tensor]) -> list[Tensor]:
@@ -548,9 +460,9 @@ def sign_(xs: list[Tensor]) -> list[Tensor]:
     return _unary("sign", xs, writable(xs))
 
 
-def reciprocal(xs: list[Tensor], *, donate: bool = False) -> list[Tensor]:
+def reciprocal(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
     """``1 / x`` per tensor (torch evaluates ``scalar / tensor`` as ``tensor.reciprocal() * scalar``)."""
-    return _unary("reciprocal", xs, _inplace(xs, donate, ()))
+    return _unary("reciprocal", xs, _inplace(xs, in_place, ()))
 
 
 def reciprocal_(xs: list[Tensor]) -> list[Tensor]:
@@ -565,10 +477,10 @@ def square(xs: list[Tensor]) -> list[Tensor]:
     return [x * x for x in xs]
 
 
-def assign(xs: list[Tensor], ys: list[Tensor], *, donate: bool = False) -> list[Tensor]:
-    """The values of ``ys``: written into ``xs`` when they were donated (``donate=True``, see
-    :func:`donating`), else new tensors (copies of ``ys``)."""
-    if _inplace(xs, donate, (ys,)):
+def assign(xs: list[Tensor], ys: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
+    """The values of ``ys``: written into ``xs`` with ``in_place=True`` (state buffers updated in
+    place), else new tensors (copies of ``ys``)."""
+    if _inplace(xs, in_place, (ys,)):
         if _foreach_ok(True, xs, ys):
             torch._foreach_copy_(xs, ys)
             return _aslist(xs)
@@ -585,10 +497,10 @@ def zeros_like(xs: list[Tensor]) -> list[Tensor]:
 
 
 def clamp(
-    xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None, *, donate: bool = False
+    xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None, *, in_place: bool = False
 ) -> list[Tensor]:
     """Elementwise clamp to ``[min, max]``."""
-    return _clamp(xs, min, max, _inplace(xs, donate, (min, max)))
+    return _clamp(xs, min, max, _inplace(xs, in_place, (min, max)))
 
 
 def clamp_(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None) -> list[Tensor]:
@@ -628,11 +540,14 @@ def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]:
 
 
 def view_as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
-    """Undo :func:`view_as_real` for the tensors whose counterpart in ``like`` is complex."""
+    """Undo :func:`view_as_real` for the tensors whose counterpart in ``like`` is complex (a
+    tensor that is complex already is returned as it is)."""
     if _all_real(like):
         return list(xs)
     return [
-        torch.view_as_complex(x if x.is_contiguous() else x.contiguous()) if ref.is_complex() else x
+        torch.view_as_complex(x if x.is_contiguous() else x.contiguous())
+        if ref.is_complex() and not x.is_complex()
+        else x
         for x, ref in zip(xs, like, strict=True)
     ]
 

@@ -48,260 +48,51 @@ Notes:
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
 
-from functional_optim import fusion, ops
+from functional_optim import fused
+from functional_optim.adapters._interrupts import interrupts_deferred
+from functional_optim.adapters._layout import (
+    FUNCTIONAL_STATE_KEY,
+    assemble,
+    build_layout,
+    freeze_exact,
+    freeze_structure,
+    has_globals,
+    required_keys,
+    same_param_tensors,
+    scatter,
+    to_python,
+)
+from functional_optim.adapters._step_cache import StepCache
 from functional_optim.core import GradientTransformation
 
 __all__ = ["FUNCTIONAL_STATE_KEY", "IMPLEMENTATION_FLAGS", "FunctionalOptimizer"]
 
-FUNCTIONAL_STATE_KEY = "functional_state"
-"""Key, in the state of a group's first parameter, of the group's non-per-parameter state."""
-
 IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 """``torch.optim``'s implementation flags: accepted, never passed to the transform."""
-
-
-# ----------------------------------------------------------------------------- state layout
-# A layout is a small tree that mirrors the transform's state:
-#   ("param", key, empty)     a per-parameter field: a list with one entry per parameter
-#                             (``empty`` stands for the entries that hold nothing)
-#   ("global", path, meta)    any other leaf, stored under FUNCTIONAL_STATE_KEY[path]
-#   ("const", value)          None
-#   ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
-
-
-def _is_placeholder(v: Any) -> bool:
-    """A per-parameter entry that holds nothing: ``None`` or an empty tuple (e.g. Adafactor's
-    ``variance`` of a matrix). It is not stored in ``self.state[p]``."""
-    return v is None or (isinstance(v, tuple) and not v)
-
-
-def _is_per_param(value: Any, n: int) -> bool:
-    # A list with one tensor-or-placeholder entry per parameter (all placeholders too: e.g.
-    # Adafactor's ``variance`` in a group of matrices).
-    return (
-        isinstance(value, list)
-        and len(value) == n
-        and all(isinstance(v, Tensor) or _is_placeholder(v) for v in value)
-    )
-
-
-def _build_layout(state: Any, n: int) -> tuple:
-    used: dict[str, int] = {}
-
-    def key_for(name: str) -> str:
-        k = used.get(name, 0)
-        used[name] = k + 1
-        return name if k == 0 else f"{name}_{k}"
-
-    def build(node: Any, path: tuple) -> tuple:
-        if node is None:
-            return ("const", None)
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            children = []
-            for name, value in zip(node._fields, node, strict=True):
-                if _is_per_param(value, n):
-                    placeholder = next((v for v in value if not isinstance(v, Tensor)), None)
-                    children.append(("param", key_for(name), placeholder))
-                else:
-                    children.append(build(value, (*path, name)))
-            return ("nt", type(node), tuple(children))
-        if isinstance(node, tuple | list):
-            kind = "tuple" if isinstance(node, tuple) else "list"
-            return (kind, tuple(build(v, (*path, str(i))) for i, v in enumerate(node)))
-        if isinstance(node, dict):
-            keys = tuple(node)
-            return ("dict", keys, tuple(build(node[k], (*path, str(k))) for k in keys))
-        meta = (node.dtype, node.device, node.dim()) if isinstance(node, Tensor) else None
-        return ("global", ".".join(path) or "<root>", meta)
-
-    return build(state, ())
-
-
-def _layout_keys(layout: tuple) -> list[str]:
-    out: list[str] = []
-
-    def walk(t: tuple) -> None:
-        kind = t[0]
-        if kind == "param":
-            out.append(t[1])
-        elif kind == "nt" or kind == "dict":
-            for c in t[2]:
-                walk(c)
-        elif kind in ("tuple", "list"):
-            for c in t[1]:
-                walk(c)
-
-    walk(layout)
-    return out
-
-
-def _has_globals(layout: tuple) -> bool:
-    kind = layout[0]
-    if kind == "global":
-        return True
-    if kind == "nt" or kind == "dict":
-        return any(_has_globals(c) for c in layout[2])
-    if kind in ("tuple", "list"):
-        return any(_has_globals(c) for c in layout[1])
-    return False
-
-
-def _assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:
-    kind = t[0]
-    if kind == "param":
-        key, placeholder = t[1], t[2]
-        return [st.get(key, placeholder) for st in sts]
-    if kind == "nt":
-        return t[1](*[_assemble(c, sts, glob) for c in t[2]])
-    if kind == "tuple":
-        return tuple(_assemble(c, sts, glob) for c in t[1])
-    if kind == "list":
-        return [_assemble(c, sts, glob) for c in t[1]]
-    if kind == "dict":
-        return {k: _assemble(c, sts, glob) for k, c in zip(t[1], t[2], strict=True)}
-    if kind == "global":
-        value = glob[t[1]]
-        meta = t[2]
-        if meta is not None:
-            dtype, device, _ = meta
-            if not isinstance(value, Tensor):
-                value = torch.tensor(value, dtype=dtype, device=device)
-                glob[t[1]] = value
-            elif value.dtype != dtype:
-                value = value.to(dtype)
-                glob[t[1]] = value
-        return value
-    return t[1]
-
-
-def _scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
-    kind = t[0]
-    if kind == "param":
-        key = t[1]
-        for st, v in zip(sts, value, strict=True):
-            if v is None or (isinstance(v, tuple) and not v):  # _is_placeholder, inlined: hot loop
-                st.pop(key, None)
-            else:
-                st[key] = v
-    elif kind == "nt" or kind == "dict":
-        children = t[2]
-        values = value if kind == "nt" else [value[k] for k in t[1]]
-        for c, v in zip(children, values, strict=True):
-            _scatter(c, v, sts, glob)
-    elif kind in ("tuple", "list"):
-        for c, v in zip(t[1], value, strict=True):
-            _scatter(c, v, sts, glob)
-    elif kind == "global":
-        glob[t[1]] = value
-
-
-def _freeze_exact(v: Any) -> Any:
-    """A hashable key equal for identical hyperparameter values (tensors by identity)."""
-    if isinstance(v, Tensor):
-        return ("T", id(v))
-    if isinstance(v, tuple | list):
-        return tuple(_freeze_exact(x) for x in v)
-    try:
-        hash(v)
-    except TypeError:
-        return ("id", id(v))
-    return (type(v), v)
-
-
-def _freeze_structure(v: Any) -> Any:
-    """A key that changes only when a value may change the *structure* of the state
-    (a flag, a string, a number becoming zero or non-zero)."""
-    if isinstance(v, Tensor):
-        return "T"
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return v
-    if isinstance(v, int | float):
-        return ("num", v == 0)
-    if isinstance(v, tuple | list):
-        return tuple(_freeze_structure(x) for x in v)
-    return ("id", id(v)) if callable(v) else type(v).__name__
-
 
 _GRAD = operator.attrgetter("grad")
 _LAYOUT = operator.attrgetter("layout")
 _DTYPE = operator.attrgetter("dtype")
 
 
-def _to_python(value: Any) -> Any:
-    if isinstance(value, Tensor) and value.dim() == 0 and not value.requires_grad:
-        return value.item()
-    return value
+class _Gathered(NamedTuple):
+    """A group's state as the step sees it (phase 1), and what the commit must insert."""
 
-
-def _param_lists(t: tuple, value: Any, out: list[list[Any]]) -> list[list[Any]]:
-    """The per-parameter lists of a functional state, in layout order."""
-    kind = t[0]
-    if kind == "param":
-        out.append(value)
-    elif kind == "nt" or kind == "dict":
-        values = value if kind == "nt" else [value[k] for k in t[1]]
-        for c, v in zip(t[2], values, strict=True):
-            _param_lists(c, v, out)
-    elif kind in ("tuple", "list"):
-        for c, v in zip(t[1], value, strict=True):
-            _param_lists(c, v, out)
-    return out
-
-
-def _same_param_tensors(layout: tuple, new_state: Any, old_state: Any) -> bool:
-    """Whether the step returned the very same per-parameter tensors (updated in place)."""
-    is_ = operator.is_
-    return all(
-        len(new) == len(old) and all(map(is_, new, old))
-        for new, old in zip(
-            _param_lists(layout, new_state, []), _param_lists(layout, old_state, []), strict=True
-        )
-    )
-
-
-class _StepCache:
-    """What a group's next step can reuse: the functional state of the last step, valid while the
-    state layout (the structure of the transform's state: a new learning rate keeps it, a new
-    ``amsgrad`` flag does not), the parameters with a gradient and every tensor in their
-    ``self.state`` entries are the same objects (checked at C speed: ``map`` over the dicts)."""
-
-    __slots__ = ("columns", "fstate", "ids", "layout", "lengths", "sts")
-
-    def __init__(
-        self, layout: tuple, ids: tuple, sts: list, fstate: Any, columns: dict, lengths: list
-    ) -> None:
-        self.layout, self.ids, self.sts, self.fstate = layout, ids, sts, fstate
-        self.columns, self.lengths = columns, lengths
-
-    @classmethod
-    def make(
-        cls, layout: tuple, present: list[Tensor], torch_states: list[dict], sts: list[dict], fstate: Any
-    ) -> _StepCache:
-        keys = set().union(*torch_states)
-        columns = {k: list(map(dict.get, torch_states, itertools.repeat(k))) for k in keys}
-        return cls(layout, tuple(map(id, present)), sts, fstate, columns, list(map(len, torch_states)))
-
-    def fits(self, layout: tuple, present: list[Tensor], torch_states: list[dict]) -> bool:
-        if layout is not self.layout or list(map(len, torch_states)) != self.lengths:
-            return False
-        if tuple(map(id, present)) != self.ids:
-            return False
-        is_ = operator.is_
-        return all(
-            all(map(is_, map(dict.get, torch_states, itertools.repeat(k)), column))
-            for k, column in self.columns.items()
-        )
+    sts: list[dict[str, Any]]  # per present parameter: functional fields (torch dicts without codec)
+    fstate: Any  # the assembled functional state
+    glob: dict[str, Any] | None  # the group's non-per-parameter state
+    new_entries: list[tuple[Tensor, dict[str, Any]]]  # self.state entries created at commit
+    new_glob: tuple[Tensor, dict[str, Any]] | None  # FUNCTIONAL_STATE_KEY entry stored at commit
 
 
 class FunctionalOptimizer(Optimizer):
@@ -350,12 +141,13 @@ class FunctionalOptimizer(Optimizer):
     parameter under ``"functional_state"`` (see the module docstring).
     """
 
-    donate_state = True
-    """Let the transform write its new state into the optimizer's state buffers (in place, as
-    ``torch.optim`` does, with the same numbers; see :func:`functional_optim.ops.donating`).
-    Set ``opt.donate_state = False`` to have every step allocate fresh state tensors instead
-    (e.g. when other code keeps references to old state tensors and needs them unchanged).
-    Steps with ``differentiable=True`` never donate."""
+    fuse = True
+    """Run chains the fused step recognises in place (:mod:`functional_optim.fused`: the
+    algorithm's rule updates its state buffers in place and the parameters move with
+    ``torch.optim``'s kernels, same numbers as the pure ``update``). ``opt.fuse = False`` runs
+    the pure ``update`` and stores its new state tensors instead (e.g. when other code keeps
+    references to old state tensors and needs them unchanged). Steps with
+    ``differentiable=True`` never run in place."""
 
     # Subclasses (the drop-in classes) may convert between torch's per-parameter state format
     # and the functional one by overriding ``_decode_param_state``/``_encode_param_state`` and
@@ -429,7 +221,7 @@ class FunctionalOptimizer(Optimizer):
         # per group (by position): transform cache and layout cache
         self._fo_transforms: dict[int, tuple[Any, GradientTransformation]] = {}
         self._fo_layouts: dict[int, tuple[Any, tuple, bool]] = {}
-        self._fo_steps: dict[int, _StepCache] = {}
+        self._fo_steps: dict[int, StepCache] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -467,7 +259,7 @@ class FunctionalOptimizer(Optimizer):
         if self._factory is None:
             return self._transform
         names = self._hp_names
-        key = tuple(_freeze_exact(group[n]) for n in names)
+        key = tuple(freeze_exact(group[n]) for n in names)
         cached = self._fo_transforms.get(index)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -481,24 +273,24 @@ class FunctionalOptimizer(Optimizer):
         """The cached layout of the group's state; rebuilt when the group's parameters or the
         structure of its hyperparameters change. Returns (layout, has_globals, fresh init or None)."""
         params = group["params"]
-        key = (tuple(map(id, params)), tuple(_freeze_structure(group[n]) for n in self._hp_names))
+        key = (tuple(map(id, params)), tuple(freeze_structure(group[n]) for n in self._hp_names))
         cached = self._fo_layouts.get(index)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2], None
         init_state = transform.init(list(params))
-        layout = _build_layout(init_state, len(params))
-        has_globals = _has_globals(layout)
-        self._fo_layouts[index] = (key, layout, has_globals)
-        return layout, has_globals, init_state
+        layout = build_layout(init_state, len(params))
+        with_globals = has_globals(layout)
+        self._fo_layouts[index] = (key, layout, with_globals)
+        return layout, with_globals, init_state
 
     def _fresh_param_states(
         self, transform: GradientTransformation, group: dict[str, Any], params: list[Tensor]
     ) -> list[dict[str, Any]]:
         """Freshly initialised functional per-parameter state for ``params`` (one dict each)."""
         init_state = transform.init(list(params))
-        layout = _build_layout(init_state, len(params))
+        layout = build_layout(init_state, len(params))
         out: list[dict[str, Any]] = [{} for _ in params]
-        _scatter(layout, init_state, out, {})
+        scatter(layout, init_state, out, {})
         return out
 
     def _decode_param_state(self, group: dict[str, Any], p: Tensor, st: dict[str, Any]) -> dict[str, Any]:
@@ -524,153 +316,216 @@ class FunctionalOptimizer(Optimizer):
             st = self.state[p]
             st.update(self._encode_param_state(group, p, fields) if self._has_codec else fields)
 
-    def _step_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> None:
+    def _prepare_group(
+        self, index: int, group: dict[str, Any], extra: dict[str, Any]
+    ) -> Callable[[], None] | None:
+        """Phase 1 of a step for one group: everything that may raise (building the transform from
+        the group's hyperparameters, gathering and validating the state, running the pure parts of
+        the transform). Nothing is written. Returns the commit (phase 2), or ``None`` when no
+        parameter of the group has a gradient."""
         params = group["params"]
         grads = list(map(_GRAD, params))
         if any(map(operator.is_, grads, itertools.repeat(None))):  # skipped: no gradient
             present = [p for p, g in zip(params, grads, strict=True) if g is not None]
             if not present:
-                return
+                return None
+            grads = [g for g in grads if g is not None]
         else:
             present = params
         transform = self._transform_for(index, group)
         layout, has_globals, init_state = self._layout_for(index, group, transform)
         state = self.state
-        codec = self._has_codec
-
-        torch_states = [state[p] for p in present]
-        cache = None if has_globals else self._fo_steps.get(index)
-        if cache is not None and cache.fits(layout, present, torch_states):
+        compiling = torch.compiler.is_compiling()
+        torch_states = [state.get(p) for p in present]
+        cache = None if (has_globals or compiling) else self._fo_steps.get(index)
+        if cache is not None and None not in torch_states and cache.fits(layout, present, torch_states):
             # Nothing replaced a state tensor since the last step: reuse its functional state
             # (no decoding, no re-assembly; the tensors themselves were updated in place).
-            sts = cache.sts if codec else torch_states
-            fstate, glob = cache.fstate, None
+            gathered = _Gathered(cache.sts if self._has_codec else torch_states, cache.fstate, None, [], None)
         else:
             cache = None
-            sts, fstate, glob = self._gather_state(
+            gathered = self._gather_state(
                 group, params, present, torch_states, transform, layout, has_globals, init_state
             )
-        self._run_step(
-            index, group, transform, layout, present, torch_states, sts, fstate, glob, cache, extra
-        )
+
+        if torch.is_grad_enabled():
+            # Differentiable steps: the transform sees clones, so the in-place update of the
+            # parameters does not invalidate tensors its autograd graph saved.
+            updates, new_state = transform.update(
+                grads, gathered.fstate, [p.clone() for p in present], **extra
+            )
+            return self._commit_fn(index, group, layout, present, gathered, cache, new_state, updates, None)
+        fusable = self._fusable(transform, present, grads)
+        if fusable is not None:
+            plan, step_scale, param_scale = fusable
+            prepared = fused.prepare(plan, grads, gathered.fstate, present, extra)
+            in_place = (plan, prepared, step_scale, param_scale)
+            return self._commit_fn(index, group, layout, present, gathered, cache, None, None, in_place)
+        updates, new_state = transform.update(grads, gathered.fstate, present, **extra)
+        return self._commit_fn(index, group, layout, present, gathered, cache, new_state, updates, None)
+
+    def _commit_fn(
+        self,
+        index: int,
+        group: dict[str, Any],
+        layout: tuple,
+        present: list[Tensor],
+        gathered: _Gathered,
+        cache: StepCache | None,
+        new_state: Any,
+        updates: list[Tensor | None] | None,
+        in_place: tuple[fused.FusedPlan, fused.Prepared, float, float] | None,
+    ) -> Callable[[], None]:
+        """Phase 2 of a group's step as a closure: create the state of new parameters, run the
+        fused in-place step or take the pure step's result, write the state back and move the
+        parameters. Runs library code only (no user transform, schedule or hook)."""
+
+        def commit() -> None:
+            state = self.state
+            for p, st in gathered.new_entries:
+                state[p] = st
+            if gathered.new_glob is not None:
+                first, glob = gathered.new_glob
+                state[first][FUNCTIONAL_STATE_KEY] = glob
+            result = new_state
+            if in_place is not None:
+                plan, prepared, step_scale, param_scale = in_place
+                result = fused.commit(plan, prepared, present, step_scale, param_scale)
+            self._write_back(index, group, layout, present, gathered, cache, result)
+            if updates is not None:
+                self._apply(present, updates)
+
+        return commit
+
+    def _write_back(
+        self,
+        index: int,
+        group: dict[str, Any],
+        layout: tuple,
+        present: list[Tensor],
+        gathered: _Gathered,
+        cache: StepCache | None,
+        new_state: Any,
+    ) -> None:
+        """Store the new functional state in ``self.state`` (torch's format) and remember it for
+        the next step (:class:`StepCache`)."""
+        if cache is not None and same_param_tensors(layout, new_state, gathered.fstate):
+            cache.fstate = new_state  # the tensors were updated in place: nothing to store
+            return
+        sts = gathered.sts
+        scatter(layout, new_state, sts, gathered.glob)
+        torch_states = [self.state[p] for p in present]
+        if self._has_codec:
+            for p, st, fields in zip(present, torch_states, sts, strict=True):
+                encoded = self._encode_param_state(group, p, fields)
+                keep = st.get(FUNCTIONAL_STATE_KEY)
+                st.clear()
+                st.update(encoded)
+                if keep is not None:
+                    st[FUNCTIONAL_STATE_KEY] = keep
+        if gathered.glob is None and not torch.compiler.is_compiling():
+            self._fo_steps[index] = StepCache.make(layout, present, torch_states, sts, new_state)
 
     def _gather_state(
         self,
         group: dict[str, Any],
         params: list[Tensor],
         present: list[Tensor],
-        torch_states: list[dict[str, Any]],
+        torch_states: list[dict[str, Any] | None],
         transform: GradientTransformation,
         layout: tuple,
         has_globals: bool,
         init_state: Any,
-    ) -> tuple[list[dict[str, Any]], Any, dict | None]:
+    ) -> _Gathered:
         """The functional per-parameter fields (decoded), the assembled functional state and the
-        group's global state, creating the state of parameters seen for the first time."""
-        state = self.state
-        if self._has_codec:
-            is_init = self._is_initialized
-            init_flags = [is_init(group, p, st) for p, st in zip(present, torch_states, strict=True)]
-            new = [i for i, ok in enumerate(init_flags) if not ok]
-            sts = [
-                self._decode_param_state(group, p, st) if ok else {}
-                for p, st, ok in zip(present, torch_states, init_flags, strict=True)
-            ]
-        else:
-            fsk = FUNCTIONAL_STATE_KEY
-            new = [i for i, st in enumerate(torch_states) if not st or (len(st) == 1 and fsk in st)]
-            sts = torch_states
-        if new:
+        group's global state, with fresh state for parameters seen for the first time (inserted
+        into ``self.state`` only at commit). Raises ``KeyError`` naming the parameter when a state
+        entry the transform needs is missing (e.g. a checkpoint of another optimizer)."""
+        gi = self._group_index(group)
+        new_entries: list[tuple[Tensor, dict[str, Any]]] = []
+        sts: list[dict[str, Any]] = []
+        fresh_needed: list[int] = []
+        for i, (p, st) in enumerate(zip(present, torch_states, strict=True)):
+            if st is None:
+                st = {}
+                new_entries.append((p, st))
+            initialized = (
+                self._is_initialized(group, p, st)
+                if self._has_codec
+                else bool(st) and not (len(st) == 1 and FUNCTIONAL_STATE_KEY in st)
+            )
+            if not initialized:
+                fresh_needed.append(i)
+                sts.append({} if self._has_codec else st)
+            else:
+                sts.append(self._decode_param_state(group, p, st) if self._has_codec else st)
+        if fresh_needed:
             if init_state is not None and len(present) == len(params):
                 fresh_all: list[dict[str, Any]] = [{} for _ in params]
-                _scatter(layout, init_state, fresh_all, {})
-                fresh = [fresh_all[i] for i in new]
+                scatter(layout, init_state, fresh_all, {})
+                fresh = [fresh_all[i] for i in fresh_needed]
             else:
-                fresh = self._fresh_param_states(transform, group, [present[i] for i in new])
-            for i, f in zip(new, fresh, strict=True):
-                sts[i].update(f)
-
-        glob = None
+                fresh = self._fresh_param_states(transform, group, [present[i] for i in fresh_needed])
+            fresh_set = set(fresh_needed)
+        else:
+            fresh, fresh_set = [], set()
+        required = required_keys(layout)
+        for i, st in enumerate(sts):
+            if i in fresh_set:
+                continue
+            missing = [k for k in required if k not in st]
+            if missing:
+                j = next(k for k, q in enumerate(group["params"]) if q is present[i])
+                raise KeyError(
+                    f"state of {self._param_label(group, gi, j)} has no {missing} (it has {sorted(st)}): "
+                    "was the state loaded from another optimizer?"
+                )
+        if fresh:
+            if self._has_codec:
+                for i, f in zip(fresh_needed, fresh, strict=True):
+                    sts[i] = f
+            else:
+                # non-codec: sts[i] is the torch-state dict itself; fill a copy now, the dict at commit
+                for i, f in zip(fresh_needed, fresh, strict=True):
+                    merged = dict(sts[i])
+                    merged.update(f)
+                    target = sts[i]
+                    sts[i] = merged
+                    if not any(target is e for _, e in new_entries):
+                        new_entries.append((present[i], merged))
+                    else:
+                        new_entries[:] = [(q, merged if e is target else e) for q, e in new_entries]
+        glob, new_glob = None, None
         if has_globals:
-            first = state[params[0]]
-            glob = first.get(FUNCTIONAL_STATE_KEY)
+            first = params[0]
+            first_state = self.state.get(first)
+            glob = None if first_state is None else first_state.get(FUNCTIONAL_STATE_KEY)
             if glob is None:
                 if init_state is None:
                     init_state = transform.init(list(params))
                 glob = {}
-                _scatter(layout, init_state, [{} for _ in params], glob)
-                first[FUNCTIONAL_STATE_KEY] = glob
-
-        return sts, _assemble(layout, sts, glob), glob
-
-    def _run_step(
-        self,
-        index: int,
-        group: dict[str, Any],
-        transform: GradientTransformation,
-        layout: tuple,
-        present: list[Tensor],
-        torch_states: list[dict[str, Any]],
-        sts: list[dict[str, Any]],
-        fstate: Any,
-        glob: dict | None,
-        cache: _StepCache | None,
-        extra: dict[str, Any],
-    ) -> None:
-        """Run the transform on the group's parameters that have a gradient, write the new state
-        back (unless it was updated in place) and update the parameters."""
-        codec = self._has_codec
-        grads = list(map(_GRAD, present))
-        # Differentiable steps: the transform sees clones, so the in-place update of the
-        # parameters below does not invalidate tensors its autograd graph saved.
-        updates = None  # stays None when the fused step below updated the parameters itself
-        if torch.is_grad_enabled():
-            xs = [p.clone() for p in present]
-            updates, new_state = transform.update(grads, fstate, xs, **extra)
-        else:
-            fused = self._fused_tail(transform, present, grads)
-            if self.donate_state:
-                # The optimizer owns its state buffers (torch.optim updates them in place too):
-                # donate them, so that the transforms write the new state into the old buffers
-                # (same numbers, no new allocation). Never the parameters or gradients themselves.
-                owned = itertools.chain.from_iterable(map(dict.values, sts))
-                donation = ops.donating(owned, exclude=itertools.chain(present, grads))
+                scatter(layout, init_state, [{} for _ in params], glob)
+                new_glob = (first, glob)
+                if first_state is None and not any(q is first for q, _ in new_entries):
+                    new_entries.append((first, {}))
             else:
-                donation = contextlib.nullcontext()
-            with donation:
-                if fused is None:
-                    updates, new_state = transform.update(grads, fstate, present, **extra)
-                else:
-                    new_state = self._fused_step(fused, grads, fstate, present, extra)
-        if cache is None or not _same_param_tensors(layout, new_state, fstate):
-            _scatter(layout, new_state, sts, glob)
-            if codec:
-                for p, st, fields in zip(present, torch_states, sts, strict=True):
-                    encoded = self._encode_param_state(group, p, fields)
-                    keep = st.get(FUNCTIONAL_STATE_KEY)
-                    st.clear()
-                    st.update(encoded)
-                    if keep is not None:
-                        st[FUNCTIONAL_STATE_KEY] = keep
-            if glob is None:
-                self._fo_steps[index] = _StepCache.make(layout, present, torch_states, sts, new_state)
-        else:
-            cache.fstate = new_state
-        if updates is not None:
-            self._apply(present, updates)
+                glob = dict(glob)  # assemble converts values in place: work on a copy
+                new_glob = (first, glob)  # stored back at commit
+        return _Gathered(sts, assemble(layout, sts, glob), glob, new_entries, new_glob)
 
-    @staticmethod
-    def _fused_tail(
-        transform: GradientTransformation, params: list[Tensor], grads: list[Tensor]
-    ) -> tuple[fusion.FusedPlan, float, float] | None:
-        """``(plan, -lr, 1 - lr·wd)`` when the step can apply the chain's tail in place
-        (:mod:`functional_optim.fusion`): a chain ending in ``scale_by_learning_rate`` with concrete
-        values, and dense gradients of their parameters' dtype."""
-        plan = fusion.fused_plan(transform)
+    def _fusable(
+        self, transform: GradientTransformation, params: list[Tensor], grads: list[Tensor]
+    ) -> tuple[fused.FusedPlan, float, float] | None:
+        """``(plan, -lr, 1 - lr·wd)`` when the step can run in place (:mod:`functional_optim.fused`):
+        a chain whose roles end in a descent learning rate with concrete values, dense gradients
+        of their parameters' dtype."""
+        if not self.fuse:
+            return None
+        plan = fused.plan(transform)
         if plan is None:
             return None
-        lr = fusion.concrete(plan.learning_rate)
-        wd = 0.0 if plan.weight_decay is None else fusion.concrete(plan.weight_decay)
+        lr = fused.concrete(plan.learning_rate)
+        wd = 0.0 if plan.weight_decay is None else fused.concrete(plan.weight_decay)
         if lr is None or wd is None:
             return None
         # dense gradients of their parameters' dtype (checked with C-level loops: once per step)
@@ -679,33 +534,6 @@ class FunctionalOptimizer(Optimizer):
         if not all(map(operator.is_, map(_DTYPE, grads), map(_DTYPE, params))):
             return None
         return plan, -lr, 1 - lr * wd  # torch.optim's ``1 - lr * weight_decay``
-
-    @staticmethod
-    def _fused_step(
-        fused: tuple[fusion.FusedPlan, float, float],
-        grads: list[Tensor],
-        fstate: tuple,
-        params: list[Tensor],
-        extra: dict[str, Any],
-    ) -> tuple:
-        """Run the chain up to its core and apply ``p ← param_scale·p + step_scale·core_update``
-        in place (``torch.optim``'s ``mul_`` and ``add_``/``addcdiv_``). Returns the new state."""
-        plan, step_scale, param_scale = fused
-        n = plan.n_pre
-        if n:
-            updates, new_pre = plan.pre.update(grads, fstate[:n], params, **extra)
-        else:
-            updates, new_pre = grads, ()
-        if plan.core is None:
-            terms, new_core = [fusion.Term(updates, None, fusion.unscaled)], ()
-        elif plan.terms is not None:
-            terms, core_state = plan.terms(updates, fstate[n], params)
-            new_core = (core_state,)
-        else:
-            updates, core_state = plan.core.update(updates, fstate[n], params, **extra)
-            terms, new_core = [fusion.Term(updates, None, fusion.unscaled)], (core_state,)
-        fusion.apply_terms_(params, terms, step_scale, param_scale)
-        return (*new_pre, *new_core, *fstate[n + len(new_core) :])
 
     @staticmethod
     def _apply(params: list[Tensor], updates: list[Tensor | None]) -> None:
@@ -732,7 +560,12 @@ class FunctionalOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ torch.optim API
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """Perform one optimization step.
+        """Perform one optimization step, for every group or for none.
+
+        Every group is prepared first (the transform built from its hyperparameters, its state
+        gathered and checked, the pure parts of the step run) and only then are parameters and
+        state written, with ``KeyboardInterrupt`` held back until the writes are done: an
+        exception of any kind leaves parameters and state as they were.
 
         Args:
           closure: optional callable that re-evaluates the model and returns the loss; it is
@@ -745,8 +578,11 @@ class FunctionalOptimizer(Optimizer):
                 loss = closure()
         extra = {} if loss is None else {"value": loss}
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
-            for index, group in enumerate(self.param_groups):
-                self._step_group(index, group, extra)
+            commits = [self._prepare_group(i, g, extra) for i, g in enumerate(self.param_groups)]
+            with interrupts_deferred():
+                for commit in commits:
+                    if commit is not None:
+                        commit()
         return loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -757,7 +593,7 @@ class FunctionalOptimizer(Optimizer):
             glob = st.get(FUNCTIONAL_STATE_KEY) if isinstance(st, dict) else None
             if glob is not None:
                 st = dict(st)
-                st[FUNCTIONAL_STATE_KEY] = {path: _to_python(v) for path, v in glob.items()}
+                st[FUNCTIONAL_STATE_KEY] = {path: to_python(v) for path, v in glob.items()}
                 sd["state"][k] = st
         return sd
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from functional_optim import tree
 from functional_optim.combinators._select import select_tree
-from functional_optim.core import GradientTransformation, Params, Updates
+from functional_optim.core import Combinator, GradientTransformation, Params, Updates
 
 __all__ = ["ApplyIfFiniteState", "all_finite", "apply_if_finite"]
 
@@ -111,4 +111,4 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
         inner_state = select_tree(apply, new_inner, state.inner_state)
         return out, ApplyIfFiniteState(notfinite_count, finite, total_notfinite, inner_state)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Combinator((inner,), keeps_old_state=True))

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from functional_optim import _validation, tree
 from functional_optim.combinators._select import cond
-from functional_optim.core import GradientTransformation, Params, Updates
+from functional_optim.core import Combinator, GradientTransformation, Params, Updates
 
 __all__ = ["LookaheadState", "lookahead"]
 
@@ -94,4 +94,4 @@ def lookahead(
         )
         return new_u, LookaheadState(new_fast_state, new_slow, count)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Combinator((fast,), keeps_old_state=False))

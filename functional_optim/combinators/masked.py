@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from functional_optim import tree
 from functional_optim._masking import keep_only, mask_flags
-from functional_optim.core import GradientTransformation, Params, Updates
+from functional_optim.core import Combinator, GradientTransformation, Params, Updates
 
 __all__ = ["MaskedState", "masked"]
 
@@ -69,4 +69,4 @@ def masked(inner: GradientTransformation, mask: Any | Callable[[Params], Any]) -
         out = [i if k else g for i, g, k in zip(inner_leaves, leaves, keep, strict=True)]
         return tree.unflatten(spec, out), MaskedState(new_inner)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Combinator((inner,), keeps_old_state=False))

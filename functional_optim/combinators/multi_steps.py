@@ -9,7 +9,7 @@ from torch import Tensor
 
 from functional_optim import tree
 from functional_optim.combinators._select import cond
-from functional_optim.core import GradientTransformation, Params, Updates
+from functional_optim.core import Combinator, GradientTransformation, Params, Updates
 
 __all__ = ["MultiStepsState", "multi_steps"]
 
@@ -110,4 +110,4 @@ def multi_steps(
         new_u, mini, gstep, inner_state, acc_tree = cond(emit, step, accumulate)
         return new_u, MultiStepsState(mini, gstep, inner_state, acc_tree)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Combinator((inner,), keeps_old_state=True))

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from functional_optim import tree
 from functional_optim._masking import broadcast_labels, keep_only, merge
-from functional_optim.core import GradientTransformation, Params, Updates
+from functional_optim.core import Combinator, GradientTransformation, Params, Updates
 
 __all__ = ["PartitionState", "partition"]
 
@@ -107,4 +107,6 @@ def partition(
             new_states[label] = s
         return merge(spec, outs, own, leaves), PartitionState(new_states)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(
+        init_fn, update_fn, Combinator(tuple(transforms.values()), keeps_old_state=False)
+    )

@@ -10,7 +10,7 @@ from torch import Tensor
 from functional_optim import _validation, tree
 from functional_optim.combinators._select import select_tree
 from functional_optim.combinators.apply_if_finite import _device
-from functional_optim.core import GradientTransformation, Params, Updates
+from functional_optim.core import Combinator, GradientTransformation, Params, Updates
 
 __all__ = ["SkipLargeUpdatesState", "skip_large_updates"]
 
@@ -95,4 +95,4 @@ def skip_large_updates(inner: GradientTransformation, max_squared_norm: float) -
         total = state.total_skipped + (~ok).to(state.total_skipped.dtype)
         return out, SkipLargeUpdatesState(~ok, total, inner_state)
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Combinator((inner,), keeps_old_state=True))

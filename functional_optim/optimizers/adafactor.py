@@ -30,7 +30,7 @@ def adafactor(
 
         chain(negate()                       if maximize,
               scale_by_factored_rms(lr, beta2_decay, eps, d),  # α/lr · U / max(1, RMS(U)/d)
-              add_decayed_weights(weight_decay),               # decoupled: p *= 1 - lr·wd
+              add_decayed_weights(wd, decoupled=True),            # decoupled: p *= 1 - lr·wd
               scale_by_learning_rate(lr))
 
     With ``ρ_t = min(lr, 1/√t)`` and ``α = max(eps2, RMS(p))·ρ_t``, the step is
@@ -70,6 +70,6 @@ def adafactor(
     return chain(
         *([negate()] if maximize else []),
         scale_by_factored_rms(lr, beta2_decay, eps, d),
-        add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, decoupled=True),
         scale_by_learning_rate(lr),
     )

@@ -30,7 +30,7 @@ def adam(
         chain(negate()            if maximize,
               add_decayed_weights(weight_decay)   # L2: g += wd·p   (unless decoupled)
               scale_by_adam(β1, β2, eps, amsgrad),
-              add_decayed_weights(weight_decay)   # decoupled: p *= 1 - lr·wd (if decoupled)
+              add_decayed_weights(wd, decoupled=True)   # decoupled: p *= 1 - lr·wd (if decoupled)
               scale_by_learning_rate(lr))
 
     Args:
@@ -56,7 +56,7 @@ def adam(
     _validation.nonnegative("eps", eps, "epsilon value")
     _validation.betas(betas)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
-    decay = add_decayed_weights(weight_decay)
+    decay = add_decayed_weights(weight_decay, decoupled=decoupled_weight_decay)
     return chain(
         *([negate()] if maximize else []),
         *([] if decoupled_weight_decay else [decay]),

@@ -44,7 +44,7 @@ def muon(
         chain(scale_by_ema_momentum(momentum, nesterov),   # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
               orthogonalize(ns_coefficients, ns_steps, eps, ns_dtype=ns_dtype),   # O ≈ U Vᵀ
               scale_by_shape(adjust_lr_fn),                # u = f(A, B)·O
-              add_decayed_weights(weight_decay),           # decoupled: uses the unadjusted lr
+              add_decayed_weights(wd, decoupled=True),        # decoupled: uses the unadjusted lr
               scale_by_learning_rate(lr))                  # p ← p(1 - lr·wd) - lr·f(A, B)·O
 
     For hidden 2-D matrices only; see :func:`muon_with_adamw` for a whole model.
@@ -96,6 +96,6 @@ def muon(
         scale_by_ema_momentum(momentum, nesterov),
         orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape),
         scale_by_shape(adjust_lr_fn, learning_rate=lr if callable(adjust_lr_fn) else None, reshape=reshape),
-        add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, decoupled=True),
         scale_by_learning_rate(lr),
     )

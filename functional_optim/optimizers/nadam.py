@@ -30,7 +30,7 @@ def nadam(
         chain(negate()                              if maximize,
               add_decayed_weights(weight_decay)     # L2: g += wd·p   (unless decoupled)
               scale_by_nadam(β1, β2, eps, momentum_decay),
-              add_decayed_weights(weight_decay)     # decoupled: p *= 1 - lr·wd (if decoupled)
+              add_decayed_weights(wd, decoupled=True)     # decoupled: p *= 1 - lr·wd (if decoupled)
               scale_by_learning_rate(lr))
 
     Args:
@@ -59,7 +59,7 @@ def nadam(
     _validation.beta("betas[1]", betas[1], 1)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
     _validation.nonnegative("momentum_decay", momentum_decay, "momentum_decay value")
-    decay = add_decayed_weights(weight_decay)
+    decay = add_decayed_weights(weight_decay, decoupled=decoupled_weight_decay)
     return chain(
         *([negate()] if maximize else []),
         *([] if decoupled_weight_decay else [decay]),

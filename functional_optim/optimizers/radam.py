@@ -29,7 +29,7 @@ def radam(
         chain(negate()                              if maximize,
               add_decayed_weights(weight_decay)     # L2: g += wd·p   (unless decoupled)
               scale_by_radam(β1, β2, eps),          # rectified when rho_t > 5
-              add_decayed_weights(weight_decay)     # decoupled: p *= 1 - lr·wd (if decoupled)
+              add_decayed_weights(wd, decoupled=True)     # decoupled: p *= 1 - lr·wd (if decoupled)
               scale_by_learning_rate(lr))
 
     Args:
@@ -55,7 +55,7 @@ def radam(
     _validation.beta("betas[0]", betas[0], 0)
     _validation.beta("betas[1]", betas[1], 1)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
-    decay = add_decayed_weights(weight_decay)
+    decay = add_decayed_weights(weight_decay, decoupled=decoupled_weight_decay)
     return chain(
         *([negate()] if maximize else []),
         *([] if decoupled_weight_decay else [decay]),

@@ -29,12 +29,10 @@ def zeros(params: Any) -> Any:
     return tree.map(lambda p: None if p is None else torch.zeros((), dtype=dtype), params)
 
 
-def increment(steps: list[Tensor], *, donate: bool = False) -> list[Tensor]:
-    """``step + 1`` for each counter (new tensors).
-
-    With ``donate=True`` the counters are incremented in place when their owner donated them
-    (:func:`functional_optim.ops.donating`, as the adapters do; ``torch.optim`` increments in
-    place too); pass it only if the transform does not read the old counters afterwards.
+def increment(steps: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
+    """``step + 1`` for each counter (new tensors; with ``in_place=True`` the counters themselves
+    are incremented, as ``torch.optim`` does — for the adapters' fused step, see
+    :mod:`functional_optim.rules`).
 
     Concrete CPU counters are incremented as ``torch.optim`` does, with a CPU tensor ``1`` and
     ``alpha=1.0`` (``_foreach_add_(steps, one, alpha=1.0)``): a Python ``1`` would be wrapped
@@ -43,8 +41,8 @@ def increment(steps: list[Tensor], *, donate: bool = False) -> list[Tensor]:
     if steps and not torch.compiler.is_compiling() and not ops.is_traced(steps[0]):
         first = steps[0]
         if first.device.type == "cpu" and first.is_floating_point():
-            return ops.add(steps, _one(first.dtype), alpha=1.0, donate=donate)
-    return ops.add(steps, 1, donate=donate)
+            return ops.add(steps, _one(first.dtype), alpha=1.0, in_place=in_place)
+    return ops.add(steps, 1, in_place=in_place)
 
 
 _ONES: dict[torch.dtype, Tensor] = {}

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdadeltaState", "scale_by_adadelta"]
@@ -55,29 +55,27 @@ def scale_by_adadelta(rho: Hyperparam = 0.9, eps: Hyperparam = 1e-6) -> Gradient
             step=_steps.zeros(params), square_avg=tree.zeros_like(params), acc_delta=tree.zeros_like(params)
         )
 
-    def update_fn(updates: Updates, state: ScaleByAdadeltaState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         rho_, eps_ = ops.scalar(rho), ops.scalar(eps)
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError("Adadelta does not support sparse gradients")
+        steps, v, a = _steps.increment(fields[0], in_place=in_place), fields[1], fields[2]
+        g_r, v_r, a_r = ops.view_as_real(grads), ops.view_as_real(v), ops.view_as_real(a)
+        v_r = ops.addcmul_(ops.mul(v_r, rho_, in_place=in_place), g_r, g_r, 1 - rho_)
+        std = ops.sqrt_(ops.add(v_r, eps_))
+        delta = ops.mul_(ops.div_(ops.sqrt_(ops.add(a_r, eps_)), std), g_r)
+        a_r = ops.addcmul_(ops.mul(a_r, rho_, in_place=in_place), delta, delta, 1 - rho_)
+        new_fields = [steps, ops.view_as_complex_like(v_r, v), ops.view_as_complex_like(a_r, a)]
+        # torch.optim.Adadelta: p.add_(delta, alpha=-lr)
+        return RuleStep(new_fields, [Term(delta, None, unscaled)])
 
-        def adadelta(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, v, a = _steps.increment(fields[0], donate=True), fields[1], fields[2]
-            g_r, v_r, a_r = ops.view_as_real(grads), ops.view_as_real(v), ops.view_as_real(a)
-            # donate=True: the state buffers are updated in place when the caller donated them
-            # (the adapters); the ``*_`` ops write into the temporaries made here.
-            v_r = ops.addcmul_(ops.mul(v_r, rho_, donate=True), g_r, g_r, 1 - rho_)
-            std = ops.sqrt_(ops.add(v_r, eps_))
-            delta = ops.mul_(ops.div_(ops.sqrt_(ops.add(a_r, eps_)), std), g_r)
-            a_r = ops.addcmul_(ops.mul(a_r, rho_, donate=True), delta, delta, 1 - rho_)
-            ops.release(delta)
-            return ops.view_as_complex_like(delta, grads), [
-                steps,
-                ops.view_as_complex_like(v_r, v),
-                ops.view_as_complex_like(a_r, a),
-            ]
-
-        new_updates, new = update_leaves(
-            adadelta, updates, [state.step, state.square_avg, state.acc_delta], name="scale_by_adadelta"
-        )
-        return new_updates, ScaleByAdadeltaState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_adadelta",
+            step,
+            lambda st: [st.step, st.square_avg, st.acc_delta],
+            lambda new: ScaleByAdadeltaState(*new),
+        ),
+    )

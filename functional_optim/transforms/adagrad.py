@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, fusion, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdagradState", "scale_by_adagrad"]
@@ -90,56 +90,40 @@ def scale_by_adagrad(
             step=_steps.zeros(params), sum=tree.map(lambda p: _initial_sum(p, iav), params)
         )
 
-    def accumulate(g_d: list[Tensor], s_d: list[Tensor]):
-        """Dense gradients: the new sums and the denominator ``sqrt(sum) + eps`` (real views)."""
-        g_r, s_r = ops.view_as_real(g_d), ops.view_as_real(s_d)
-        s_r = ops.addcmul(s_r, g_r, g_r, donate=True)
-        return g_r, s_r, ops.add_(ops.sqrt(s_r), ops.scalar(eps))
-
-    def decays(steps: list[Tensor]) -> list[Any]:
-        decay_rate = ops.scalar(lr_decay)
-        return _steps.coefficients(steps, lambda t: 1 + (t - 1) * decay_rate)
-
-    def adagrad(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-        steps, sums = _steps.increment(fields[0], donate=True), fields[1]
-        decay = decays(steps)
-        out: list[Tensor | None] = [None] * len(grads)
-        new_sums: list[Tensor | None] = [None] * len(grads)
-        dense = [i for i, g in enumerate(grads) if not g.is_sparse]
-        for i, g in enumerate(grads):
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
+        eps_, decay_rate = ops.scalar(eps), ops.scalar(lr_decay)
+        steps, sums = _steps.increment(fields[0], in_place=in_place), fields[1]
+        decay = _steps.coefficients(steps, lambda t: 1 + (t - 1) * decay_rate)
+        if not any(g.is_sparse for g in grads):
+            g_r, s_r = ops.view_as_real(grads), ops.view_as_real(sums)
+            s_r = ops.addcmul(s_r, g_r, g_r, in_place=in_place)
+            std = ops.add_(ops.sqrt(s_r), eps_)
+            # traced counters give float64 0-dim tensors: cast to the update's dtype
+            decay = [
+                c if isinstance(c, float | int) else c.to(x.dtype) for c, x in zip(decay, g_r, strict=True)
+            ]
+            # torch.optim.Adagrad: p.addcdiv_(g, std, value=-lr / decay)
+            return RuleStep([steps, ops.view_as_complex_like(s_r, sums)], [Term(g_r, std, divided(decay))])
+        # sparse gradients (torch's sparse path), one tensor at a time
+        out, new_sums = [], []
+        for g, s_, c in zip(grads, sums, decay, strict=True):
             if g.is_sparse:
-                out[i], new_sums[i] = _sparse_update(g, sums[i], ops.scalar(eps), decay[i])
-        if dense:
-            g_d = [grads[i] for i in dense]
-            s_d = [sums[i] for i in dense]
-            g_r, s_r, std = accumulate(g_d, s_d)
-            u = ops.rdiv_(std, g_r)
-            d_d = [decay[i] for i in dense]
-            if not all(isinstance(c, float | int) and c == 1 for c in d_d):
-                # traced counters give float64 0-dim tensors: cast to the update's dtype
-                u = ops.div_(
-                    u,
-                    [c if isinstance(c, float | int) else c.to(x.dtype) for c, x in zip(d_d, u, strict=True)],
-                )
-            for j, (ui, si) in enumerate(
-                zip(ops.view_as_complex_like(u, g_d), ops.view_as_complex_like(s_r, s_d), strict=True)
-            ):
-                out[dense[j]], new_sums[dense[j]] = ui, si
-            ops.release(u)
-        return out, [steps, new_sums]
+                u, acc = _sparse_update(g, s_, eps_, c)
+            else:
+                g_r, s_r = ops.view_as_real([g]), ops.view_as_real([s_])
+                s_r = ops.addcmul(s_r, g_r, g_r)
+                u = ops.view_as_complex_like(ops.div(ops.div(g_r, ops.add_(ops.sqrt(s_r), eps_)), c), [g])[0]
+                acc = ops.view_as_complex_like(s_r, [s_])[0]
+            out.append(u)
+            new_sums.append(acc)
+        return RuleStep([steps, new_sums], update=out)
 
-    def update_fn(updates: Updates, state: ScaleByAdagradState, params: Params | None = None, **extra: Any):
-        del params, extra
-        new_updates, new = update_leaves(adagrad, updates, [state.step, state.sum], name="scale_by_adagrad")
-        return new_updates, ScaleByAdagradState(*new)
-
-    def terms_fn(grads: list[Tensor], state: ScaleByAdagradState, params: list[Tensor]):
-        # the adapters' fused step (dense gradients): p.addcdiv_(g, std, value=-lr/decay), as torch
-        steps = _steps.increment(state.step, donate=True)
-        decay = decays(steps)
-        g_r, s_r, std = accumulate(grads, state.sum)
-        term = fusion.Term(g_r, std, fusion.divided(decay))
-        return [term], ScaleByAdagradState(steps, ops.view_as_complex_like(s_r, state.sum))
-
-    fusion.provide_terms(update_fn, terms_fn)
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_adagrad",
+            step,
+            lambda state: [state.step, state.sum],
+            lambda new: ScaleByAdagradState(*new),
+        ),
+    )

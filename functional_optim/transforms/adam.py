@@ -6,10 +6,10 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from functional_optim import _validation, fusion, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdamState", "scale_by_adam"]
@@ -63,8 +63,7 @@ def scale_by_adam(
             max_exp_avg_sq=tree.zeros_like(params) if amsgrad else (),
         )
 
-    def moments(grads: list[Tensor], fields: list[list[Tensor]]):
-        """New state fields, and the update as ``m / denom / bc1`` (real views)."""
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, v = fields[0], fields[1], fields[2]
         vmax = fields[3] if amsgrad else None
@@ -74,14 +73,12 @@ def scale_by_adam(
                     "Adam does not support sparse gradients, please consider SparseAdam instead"
                 )
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
-        # donate=True: written into the old buffers when the caller donated them (the
-        # adapters, as torch.optim); the ``*_`` ops write into temporaries made here.
-        steps = _steps.increment(steps, donate=True)
-        m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
-        v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
+        steps = _steps.increment(steps, in_place=in_place)
+        m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)
+        v_r = ops.addcmul_(ops.mul(v_r, beta2, in_place=in_place), g_r, g_r, 1 - beta2)
         second = v_r
         if amsgrad:
-            vmax_r = ops.maximum(ops.view_as_real(vmax), v_r, donate=True)
+            vmax_r = ops.maximum(ops.view_as_real(vmax), v_r, in_place=in_place)
             second = vmax_r
         bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
         bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
@@ -89,13 +86,8 @@ def scale_by_adam(
         new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
         if amsgrad:
             new_fields.append(ops.view_as_complex_like(vmax_r, vmax))
-        return new_fields, m_r, denom, bc1
-
-    def adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-        new_fields, m_r, denom, bc1 = moments(grads, fields)
-        u = ops.div_(ops.rdiv_(denom, m_r), bc1)
-        ops.release(u)
-        return ops.view_as_complex_like(u, grads), new_fields
+        # torch.optim.Adam: p.addcdiv_(m, denom, value=-lr / bc1)
+        return RuleStep(new_fields, [Term(m_r, denom, divided(bc1))])
 
     def state_fields(state: ScaleByAdamState) -> list[Any]:
         return [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
@@ -103,16 +95,4 @@ def scale_by_adam(
     def as_state(new: Any) -> ScaleByAdamState:
         return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState(*new, ())
 
-    def update_fn(updates: Updates, state: ScaleByAdamState, params: Params | None = None, **extra: Any):
-        del params, extra
-        new_updates, new = update_leaves(adam, updates, state_fields(state), name="scale_by_adam")
-        return new_updates, as_state(new)
-
-    def terms_fn(grads: list[Tensor], state: ScaleByAdamState, params: list[Tensor]):
-        # the adapters' fused step: p.addcdiv_(m, denom, value=-lr/bc1), as torch.optim.Adam
-        new_fields, m_r, denom, bc1 = moments(grads, state_fields(state))
-        term = fusion.Term(m_r, denom, fusion.divided(bc1))
-        return [term], as_state(new_fields)
-
-    fusion.provide_terms(update_fn, terms_fn)
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(init_fn, Rule("scale_by_adam", step, state_fields, as_state))

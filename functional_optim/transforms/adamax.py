@@ -6,10 +6,10 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from functional_optim import _validation, fusion, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdamaxState", "scale_by_adamax"]
@@ -60,38 +60,27 @@ def scale_by_adamax(
             step=_steps.zeros(params), exp_avg=tree.zeros_like(params), exp_inf=tree.zeros_like(params)
         )
 
-    def moments(grads: list[Tensor], fields: list[list[Tensor]]):
-        """New state fields, and the update as ``m / u_inf / bc1`` (real views)."""
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, u = fields
         for g in grads:
             if g.is_sparse:
                 raise RuntimeError("Adamax does not support sparse gradients")
         g_r, m_r, u_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(u)
-        steps = _steps.increment(steps, donate=True)
-        m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
-        u_r = ops.maximum_(ops.mul(u_r, beta2, donate=True), ops.add_(ops.abs(g_r), eps_))
+        steps = _steps.increment(steps, in_place=in_place)
+        m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)
+        u_r = ops.maximum_(ops.mul(u_r, beta2, in_place=in_place), ops.add_(ops.abs(g_r), eps_))
         bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
         new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(u_r, u)]
-        return new_fields, m_r, u_r, bc1
+        # torch.optim.Adamax: p.addcdiv_(m, u_inf, value=-lr / bc1)
+        return RuleStep(new_fields, [Term(m_r, u_r, divided(bc1))])
 
-    def adamax(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-        new_fields, m_r, u_r, bc1 = moments(grads, fields)
-        out = ops.div_(ops.div(m_r, u_r), bc1)
-        ops.release(out)
-        return ops.view_as_complex_like(out, grads), new_fields
-
-    def update_fn(updates: Updates, state: ScaleByAdamaxState, params: Params | None = None, **extra: Any):
-        del params, extra
-        new_updates, new = update_leaves(
-            adamax, updates, [state.step, state.exp_avg, state.exp_inf], name="scale_by_adamax"
-        )
-        return new_updates, ScaleByAdamaxState(*new)
-
-    def terms_fn(grads: list[Tensor], state: ScaleByAdamaxState, params: list[Tensor]):
-        # the adapters' fused step: p.addcdiv_(m, u_inf, value=-lr/bc1), as torch.optim.Adamax
-        new_fields, m_r, u_r, bc1 = moments(grads, list(state))
-        return [fusion.Term(m_r, u_r, fusion.divided(bc1))], ScaleByAdamaxState(*new_fields)
-
-    fusion.provide_terms(update_fn, terms_fn)
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_adamax",
+            step,
+            lambda state: [state.step, state.exp_avg, state.exp_inf],
+            lambda new: ScaleByAdamaxState(*new),
+        ),
+    )

@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, fusion, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import After, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAsgdState", "scale_by_asgd"]
@@ -53,26 +53,29 @@ def _state_dtype(*hyperparams: Any) -> torch.dtype:
     return dtype
 
 
-def _average(ax: list[Tensor], new_p: list[Tensor], mu_values: list[Any], mus: list[Tensor]) -> list[Tensor]:
+def _average(
+    ax: list[Tensor], new_p: list[Tensor], mu_values: list[Any], mus: list[Tensor], *, in_place: bool
+) -> list[Tensor]:
     """``ax ← p'`` while ``μ = 1``, else ``ax + μ·(p' - ax)`` (torch's ``ax.add_(p.sub(ax).mul_(mu))``);
-    written into ``ax`` when it was donated."""
+    written into ``ax`` with ``in_place``."""
     if all(isinstance(m, float) and m == 1 for m in mu_values):
-        return ops.assign(ax, new_p, donate=True)
+        return ops.assign(ax, new_p, in_place=in_place)
     out = [
         a + (q - a) * (m if isinstance(m, float) else mt)
         for q, a, m, mt in zip(new_p, ax, mu_values, mus, strict=True)
     ]
-    return ops.assign(ax, out, donate=True)
+    return ops.assign(ax, out, in_place=in_place)
 
 
-def _store(olds: list[Tensor], values: list[Any], dtype: torch.dtype) -> list[Tensor]:
-    """0-dim tensors holding ``values`` (like ``olds``): written into ``olds`` when they were
-    donated and the values are Python numbers, else new tensors."""
+def _store(olds: list[Tensor], values: list[Any], dtype: torch.dtype, *, in_place: bool) -> list[Tensor]:
+    """0-dim tensors holding ``values`` (like ``olds``): written into ``olds`` with ``in_place``
+    when the values are Python numbers, else new tensors."""
     if (
-        values
+        in_place
+        and values
         and all(isinstance(v, float) for v in values)
         and all(o.dtype is dtype for o in olds)
-        and ops.take_donated(olds)
+        and ops.writable(olds)
     ):
         torch._foreach_zero_(olds)
         torch._foreach_add_(olds, values)  # 0 + v: exactly torch.tensor(v, dtype)
@@ -134,8 +137,10 @@ def scale_by_asgd(
         lr_, lambd_, alpha_, t0_ = ops.scalar(lr), ops.scalar(lambd), ops.scalar(alpha), ops.scalar(t0)
         return lr_, lambd_, alpha_, t0_, _state_dtype(lr_, lambd_, alpha_, t0_)
 
-    def next_schedule(steps: list[Tensor], etas: list[Tensor], mus: list[Tensor]) -> tuple[list, list]:
-        """The new ``eta`` and ``mu`` tensors (written into the old ones when donated)."""
+    def next_schedule(
+        steps: list[Tensor], etas: list[Tensor], mus: list[Tensor], *, in_place: bool
+    ) -> tuple[list, list]:
+        """The new ``eta`` and ``mu`` tensors."""
         lr_, lambd_, alpha_, t0_, dtype = hyperparams()
 
         def eta_fn(t: Any) -> Any:
@@ -145,65 +150,44 @@ def scale_by_asgd(
             return 1 / max(1, t - t0_) if isinstance(t, float) else 1 / torch.clamp(t - t0_, min=1)
 
         return (
-            _store(etas, _steps.coefficients(steps, eta_fn), dtype),
-            _store(mus, _steps.coefficients(steps, mu_fn), dtype),
+            _store(etas, _steps.coefficients(steps, eta_fn), dtype, in_place=in_place),
+            _store(mus, _steps.coefficients(steps, mu_fn), dtype, in_place=in_place),
         )
 
-    def asgd(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool) -> RuleStep:
+        # torch.optim.ASGD: p.mul_(1 - λη); p.add_(g, alpha=-η); then the average of the new
+        # parameters, and the next η, μ (``1 + s·λη`` and ``s·η`` with s = -lr = -1)
         _, lambd_, _, _, _ = hyperparams()
-        steps, etas, mus, ax = _steps.increment(fields[0], donate=True), fields[1], fields[2], fields[3]
-        g_r, p_r, ax_r = ops.view_as_real(grads), ops.view_as_real(ps), ops.view_as_real(ax)
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError("ASGD does not support sparse gradients")
+        steps, etas, mus, ax = fields
         eta_v, mu_v = ops.step_values(etas), ops.step_values(mus)
+        p_r = ops.view_as_real(ps)
         # traced: float64 0-dim tensors, cast to each parameter's dtype (foreach needs it)
         eta_v = [e if isinstance(e, float) else e.to(q.dtype) for e, q in zip(eta_v, p_r, strict=True)]
-        new_p = ops.mul(p_r, [1 - lambd_ * e for e in eta_v])  # decay term, torch's order
-        new_p = [
-            q.add_(g, alpha=-e) if isinstance(e, float) else q - e * g
-            for q, g, e in zip(new_p, g_r, eta_v, strict=True)
-        ]
-        new_ax = _average(ax_r, new_p, mu_v, mus)
-        u = ops.sub(p_r, new_p)
-        ops.release(u)
-        new_eta, new_mu = next_schedule(steps, etas, mus)
-        return ops.view_as_complex_like(u, grads), [
-            steps,
-            new_eta,
-            new_mu,
-            ops.view_as_complex_like(new_ax, ax),
-        ]
-
-    def update_fn(updates: Updates, state: ScaleByAsgdState, params: Params | None = None, **extra: Any):
-        del extra
-        new_updates, new = update_leaves(
-            asgd,
-            updates,
-            [state.step, state.eta, state.mu, state.ax],
-            params,
-            name="scale_by_asgd",
-            need_params=True,
-        )
-        return new_updates, ScaleByAsgdState(*new)
-
-    def terms_fn(grads: list[Tensor], state: ScaleByAsgdState, params: list[Tensor]):
-        # the adapters' fused step, as torch.optim.ASGD: p.mul_(1 - λη); p.add_(g, alpha=-η);
-        # then the average of the new parameters (``p + s·(p - p')`` with ``s = -1`` is ``p'``)
-        _, lambd_, _, _, _ = hyperparams()
-        steps = _steps.increment(state.step, donate=True)
-        eta_v, mu_v = ops.step_values(state.eta), ops.step_values(state.mu)
-        ax = list(state.ax)  # filled with the new averages once the parameters are updated
+        steps = _steps.increment(steps, in_place=in_place)
+        new_ax = list(ax)  # filled with the new averages once the parameters are updated
 
         def average(new_params: list[Tensor]) -> None:
-            new_ax = _average(ops.view_as_real(state.ax), ops.view_as_real(new_params), mu_v, state.mu)
-            ax[:] = ops.view_as_complex_like(new_ax, state.ax)
+            avg = _average(ops.view_as_real(ax), new_params, mu_v, mus, in_place=in_place)
+            new_ax[:] = ops.view_as_complex_like(avg, ax)
 
-        new_eta, new_mu = next_schedule(steps, state.eta, state.mu)
+        new_eta, new_mu = next_schedule(steps, etas, mus, in_place=in_place)
         terms = [
-            fusion.Term(None, None, lambda s: [1 + s * (lambd_ * e) for e in eta_v]),
-            fusion.Term(ops.view_as_real(grads), None, lambda s: [s * e for e in eta_v]),
-            fusion.After(average),
+            Term(None, None, lambda s: [1 + s * (lambd_ * e) for e in eta_v]),
+            Term(ops.view_as_real(grads), None, lambda s: [s * e for e in eta_v]),
+            After(average),
         ]
-        return terms, ScaleByAsgdState(steps, new_eta, new_mu, ax)
+        return RuleStep([steps, new_eta, new_mu, new_ax], terms)
 
-    fusion.provide_terms(update_fn, terms_fn)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_asgd",
+            step,
+            lambda st: [st.step, st.eta, st.mu, st.ax],
+            lambda new: ScaleByAsgdState(*new),
+            needs_params=True,
+        ),
+    )

@@ -11,6 +11,7 @@ from functional_optim import _validation, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["EmaState", "TraceState", "ema", "trace"]
@@ -67,50 +68,40 @@ def trace(
     def init_fn(params: Params) -> TraceState:
         return TraceState(momentum_buffer=tree.zeros_like(params), started=_steps.zeros(params))
 
-    def update_fn(updates: Updates, state: TraceState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         mu, tau = ops.scalar(momentum), ops.scalar(dampening)
-        if ops.is_python_number(mu) and mu == 0:
-            return updates, state
+        bufs, started = fields
+        if ops.is_python_number(mu) and mu == 0:  # torch keeps no buffer: pass through
+            return RuleStep([bufs, started], [Term(grads, None, unscaled)])
+        values = _steps.read(started)  # cached: the flags are not written once set
+        if values and isinstance(values[0], float) and all(values):
+            # every parameter past its first update: the common case, without list surgery
+            new_bufs = ops.add_(ops.mul(bufs, mu, in_place=in_place), grads, alpha=1 - tau)
+            new_started = list(started)
+        elif values and isinstance(values[0], float):
+            later = [i for i, c in enumerate(values) if c != 0]
+            new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
+            new_started = [s if c != 0 else torch.ones_like(s) for s, c in zip(started, values, strict=True)]
+            if later:
+                moved = ops.add_(
+                    ops.mul([bufs[i] for i in later], mu, in_place=in_place),
+                    [grads[i] for i in later],
+                    alpha=1 - tau,
+                )
+                for i, b in zip(later, moved, strict=True):
+                    new_bufs[i] = b
+        else:  # traced flags (torch.func / torch.compile): select without reading them
+            moved = ops.add(ops.mul(bufs, mu), grads, alpha=1 - tau)
+            new_bufs = [torch.where(c == 0, g, b) for c, g, b in zip(values, grads, moved, strict=True)]
+            new_started = [torch.ones_like(s) for s in started]
+        # torch.optim.SGD: p.add_(buf, alpha=-lr), or p.add_(g + μ·buf, alpha=-lr) (Nesterov)
+        direction = ops.add(grads, new_bufs, alpha=mu) if nesterov else new_bufs
+        return RuleStep([new_bufs, new_started], [Term(direction, None, unscaled)])
 
-        def momentum_fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            bufs, started = fields
-            values = _steps.read(started)  # cached: the flags are not written once set
-            if values and isinstance(values[0], float) and all(values):
-                # every parameter past its first update: the common case, without list surgery
-                new_bufs = ops.add_(ops.mul(bufs, mu, donate=True), grads, alpha=1 - tau)
-                new_started = list(started)
-            elif values and isinstance(values[0], float):
-                later = [i for i, c in enumerate(values) if c != 0]
-                new_bufs = [g.clone() if c == 0 else None for g, c in zip(grads, values, strict=True)]
-                new_started = [
-                    s if c != 0 else torch.ones_like(s) for s, c in zip(started, values, strict=True)
-                ]
-                if later:
-                    moved = ops.add_(
-                        ops.mul([bufs[i] for i in later], mu, donate=True),
-                        [grads[i] for i in later],
-                        alpha=1 - tau,
-                    )
-                    for i, b in zip(later, moved, strict=True):
-                        new_bufs[i] = b
-            else:  # traced flags (torch.func / torch.compile): select without reading them
-                moved = ops.add(ops.mul(bufs, mu), grads, alpha=1 - tau)
-                new_bufs = [torch.where(c == 0, g, b) for c, g, b in zip(values, grads, moved, strict=True)]
-                new_started = [torch.ones_like(s) for s in started]
-            if nesterov:
-                out = ops.add(grads, new_bufs, alpha=mu)
-                ops.release(out)
-            else:
-                out = new_bufs
-            return out, [new_bufs, new_started]
-
-        new_updates, (bufs, started) = update_leaves(
-            momentum_fn, updates, [state.momentum_buffer, state.started], name="trace"
-        )
-        return new_updates, TraceState(bufs, started)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule("trace", step, lambda st: [st.momentum_buffer, st.started], lambda new: TraceState(*new)),
+    )
 
 
 class EmaState(NamedTuple):

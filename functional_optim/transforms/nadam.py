@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, fusion, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByNAdamState", "scale_by_nadam"]
@@ -34,11 +34,14 @@ def _ones(params: Params) -> Any:
     return tree.map(lambda p: None if p is None else torch.ones((), dtype=dtype), params)
 
 
-def _times(product: Tensor, mu: Any) -> Tensor:
+def _times(product: Tensor, mu: Any, *, in_place: bool) -> Tensor:
     """``mu_product * mu``. In the state's dtype (float32 by default, as torch; also under
     ``torch.compile``), except when ``mu`` is a tensor that gradients may flow through (``b1`` or
     ``momentum_decay`` requiring grad, or under ``torch.func``): then the product keeps ``mu``'s
-    float64 precision, so that hyper-gradients are not those of a float32-quantised product."""
+    float64 precision, so that hyper-gradients are not those of a float32-quantised product.
+    ``in_place``: written into ``product`` (torch's ``mu_product *= mu``) when ``mu`` is a number."""
+    if in_place and isinstance(mu, float) and ops.writable([product]):
+        return product.mul_(mu)
     if (
         isinstance(mu, Tensor)
         and not torch.compiler.is_compiling()
@@ -95,8 +98,7 @@ def scale_by_nadam(
             exp_avg_sq=tree.zeros_like(params),
         )
 
-    def moments(grads: list[Tensor], fields: list[list[Tensor]]):
-        """New state fields, the denominator and the coefficients of ``g / denom`` and ``m / denom``."""
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         psi = ops.scalar(momentum_decay)
         steps, mu_products, m, v = fields
@@ -104,52 +106,36 @@ def scale_by_nadam(
             if g.is_sparse:
                 raise RuntimeError("NAdam does not support sparse gradients")
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
-        steps = _steps.increment(steps, donate=True)
+        steps = _steps.increment(steps, in_place=in_place)
         bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
         mus = _steps.coefficients(steps, lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
         mu_nexts = _steps.coefficients(steps, lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
         # torch: ``mu_product *= mu`` in the state tensor's dtype, then ``.item()``.
-        mu_products = [_times(p, mu) for p, mu in zip(mu_products, mus, strict=True)]
+        mu_products = [_times(p, mu, in_place=in_place) for p, mu in zip(mu_products, mus, strict=True)]
         prods = ops.step_values(mu_products)
-        m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
-        v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
+        m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)
+        v_r = ops.addcmul_(ops.mul(v_r, beta2, in_place=in_place), g_r, g_r, 1 - beta2)
         denom = ops.add_(ops.sqrt_(ops.div(v_r, bc2)), eps_)
         new_fields = [steps, mu_products, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
-        return new_fields, g_r, m_r, denom, mus, mu_nexts, prods
-
-    def nadam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-        new_fields, g_r, m_r, denom, mus, mu_nexts, prods = moments(grads, fields)
-        c_grad = [(1.0 - mu) / (1.0 - pr) for mu, pr in zip(mus, prods, strict=True)]
-        c_avg = [mn / (1.0 - pr * mn) for mn, pr in zip(mu_nexts, prods, strict=True)]
-        out = ops.addcdiv_(ops.div_(ops.mul(g_r, c_grad), denom), m_r, denom, c_avg)
-        ops.release(out)
-        return ops.view_as_complex_like(out, grads), new_fields
-
-    def update_fn(updates: Updates, state: ScaleByNAdamState, params: Params | None = None, **extra: Any):
-        del params, extra
-        new_updates, new = update_leaves(
-            nadam,
-            updates,
-            [state.step, state.mu_product, state.exp_avg, state.exp_avg_sq],
-            name="scale_by_nadam",
-        )
-        return new_updates, ScaleByNAdamState(*new)
-
-    def terms_fn(grads: list[Tensor], state: ScaleByNAdamState, params: list[Tensor]):
-        # the adapters' fused step, as torch.optim.NAdam: two addcdiv_ with
-        # -lr·(1-mu)/(1-mu_product) on g/denom and -lr·mu_next/(1-mu_product·mu_next) on m/denom
-        new_fields, g_r, m_r, denom, mus, mu_nexts, prods = moments(grads, list(state))
+        # torch.optim.NAdam: two addcdiv_ with -lr·(1-μ)/(1-Π) on g/denom and -lr·μ'/(1-Π·μ') on m/denom
         terms = [
-            fusion.Term(
+            Term(
                 g_r, denom, lambda s: [s * (1.0 - mu) / (1.0 - pr) for mu, pr in zip(mus, prods, strict=True)]
             ),
-            fusion.Term(
+            Term(
                 m_r,
                 denom,
                 lambda s: [s * mn / (1.0 - pr * mn) for mn, pr in zip(mu_nexts, prods, strict=True)],
             ),
         ]
-        return terms, ScaleByNAdamState(*new_fields)
+        return RuleStep(new_fields, terms)
 
-    fusion.provide_terms(update_fn, terms_fn)
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_nadam",
+            step,
+            lambda state: [state.step, state.mu_product, state.exp_avg, state.exp_avg_sq],
+            lambda new: ScaleByNAdamState(*new),
+        ),
+    )

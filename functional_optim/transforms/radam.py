@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByRAdamState", "scale_by_radam"]
@@ -68,8 +68,7 @@ def scale_by_radam(
             step=_steps.zeros(params), exp_avg=tree.zeros_like(params), exp_avg_sq=tree.zeros_like(params)
         )
 
-    def update_fn(updates: Updates, state: ScaleByRAdamState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         rho_inf = 2 / (1 - beta2) - 1
 
@@ -79,49 +78,47 @@ def scale_by_radam(
         def rect(r: Any) -> Any:
             return ((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r)) ** 0.5
 
-        def radam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, m, v = fields
-            for g in grads:
-                if g.is_sparse:
-                    raise RuntimeError("RAdam does not support sparse gradients")
-            g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
-            # donate=True: the state buffers are updated in place when the caller donated them
-            # (the adapters); the ``*_`` ops write into the temporaries made here.
-            steps = _steps.increment(steps, donate=True)
-            m_r = ops.lerp(m_r, g_r, 1 - beta1, donate=True)
-            v_r = ops.addcmul_(ops.mul(v_r, beta2, donate=True), g_r, g_r, 1 - beta2)
-            m_hat = ops.div(m_r, _steps.coefficients(steps, lambda t: 1 - beta1**t))
-            rhos = _steps.coefficients(steps, rho)
-            sqrt_bc2 = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
-            if rhos and isinstance(rhos[0], float):
-                out = list(m_hat)
-                idx = [i for i, r in enumerate(rhos) if r > _THRESHOLD]
-                if idx:
-                    every = len(idx) == len(rhos)  # past the first few steps: no list surgery
-                    v_i = v_r if every else [v_r[i] for i in idx]
-                    denom = ops.add_(ops.sqrt(v_i), eps_)
-                    adaptive = ops.mul_(
-                        ops.reciprocal_(denom), sqrt_bc2 if every else [sqrt_bc2[i] for i in idx]
-                    )
-                    rectified = ops.mul_(
-                        ops.mul_(m_hat if every else [m_hat[i] for i in idx], adaptive),
-                        [rect(rhos[i]) for i in idx],
-                    )
-                    for i, u in zip(idx, rectified, strict=True):
-                        out[i] = u
-                ops.release(out)
-            else:  # traced step counters: select without reading them (torch's capturable form)
-                adaptive = ops.mul(ops.reciprocal(ops.add(ops.sqrt(v_r), eps_)), sqrt_bc2)
-                out = [
-                    mh * torch.where(r > _THRESHOLD, rect(torch.clamp(r, min=_THRESHOLD)) * a, 1.0)
-                    for mh, a, r in zip(m_hat, adaptive, rhos, strict=True)
-                ]
-            new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
-            return ops.view_as_complex_like(out, grads), new_fields
+        steps, m, v = fields
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError("RAdam does not support sparse gradients")
+        g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
+        steps = _steps.increment(steps, in_place=in_place)
+        m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)
+        v_r = ops.addcmul_(ops.mul(v_r, beta2, in_place=in_place), g_r, g_r, 1 - beta2)
+        m_hat = ops.div(m_r, _steps.coefficients(steps, lambda t: 1 - beta1**t))
+        rhos = _steps.coefficients(steps, rho)
+        sqrt_bc2 = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
+        if rhos and isinstance(rhos[0], float):
+            out = list(m_hat)
+            idx = [i for i, r in enumerate(rhos) if r > _THRESHOLD]
+            if idx:
+                every = len(idx) == len(rhos)  # past the first few steps: no list surgery
+                v_i = v_r if every else [v_r[i] for i in idx]
+                denom = ops.add_(ops.sqrt(v_i), eps_)
+                adaptive = ops.mul_(ops.reciprocal_(denom), sqrt_bc2 if every else [sqrt_bc2[i] for i in idx])
+                rectified = ops.mul_(
+                    ops.mul_(m_hat if every else [m_hat[i] for i in idx], adaptive),
+                    [rect(rhos[i]) for i in idx],
+                )
+                for i, u in zip(idx, rectified, strict=True):
+                    out[i] = u
+        else:  # traced step counters: select without reading them (torch's capturable form)
+            adaptive = ops.mul(ops.reciprocal(ops.add(ops.sqrt(v_r), eps_)), sqrt_bc2)
+            out = [
+                mh * torch.where(r > _THRESHOLD, rect(torch.clamp(r, min=_THRESHOLD)) * a, 1.0)
+                for mh, a, r in zip(m_hat, adaptive, rhos, strict=True)
+            ]
+        new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
+        # the rectified update is a product (m̂ · adaptive · rect): applied with p.add_(u, alpha=-lr)
+        return RuleStep(new_fields, [Term(out, None, unscaled)])
 
-        new_updates, new = update_leaves(
-            radam, updates, [state.step, state.exp_avg, state.exp_avg_sq], name="scale_by_radam"
-        )
-        return new_updates, ScaleByRAdamState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_radam",
+            step,
+            lambda st: [st.step, st.exp_avg, st.exp_avg_sq],
+            lambda new: ScaleByRAdamState(*new),
+        ),
+    )

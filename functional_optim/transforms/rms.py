@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from functional_optim import _validation, fusion, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByRmsState", "scale_by_rms"]
@@ -75,40 +75,34 @@ def scale_by_rms(
             grad_avg=tree.zeros_like(params) if centered else (),
         )
 
-    def averages(grads: list[Tensor], fields: list[list[Tensor]]):
-        """New state fields, and the update ``buf`` (momentum) or ``g / avg`` as (num, den)."""
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         alpha_, eps_, mu = ops.scalar(alpha), ops.scalar(eps), ops.scalar(momentum)
-        steps, v = _steps.increment(fields[0], donate=True), fields[1]
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError("RMSprop does not support sparse gradients")
+        steps, v = _steps.increment(fields[0], in_place=in_place), fields[1]
         rest = iter(fields[2:])
         buf = next(rest) if use_momentum else None
         ga = next(rest) if centered else None
         g_r, v_r = ops.view_as_real(grads), ops.view_as_real(v)
-        v_r = ops.addcmul_(ops.mul(v_r, alpha_, donate=True), g_r, g_r, 1 - alpha_)
+        v_r = ops.addcmul_(ops.mul(v_r, alpha_, in_place=in_place), g_r, g_r, 1 - alpha_)
         new_fields = [steps, ops.view_as_complex_like(v_r, v)]
         if centered:
-            ga_r = ops.lerp(ops.view_as_real(ga), g_r, 1 - alpha_)
+            ga_r = ops.lerp(ops.view_as_real(ga), g_r, 1 - alpha_, in_place=in_place)
             avg = ops.sqrt(ops.addcmul(v_r, ga_r, ga_r, -1))
         else:
             avg = ops.sqrt(v_r)
         avg = ops.add_(avg, eps_)
         if use_momentum:
-            buf_r = ops.addcdiv_(ops.mul(ops.view_as_real(buf), mu, donate=True), g_r, avg)
+            # torch.optim.RMSprop: buf.mul_(μ).addcdiv_(g, avg); p.add_(buf, alpha=-lr)
+            buf_r = ops.addcdiv_(ops.mul(ops.view_as_real(buf), mu, in_place=in_place), g_r, avg)
             new_fields.append(ops.view_as_complex_like(buf_r, buf))
-            num, den = buf_r, None
+            term = Term(buf_r, None, unscaled)
         else:
-            num, den = g_r, avg
+            term = Term(g_r, avg, unscaled)  # p.addcdiv_(g, avg, value=-lr)
         if centered:
             new_fields.append(ops.view_as_complex_like(ga_r, ga))
-        return new_fields, num, den
-
-    def rms(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-        new_fields, num, den = averages(grads, fields)
-        if den is None:
-            u = num
-        else:
-            u = ops.rdiv_(den, num)
-            ops.release(u)
-        return ops.view_as_complex_like(u, grads), new_fields
+        return RuleStep(new_fields, [term])
 
     def state_fields(state: ScaleByRmsState) -> list[Any]:
         fields = [state.step, state.square_avg]
@@ -125,15 +119,4 @@ def scale_by_rms(
         grad_avg = next(it) if centered else ()
         return ScaleByRmsState(step, square_avg, buf, grad_avg)
 
-    def update_fn(updates: Updates, state: ScaleByRmsState, params: Params | None = None, **extra: Any):
-        del params, extra
-        new_updates, new = update_leaves(rms, updates, state_fields(state), name="scale_by_rms")
-        return new_updates, as_state(new)
-
-    def terms_fn(grads: list[Tensor], state: ScaleByRmsState, params: list[Tensor]):
-        # the adapters' fused step: p.addcdiv_(g, avg, value=-lr), or p.add_(buf, alpha=-lr), as torch
-        new_fields, num, den = averages(grads, state_fields(state))
-        return [fusion.Term(num, den, fusion.unscaled)], as_state(new_fields)
-
-    fusion.provide_terms(update_fn, terms_fn)
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(init_fn, Rule("scale_by_rms", step, state_fields, as_state))

@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByRpropState", "scale_by_rprop"]
@@ -45,9 +45,9 @@ def _one_like(x: Tensor) -> Tensor:
 _ONES: dict[tuple, Tensor] = {}
 
 
-def _where_zero(masks: list[Tensor], xs: list[Tensor], out: list[Tensor]) -> list[Tensor]:
-    """``where(mask, 0, x)`` per tensor, written into ``out`` when it was donated."""
-    if not torch.compiler.is_compiling() and ops.take_donated(out):
+def _where_zero(masks: list[Tensor], xs: list[Tensor], out: list[Tensor], *, in_place: bool) -> list[Tensor]:
+    """``where(mask, 0, x)`` per tensor, written into ``out`` with ``in_place``."""
+    if in_place and not torch.compiler.is_compiling() and ops.writable(out, xs):
         return [o.copy_(x).masked_fill_(m, 0) for m, x, o in zip(masks, xs, out, strict=True)]
     return [x.masked_fill(m, 0) for m, x in zip(masks, xs, strict=True)]
 
@@ -105,41 +105,42 @@ def scale_by_rprop(
             step_size=tree.map(lambda p: _initial_step_size(p, learning_rate), params),
         )
 
-    def update_fn(updates: Updates, state: ScaleByRpropState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         etaminus, etaplus = ops.scalar(etas[0]), ops.scalar(etas[1])
         smin, smax = ops.scalar(step_sizes[0]), ops.scalar(step_sizes[1])
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError("Rprop does not support sparse gradients")
+        steps, prev, size = _steps.increment(fields[0], in_place=in_place), fields[1], fields[2]
+        g_r, prev_r, size_r = ops.view_as_real(grads), ops.view_as_real(prev), ops.view_as_real(size)
+        signs = ops.sign_(ops.mul(g_r, prev_r))
+        factors, negatives = [], []
+        for s in signs:
+            # a 0-dim ``1`` of the tensor's dtype keeps the factors in that dtype (Python
+            # scalars alone would give the default dtype)
+            one = _one_like(s)
+            negative = s < 0
+            factors.append(torch.where(s > 0, etaplus, torch.where(negative, etaminus, one)))
+            negatives.append(negative)
+        # torch: ``g[sign == etaminus] = 0``, kept as the next step's previous gradient
+        # (written into the old one in place: it is not read any more)
+        kept = _where_zero(negatives, g_r, prev_r, in_place=in_place)
+        size_r = ops.clamp_(ops.mul(size_r, factors, in_place=in_place), smin, smax)
+        u = ops.mul_(ops.sign(kept), size_r)
+        new_fields = [
+            steps,
+            ops.view_as_complex_like(kept, prev),
+            ops.view_as_complex_like(size_r, size),
+        ]
+        # torch.optim.Rprop: p.addcmul_(g.sign(), step_size, value=-1): here u = sign(g)·size
+        return RuleStep(new_fields, [Term(u, None, unscaled)])
 
-        def rprop(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, prev, size = _steps.increment(fields[0], donate=True), fields[1], fields[2]
-            for g in grads:
-                if g.is_sparse:
-                    raise RuntimeError("Rprop does not support sparse gradients")
-            g_r, prev_r, size_r = ops.view_as_real(grads), ops.view_as_real(prev), ops.view_as_real(size)
-            signs = ops.sign_(ops.mul(g_r, prev_r))
-            factors, negatives = [], []
-            for s in signs:
-                # a 0-dim ``1`` of the tensor's dtype keeps the factors in that dtype (Python
-                # scalars alone would give the default dtype)
-                one = _one_like(s)
-                negative = s < 0
-                factors.append(torch.where(s > 0, etaplus, torch.where(negative, etaminus, one)))
-                negatives.append(negative)
-            # torch: ``g[sign == etaminus] = 0``, kept as the next step's previous gradient
-            # (written into the old one when donated: it is not read any more)
-            kept = _where_zero(negatives, g_r, prev_r)
-            size_r = ops.clamp_(ops.mul(size_r, factors, donate=True), smin, smax)
-            u = ops.mul_(ops.sign(kept), size_r)
-            ops.release(u)
-            return ops.view_as_complex_like(u, grads), [
-                steps,
-                ops.view_as_complex_like(kept, prev),
-                ops.view_as_complex_like(size_r, size),
-            ]
-
-        new_updates, new = update_leaves(
-            rprop, updates, [state.step, state.prev, state.step_size], name="scale_by_rprop"
-        )
-        return new_updates, ScaleByRpropState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_rprop",
+            step,
+            lambda st: [st.step, st.prev, st.step_size],
+            lambda new: ScaleByRpropState(*new),
+        ),
+    )

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from functional_optim import ops, tree
-from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import (
+    EmptyState,
+    GradientTransformation,
+    Hyperparam,
+    LearningRate,
+    Params,
+    Updates,
+)
 from functional_optim.hyperparams import schedulable
 
 __all__ = ["negate", "scale", "scale_by_learning_rate"]
@@ -16,7 +23,7 @@ def _scale_tree(updates: Updates, factor: Any) -> Updates:
     present = [u for u in leaves if u is not None]
     if not present:
         return updates
-    scaled = iter(ops.mul(present, ops.scalar(factor), donate=True))
+    scaled = iter(ops.mul(present, ops.scalar(factor)))
     return tree.unflatten(spec, [None if u is None else next(scaled) for u in leaves])
 
 
@@ -60,9 +67,7 @@ def scale_by_learning_rate(learning_rate: Hyperparam, *, flip_sign: bool = True)
         lr = ops.scalar(learning_rate)
         return _scale_tree(updates, -lr if flip_sign else lr), state
 
-    # lets the adapters fuse ``-lr`` into the parameter update (fusion.fused_plan)
-    update_fn._fo_learning_rate = (learning_rate, flip_sign)  # type: ignore[attr-defined]
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, LearningRate(learning_rate, flip_sign))
 
 
 def negate() -> GradientTransformation:
@@ -77,9 +82,7 @@ def negate() -> GradientTransformation:
         del params, extra
         leaves, spec = tree.flatten(updates)
         present = [u for u in leaves if u is not None]
-        negated = ops.neg(present, donate=True)
-        ops.release(negated)
-        negated = iter(negated)
+        negated = iter(ops.neg(present))
         return tree.unflatten(spec, [None if u is None else next(negated) for u in leaves]), state
 
     return GradientTransformation(init_fn, update_fn)

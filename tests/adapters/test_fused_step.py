@@ -1,4 +1,4 @@
-"""The adapters' fast path (``functional_optim.fusion`` + the step cache) gives torch.optim's exact
+"""The adapters' fast path (``functional_optim.fused`` + the step cache) gives torch.optim's exact
 numbers, falls back where it must, and follows changes made to ``opt.state`` between steps."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import functional_optim as fo
-from functional_optim import fusion
+from functional_optim import fused
+from functional_optim.rules import Term, apply_terms
 
 # torch.optim.X -> options; on these the adapter applies the chain's tail as torch does
 # (p.mul_(1 - lr*wd), p.add_(u, alpha=-lr) or p.addcdiv_(num, den, value)): bitwise equal.
@@ -157,20 +158,27 @@ def test_custom_chains_in_the_adapter_equal_the_pure_loop(make):
         torch.testing.assert_close(p.detach(), e, rtol=1e-6, atol=1e-7)
 
 
-def test_fused_plan_recognises_the_tail_and_the_core_terms():
-    plan = fusion.fused_plan(fo.adamw(1e-3, weight_decay=0.1))
-    assert plan.n_tail == 2 and plan.weight_decay == 0.1 and plan.learning_rate == 1e-3
-    assert plan.terms is not None and plan.n_pre == 0
-    plan = fusion.fused_plan(fo.adam(1e-3, weight_decay=0.1, maximize=True))  # L2 + negate before
-    assert plan.n_tail == 1 and plan.weight_decay is None and plan.n_pre == 2
+def test_fused_plan_reads_the_declared_roles():
+    plan = fused.plan(fo.adamw(1e-3, weight_decay=0.1))
+    assert plan.weight_decay == 0.1 and plan.learning_rate == 1e-3
+    assert plan.rule is not None and plan.rule.name == "scale_by_adam" and plan.pre == ()
+    plan = fused.plan(fo.adam(1e-3, weight_decay=0.1, maximize=True))  # L2 + negate before the rule
+    assert plan.weight_decay is None and len(plan.pre) == 2 and plan.rule.name == "scale_by_adam"
+    # an L2 decay right before the learning rate is *not* decoupled decay: it stays a pure pre step
+    plan = fused.plan(fo.sgd(0.1, weight_decay=0.1))
+    assert plan.weight_decay is None and plan.rule is None and len(plan.pre) == 1
+    # nested chains are flattened; the state paths follow the nesting
+    plan = fused.plan(fo.chain(fo.clip_by_global_norm(1.0), fo.adamw(1e-3)))
+    assert plan.rule.name == "scale_by_adam" and plan.rule_path == (1, 0) and plan.pre[0][1] == (0,)
     tx = fo.sgd(0.1)
-    assert fusion.fused_plan(tx) is fusion.fused_plan(tx)
-    assert fusion.fused_plan(fo.chain(fo.scale_by_adam(), fo.scale(-0.1))) is None  # no lr transform
-    assert fusion.fused_plan(fo.chain(fo.scale_by_learning_rate(0.1, flip_sign=False))) is None
-    assert fusion.fused_plan(fo.scale_by_adam()) is None  # not a chain
-    assert fusion.concrete(torch.tensor(0.5)) == 0.5
-    assert fusion.concrete(torch.tensor(0.5, requires_grad=True)) is None
-    assert fusion.concrete(lambda c: 0.1) is None and fusion.concrete(True) is None
+    assert fused.plan(tx) is fused.plan(tx)
+    assert fused.plan(fo.chain(fo.scale_by_adam(), fo.scale(-0.1))) is None  # no learning rate role
+    assert fused.plan(fo.chain(fo.scale_by_learning_rate(0.1, flip_sign=False))) is None
+    assert fused.plan(fo.scale_by_adam()) is None  # no learning rate
+    assert fused.plan(fo.apply_if_finite(fo.adam(0.1), 3)) is None  # may keep its old state
+    assert fused.concrete(torch.tensor(0.5)) == 0.5
+    assert fused.concrete(torch.tensor(0.5, requires_grad=True)) is None
+    assert fused.concrete(lambda c: 0.1) is None and fused.concrete(True) is None
 
 
 def test_apply_terms_is_torch_optims_in_place_update():
@@ -182,7 +190,11 @@ def test_apply_terms_is_torch_optims_in_place_update():
         (q * 0.9).addcdiv(n, d, value=-0.1 / c) for q, n, d, c in zip(p, num, den, (0.5, 0.25), strict=True)
     ]
     expected = [e.add(n, alpha=-0.1) for e, n in zip(expected, num, strict=True)]
-    terms = [fusion.Term(num, den, lambda s: [s / 0.5, s / 0.25]), fusion.Term(num, None, lambda s: s)]
-    fusion.apply_terms_(p, terms, step_scale=-0.1, param_scale=0.9)
+    terms = [
+        Term(None, None, lambda s: 0.9),
+        Term(num, den, lambda s: [s / 0.5, s / 0.25]),
+        Term(num, None, lambda s: s),
+    ]
+    apply_terms(p, terms, step_scale=-0.1)
     for a, b in zip(p, expected, strict=True):
         assert torch.equal(a, b)

@@ -1,0 +1,245 @@
+"""The state layout of a transform in an optimizer: how a functional state maps to ``self.state``.
+
+A layout is a small tree that mirrors the transform's state::
+
+    ("param", key, empty)     a per-parameter field: a list with one entry per parameter
+                              (``empty`` stands for the entries that hold nothing), stored in
+                              ``self.state[p][key]``
+    ("global", path, meta)    any other leaf, stored under FUNCTIONAL_STATE_KEY[path] in the state
+                              of the group's first parameter
+    ("const", value)          None
+    ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
+
+:func:`build_layout` makes it from a freshly initialised state; :func:`assemble` builds the
+functional state from the per-parameter dicts and :func:`scatter` writes one back.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+FUNCTIONAL_STATE_KEY = "functional_state"
+"""Key, in the state of a group's first parameter, of the group's non-per-parameter state."""
+
+
+# A layout is a small tree that mirrors the transform's state:
+#   ("param", key, empty)     a per-parameter field: a list with one entry per parameter
+#                             (``empty`` stands for the entries that hold nothing)
+#   ("global", path, meta)    any other leaf, stored under FUNCTIONAL_STATE_KEY[path]
+#   ("const", value)          None
+#   ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
+
+
+def is_placeholder(v: Any) -> bool:
+    """A per-parameter entry that holds nothing: ``None`` or an empty tuple (e.g. Adafactor's
+    ``variance`` of a matrix). It is not stored in ``self.state[p]``."""
+    return v is None or (isinstance(v, tuple) and not v)
+
+
+def is_per_param(value: Any, n: int) -> bool:
+    # A list with one tensor-or-placeholder entry per parameter (all placeholders too: e.g.
+    # Adafactor's ``variance`` in a group of matrices).
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(isinstance(v, Tensor) or is_placeholder(v) for v in value)
+    )
+
+
+def build_layout(state: Any, n: int) -> tuple:
+    used: dict[str, int] = {}
+
+    def key_for(name: str) -> str:
+        k = used.get(name, 0)
+        used[name] = k + 1
+        return name if k == 0 else f"{name}_{k}"
+
+    def build(node: Any, path: tuple) -> tuple:
+        if node is None:
+            return ("const", None)
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            children = []
+            for name, value in zip(node._fields, node, strict=True):
+                if is_per_param(value, n):
+                    placeholder = next((v for v in value if not isinstance(v, Tensor)), None)
+                    children.append(("param", key_for(name), placeholder))
+                else:
+                    children.append(build(value, (*path, name)))
+            return ("nt", type(node), tuple(children))
+        if isinstance(node, tuple | list):
+            kind = "tuple" if isinstance(node, tuple) else "list"
+            return (kind, tuple(build(v, (*path, str(i))) for i, v in enumerate(node)))
+        if isinstance(node, dict):
+            keys = tuple(node)
+            return ("dict", keys, tuple(build(node[k], (*path, str(k))) for k in keys))
+        meta = (node.dtype, node.device, node.dim()) if isinstance(node, Tensor) else None
+        return ("global", ".".join(path) or "<root>", meta)
+
+    return build(state, ())
+
+
+def layout_keys(layout: tuple) -> list[str]:
+    out: list[str] = []
+
+    def walk(t: tuple) -> None:
+        kind = t[0]
+        if kind == "param":
+            out.append(t[1])
+        elif kind == "nt" or kind == "dict":
+            for c in t[2]:
+                walk(c)
+        elif kind in ("tuple", "list"):
+            for c in t[1]:
+                walk(c)
+
+    walk(layout)
+    return out
+
+
+def required_keys(layout: tuple) -> list[str]:
+    """The per-parameter keys every initialised parameter must have (fields that hold a tensor
+    for every parameter of a fresh state)."""
+    out: list[str] = []
+
+    def walk(t: tuple) -> None:
+        kind = t[0]
+        if kind == "param":
+            if t[2] is None:
+                out.append(t[1])
+        elif kind == "nt" or kind == "dict":
+            for c in t[2]:
+                walk(c)
+        elif kind in ("tuple", "list"):
+            for c in t[1]:
+                walk(c)
+
+    walk(layout)
+    return out
+
+
+def has_globals(layout: tuple) -> bool:
+    kind = layout[0]
+    if kind == "global":
+        return True
+    if kind == "nt" or kind == "dict":
+        return any(has_globals(c) for c in layout[2])
+    if kind in ("tuple", "list"):
+        return any(has_globals(c) for c in layout[1])
+    return False
+
+
+def assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:
+    kind = t[0]
+    if kind == "param":
+        key, placeholder = t[1], t[2]
+        return [st.get(key, placeholder) for st in sts]
+    if kind == "nt":
+        return t[1](*[assemble(c, sts, glob) for c in t[2]])
+    if kind == "tuple":
+        return tuple(assemble(c, sts, glob) for c in t[1])
+    if kind == "list":
+        return [assemble(c, sts, glob) for c in t[1]]
+    if kind == "dict":
+        return {k: assemble(c, sts, glob) for k, c in zip(t[1], t[2], strict=True)}
+    if kind == "global":
+        value = glob[t[1]]
+        meta = t[2]
+        if meta is not None:
+            dtype, device, _ = meta
+            if not isinstance(value, Tensor):
+                value = torch.tensor(value, dtype=dtype, device=device)
+                glob[t[1]] = value
+            elif value.dtype != dtype:
+                value = value.to(dtype)
+                glob[t[1]] = value
+        return value
+    return t[1]
+
+
+def scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
+    kind = t[0]
+    if kind == "param":
+        key = t[1]
+        for st, v in zip(sts, value, strict=True):
+            if v is None or (isinstance(v, tuple) and not v):  # is_placeholder, inlined: hot loop
+                st.pop(key, None)
+            else:
+                st[key] = v
+    elif kind == "nt" or kind == "dict":
+        children = t[2]
+        values = value if kind == "nt" else [value[k] for k in t[1]]
+        for c, v in zip(children, values, strict=True):
+            scatter(c, v, sts, glob)
+    elif kind in ("tuple", "list"):
+        for c, v in zip(t[1], value, strict=True):
+            scatter(c, v, sts, glob)
+    elif kind == "global":
+        glob[t[1]] = value
+
+
+def freeze_exact(v: Any) -> Any:
+    """A hashable key equal for identical hyperparameter values (tensors by identity)."""
+    if isinstance(v, Tensor):
+        return ("T", id(v))
+    if isinstance(v, tuple | list):
+        return tuple(freeze_exact(x) for x in v)
+    try:
+        hash(v)
+    except TypeError:
+        return ("id", id(v))
+    return (type(v), v)
+
+
+def freeze_structure(v: Any) -> Any:
+    """A key that changes only when a value may change the *structure* of the state
+    (a flag, a string, a number becoming zero or non-zero)."""
+    if isinstance(v, Tensor):
+        return "T"
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int | float):
+        return ("num", v == 0)
+    if isinstance(v, tuple | list):
+        return tuple(freeze_structure(x) for x in v)
+    return ("id", id(v)) if callable(v) else type(v).__name__
+
+
+_GRAD = operator.attrgetter("grad")
+_LAYOUT = operator.attrgetter("layout")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def to_python(value: Any) -> Any:
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.requires_grad:
+        return value.item()
+    return value
+
+
+def param_lists(t: tuple, value: Any, out: list[list[Any]]) -> list[list[Any]]:
+    """The per-parameter lists of a functional state, in layout order."""
+    kind = t[0]
+    if kind == "param":
+        out.append(value)
+    elif kind == "nt" or kind == "dict":
+        values = value if kind == "nt" else [value[k] for k in t[1]]
+        for c, v in zip(t[2], values, strict=True):
+            param_lists(c, v, out)
+    elif kind in ("tuple", "list"):
+        for c, v in zip(t[1], value, strict=True):
+            param_lists(c, v, out)
+    return out
+
+
+def same_param_tensors(layout: tuple, new_state: Any, old_state: Any) -> bool:
+    """Whether the step returned the very same per-parameter tensors (updated in place)."""
+    is_ = operator.is_
+    return all(
+        len(new) == len(old) and all(map(is_, new, old))
+        for new, old in zip(
+            param_lists(layout, new_state, []), param_lists(layout, old_state, []), strict=True
+        )
+    )

@@ -1,0 +1,180 @@
+"""The adapters' fused step: a chain applied in place, derived from the transforms' roles.
+
+A chain whose flattened transforms end in ::
+
+    *pre, [rule], [add_decayed_weights(wd, decoupled=True)], scale_by_learning_rate(lr)
+
+(with a concrete ``lr`` and ``wd``) moves the parameters by ``p ← (1 - lr·wd)·p + (-lr)·rule_update``.
+``torch.optim`` applies exactly this in place: ``p.mul_(1 - lr * wd)`` (decoupled weight decay)
+and one ``p.add_(u, alpha=-lr)`` or, for the adaptive methods, ``p.addcdiv_(num, den, value)``
+that never materialises the update. :func:`plan` recognises such chains by the **roles** the
+transforms declare (:class:`functional_optim.core.LearningRate`,
+:class:`~functional_optim.core.DecoupledWeightDecay`, :class:`~functional_optim.rules.Rule`,
+:class:`~functional_optim.core.Chain`) — never by position alone or by function attributes.
+
+A fused step has two phases, so that an adapter step is all-or-nothing:
+
+1. :func:`prepare` (may raise; writes nothing): runs the ``pre`` transforms through their pure
+   ``update`` (new tensors) — e.g. ``negate`` for ``maximize``, an L2 ``add_decayed_weights``,
+   clipping, a momentum that is not the rule;
+2. :func:`commit` (writes; runs library kernels only): the rule's step with ``in_place=True``
+   (its state buffers updated in place, as ``torch.optim``), then its terms applied to the
+   parameters (:func:`functional_optim.rules.apply_terms`).
+
+The rule's maths is the same function the pure ``update`` evaluates (:mod:`functional_optim.rules`),
+so the two paths cannot disagree. Everything else (schedules, ``inject_hyperparams``, combinators
+that may keep an old state such as ``apply_if_finite``, unknown transforms at the end of a chain)
+is not fused: the adapters run the pure ``update`` and write its result.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from functional_optim import ops
+from functional_optim.core import Chain, DecoupledWeightDecay, GradientTransformation, LearningRate
+from functional_optim.rules import Rule, Term, apply_terms, unscaled
+
+__all__ = ["FusedPlan", "commit", "concrete", "plan", "prepare"]
+
+Path = tuple[int, ...]
+"""Where a transform's state sits in the (nested tuple) state of a chain."""
+
+
+class FusedPlan(NamedTuple):
+    """How to run a chain with its end applied in place.
+
+    Attributes:
+      pre: the transforms run purely before the rule, with the path of each one's state.
+      rule: the core's :class:`~functional_optim.rules.Rule` (``None``: the updates of ``pre``
+        are applied as they are, ``p.add_(u, alpha=-lr)``).
+      rule_path: the path of the rule's state.
+      learning_rate: the learning-rate hyperparameter (read at every step).
+      weight_decay: the decoupled weight decay hyperparameter, or ``None``.
+    """
+
+    pre: tuple[tuple[GradientTransformation, Path], ...]
+    rule: Rule | None
+    rule_path: Path
+    learning_rate: Any
+    weight_decay: Any
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NO_PLAN = object()
+
+
+def _flatten(transform: GradientTransformation, path: Path) -> list[tuple[GradientTransformation, Path]]:
+    role = transform.role
+    if isinstance(role, Chain):
+        out: list[tuple[GradientTransformation, Path]] = []
+        for i, child in enumerate(role.children):
+            out.extend(_flatten(child, (*path, i)))
+        return out
+    return [(transform, path)]
+
+
+def plan(transform: GradientTransformation) -> FusedPlan | None:
+    """The :class:`FusedPlan` of a transform, or ``None`` when it cannot be fused (cached)."""
+    cached = _PLANS.get(transform.update, None)
+    if cached is None:
+        cached = _make_plan(transform)
+        _PLANS[transform.update] = _NO_PLAN if cached is None else cached
+    return None if cached is _NO_PLAN else cached
+
+
+def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
+    flat = _flatten(transform, ())
+    if not flat:
+        return None
+    last, _ = flat[-1]
+    if not isinstance(last.role, LearningRate) or not last.role.flip_sign:
+        return None
+    rest = flat[:-1]
+    weight_decay = None
+    if rest and isinstance(rest[-1][0].role, DecoupledWeightDecay):
+        weight_decay = rest[-1][0].role.weight_decay
+        rest = rest[:-1]
+    rule, rule_path = None, ()
+    if rest and isinstance(rest[-1][0].role, Rule):
+        rule, rule_path = rest[-1][0].role, rest[-1][1]
+        rest = rest[:-1]
+    return FusedPlan(tuple(rest), rule, rule_path, last.role.learning_rate, weight_decay)
+
+
+def concrete(value: Any) -> float | None:
+    """A hyperparameter as a Python float if it is one (or a concrete 1-element tensor), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float | int):
+        return float(value)
+    if isinstance(value, Tensor) and value.numel() == 1 and not ops.is_traced(value):
+        return value.item()
+    return None
+
+
+def get_path(state: Any, path: Path) -> Any:
+    for i in path:
+        state = state[i]
+    return state
+
+
+def set_path(state: Any, path: Path, value: Any) -> Any:
+    """A copy of the nested tuple ``state`` with the entry at ``path`` replaced."""
+    if not path:
+        return value
+    head, tail = path[0], path[1:]
+    items = list(state)
+    items[head] = set_path(state[head], tail, value)
+    return tuple(items)
+
+
+class Prepared(NamedTuple):
+    """The result of :func:`prepare`: the rule's input updates and the new state so far."""
+
+    updates: list[Tensor]
+    state: Any
+
+
+def prepare(
+    fused: FusedPlan, grads: list[Tensor], state: Any, params: list[Tensor], extra: dict[str, Any]
+) -> Prepared:
+    """Phase 1: run the ``pre`` transforms purely (nothing given is written)."""
+    updates: Any = grads
+    for transform, path in fused.pre:
+        updates, new = transform.update(updates, get_path(state, path), params, **extra)
+        state = set_path(state, path, new)
+    return Prepared(list(updates), state)
+
+
+def commit(
+    fused: FusedPlan, prepared: Prepared, params: Sequence[Tensor], step_scale: float, param_scale: float
+) -> Any:
+    """Phase 2: the rule's step with its state updated in place, then
+    ``p ← param_scale · p + terms(step_scale)`` in place. Returns the new state."""
+    state = prepared.state
+    if fused.rule is None:
+        terms: list = [Term(prepared.updates, None, unscaled)]
+    else:
+        rule = fused.rule
+        result = rule.step(
+            prepared.updates,
+            rule.fields(get_path(state, fused.rule_path)),
+            list(params),
+            in_place=True,
+        )
+        if result.terms is None:
+            assert result.update is not None
+            terms = [Term(result.update, None, unscaled)]
+        else:
+            terms = result.terms
+        state = set_path(state, fused.rule_path, rule.state(result.fields))
+    params = list(params)
+    if param_scale != 1:
+        ops.mul_(ops.view_as_real(params), param_scale)  # torch.optim's p.mul_(1 - lr * wd)
+    apply_terms(params, terms, step_scale)
+    return state

@@ -1,0 +1,272 @@
+"""Explicit update rules: an algorithm's per-step maths, written once.
+
+A :class:`Rule` is the whole step of an algorithm's core (Adam's moments, RMSprop's averages,
+ASGD's descent and average...) as one function::
+
+    rule.step(grads, fields, params, in_place=...) -> RuleStep(new_fields, terms)
+
+over flat lists of tensors: the gradients, the per-parameter state fields the rule reads (in the
+order of :attr:`Rule.fields`), and the parameters (when the rule needs them). It returns the new
+state fields and the update described as :class:`Term` s, e.g. Adam's update is the single term
+``(m, √v̂ + ε)`` with coefficient ``s / (1 - β₁ᵗ)``: applied with a step scale ``s`` it moves the
+parameters by ``s · m / ((√v̂ + ε) · (1 - β₁ᵗ))``.
+
+Two callers derive everything else from that one function, so they cannot disagree:
+
+* the pure ``update`` of the transform (:func:`rule_transform`) calls it with ``in_place=False``
+  (every new state field is a new tensor) and turns the terms into the update tensor
+  (:func:`materialize`);
+* the adapters' fused step (:mod:`functional_optim.fused`) calls it with ``in_place=True`` on
+  state buffers it owns (the same kernels write into them, as ``torch.optim`` does) and applies
+  the terms to the parameters in place with ``torch.optim``'s kernels (``p.addcdiv_(m, denom,
+  value=-lr / bc1)``), never materialising the update.
+
+``in_place`` only changes *where* the state ops write (``ops.lerp(m, g, w, in_place=in_place)``),
+never what they compute. A rule validates its inputs (e.g. sparse gradients) before its first
+write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from functional_optim import ops
+from functional_optim._leafwise import update_leaves
+from functional_optim.core import GradientTransformation, InitFn, Params, Role, State, Updates
+
+__all__ = [
+    "After",
+    "Rule",
+    "RuleStep",
+    "Term",
+    "divided",
+    "materialize",
+    "rule_transform",
+    "unscaled",
+]
+
+
+class Term(NamedTuple):
+    """One term of a parameter update applied with step scale ``s`` (``-lr`` for descent).
+
+    * ``num`` and ``den`` given: ``p ← p + coefficient(s) · num / den``;
+    * ``den`` is ``None``: ``p ← p + coefficient(s) · num``;
+    * both ``None``: ``p ← coefficient(s) · p`` (a decay of the parameters, e.g. ASGD's
+      ``1 - λη``, applied before the terms that follow it).
+
+    ``coefficient(s)`` returns a scalar or one scalar per tensor, computed the way
+    ``torch.optim`` computes its step sizes (e.g. ``s / bc1``); it must be affine in ``s``
+    (``a + b·s`` with ``a = 1`` for a decay term and ``a = 0`` otherwise). ``num``/``den`` are
+    lists of real tensors matching the parameters (complex parameters are seen as real views).
+    """
+
+    num: list[Tensor] | None
+    den: list[Tensor] | None
+    coefficient: Callable[[Any], Any]
+
+
+class After(NamedTuple):
+    """A callback run with the updated parameters (real views) once the terms before it are
+    applied (e.g. ASGD's average of the new parameters); it stores its results itself, in the
+    state lists the rule returned."""
+
+    fn: Callable[[list[Tensor]], None]
+
+
+class RuleStep(NamedTuple):
+    """What :meth:`Rule.step` returns.
+
+    Attributes:
+      fields: the new per-parameter state fields (same order as the fields it was given).
+      terms: the update as terms (:class:`Term`, :class:`After`), or ``None`` when the update
+        cannot be written as terms (then ``update`` holds it, e.g. Adagrad's sparse gradients).
+      update: the update itself, when ``terms`` is ``None``.
+    """
+
+    fields: list[list[Any]]
+    terms: list[Term | After] | None = None
+    update: list[Tensor] | None = None
+
+
+class StepFn(Protocol):
+    def __call__(
+        self,
+        grads: list[Tensor],
+        fields: list[list[Any]],
+        params: list[Tensor] | None,
+        *,
+        in_place: bool,
+    ) -> RuleStep: ...
+
+
+@dataclass(frozen=True)
+class Rule(Role):
+    """An algorithm's per-step maths as one explicit object (and the role of its transform).
+
+    Attributes:
+      name: the transform's name (error messages), e.g. ``"scale_by_adam"``.
+      step: the maths, see the module docstring.
+      fields: ``state -> [per-parameter state trees]`` in the order ``step`` reads them.
+      state: ``[per-parameter state trees] -> state``, the inverse of ``fields``.
+      needs_params: ``step`` reads the parameters.
+    """
+
+    name: str
+    step: StepFn
+    fields: Callable[[Any], list[Any]]
+    state: Callable[[Sequence[Any]], Any]
+    needs_params: bool = False
+
+
+def unscaled(step_scale: Any) -> Any:
+    """The coefficient of a term applied with the step scale itself (``p.add_(u, alpha=-lr)``)."""
+    return step_scale
+
+
+def divided(divisors: Sequence[Any]) -> Callable[[Any], list[Any]]:
+    """The coefficient ``step_scale / c`` per tensor (torch's ``-lr / bias_correction``)."""
+    return lambda step_scale: [step_scale / c for c in divisors]
+
+
+def _is_one(c: Any) -> bool:
+    if isinstance(c, list | tuple):
+        return all(isinstance(v, float | int) and v == 1 for v in c)
+    return isinstance(c, float | int) and c == 1
+
+
+def _simple(terms: Sequence[Term | After]) -> bool:
+    return all(isinstance(t, Term) and t.num is not None for t in terms)
+
+
+def materialize(terms: Sequence[Term | After], params: list[Tensor] | None) -> list[Tensor]:
+    """The update tensor (real views) that the terms describe: ``u`` with ``p + s·u`` equal to
+    the terms applied with step scale ``s``.
+
+    Additive terms give ``u = Σ coefficient(1) · num / den`` (new tensors; nothing given is
+    written). Rules whose terms decay the parameters or read the new parameters (:class:`After`,
+    ASGD) are evaluated as a unit descent step on a copy of the parameters, in the terms' own op
+    order: ``p' = terms(p, s=-1)``, ``u = p - p'`` (so such a rule's update is meant for
+    ``scale_by_learning_rate(1.0)``, as ASGD's alias uses it).
+    """
+    if _simple(terms):
+        out: list[Tensor] | None = None
+        owned = False  # ``out`` is a temporary made here (else it may be a state field: not written)
+        for term in terms:
+            assert isinstance(term, Term) and term.num is not None
+            c = term.coefficient(1.0)
+            if out is None:
+                if term.den is None:
+                    out, owned = (term.num, False) if _is_one(c) else (ops.mul(term.num, c), True)
+                else:
+                    out, owned = ops.div(term.num, term.den), True
+                    if not _is_one(c):
+                        out = ops.mul_(out, c)
+            elif term.den is None:
+                y = term.num if _is_one(c) else ops.mul(term.num, c)
+                out, owned = (ops.add_(out, y) if owned else ops.add(out, y)), True
+            else:
+                out = (
+                    ops.addcdiv_(out, term.num, term.den, c)
+                    if owned
+                    else ops.addcdiv(out, term.num, term.den, c)
+                )
+                owned = True
+        if out is None:
+            raise ValueError("materialize: a rule returned no terms")
+        return out
+    if params is None:
+        raise ValueError("materialize: terms that decay or read the parameters need the parameters")
+    new_p = apply_terms(ops.clone(params), terms, -1.0)
+    return ops.sub(ops.view_as_real(params), new_p)
+
+
+def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale: Any) -> list[Tensor]:
+    """``p ← terms(p, step_scale)`` with ``torch.optim``'s kernels: ``mul_``, ``add_(num,
+    alpha=c)`` or ``addcdiv_(num, den, c)``; :class:`After` callbacks run where they appear (with
+    the real views of the new parameters). Returns the new parameters (real views).
+
+    The parameters are written in place when :func:`functional_optim.ops.writable` allows (the
+    adapters' fused step, or a copy made by :func:`materialize`); otherwise (autograd recording,
+    ``torch.func``) new tensors are returned. Complex parameters are written through their real
+    views, except by a term whose ``num`` is complex itself (native complex arithmetic, e.g. SGD's
+    momentum: ``torch.optim``'s complex ``add_``)."""
+    complex_like = [p for p in params if p.is_complex()]
+    for term in terms:
+        params_r = ops.view_as_real(params)
+        if isinstance(term, After):
+            term.fn(params_r)
+            continue
+        value = term.coefficient(step_scale)
+        if term.num is None:
+            params_r = ops.mul_(params_r, value)
+        elif term.den is not None:
+            params_r = ops.addcdiv_(params_r, term.num, term.den, value)
+        elif complex_like and any(n.is_complex() for n in term.num):
+            params = [
+                _add_scaled(p, n, v)
+                for p, n, v in zip(params, term.num, _per_tensor(value, params), strict=True)
+            ]
+            continue
+        else:
+            params_r = _add_scaled_all(params_r, term.num, value)
+        params = ops.view_as_complex_like(params_r, params)
+    return ops.view_as_real(params)
+
+
+def _per_tensor(value: Any, xs: Sequence[Any]) -> Sequence[Any]:
+    return value if isinstance(value, list | tuple) else [value] * len(xs)
+
+
+def _add_to(p: Tensor, y: Tensor, v: Any) -> Tensor:
+    """``p + v·y`` where ``y`` is complex (native complex arithmetic) or the real view of ``p``'s update."""
+    if p.is_complex() and not y.is_complex():
+        return torch.view_as_complex(_add_scaled(torch.view_as_real(p), y, v))
+    return _add_scaled(p, y, v)
+
+
+def _add_scaled(x: Tensor, y: Tensor, v: Any) -> Tensor:
+    """``x.add_(y, alpha=v)`` (written into ``x`` when :func:`functional_optim.ops.writable`)."""
+    if ops.writable([x], [y]):
+        return x.add_(y, alpha=v) if isinstance(v, float | int) else x.add_(v * y)
+    return torch.add(x, y, alpha=v) if isinstance(v, float | int) else x + v * y
+
+
+def _add_scaled_all(xs: list[Tensor], ys: list[Tensor], value: Any) -> list[Tensor]:
+    """``x.add_(y, alpha=v)`` per tensor: the fused multiply-add of ``torch.optim``'s ``add_``."""
+    if not isinstance(value, list | tuple):
+        return ops.add_(xs, ys, alpha=value)
+    if all(isinstance(v, float | int) for v in value) and len(set(value)) == 1:
+        return ops.add_(xs, ys, alpha=value[0])
+    return [_add_scaled(x, y, v) for x, y, v in zip(xs, ys, value, strict=True)]
+
+
+def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
+    """The pure transform of ``rule``: ``update`` runs ``rule.step(..., in_place=False)`` on the
+    leaves that have a gradient and returns :func:`materialize` of its terms. Its role is the rule
+    itself, which the adapters' fused step runs in place instead."""
+
+    def leaf_step(grads: list[Tensor], fields: list[list[Any]], params: list[Tensor] | None):
+        result = rule.step(grads, fields, params, in_place=False)
+        if result.terms is None:
+            assert result.update is not None
+            return result.update, result.fields
+        return ops.view_as_complex_like(materialize(result.terms, params), grads), result.fields
+
+    def update_fn(updates: Updates, state: State, params: Params | None = None, **extra: Any):
+        del extra
+        new_updates, new_fields = update_leaves(
+            leaf_step,
+            updates,
+            rule.fields(state),
+            params if rule.needs_params else None,
+            name=rule.name,
+            need_params=rule.needs_params,
+        )
+        return new_updates, rule.state(new_fields)
+
+    return GradientTransformation(init_fn, update_fn, rule)
