@@ -81,6 +81,7 @@ IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 """``torch.optim``'s implementation flags: accepted, never passed to the transform."""
 
 _GRAD = operator.attrgetter("grad")
+_NONES = itertools.repeat(None)
 _LAYOUT = operator.attrgetter("layout")
 _DTYPE = operator.attrgetter("dtype")
 
@@ -324,8 +325,10 @@ class FunctionalOptimizer(Optimizer):
         the transform). Nothing is written. Returns the commit (phase 2), or ``None`` when no
         parameter of the group has a gradient."""
         params = group["params"]
-        grads = list(map(_GRAD, params))
-        if any(map(operator.is_, grads, itertools.repeat(None))):  # skipped: no gradient
+        compiling = torch.compiler.is_compiling()
+        # C-level maps when eager (a few per step); plain loops for Dynamo to trace
+        grads = [p.grad for p in params] if compiling else list(map(_GRAD, params))
+        if any(g is None for g in grads) if compiling else any(map(operator.is_, grads, _NONES)):
             present = [p for p, g in zip(params, grads, strict=True) if g is not None]
             if not present:
                 return None
@@ -335,7 +338,6 @@ class FunctionalOptimizer(Optimizer):
         transform = self._transform_for(index, group)
         layout, has_globals, init_state = self._layout_for(index, group, transform)
         state = self.state
-        compiling = torch.compiler.is_compiling()
         torch_states = [state.get(p) for p in present]
         cache = None if (has_globals or compiling) else self._fo_steps.get(index)
         if cache is not None and None not in torch_states and cache.fits(layout, present, torch_states):
@@ -529,9 +531,14 @@ class FunctionalOptimizer(Optimizer):
         if lr is None or wd is None:
             return None
         # dense gradients of their parameters' dtype (checked with C-level loops: once per step)
-        if not all(map(operator.is_, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
-            return None
-        if not all(map(operator.is_, map(_DTYPE, grads), map(_DTYPE, params))):
+        if torch.compiler.is_compiling():
+            if any(
+                g.layout != torch.strided or g.dtype != p.dtype for g, p in zip(grads, params, strict=True)
+            ):
+                return None
+        elif not all(map(operator.is_, map(_LAYOUT, grads), itertools.repeat(torch.strided))) or not all(
+            map(operator.is_, map(_DTYPE, grads), map(_DTYPE, params))
+        ):
             return None
         return plan, -lr, 1 - lr * wd  # torch.optim's ``1 - lr * weight_decay``
 
