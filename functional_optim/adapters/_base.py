@@ -643,24 +643,78 @@ class FunctionalOptimizer(Optimizer):
         for gi, (g, s) in enumerate(zip(groups, saved, strict=True)):
             for j, (pid, p) in enumerate(zip(s["params"], g["params"], strict=True)):
                 where[pid] = (gi, j, g, p)
+        # the groups as they will be after the load (torch takes the saved hyperparameters)
+        merged = [
+            {**g, **{k: v for k, v in s.items() if k != "params"}} for g, s in zip(groups, saved, strict=True)
+        ]
         for pid, st in sd["state"].items():
             if pid not in where or not isinstance(st, dict):
                 continue
             gi, j, g, p = where[pid]
-            self._validate_param_state(g, gi, j, p, st)
+            self._validate_param_state(merged[gi], gi, j, p, st)
 
     def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
-        index = self._group_index(group)
-        transform = self._transform_for(index, group)
+        """The torch-format state ``p`` starts with under ``group``'s hyperparameters."""
+        if self._factory is None:
+            transform = self._transform
+        else:
+            transform = self._factory(**{n: group[n] for n in self._hp_names if n in group})
         fields = self._fresh_param_states(transform, group, [p])[0]
         return self._encode_param_state(group, p, fields) if self._has_codec else fields
 
     def _validate_param_state(self, group: dict[str, Any], gi: int, j: int, p: Tensor, st: dict) -> None:
+        """Refuse a loaded per-parameter state that this optimizer could not step from: keys of
+        another optimizer, missing keys, tensors of another shape, non-floating, sparse or meta
+        tensors where a dense float state is kept, or a ``step`` that is not a non-negative
+        number. Every message names the parameter and the key."""
+        label = self._param_label(group, gi, j)
+        loaded = {k: v for k, v in st.items() if k != FUNCTIONAL_STATE_KEY}
+        if not loaded:
+            return  # not initialised yet: fresh state at the first step, as torch
         expected = self._expected_param_state(group, p)
-        for key, value in st.items():
-            ref = expected.get(key)
-            if isinstance(value, Tensor) and isinstance(ref, Tensor) and value.shape != ref.shape:
+        kind = type(self).__name__
+        unknown = sorted(set(loaded) - set(expected))
+        if unknown:
+            raise ValueError(
+                f"loaded state of {label} has {unknown}, which {kind} does not keep (it keeps "
+                f"{sorted(expected)}): is this a checkpoint of another optimizer?"
+            )
+        missing = sorted(set(expected) - set(loaded))
+        if missing:
+            raise ValueError(f"loaded state of {label} lacks {missing} (it has {sorted(loaded)})")
+        for key, value in loaded.items():
+            ref = expected[key]
+            if key == "step":
+                _check_step(label, value)
+                continue
+            if not isinstance(ref, Tensor):
+                continue
+            if not isinstance(value, Tensor):
                 raise ValueError(
-                    f"loaded state of {self._param_label(group, gi, j)} has '{key}' of shape "
-                    f"{tuple(value.shape)}, expected {tuple(ref.shape)}"
+                    f"loaded state of {label} has '{key}' of type {type(value).__name__}, expected a tensor"
                 )
+            if value.layout != ref.layout or value.is_meta:
+                where = "meta" if value.is_meta else str(value.layout)
+                raise ValueError(
+                    f"loaded state of {label} has '{key}' as a {where} tensor, expected a dense one"
+                )
+            if value.shape != ref.shape:
+                got, want = tuple(value.shape), tuple(ref.shape)
+                raise ValueError(f"loaded state of {label} has '{key}' of shape {got}, expected {want}")
+            if (ref.is_floating_point() or ref.is_complex()) and not (
+                value.is_floating_point() or value.is_complex()
+            ):
+                raise ValueError(
+                    f"loaded state of {label} has '{key}' of dtype {value.dtype}, expected {ref.dtype}"
+                )
+
+
+def _check_step(label: str, value: Any) -> None:
+    """A loaded step counter: a non-negative finite number or 0-dim tensor."""
+    number = value
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_meta or value.layout != torch.strided:
+            raise ValueError(f"loaded state of {label} has 'step' {value!r}, expected a number")
+        number = value.item()
+    if isinstance(number, bool) or not isinstance(number, int | float) or not (0 <= number < float("inf")):
+        raise ValueError(f"loaded state of {label} has 'step' {value!r}, expected a non-negative number")

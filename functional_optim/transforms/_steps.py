@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,7 +60,7 @@ _VERSION = operator.attrgetter("_version")
 
 
 class _LastValues(threading.local):
-    tensors: list[Tensor] | None = None
+    tensors: list[weakref.ref] | None = None  # weak: a deleted optimizer's counters are freed
     versions: list[int] | None = None
     values: list[float] | None = None
 
@@ -79,13 +80,12 @@ def read(steps: Sequence[Any]) -> list[Any]:
         last is not None
         and len(last) == len(steps)
         and _LAST.versions == versions
-        and all(map(operator.is_, last, steps))
+        and all(r() is s for r, s in zip(last, steps, strict=True))
     ):
         return list(_LAST.values)
     values = ops.step_values(steps)
     if values and isinstance(values[0], float):
-        # holding the tensors keeps their ids from being reused by other tensors
-        _LAST.tensors, _LAST.versions, _LAST.values = list(steps), versions, values
+        _LAST.tensors, _LAST.versions, _LAST.values = list(map(weakref.ref, steps)), versions, values
     return values
 
 
