@@ -215,7 +215,7 @@ class SavedTensorsMeter:
             self.bytes -= entry[0]
             del self._refs[key]
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+    def _pack(self, t: torch.Tensor) -> _Saved:
         base = t
         while torch._C._functorch.is_functorch_wrapped_tensor(base):
             base = torch._C._functorch.get_unwrapped(base)

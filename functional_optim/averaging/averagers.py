@@ -51,7 +51,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -83,7 +83,7 @@ class AverageState(NamedTuple):
       average: the running average, a tree with the structure of the parameters.
     """
 
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
     n_averaged: Tensor
     decay_product: Tensor | tuple[()]
     average: Params
@@ -279,9 +279,9 @@ def ema(
         if not _traced(count, n, d, state.decay_product):
             n_int = int(n.item())
             d_n = min(d, (1 + n_int) / (10 + n_int)) if warmup else d
-            product: Tensor | tuple[()] = ()
+            product: Any = ()
             if debias:
-                prod = state.decay_product.item() * d_n
+                prod = cast(Tensor, state.decay_product).item() * d_n
                 product = torch.tensor(prod, dtype=torch.float64)
             if n_int == 0:
                 average = _fold("ema", params, state, _copy)
@@ -294,7 +294,7 @@ def ema(
         nf = n.to(torch.float64)
         d_t = torch.as_tensor(d, dtype=torch.float64)
         d_n = torch.minimum(d_t, (1 + nf) / (10 + nf)) if warmup else d_t
-        product: Tensor | tuple[()] = ()
+        product = ()
         if debias:
             product = state.decay_product * d_n
             weight = (1 - d_n) / (1 - product)

@@ -180,6 +180,8 @@ class AveragedModel(Module):
     @torch.no_grad()
     def update_parameters(self, model: Module) -> None:
         """Fold ``model``'s current parameters (and buffers with ``use_buffers``) into the average."""
+        ours: Iterable[Tensor]
+        theirs: Iterable[Tensor]
         if self.use_buffers:
             ours = itertools.chain(self.module.parameters(), self.module.buffers())
             theirs = itertools.chain(model.parameters(), model.buffers())
@@ -250,7 +252,7 @@ def update_bn(loader: Iterable[Any], model: Module, device: int | torch.device |
     was_training = model.training
     model.train()
     for module in momenta:
-        module.momentum = None
+        module.momentum = None  # type: ignore[assignment]  # torch's cumulative-average switch
     for batch in loader:
         if isinstance(batch, list | tuple):
             batch = batch[0]

@@ -25,7 +25,7 @@ class LookaheadState(NamedTuple):
 
     fast_state: Any
     slow_params: Any
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
 
 
 def lookahead(

@@ -58,12 +58,12 @@ def adaptive_grad_clip(clipping: Hyperparam = 0.01, eps: Hyperparam = 1e-3) -> G
         del extra
         if params is None:
             raise ValueError("adaptive_grad_clip needs the parameters: call update(grads, state, params)")
-        lam, eps_ = ops.scalar(clipping), ops.scalar(eps)
+        lam, eps_ = ops.scalar(clipping), ops.scalar(eps)  # type: ignore[arg-type]
 
         def clip(g: Tensor | None, p: Tensor | None) -> Tensor | None:
             if g is None:
                 return None
-            max_norm = torch.clamp(unitwise_norm(p), min=eps_) * lam
+            max_norm = torch.clamp(unitwise_norm(p), min=eps_) * lam  # type: ignore[arg-type]  # p present with g
             g_norm = unitwise_norm(g)
             clipped = g * (max_norm / torch.clamp(g_norm, min=1e-6))
             return torch.where(g_norm < max_norm, g, clipped.to(g.dtype))

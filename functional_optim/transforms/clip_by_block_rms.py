@@ -42,7 +42,7 @@ def clip_by_block_rms(threshold: Hyperparam) -> GradientTransformation:
 
     def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):
         del params, extra
-        tau = ops.scalar(threshold)
+        tau = ops.scalar(threshold)  # type: ignore[arg-type]
 
         def clip(g: Tensor | None) -> Tensor | None:
             if g is None:

@@ -52,7 +52,7 @@ def cubic_interpolate(
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
-        d2 = d2_square.sqrt()
+        d2 = d2_square.sqrt()  # type: ignore[union-attr]  # a tensor in practice, as in torch
         if x1 <= x2:
             min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
         else:
@@ -140,7 +140,7 @@ def strong_wolfe(
         max_step = t * 10
         tmp = t
         t = cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
-        t_prev, f_prev = tmp, f_new
+        t_prev, f_prev = tmp, f_new  # type: ignore[assignment]
         g_prev = g_new.clone(memory_format=torch.contiguous_format)
         gtd_prev = gtd_new
         f_new, g_new = obj_func(x, t, d)

@@ -56,7 +56,7 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
 
     def update_fn(updates: Updates, state: EmaMomentumState, params: Params | None = None, **extra: Any):
         del params, extra
-        mu = ops.scalar(momentum)
+        mu = ops.scalar(momentum)  # type: ignore[arg-type]
 
         def fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             (bufs,) = fields

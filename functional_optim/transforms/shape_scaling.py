@@ -76,7 +76,7 @@ def scale_by_shape(
     def factor(shape: torch.Size) -> Any:
         if not callable(adjust_lr_fn):
             return shape_factor(adjust_lr_fn, shape, reshape)
-        lr = 1.0 if learning_rate is None else ops.scalar(learning_rate)
+        lr = 1.0 if learning_rate is None else ops.scalar(learning_rate)  # type: ignore[arg-type]
         if isinstance(lr, float | int) and lr == 0:
             lr = 1.0
         return adjust_lr_fn(lr, shape) / lr

@@ -107,7 +107,7 @@ def scale_by_sparse_adam(
         updates: Updates, state: ScaleBySparseAdamState, params: Params | None = None, **extra: Any
     ):
         del params, extra
-        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)  # type: ignore[arg-type]
 
         def sparse_adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             for g in grads:
