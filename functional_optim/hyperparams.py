@@ -101,11 +101,12 @@ def inject_hyperparams(
       hyperparam_dtype: dtype of the stored hyperparameters (default: float64 for Python floats,
         the given dtype for tensors).
 
-    Example::
-
-        opt = fo.inject_hyperparams(fo.adamw)(lr=fo.schedules.cosine_annealing_lr(1e-3, T_max=1000))
-        state = opt.init(params)
-        state.hyperparams["weight_decay"]     # a 0-dim tensor, read or replace between steps
+    Example:
+        >>> params = {"w": torch.ones(2)}
+        >>> opt = fo.inject_hyperparams(fo.adamw)(lr=fo.schedules.cosine_annealing_lr(1e-3, T_max=1000))
+        >>> state = opt.init(params)
+        >>> state.hyperparams["weight_decay"]  # a 0-dim tensor, read or replace between steps
+        tensor(0.0100, dtype=torch.float64)
 
     References:
       optax.inject_hyperparams (DeepMind, 2021).

@@ -196,12 +196,14 @@ def swa(start_step: int = 0, period: int = 1, *, dtype: torch.dtype | None = Non
       dtype: dtype of the stored average for floating-point leaves (e.g. ``torch.float32`` for
         bf16 parameters); default: each parameter's dtype.
 
-    Example::
-
-        avg = fo.averaging.swa(start_step=len(loader) - 1, period=len(loader))  # at the end of each epoch
-        avg_state = avg.init(params)
-        ...
-        avg_state = avg.update(params, avg_state)   # after every optimizer step
+    Example:
+        >>> params = {"w": torch.zeros(2)}
+        >>> avg = fo.averaging.swa(start_step=0, period=1)  # average after every step
+        >>> avg_state = avg.init(params)
+        >>> for value in (1.0, 2.0, 3.0):  # the parameters after three optimizer steps
+        ...     avg_state = avg.update({"w": torch.full((2,), value)}, avg_state)
+        >>> fo.averaging.averaged_params(avg_state)["w"]  # (1 + 2 + 3) / 3
+        tensor([2., 2.])
 
     References:
       Izmailov et al., "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018.
@@ -257,12 +259,14 @@ def ema(
       warmup: use ``d_n = min(d, (1+n)/(10+n))`` (TensorFlow's ``num_updates`` warmup).
       dtype: dtype of the stored average for floating-point leaves (default: the parameter's).
 
-    Example::
-
-        avg = fo.averaging.ema(0.999, warmup=True)
-        avg_state = avg.init(params)
-        avg_state = avg.update(params, avg_state)            # after each optimizer step
-        ema_params = fo.averaging.averaged_params(avg_state)
+    Example:
+        >>> params = {"w": torch.zeros(2)}
+        >>> avg = fo.averaging.ema(0.5)
+        >>> avg_state = avg.init(params)
+        >>> avg_state = avg.update({"w": torch.ones(2)}, avg_state)  # after each optimizer step
+        >>> avg_state = avg.update({"w": torch.ones(2)}, avg_state)
+        >>> fo.averaging.averaged_params(avg_state)["w"]
+        tensor([1., 1.])
 
     References:
       Polyak & Juditsky (1992); Kingma & Ba, "Adam", ICLR 2015 (bias correction);
@@ -333,13 +337,15 @@ def with_average(transform: GradientTransformation, averager: Averager) -> Gradi
       transform: any gradient transformation (an optimizer alias, a chain...).
       averager: :func:`swa`, :func:`ema` or any :class:`Averager`.
 
-    Example::
-
-        opt = fo.averaging.with_average(fo.adam(1e-3), fo.averaging.ema(0.999))
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
-        eval_params = fo.averaging.averaged_params(state)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.averaging.with_average(fo.adam(1e-3), fo.averaging.ema(0.999))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.ones(3)}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> eval_params = fo.averaging.averaged_params(state)
+        >>> sorted(eval_params)
+        ['w']
 
     Through the drop-in adapter the average of each parameter is a per-parameter state entry::
 

@@ -42,12 +42,14 @@ def adam(
       maximize: maximize the objective instead of minimizing.
       decoupled_weight_decay: AdamW-style decay (equivalent to :func:`adamw`).
 
-    Example::
-
-        opt = fo.adam(lr=1e-3)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adam(lr=1e-3)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]  # first step: p - lr · g / |g|
+        tensor([0.9990, 1.0010, 0.9990])
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.

@@ -56,9 +56,13 @@ def add_noise(eta: Hyperparam = 0.01, gamma: Hyperparam = 0.55, seed: int = 0) -
       gamma: the annealing exponent ``γ`` (>= 0; the paper uses 0.55).
       seed: the base seed (int).
 
-    Example::
-
-        opt = fo.chain(fo.add_noise(0.01, 0.55, seed=0), fo.sgd(0.1))
+    Example:
+        >>> params = {"w": torch.zeros(3)}
+        >>> opt = fo.chain(fo.add_noise(0.01, 0.55, seed=0), fo.sgd(0.1))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.zeros(3)}, state, params)
+        >>> bool((updates["w"] != 0).all())  # a zero gradient plus Gaussian noise
+        True
 
     References:
       Neelakantan et al., "Adding Gradient Noise Improves Learning for Very Deep Networks", 2015.

@@ -161,17 +161,18 @@ def scale_by_lbfgs(
       history_size: number of curvature pairs kept (``>= 1``).
       line_search_fn: ``None`` (fixed step ``lr``) or ``"strong_wolfe"``.
 
-    Example::
-
-        def f(p):
-            return ((A @ p["w"] - b) ** 2).sum()
-
-        opt = fo.scale_by_lbfgs(line_search_fn="strong_wolfe")
-        state = opt.init(params)
-        for _ in range(10):
-            updates, state = opt.update(None, state, params, value_fn=f)
-            params = fo.apply_updates(params, updates)
-        state.loss    # the loss at the start of the last update
+    Example:
+        >>> A, b = torch.tensor([[3.0, 1.0], [1.0, 2.0]]), torch.tensor([1.0, 1.0])
+        >>> def f(p):
+        ...     return ((A @ p["w"] - b) ** 2).sum()
+        >>> params = {"w": torch.zeros(2)}
+        >>> opt = fo.scale_by_lbfgs(line_search_fn="strong_wolfe")
+        >>> state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, state = opt.update(None, state, params, value_fn=f)
+        ...     params = fo.apply_updates(params, updates)
+        >>> float(f(params)) < 1e-8
+        True
 
     References:
       Nocedal, "Updating quasi-Newton matrices with limited storage", Math. Comp. 1980;
