@@ -143,7 +143,8 @@ class AveragedModel(Module):
 
     Example:
         >>> model = torch.nn.Linear(2, 1)
-        >>> ema_model = fo.averaging.AveragedModel(model, multi_avg_fn=fo.averaging.get_ema_multi_avg_fn(0.999))
+        >>> ema_fn = fo.averaging.get_ema_multi_avg_fn(0.999)
+        >>> ema_model = fo.averaging.AveragedModel(model, multi_avg_fn=ema_fn)
         >>> with torch.no_grad():  # stands for optimizer.step()
         ...     _ = model.bias.add_(1.0)
         >>> ema_model.update_parameters(model)

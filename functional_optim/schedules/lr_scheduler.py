@@ -607,7 +607,10 @@ def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
 
     Example:
         >>> lr = fo.schedules.chained_scheduler(
-        ...     [fo.schedules.constant_lr(0.05, factor=0.1, total_iters=20), fo.schedules.exponential_lr(0.05, gamma=0.9)],
+        ...     [
+        ...         fo.schedules.constant_lr(0.05, factor=0.1, total_iters=20),
+        ...         fo.schedules.exponential_lr(0.05, gamma=0.9),
+        ...     ],
         ...     base=0.05,
         ... )
         >>> round(lr(0), 6)  # 0.05 · 0.1

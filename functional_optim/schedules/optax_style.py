@@ -189,7 +189,8 @@ def linear_warmup(
       peak_value: the value reached at the end of the warmup (default ``schedule(0)``).
 
     Example:
-        >>> lr = fo.schedules.linear_warmup(fo.schedules.cosine_annealing_lr(1e-3, T_max=1000), warmup_steps=100)
+        >>> cosine = fo.schedules.cosine_annealing_lr(1e-3, T_max=1000)
+        >>> lr = fo.schedules.linear_warmup(cosine, warmup_steps=100)
         >>> round(lr(50), 8), round(lr(100), 8)  # half-way up the ramp, then the cosine's start
         (0.0005, 0.001)
     """
