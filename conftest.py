@@ -5,6 +5,9 @@ import torch
 
 import functional_optim as fo
 
+# type-checker inputs, never imported (wrong_call.py fails on purpose)
+collect_ignore_glob = ["tests/typing/*"]
+
 
 @pytest.fixture(autouse=True)
 def _doctest_names(request: pytest.FixtureRequest) -> None:
