@@ -41,8 +41,12 @@ def cubic_interpolate(
     If ``d_1² < g_1 g_2`` (no real minimiser) the midpoint of the bounds is returned.
 
     Args:
-      x1, f1, g1: first point, its value and directional derivative.
-      x2, f2, g2: second point, its value and directional derivative.
+      x1: first point.
+      f1: the value at ``x1``.
+      g1: the directional derivative at ``x1``.
+      x2: second point.
+      f2: the value at ``x2``.
+      g2: the directional derivative at ``x2``.
       bounds: ``(lo, hi)`` to clamp the result to (default: the interval between the points).
     """
     if bounds is not None:
