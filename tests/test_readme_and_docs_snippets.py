@@ -1,4 +1,4 @@
-"""Every Python snippet of the README and of the documentation guides runs as written.
+"""Every Python snippet of the README, the docs home page and the documentation guides runs as written.
 
 The blocks of one file run in order in one namespace (as a reader pastes them one after another).
 """
@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "guides").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "index.md", *sorted((ROOT / "docs" / "guides").glob("*.md"))]
 
 
 def python_blocks(path: Path) -> list[str]:
