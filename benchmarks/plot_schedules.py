@@ -8,9 +8,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
@@ -88,6 +85,7 @@ PANELS = {
 
 
 def main() -> None:
+    plt.switch_backend("Agg")  # a script writing a file; importing this module keeps the backend
     names = [*PANELS, "reduce_lr_on_plateau(lr=0.1, patience=10, factor=0.5)"]
     cols = 5
     rows = -(-len(names) // cols)

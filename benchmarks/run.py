@@ -6,7 +6,8 @@ Run::
     python benchmarks/run.py --quick         # a few minutes: adam/adamw/sgd/adagrad, small + tiny
     python benchmarks/run.py --algos adam,sgd --sizes tiny --repeats 21 --no-compile
 
-It prints one table per parameter set and writes ``benchmarks/results/bench_<device>.json``.
+It prints one table per parameter set; ``--json PATH`` also writes the results there (nothing is
+written without it, so the committed ``benchmarks/results/*.json`` change only when asked).
 
 **What is timed.** Per algorithm and per parameter set, these paths each get their own copy of
 the parameters and state (the gradients are shared; nobody writes into them):
@@ -68,6 +69,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# the profiler used for peak memory logs two lines per profiled step through kineto: silence it
+# (must be set before torch loads kineto)
+os.environ.setdefault("KINETO_LOG_LEVEL", "99")
+os.environ.setdefault("KINETO_USE_DAEMON", "0")
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -398,7 +404,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--quick", action="store_true", help="adam,adamw,sgd,adagrad on small+tiny, 7 repeats, no compile"
     )
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_<device>.json)")
+    ap.add_argument(
+        "--json", "--out", dest="json", default=None, metavar="PATH", help="write the results as JSON to PATH"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.algos, args.sizes, args.repeats, args.compile_sizes = (
@@ -451,10 +459,11 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "targets": targets,
     }
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"\nwrote {out}")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+        print(f"\nwrote {out}")
     return report
 
 

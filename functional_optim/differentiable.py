@@ -40,9 +40,15 @@ def stop_gradient(values: Any) -> Any:
     Under ``torch.func.grad`` this cuts the dependency of the result on the transformed inputs
     exactly like ``jax.lax.stop_gradient``; with plain autograd it cuts the graph.
 
-    Example::
-
-        state = fo.stop_gradient(state)   # no meta-gradient through the moments any more
+    Example:
+        >>> w = torch.ones(2, requires_grad=True)
+        >>> opt = fo.scale_by_adam()
+        >>> _, state = opt.update({"w": 2 * w}, opt.init({"w": w}))
+        >>> state.exp_avg["w"].requires_grad
+        True
+        >>> state = fo.stop_gradient(state)  # no meta-gradient through the moments any more
+        >>> state.exp_avg["w"].requires_grad
+        False
     """
     return tree.map(lambda x: x.detach() if isinstance(x, torch.Tensor) else x, values)
 
@@ -101,13 +107,17 @@ def unroll(
     Returns:
       :class:`UnrollResult` ``(params, state, losses)``.
 
-    Example::
-
-        def adapted_loss(theta, x_s, y_s, x_q, y_q):
-            out = fo.unroll(fo.adam(lr=0.01), mse, theta, batches=[(x_s, y_s)] * 5)
-            return mse(out.params, x_q, y_q)
-
-        meta_grads = torch.func.grad(adapted_loss)(theta, x_s, y_s, x_q, y_q)
+    Example:
+        >>> def mse(theta, x, y):
+        ...     return ((x @ theta["w"] - y) ** 2).mean()
+        >>> x_s, y_s, x_q, y_q = torch.randn(8, 3), torch.randn(8), torch.randn(8, 3), torch.randn(8)
+        >>> theta = {"w": torch.zeros(3)}
+        >>> def adapted_loss(theta, x_s, y_s, x_q, y_q):
+        ...     out = fo.unroll(fo.adam(lr=0.01), mse, theta, batches=[(x_s, y_s)] * 5)
+        ...     return mse(out.params, x_q, y_q)
+        >>> meta_grads = torch.func.grad(adapted_loss)(theta, x_s, y_s, x_q, y_q)
+        >>> meta_grads["w"].shape
+        torch.Size([3])
 
     References:
       Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
@@ -195,11 +205,12 @@ class SavedTensorsMeter:
     Plain autograd only: ``torch.func.grad``/``vjp`` refuse saved-tensor hooks, so measure an
     unrolled run with :func:`unroll`'s ``inner_grad="autograd"`` (the same numbers).
 
-    Example::
-
-        with fo.SavedTensorsMeter() as meter:
-            loss = meta_loss(params)
-        print(meter.bytes, "bytes kept for backward; peak", meter.peak_bytes)
+    Example:
+        >>> w = torch.ones(100, requires_grad=True)
+        >>> with fo.SavedTensorsMeter() as meter:
+        ...     loss = (w.exp() * w).sum()  # exp saves its result (400 bytes)
+        >>> meter.bytes >= 400
+        True
     """
 
     def __init__(self) -> None:
@@ -215,7 +226,7 @@ class SavedTensorsMeter:
             self.bytes -= entry[0]
             del self._refs[key]
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+    def _pack(self, t: torch.Tensor) -> _Saved:
         base = t
         while torch._C._functorch.is_functorch_wrapped_tensor(base):
             base = torch._C._functorch.get_unwrapped(base)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec
 
 import torch
 from torch import Tensor
@@ -13,6 +14,8 @@ from torch import Tensor
 from functional_optim.core import GradientTransformation, Params, Updates
 
 __all__ = ["InjectHyperparamsState", "inject_hyperparams", "schedulable"]
+
+P = ParamSpec("P")
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -25,7 +28,7 @@ class InjectHyperparamsState(NamedTuple):
       inner_state: the state of the wrapped transform.
     """
 
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
     hyperparams: dict[str, Any]
     inner_state: Any
 
@@ -98,11 +101,12 @@ def inject_hyperparams(
       hyperparam_dtype: dtype of the stored hyperparameters (default: float64 for Python floats,
         the given dtype for tensors).
 
-    Example::
-
-        opt = fo.inject_hyperparams(fo.adamw)(lr=fo.schedules.cosine_annealing_lr(1e-3, T_max=1000))
-        state = opt.init(params)
-        state.hyperparams["weight_decay"]     # a 0-dim tensor, read or replace between steps
+    Example:
+        >>> params = {"w": torch.ones(2)}
+        >>> opt = fo.inject_hyperparams(fo.adamw)(lr=fo.schedules.cosine_annealing_lr(1e-3, T_max=1000))
+        >>> state = opt.init(params)
+        >>> state.hyperparams["weight_decay"]  # a 0-dim tensor, read or replace between steps
+        tensor(0.0100, dtype=torch.float64)
 
     References:
       optax.inject_hyperparams (DeepMind, 2021).
@@ -159,36 +163,87 @@ def inject_hyperparams(
 
         return GradientTransformation(init_fn, update_fn)
 
-    wrapped.__hyperparams__ = declared
+    setattr(wrapped, "__hyperparams__", declared)  # noqa: B010
     return wrapped
+
+
+#: Names from optax (and other libraries) that users often pass, with the name used here.
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "learning_rate": ("lr",),
+    "lr": ("learning_rate",),
+    "b1": ("betas",),
+    "b2": ("betas",),
+    "beta1": ("betas",),
+    "beta2": ("betas",),
+    "eps_root": ("eps",),
+    "epsilon": ("eps",),
+    "decay": ("alpha", "rho", "weight_decay"),
+    "momentum_dtype": ("dtype",),
+}
+
+
+def _suggest(unknown: str, known: Iterable[str]) -> str | None:
+    """The parameter of ``known`` that a caller passing ``unknown`` most likely meant."""
+    known = list(known)
+    for candidate in _SYNONYMS.get(unknown, ()):
+        if candidate in known:
+            return candidate
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _bind_or_explain(sig: inspect.Signature, qualname: str, args: Any, kwargs: Any) -> inspect.BoundArguments:
+    """``sig.bind(*args, **kwargs)``, with a message naming the function and the likely name."""
+    try:
+        return sig.bind(*args, **kwargs)
+    except TypeError as err:
+        params = sig.parameters
+        unknown = [k for k in kwargs if k not in params]
+        if not unknown or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            raise TypeError(f"{qualname}(): {err}") from None
+        hints = []
+        for k in unknown:
+            guess = _suggest(k, params)
+            hints.append(f"{k!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+        raise TypeError(
+            f"{qualname}() got unexpected keyword argument(s) {', '.join(hints)}; "
+            f"its parameters are {', '.join(params)}"
+        ) from None
 
 
 def schedulable(
     *names: str,
-) -> Callable[[Callable[..., GradientTransformation]], Callable[..., GradientTransformation]]:
+) -> Callable[[Callable[P, GradientTransformation]], Callable[P, GradientTransformation]]:
     """Declare a factory's hyperparameters; passing a schedule for any of them wraps the result
     in :func:`inject_hyperparams`, so every hyperparameter of every transform accepts a schedule.
 
-    Example::
+    The decorated factory keeps its signature for type checkers and editors (``ParamSpec``).
+    An unknown keyword (an optax name such as ``learning_rate=`` given to ``fo.adamw``) raises a
+    ``TypeError`` that names the factory and the parameter it most likely meant.
 
-        @schedulable("learning_rate")
-        def scale_by_learning_rate(learning_rate, flip_sign=True): ...
-
-        scale_by_learning_rate(lambda count: 0.1 * 0.99 ** count)   # a scheduled learning rate
+    Example:
+        >>> @fo.schedulable("learning_rate")
+        ... def my_scale(learning_rate: float = 0.1) -> fo.GradientTransformation:
+        ...     return fo.scale(-learning_rate)
+        >>> opt = my_scale(lambda count: 0.1 * 0.5**count)  # a scheduled learning rate
+        >>> state = opt.init({"w": torch.ones(2)})
+        >>> type(state).__name__
+        'InjectHyperparamsState'
     """
 
-    def decorate(factory: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+    def decorate(factory: Callable[P, GradientTransformation]) -> Callable[P, GradientTransformation]:
         sig = inspect.signature(factory)
-        factory.__hyperparams__ = names
+        qualname = getattr(factory, "__qualname__", repr(factory))
+        setattr(factory, "__hyperparams__", names)  # noqa: B010
 
         @functools.wraps(factory)
-        def wrapper(*args: Any, **kwargs: Any) -> GradientTransformation:
-            bound = sig.bind(*args, **kwargs)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> GradientTransformation:
+            bound = _bind_or_explain(sig, qualname, args, kwargs)
             if any(_has_schedule(bound.arguments.get(n)) for n in names):
                 return inject_hyperparams(factory)(*args, **kwargs)
             return factory(*args, **kwargs)
 
-        wrapper.__hyperparams__ = names
+        setattr(wrapper, "__hyperparams__", names)  # noqa: B010
         return wrapper
 
     return decorate

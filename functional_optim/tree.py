@@ -7,7 +7,7 @@ parameter tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optree
@@ -30,8 +30,19 @@ __all__ = [
 ]
 
 
+def _reject_iterator(tree: PyTree) -> None:
+    """A one-shot iterator (``model.parameters()``) is not a tree: say what to pass instead."""
+    if isinstance(tree, Iterator):
+        raise TypeError(
+            f"expected a tree of tensors (a list, tuple or dict), got a {type(tree).__name__}: an "
+            "iterator such as model.parameters() can be read only once; pass list(model.parameters()) "
+            "or {name: p.detach() for name, p in model.named_parameters()}"
+        )
+
+
 def flatten(tree: PyTree) -> tuple[list, TreeSpec]:
     """Leaves (``None`` included) and the tree spec."""
+    _reject_iterator(tree)
     return optree.tree_flatten(tree, none_is_leaf=True)
 
 
@@ -50,6 +61,7 @@ def unflatten(spec: TreeSpec, leaves_: Sequence) -> PyTree:
 
 def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
     """``optree.tree_map`` with ``None`` leaves passed to ``fn``."""
+    _reject_iterator(tree)
     return optree.tree_map(fn, tree, *rest, none_is_leaf=True)
 
 

@@ -6,9 +6,29 @@ factory such as ``fo.adamw`` with its hyperparameters kept in ``param_groups``);
 state format.
 """
 
-from functional_optim._exports import public_names
 from functional_optim.adapters._base import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
 
-__all__ = public_names(__name__)
+__all__ = [
+    "ASGD",
+    "FUNCTIONAL_STATE_KEY",
+    "IMPLEMENTATION_FLAGS",
+    "LBFGS",
+    "SGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "FunctionalOptimizer",
+    "Muon",
+    "MuonWithAdamW",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "SparseAdam",
+    "muon_or_adamw",
+]

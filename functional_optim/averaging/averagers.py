@@ -51,7 +51,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -83,7 +83,7 @@ class AverageState(NamedTuple):
       average: the running average, a tree with the structure of the parameters.
     """
 
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
     n_averaged: Tensor
     decay_product: Tensor | tuple[()]
     average: Params
@@ -196,12 +196,14 @@ def swa(start_step: int = 0, period: int = 1, *, dtype: torch.dtype | None = Non
       dtype: dtype of the stored average for floating-point leaves (e.g. ``torch.float32`` for
         bf16 parameters); default: each parameter's dtype.
 
-    Example::
-
-        avg = fo.averaging.swa(start_step=len(loader) - 1, period=len(loader))  # at the end of each epoch
-        avg_state = avg.init(params)
-        ...
-        avg_state = avg.update(params, avg_state)   # after every optimizer step
+    Example:
+        >>> params = {"w": torch.zeros(2)}
+        >>> avg = fo.averaging.swa(start_step=0, period=1)  # average after every step
+        >>> avg_state = avg.init(params)
+        >>> for value in (1.0, 2.0, 3.0):  # the parameters after three optimizer steps
+        ...     avg_state = avg.update({"w": torch.full((2,), value)}, avg_state)
+        >>> fo.averaging.averaged_params(avg_state)["w"]  # (1 + 2 + 3) / 3
+        tensor([2., 2.])
 
     References:
       Izmailov et al., "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018.
@@ -257,12 +259,14 @@ def ema(
       warmup: use ``d_n = min(d, (1+n)/(10+n))`` (TensorFlow's ``num_updates`` warmup).
       dtype: dtype of the stored average for floating-point leaves (default: the parameter's).
 
-    Example::
-
-        avg = fo.averaging.ema(0.999, warmup=True)
-        avg_state = avg.init(params)
-        avg_state = avg.update(params, avg_state)            # after each optimizer step
-        ema_params = fo.averaging.averaged_params(avg_state)
+    Example:
+        >>> params = {"w": torch.zeros(2)}
+        >>> avg = fo.averaging.ema(0.5)
+        >>> avg_state = avg.init(params)
+        >>> avg_state = avg.update({"w": torch.ones(2)}, avg_state)  # after each optimizer step
+        >>> avg_state = avg.update({"w": torch.ones(2)}, avg_state)
+        >>> fo.averaging.averaged_params(avg_state)["w"]
+        tensor([1., 1.])
 
     References:
       Polyak & Juditsky (1992); Kingma & Ba, "Adam", ICLR 2015 (bias correction);
@@ -279,9 +283,9 @@ def ema(
         if not _traced(count, n, d, state.decay_product):
             n_int = int(n.item())
             d_n = min(d, (1 + n_int) / (10 + n_int)) if warmup else d
-            product: Tensor | tuple[()] = ()
+            product: Any = ()
             if debias:
-                prod = state.decay_product.item() * d_n
+                prod = cast(Tensor, state.decay_product).item() * d_n
                 product = torch.tensor(prod, dtype=torch.float64)
             if n_int == 0:
                 average = _fold("ema", params, state, _copy)
@@ -294,7 +298,7 @@ def ema(
         nf = n.to(torch.float64)
         d_t = torch.as_tensor(d, dtype=torch.float64)
         d_n = torch.minimum(d_t, (1 + nf) / (10 + nf)) if warmup else d_t
-        product: Tensor | tuple[()] = ()
+        product = ()
         if debias:
             product = state.decay_product * d_n
             weight = (1 - d_n) / (1 - product)
@@ -333,13 +337,15 @@ def with_average(transform: GradientTransformation, averager: Averager) -> Gradi
       transform: any gradient transformation (an optimizer alias, a chain...).
       averager: :func:`swa`, :func:`ema` or any :class:`Averager`.
 
-    Example::
-
-        opt = fo.averaging.with_average(fo.adam(1e-3), fo.averaging.ema(0.999))
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
-        eval_params = fo.averaging.averaged_params(state)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.averaging.with_average(fo.adam(1e-3), fo.averaging.ema(0.999))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.ones(3)}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> eval_params = fo.averaging.averaged_params(state)
+        >>> sorted(eval_params)
+        ['w']
 
     Through the drop-in adapter the average of each parameter is a per-parameter state entry::
 

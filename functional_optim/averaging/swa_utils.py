@@ -141,12 +141,15 @@ class AveragedModel(Module):
     Raises:
       AvgFnConflictError: (a ``ValueError`` and ``AssertionError``) if both functions are given.
 
-    Example::
-
-        ema_model = fo.averaging.AveragedModel(model, multi_avg_fn=fo.averaging.get_ema_multi_avg_fn(0.999))
-        ...
-        optimizer.step()
-        ema_model.update_parameters(model)
+    Example:
+        >>> model = torch.nn.Linear(2, 1)
+        >>> ema_fn = fo.averaging.get_ema_multi_avg_fn(0.999)
+        >>> ema_model = fo.averaging.AveragedModel(model, multi_avg_fn=ema_fn)
+        >>> with torch.no_grad():  # stands for optimizer.step()
+        ...     _ = model.bias.add_(1.0)
+        >>> ema_model.update_parameters(model)
+        >>> int(ema_model.n_averaged)
+        1
 
     For a functional training loop, :func:`~functional_optim.averaging.with_average` keeps the
     same average inside the optimizer state instead.
@@ -180,6 +183,8 @@ class AveragedModel(Module):
     @torch.no_grad()
     def update_parameters(self, model: Module) -> None:
         """Fold ``model``'s current parameters (and buffers with ``use_buffers``) into the average."""
+        ours: Iterable[Tensor]
+        theirs: Iterable[Tensor]
         if self.use_buffers:
             ours = itertools.chain(self.module.parameters(), self.module.buffers())
             theirs = itertools.chain(model.parameters(), model.buffers())
@@ -236,9 +241,13 @@ def update_bn(loader: Iterable[Any], model: Module, device: int | torch.device |
       model: the model (e.g. an :class:`AveragedModel`) whose statistics to recompute.
       device: if given, each input is moved there before the forward pass.
 
-    Example::
-
-        fo.averaging.update_bn(train_loader, swa_model)
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        >>> swa_model = fo.averaging.AveragedModel(model)
+        >>> train_loader = [torch.randn(8, 2) for _ in range(3)]
+        >>> fo.averaging.update_bn(train_loader, swa_model)
+        >>> int(swa_model.module[1].num_batches_tracked)
+        3
     """
     momenta: dict[Module, Any] = {}
     for module in model.modules():
@@ -250,7 +259,7 @@ def update_bn(loader: Iterable[Any], model: Module, device: int | torch.device |
     was_training = model.training
     model.train()
     for module in momenta:
-        module.momentum = None
+        module.momentum = None  # type: ignore[assignment]  # torch's cumulative-average switch
     for batch in loader:
         if isinstance(batch, list | tuple):
             batch = batch[0]

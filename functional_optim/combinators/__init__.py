@@ -2,7 +2,6 @@
 multi_steps, lookahead, skip_large_updates (and ``inject_hyperparams``, defined in
 :mod:`functional_optim.hyperparams`)."""
 
-from functional_optim._exports import public_names
 from functional_optim.combinators.apply_if_finite import *
 from functional_optim.combinators.lookahead import *
 from functional_optim.combinators.masked import *
@@ -11,4 +10,21 @@ from functional_optim.combinators.partition import *
 from functional_optim.combinators.skip_large_updates import *
 from functional_optim.hyperparams import InjectHyperparamsState, inject_hyperparams, schedulable
 
-__all__ = [*public_names(__name__), "InjectHyperparamsState", "inject_hyperparams", "schedulable"]
+__all__ = [
+    "ApplyIfFiniteState",
+    "InjectHyperparamsState",
+    "LookaheadState",
+    "MaskedState",
+    "MultiStepsState",
+    "PartitionState",
+    "SkipLargeUpdatesState",
+    "all_finite",
+    "apply_if_finite",
+    "inject_hyperparams",
+    "lookahead",
+    "masked",
+    "multi_steps",
+    "partition",
+    "schedulable",
+    "skip_large_updates",
+]

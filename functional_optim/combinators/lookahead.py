@@ -25,7 +25,7 @@ class LookaheadState(NamedTuple):
 
     fast_state: Any
     slow_params: Any
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
 
 
 def lookahead(
@@ -50,10 +50,13 @@ def lookahead(
       alpha: slow step size in ``[0, 1]``.
       reset_state: re-initialise the fast transform's state at every synchronisation.
 
-    Example::
-
-        opt = fo.lookahead(fo.adam(1e-3), sync_period=5, alpha=0.5)
-        updates, state = opt.update(grads, state, params)   # params required
+    Example:
+        >>> params = {"w": torch.ones(2)}
+        >>> opt = fo.lookahead(fo.adam(1e-3), sync_period=5, alpha=0.5)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.ones(2)}, state, params)  # params required
+        >>> fo.apply_updates(params, updates)["w"]
+        tensor([0.9990, 0.9990])
 
     References:
       Zhang, Lucas, Hinton & Ba, "Lookahead Optimizer: k steps forward, 1 step back", NeurIPS 2019.

@@ -59,9 +59,16 @@ def multi_steps(
       acc_dtype: dtype of the accumulators (default: the parameter's dtype; e.g. ``torch.float32``
         for bf16 parameters).
 
-    Example::
-
-        opt = fo.multi_steps(fo.adamw(1e-3), every_k=4)   # 4 micro-batches per step
+    Example:
+        >>> params = {"w": torch.ones(2)}
+        >>> opt = fo.multi_steps(fo.sgd(0.1), every_k=2)  # 2 micro-batches per step
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.ones(2)}, state, params)
+        >>> updates["w"]  # accumulating: no step yet
+        tensor([0., 0.])
+        >>> updates, state = opt.update({"w": torch.full((2,), 3.0)}, state, params)
+        >>> updates["w"]  # -0.1 * mean(1, 3)
+        tensor([-0.2000, -0.2000])
 
     References:
       optax.MultiSteps (DeepMind).

@@ -1,6 +1,5 @@
 """The torch.optim algorithms as pure transforms, built only by composing transforms."""
 
-from functional_optim._exports import public_names
 from functional_optim.optimizers.adadelta import *
 from functional_optim.optimizers.adafactor import *
 from functional_optim.optimizers.adagrad import *
@@ -17,4 +16,24 @@ from functional_optim.optimizers.rprop import *
 from functional_optim.optimizers.sgd import *
 from functional_optim.optimizers.sparse_adam import *
 
-__all__ = public_names(__name__)
+__all__ = [
+    "MUON_EXCLUDE_PATTERN",
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "asgd",
+    "default_muon_rule",
+    "lbfgs",
+    "muon",
+    "muon_labels",
+    "muon_with_adamw",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "rprop",
+    "sgd",
+    "sparse_adam",
+]

@@ -37,12 +37,14 @@ def adadelta(
       weight_decay: L2 penalty.
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.adadelta(lr=1.0, rho=0.9)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adadelta(lr=1.0, rho=0.9)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]
+        tensor([0.9968, 1.0032, 0.9968])
 
     References:
       Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.

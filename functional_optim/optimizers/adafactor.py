@@ -46,12 +46,14 @@ def adafactor(
       weight_decay: decoupled weight decay coefficient.
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.adafactor(lr=1e-2)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adafactor(lr=1e-2)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]
+        tensor([0.9900, 1.0100, 0.9900])
 
     References:
       Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost", ICML 2018.

@@ -42,12 +42,14 @@ def adagrad(
       eps: term added to the denominator.
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.adagrad(lr=1e-2)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adagrad(lr=1e-2)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]  # first step: p - lr · sign(g)
+        tensor([0.9900, 1.0100, 0.9900])
 
     References:
       Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic

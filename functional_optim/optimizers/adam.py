@@ -42,12 +42,14 @@ def adam(
       maximize: maximize the objective instead of minimizing.
       decoupled_weight_decay: AdamW-style decay (equivalent to :func:`adamw`).
 
-    Example::
-
-        opt = fo.adam(lr=1e-3)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adam(lr=1e-3)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]  # first step: p - lr · g / |g|
+        tensor([0.9990, 1.0010, 0.9990])
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
@@ -78,11 +80,29 @@ def adamw(
 ) -> GradientTransformation:
     r"""AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``).
 
-    The parameters decay as ``p ← p - lr·wd·p`` beside the Adam step, instead of the decay
-    entering the moments: ``chain(scale_by_adam(...), add_decayed_weights(wd),
-    scale_by_learning_rate(lr))``.
+    The parameters decay beside the Adam step instead of the decay entering the moments; per
+    parameter, at step ``t``:
 
-    Args: as :func:`adam` (``weight_decay`` defaults to 1e-2).
+        m ← β1·m + (1 - β1)·g,    v ← β2·v + (1 - β2)·g²
+        p ← p - lr·wd·p - lr · (m / (1 - β1ᵗ)) / (sqrt(v / (1 - β2ᵗ)) + eps)
+
+    i.e. ``chain(scale_by_adam(β1, β2, eps), add_decayed_weights(wd), scale_by_learning_rate(lr))``.
+
+    Args:
+      lr: learning rate (float, 0-dim tensor or schedule).
+      betas: ``(β1, β2)`` for the first and second moments.
+      eps: term added to the denominator.
+      weight_decay: decoupled weight decay coefficient (torch's default 1e-2).
+      amsgrad: use the AMSGrad maximum of the second moment.
+      maximize: maximize the objective instead of minimizing.
+
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adamw(lr=1e-3, weight_decay=0.1)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> fo.apply_updates(params, updates)["w"]  # 1 - lr·wd·1 - lr·sign(g)
+        tensor([0.9989, 1.0009, 0.9989])
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.

@@ -37,12 +37,14 @@ def adamax(
       weight_decay: L2 penalty.
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.adamax(lr=2e-3)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.adamax(lr=2e-3)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]
+        tensor([0.9980, 1.0020, 0.9980])
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (section 7.1).

@@ -41,12 +41,14 @@ def asgd(
       weight_decay: L2 penalty.
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.asgd(lr=1e-2, t0=100)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.asgd(lr=1e-2, t0=100)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]
+        tensor([0.9900, 1.0200, 0.9950])
 
     References:
       Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging", SIAM J. Control

@@ -40,12 +40,17 @@ def lbfgs(
       history_size: number of curvature pairs kept.
       line_search_fn: ``None`` or ``"strong_wolfe"``.
 
-    Example::
-
-        opt = fo.lbfgs(line_search_fn="strong_wolfe")
-        state = opt.init(params)
-        updates, state = opt.update(None, state, params, value_fn=loss_fn)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> A, b = torch.tensor([[3.0, 1.0], [1.0, 2.0]]), torch.tensor([1.0, 1.0])
+        >>> def loss_fn(p):
+        ...     return 0.5 * p["x"] @ A @ p["x"] - b @ p["x"]
+        >>> params = {"x": torch.zeros(2)}
+        >>> opt = fo.lbfgs(line_search_fn="strong_wolfe")
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update(None, state, params, value_fn=loss_fn)
+        >>> params = fo.apply_updates(params, updates)
+        >>> torch.allclose(params["x"], torch.linalg.solve(A, b), atol=1e-4)  # the minimiser A⁻¹b
+        True
 
     References:
       Liu & Nocedal, "On the limited memory BFGS method for large scale optimization",

@@ -42,12 +42,14 @@ def nadam(
       decoupled_weight_decay: AdamW-style decay (NAdamW).
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.nadam(lr=2e-3)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.nadam(lr=2e-3)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]
+        tensor([0.9979, 1.0021, 0.9979])
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.

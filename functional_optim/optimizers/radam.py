@@ -40,12 +40,14 @@ def radam(
       decoupled_weight_decay: AdamW-style decay (RAdamW).
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.radam(lr=1e-3)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.radam(lr=1e-3)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]  # no adaptive step yet: p - lr · g
+        tensor([0.9990, 1.0020, 0.9995])
 
     References:
       Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.

@@ -41,12 +41,14 @@ def rmsprop(
       centered: normalise by the estimated variance of the gradient.
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.rmsprop(lr=1e-2, momentum=0.9, centered=True)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.rmsprop(lr=1e-2, momentum=0.9, centered=True)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]
+        tensor([0.8995, 1.1005, 0.8995])
 
     References:
       Hinton, "Lecture 6e: rmsprop", Neural Networks for Machine Learning (Coursera), 2012.

@@ -45,12 +45,14 @@ def sgd(
       nesterov: Nesterov momentum (requires ``momentum > 0`` and ``dampening == 0``).
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.sgd(lr=0.1, momentum=0.9, nesterov=True)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> params = {"w": torch.ones(3)}
+        >>> opt = fo.sgd(lr=0.1, momentum=0.9, nesterov=True)
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([1.0, -2.0, 0.5])}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> params["w"]  # p - lr · (g + 0.9 · g)
+        tensor([0.8100, 1.3800, 0.9050])
 
     References:
       Robbins & Monro, "A Stochastic Approximation Method", 1951.

@@ -38,12 +38,17 @@ def sparse_adam(
       eps: term added to ``sqrt(v)`` (``> 0``).
       maximize: maximize the objective instead of minimizing.
 
-    Example::
-
-        opt = fo.sparse_adam(lr=1e-2)
-        state = opt.init(params)
-        updates, state = opt.update(sparse_grads, state, params)
-        params = fo.apply_updates(params, updates)
+    Example:
+        >>> emb = torch.nn.Embedding(10, 3, sparse=True)
+        >>> params = {"weight": emb.weight.detach()}
+        >>> opt = fo.sparse_adam(lr=1e-2)
+        >>> state = opt.init(params)
+        >>> emb(torch.tensor([1, 4])).sum().backward()
+        >>> updates, state = opt.update({"weight": emb.weight.grad}, state, params)
+        >>> params = fo.apply_updates(params, updates)
+        >>> changed = (params["weight"] != emb.weight).any(dim=1)
+        >>> changed.nonzero().flatten()  # only the rows that were looked up
+        tensor([1, 4])
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015; ``torch.optim.SparseAdam``.

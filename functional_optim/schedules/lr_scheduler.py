@@ -11,11 +11,11 @@ With Python-number arguments and an ``int`` count the result is a Python float c
 as torch does. With a tensor count or tensor arguments the result is a float64 tensor (same shape
 as the count) and hyper-gradients flow to the tensor arguments.
 
-Example::
-
-    lr = fo.schedules.cosine_annealing_lr(0.1, T_max=100)
-    opt = fo.adam(lr=lr)               # a schedule for any hyperparameter injects it
-    lr(0), lr(100)                     # 0.1, 0.0
+Example:
+    >>> lr = fo.schedules.cosine_annealing_lr(0.1, T_max=100)
+    >>> opt = fo.adam(lr=lr)  # a schedule for any hyperparameter injects it
+    >>> lr(0), lr(100)
+    (0.1, 0.0)
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ def lambda_lr(base: Number, lr_lambda: Callable[[Any], Any]) -> Schedule:
       lr_lambda: a function of the count (it receives what the schedule receives: an ``int`` or a
         tensor).
 
-    Example::
-
-        lr = lambda_lr(0.1, lambda t: 0.95**t)
+    Example:
+        >>> lr = fo.schedules.lambda_lr(0.1, lambda t: 0.95**t)
+        >>> round(lr(2), 6)  # 0.1 · 0.95²
+        0.09025
     """
     if not callable(lr_lambda):
         raise TypeError(f"lr_lambda should be a function, but got {type(lr_lambda).__name__}")
@@ -404,11 +405,15 @@ def cyclic_momentum(
     the learning rate: :math:`\mu_t = \mu_{max} - (\mu_{max} - \mu_{base})\,h\,\sigma` (see
     :func:`cyclic_lr` for :math:`h, \sigma`; pass it the same cycle arguments).
 
-    Example::
-
-        kw = dict(step_size_up=100, mode="triangular2")
-        opt = fo.chain(fo.trace(cyclic_momentum(0.8, 0.9, **kw)),
-                       fo.scale_by_learning_rate(cyclic_lr(1e-3, 1e-2, **kw)))
+    Example:
+        >>> kw = dict(step_size_up=100, mode="triangular2")
+        >>> opt = fo.chain(
+        ...     fo.trace(fo.schedules.cyclic_momentum(0.8, 0.9, **kw)),
+        ...     fo.scale_by_learning_rate(fo.schedules.cyclic_lr(1e-3, 1e-2, **kw)),
+        ... )
+        >>> lr = fo.schedules.cyclic_lr(1e-3, 1e-2, **kw)
+        >>> round(lr(0), 6), round(lr(100), 6)  # base, then peak after step_size_up
+        (0.001, 0.01)
     """
     return _cyclic(
         base_momentum, max_momentum, True, step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode
@@ -530,10 +535,12 @@ def one_cycle_momentum(
     ``max_momentum`` down to ``base_momentum`` while the rate rises, then back up (three-phase:
     back up, then constant), with the same phases as :func:`one_cycle_lr`.
 
-    Example::
-
-        kw = dict(total_steps=1000, pct_start=0.25)
-        opt = fo.adam(lr=one_cycle_lr(1e-2, **kw), betas=(one_cycle_momentum(**kw), 0.999))
+    Example:
+        >>> kw = dict(total_steps=1000, pct_start=0.25)
+        >>> lr = fo.schedules.one_cycle_lr(1e-2, **kw)
+        >>> opt = fo.adam(lr=lr, betas=(fo.schedules.one_cycle_momentum(**kw), 0.999))
+        >>> round(lr(249), 6)  # the peak at pct_start
+        0.01
     """
     n, ends = _one_cycle_phases(total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, three_phase)
     if three_phase:
@@ -598,10 +605,16 @@ def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
       schedules: the schedules to chain (at least one).
       base: the initial learning rate :math:`\eta_0` all of them start from.
 
-    Example::
-
-        lr = chained_scheduler([constant_lr(0.05, factor=0.1, total_iters=20),
-                                exponential_lr(0.05, gamma=0.9)], base=0.05)
+    Example:
+        >>> lr = fo.schedules.chained_scheduler(
+        ...     [
+        ...         fo.schedules.constant_lr(0.05, factor=0.1, total_iters=20),
+        ...         fo.schedules.exponential_lr(0.05, gamma=0.9),
+        ...     ],
+        ...     base=0.05,
+        ... )
+        >>> round(lr(0), 6)  # 0.05 · 0.1
+        0.005
     """
     if len(schedules) < 1:
         raise ValueError(

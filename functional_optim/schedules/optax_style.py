@@ -188,9 +188,11 @@ def linear_warmup(
       init_value: the value at step 0.
       peak_value: the value reached at the end of the warmup (default ``schedule(0)``).
 
-    Example::
-
-        lr = linear_warmup(cosine_annealing_lr(1e-3, T_max=1000), warmup_steps=100)
+    Example:
+        >>> cosine = fo.schedules.cosine_annealing_lr(1e-3, T_max=1000)
+        >>> lr = fo.schedules.linear_warmup(cosine, warmup_steps=100)
+        >>> round(lr(50), 8), round(lr(100), 8)  # half-way up the ramp, then the cosine's start
+        (0.0005, 0.001)
     """
     _nonnegative_int("warmup_steps", warmup_steps)
     after = schedule if callable(schedule) else constant(schedule)

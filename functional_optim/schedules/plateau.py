@@ -75,10 +75,15 @@ def reduce_lr_on_plateau(
       min_lr: lower bound of the rate.
       eps: reductions smaller than this are skipped.
 
-    Example::
-
-        opt = fo.chain(fo.adam(lr=1e-3), fo.schedules.reduce_lr_on_plateau(patience=5))
-        updates, state = opt.update(grads, state, params, value=val_loss)
+    Example:
+        >>> params = {"w": torch.ones(2)}
+        >>> opt = fo.chain(fo.adam(lr=1e-3), fo.schedules.reduce_lr_on_plateau(patience=0))
+        >>> state = opt.init(params)
+        >>> grads = {"w": torch.ones(2)}
+        >>> updates, state = opt.update(grads, state, params, value=1.0)
+        >>> updates, state = opt.update(grads, state, params, value=2.0)  # worse: the rate drops
+        >>> float(state[1].lr)
+        0.1
     """
     if factor >= 1.0:
         raise ValueError("Factor should be < 1.0.")

@@ -1,6 +1,5 @@
 """Small building blocks that optimizers are composed from, one concern per file."""
 
-from functional_optim._exports import public_names
 from functional_optim.transforms.adadelta import *
 from functional_optim.transforms.adagrad import *
 from functional_optim.transforms.adam import *
@@ -30,4 +29,63 @@ from functional_optim.transforms.sparse_adam import *
 from functional_optim.transforms.weight_decay import *
 from functional_optim.transforms.zero_nans import *
 
-__all__ = public_names(__name__)
+__all__ = [
+    "NS_PRESETS",
+    "AddNoiseState",
+    "EmaMomentumState",
+    "EmaState",
+    "ScaleByAdadeltaState",
+    "ScaleByAdagradState",
+    "ScaleByAdamState",
+    "ScaleByAdamaxState",
+    "ScaleByAsgdState",
+    "ScaleByFactoredRmsState",
+    "ScaleByLBFGSState",
+    "ScaleByNAdamState",
+    "ScaleByRAdamState",
+    "ScaleByRmsState",
+    "ScaleByRpropState",
+    "ScaleBySparseAdamState",
+    "SnapshotState",
+    "TraceState",
+    "ZeroNansState",
+    "adaptive_grad_clip",
+    "add_decayed_weights",
+    "add_noise",
+    "centralize",
+    "clip",
+    "clip_by_block_rms",
+    "clip_by_global_norm",
+    "cubic_interpolate",
+    "default_ns_dtype",
+    "ema",
+    "freeze",
+    "matrix_view_shape",
+    "negate",
+    "newton_schulz",
+    "orthogonalize",
+    "read_snapshots",
+    "scale",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_asgd",
+    "scale_by_ema_momentum",
+    "scale_by_factored_rms",
+    "scale_by_lbfgs",
+    "scale_by_learning_rate",
+    "scale_by_nadam",
+    "scale_by_radam",
+    "scale_by_rms",
+    "scale_by_rprop",
+    "scale_by_shape",
+    "scale_by_sign",
+    "scale_by_sparse_adam",
+    "shape_factor",
+    "snapshot",
+    "strong_wolfe",
+    "trace",
+    "unitwise_norm",
+    "zero_nans",
+]

@@ -39,9 +39,13 @@ def adaptive_grad_clip(clipping: Hyperparam = 0.01, eps: Hyperparam = 1e-3) -> G
       clipping: ``λ``, the maximum ratio of gradient norm to weight norm (> 0).
       eps: ``ε``, the floor of the weight norm (so zero-initialised weights can move; >= 0).
 
-    Example::
-
-        opt = fo.chain(fo.adaptive_grad_clip(0.01), fo.sgd(0.1, momentum=0.9))
+    Example:
+        >>> params = {"w": torch.ones(4)}
+        >>> opt = fo.chain(fo.adaptive_grad_clip(0.01), fo.sgd(0.1, momentum=0.9))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.full((4,), 100.0)}, state, params)
+        >>> updates["w"]  # the gradient clipped to 0.01 · ‖w‖ = 0.02, then -lr ·
+        tensor([-0.0010, -0.0010, -0.0010, -0.0010])
 
     References:
       Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image Recognition Without
@@ -58,12 +62,12 @@ def adaptive_grad_clip(clipping: Hyperparam = 0.01, eps: Hyperparam = 1e-3) -> G
         del extra
         if params is None:
             raise ValueError("adaptive_grad_clip needs the parameters: call update(grads, state, params)")
-        lam, eps_ = ops.scalar(clipping), ops.scalar(eps)
+        lam, eps_ = ops.scalar(clipping), ops.scalar(eps)  # type: ignore[arg-type]
 
         def clip(g: Tensor | None, p: Tensor | None) -> Tensor | None:
             if g is None:
                 return None
-            max_norm = torch.clamp(unitwise_norm(p), min=eps_) * lam
+            max_norm = torch.clamp(unitwise_norm(p), min=eps_) * lam  # type: ignore[arg-type]  # p present with g
             g_norm = unitwise_norm(g)
             clipped = g * (max_norm / torch.clamp(g_norm, min=1e-6))
             return torch.where(g_norm < max_norm, g, clipped.to(g.dtype))

@@ -26,7 +26,7 @@ class AddNoiseState(NamedTuple):
         seeded from ``(seed, t, i)``, so the noise is reproducible from the state alone (no generator object).
     """
 
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
     seed: Tensor
 
 
@@ -56,9 +56,13 @@ def add_noise(eta: Hyperparam = 0.01, gamma: Hyperparam = 0.55, seed: int = 0) -
       gamma: the annealing exponent ``γ`` (>= 0; the paper uses 0.55).
       seed: the base seed (int).
 
-    Example::
-
-        opt = fo.chain(fo.add_noise(0.01, 0.55, seed=0), fo.sgd(0.1))
+    Example:
+        >>> params = {"w": torch.zeros(3)}
+        >>> opt = fo.chain(fo.add_noise(0.01, 0.55, seed=0), fo.sgd(0.1))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.zeros(3)}, state, params)
+        >>> bool((updates["w"] != 0).all())  # a zero gradient plus Gaussian noise
+        True
 
     References:
       Neelakantan et al., "Adding Gradient Noise Improves Learning for Very Deep Networks", 2015.
@@ -76,7 +80,7 @@ def add_noise(eta: Hyperparam = 0.01, gamma: Hyperparam = 0.55, seed: int = 0) -
     def update_fn(updates: Updates, state: AddNoiseState, params: Params | None = None, **extra: Any):
         del params, extra
         count = int(state.count)
-        eta_, gamma_ = ops.scalar(eta), ops.scalar(gamma)
+        eta_, gamma_ = ops.scalar(eta), ops.scalar(gamma)  # type: ignore[arg-type]
         std = (eta_ / (1 + count) ** gamma_) ** 0.5
         step_seed = _step_seed(int(state.seed), count)
         leaves, spec = tree.flatten(updates)

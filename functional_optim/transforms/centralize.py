@@ -22,9 +22,14 @@ def centralize() -> GradientTransformation:
     convolution ``(out, in, kh, kw)`` each filter's. Vectors and scalars pass unchanged.
     Stateless; ``None`` gradients stay ``None``.
 
-    Example::
-
-        opt = fo.chain(fo.centralize(), fo.sgd(0.1, momentum=0.9))
+    Example:
+        >>> params = {"w": torch.ones(2, 2)}
+        >>> opt = fo.chain(fo.centralize(), fo.sgd(0.1, momentum=0.9))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.tensor([[1.0, 3.0], [0.0, 2.0]])}, state, params)
+        >>> updates["w"]  # each row's mean removed, then -0.1 ·
+        tensor([[ 0.1000, -0.1000],
+                [ 0.1000, -0.1000]])
 
     References:
       Yong, Huang, Hua & Zhang, "Gradient Centralization: A New Optimization Technique for Deep

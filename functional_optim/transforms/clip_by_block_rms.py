@@ -27,9 +27,12 @@ def clip_by_block_rms(threshold: Hyperparam) -> GradientTransformation:
     Args:
       threshold: the maximum RMS ``τ`` (> 0; float, 0-dim tensor or schedule).
 
-    Example::
-
-        opt = fo.chain(fo.clip_by_block_rms(1.0), fo.adam(1e-3))
+    Example:
+        >>> opt = fo.clip_by_block_rms(1.0)
+        >>> g = {"w": torch.full((4,), 3.0)}
+        >>> updates, _ = opt.update(g, opt.init(g))
+        >>> updates["w"]  # RMS 3 scaled down to 1
+        tensor([1., 1., 1., 1.])
 
     References:
       optax.clip_by_block_rms (DeepMind).
@@ -42,7 +45,7 @@ def clip_by_block_rms(threshold: Hyperparam) -> GradientTransformation:
 
     def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):
         del params, extra
-        tau = ops.scalar(threshold)
+        tau = ops.scalar(threshold)  # type: ignore[arg-type]
 
         def clip(g: Tensor | None) -> Tensor | None:
             if g is None:

@@ -161,17 +161,18 @@ def scale_by_lbfgs(
       history_size: number of curvature pairs kept (``>= 1``).
       line_search_fn: ``None`` (fixed step ``lr``) or ``"strong_wolfe"``.
 
-    Example::
-
-        def f(p):
-            return ((A @ p["w"] - b) ** 2).sum()
-
-        opt = fo.scale_by_lbfgs(line_search_fn="strong_wolfe")
-        state = opt.init(params)
-        for _ in range(10):
-            updates, state = opt.update(None, state, params, value_fn=f)
-            params = fo.apply_updates(params, updates)
-        state.loss    # the loss at the start of the last update
+    Example:
+        >>> A, b = torch.tensor([[3.0, 1.0], [1.0, 2.0]]), torch.tensor([1.0, 1.0])
+        >>> def f(p):
+        ...     return ((A @ p["w"] - b) ** 2).sum()
+        >>> params = {"w": torch.zeros(2)}
+        >>> opt = fo.scale_by_lbfgs(line_search_fn="strong_wolfe")
+        >>> state = opt.init(params)
+        >>> for _ in range(3):
+        ...     updates, state = opt.update(None, state, params, value_fn=f)
+        ...     params = fo.apply_updates(params, updates)
+        >>> float(f(params)) < 1e-8
+        True
 
     References:
       Nocedal, "Updating quasi-Newton matrices with limited storage", Math. Comp. 1980;
@@ -207,8 +208,8 @@ def scale_by_lbfgs(
         if params is None:
             raise ValueError("scale_by_lbfgs needs the parameters: call update(grads, state, params, ...)")
         x0, spec = tree.flatten(params)
-        lr_ = ops.scalar(lr)
-        tol_grad, tol_change = ops.scalar(tolerance_grad), ops.scalar(tolerance_change)
+        lr_ = ops.scalar(lr)  # type: ignore[arg-type]
+        tol_grad, tol_change = ops.scalar(tolerance_grad), ops.scalar(tolerance_change)  # type: ignore[arg-type]
 
         def evaluate(xs: list[Tensor]) -> tuple[Tensor, Tensor]:
             if value_and_grad_fn is not None:
@@ -223,12 +224,12 @@ def scale_by_lbfgs(
                 inputs = [x.detach().requires_grad_(x.is_floating_point() or x.is_complex()) for x in xs]
                 loss = value_fn(tree.unflatten(spec, inputs))
                 wrt = [i for i, x in enumerate(inputs) if x.requires_grad]
-                grads: list[Tensor | None] = [None] * len(xs)
+                found_grads: list[Tensor | None] = [None] * len(xs)
                 if loss.requires_grad and wrt:
                     found = torch.autograd.grad(loss, [inputs[i] for i in wrt], allow_unused=True)
                     for i, g in zip(wrt, found, strict=True):
-                        grads[i] = g
-            return loss.detach(), _flat_grad(grads, xs)
+                        found_grads[i] = g
+            return loss.detach(), _flat_grad(found_grads, xs)
 
         # evaluate initial f(x) and df/dx
         if value is not None:
@@ -242,12 +243,16 @@ def scale_by_lbfgs(
         state_n_iter = state.n_iter
         xs = list(x0)
 
-        d, t, H_diag = state.d, state.t, state.H_diag
-        old_dirs = list(state.old_dirs) if state.old_dirs is not None else None
-        old_stps = list(state.old_stps) if state.old_stps is not None else None
-        ro = list(state.ro) if state.ro is not None else None
-        prev_flat_grad, prev_loss = state.prev_flat_grad, state.prev_loss
-        al = list(state.al) if state.al is not None else None
+        # torch.optim.LBFGS's loosely typed locals (None until the first iteration sets them)
+        d: Any = state.d
+        t: Any = state.t
+        H_diag: Any = state.H_diag
+        old_dirs: Any = list(state.old_dirs) if state.old_dirs is not None else None
+        old_stps: Any = list(state.old_stps) if state.old_stps is not None else None
+        ro: Any = list(state.ro) if state.ro is not None else None
+        prev_flat_grad: Any = state.prev_flat_grad
+        prev_loss: Any = state.prev_loss
+        al: Any = list(state.al) if state.al is not None else None
 
         if flat_grad.abs().max() <= tol_grad:  # optimality condition: nothing to do
             new_state = state._replace(func_evals=func_evals, loss=_detached(orig_loss))
@@ -293,7 +298,7 @@ def scale_by_lbfgs(
             prev_loss = loss
 
             # ---- step length
-            t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr_ if state_n_iter == 1 else lr_
+            t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr_ if state_n_iter == 1 else lr_  # type: ignore[operator]
             gtd = flat_grad.dot(d)
             if gtd > -tol_change:  # directional derivative below tolerance
                 break
@@ -310,7 +315,7 @@ def scale_by_lbfgs(
                     obj_func, x_init, t, d, loss, flat_grad, gtd, max_ls=max_evals - current_evals
                 )
                 xs = _add_grad(xs, t, d)
-                opt_cond = flat_grad.abs().max() <= tol_grad
+                opt_cond: Any = flat_grad.abs().max() <= tol_grad
             else:
                 xs = _add_grad(xs, t, d)
                 opt_cond = False

@@ -41,8 +41,12 @@ def cubic_interpolate(
     If ``d_1² < g_1 g_2`` (no real minimiser) the midpoint of the bounds is returned.
 
     Args:
-      x1, f1, g1: first point, its value and directional derivative.
-      x2, f2, g2: second point, its value and directional derivative.
+      x1: first point.
+      f1: the value at ``x1``.
+      g1: the directional derivative at ``x1``.
+      x2: second point.
+      f2: the value at ``x2``.
+      g2: the directional derivative at ``x2``.
       bounds: ``(lo, hi)`` to clamp the result to (default: the interval between the points).
     """
     if bounds is not None:
@@ -52,7 +56,7 @@ def cubic_interpolate(
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1**2 - g1 * g2
     if d2_square >= 0:
-        d2 = d2_square.sqrt()
+        d2 = d2_square.sqrt()  # type: ignore[union-attr]  # a tensor in practice, as in torch
         if x1 <= x2:
             min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
         else:
@@ -140,7 +144,7 @@ def strong_wolfe(
         max_step = t * 10
         tmp = t
         t = cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
-        t_prev, f_prev = tmp, f_new
+        t_prev, f_prev = tmp, f_new  # type: ignore[assignment]
         g_prev = g_new.clone(memory_format=torch.contiguous_format)
         gtd_prev = gtd_new
         f_new, g_new = obj_func(x, t, d)

@@ -40,11 +40,14 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
       momentum: ``μ`` (float, 0-dim tensor or schedule), ``>= 0``.
       nesterov: use the Nesterov look-ahead ``lerp(g, B, μ)`` instead of ``B``.
 
-    Example::
-
-        muon_like = fo.chain(
-            fo.scale_by_ema_momentum(0.95), fo.orthogonalize(), fo.scale_by_learning_rate(0.02)
-        )
+    Example:
+        >>> muon_like = fo.chain(
+        ...     fo.scale_by_ema_momentum(0.95), fo.orthogonalize(), fo.scale_by_learning_rate(0.02)
+        ... )
+        >>> params = {"w": torch.eye(3)}
+        >>> updates, _ = muon_like.update({"w": torch.eye(3)}, muon_like.init(params), params)
+        >>> updates["w"].shape
+        torch.Size([3, 3])
 
     References:
       Jordan et al., "Muon", 2024 (torch.optim.Muon).
@@ -56,7 +59,7 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
 
     def update_fn(updates: Updates, state: EmaMomentumState, params: Params | None = None, **extra: Any):
         del params, extra
-        mu = ops.scalar(momentum)
+        mu = ops.scalar(momentum)  # type: ignore[arg-type]
 
         def fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             (bufs,) = fields

@@ -63,10 +63,17 @@ def scale_by_shape(
       reshape: the matrix view of non-2-D parameters (see :func:`matrix_view_shape`); default uses
         ``shape[:2]`` like torch.
 
-    Example::
-
-        muon_like = fo.chain(fo.orthogonalize(), fo.scale_by_shape("match_rms_adamw"),
-                             fo.add_decayed_weights(0.1), fo.scale_by_learning_rate(0.02))
+    Example:
+        >>> muon_like = fo.chain(
+        ...     fo.orthogonalize(),
+        ...     fo.scale_by_shape("match_rms_adamw"),
+        ...     fo.add_decayed_weights(0.1),
+        ...     fo.scale_by_learning_rate(0.02),
+        ... )
+        >>> params = {"w": torch.eye(4)}
+        >>> updates, _ = muon_like.update({"w": torch.eye(4)}, muon_like.init(params), params)
+        >>> updates["w"].shape
+        torch.Size([4, 4])
     """
     if not (
         adjust_lr_fn is None or adjust_lr_fn in ("original", "match_rms_adamw") or callable(adjust_lr_fn)
@@ -76,7 +83,7 @@ def scale_by_shape(
     def factor(shape: torch.Size) -> Any:
         if not callable(adjust_lr_fn):
             return shape_factor(adjust_lr_fn, shape, reshape)
-        lr = 1.0 if learning_rate is None else ops.scalar(learning_rate)
+        lr = 1.0 if learning_rate is None else ops.scalar(learning_rate)  # type: ignore[arg-type]
         if isinstance(lr, float | int) and lr == 0:
             lr = 1.0
         return adjust_lr_fn(lr, shape) / lr

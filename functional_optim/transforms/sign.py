@@ -33,9 +33,12 @@ def scale_by_sign() -> GradientTransformation:
     are coalesced first (duplicate indices summed) and stay sparse. ``None`` leaves stay
     ``None``.
 
-    Example::
-
-        signsgd = fo.chain(fo.scale_by_sign(), fo.scale_by_learning_rate(1e-3))
+    Example:
+        >>> signsgd = fo.chain(fo.scale_by_sign(), fo.scale_by_learning_rate(1e-3))
+        >>> g = {"w": torch.tensor([2.0, -0.5, 0.0])}
+        >>> updates, _ = signsgd.update(g, signsgd.init(g))
+        >>> updates["w"]
+        tensor([-0.0010,  0.0010, -0.0000])
 
     References:
       Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex Problems", ICML 2018.

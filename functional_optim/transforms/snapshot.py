@@ -41,11 +41,13 @@ def snapshot(
       name: the key the value is stored under (a non-empty str).
       fn: ``updates -> 0-dim tensor`` (default: the global L2 norm, ``fo.tree.global_norm``).
 
-    Example::
-
-        opt = fo.chain(fo.snapshot("grad_norm"), fo.adam(1e-3), fo.snapshot("update_norm"))
-        ...
-        fo.read_snapshots(state)   # {"grad_norm": tensor(...), "update_norm": tensor(...)}
+    Example:
+        >>> params = {"w": torch.ones(2)}
+        >>> opt = fo.chain(fo.snapshot("grad_norm"), fo.adam(1e-3), fo.snapshot("update_norm"))
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": torch.full((2,), 3.0)}, state, params)
+        >>> sorted(fo.read_snapshots(state))
+        ['grad_norm', 'update_norm']
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"snapshot: name must be a non-empty str, got {name!r}")

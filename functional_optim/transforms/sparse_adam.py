@@ -84,10 +84,14 @@ def scale_by_sparse_adam(
       b2: decay of the second moment (``betas[1]``).
       eps: added to ``sqrt(v)`` (not bias-corrected).
 
-    Example::
-
-        emb = torch.nn.Embedding(1000, 16, sparse=True)
-        opt = fo.chain(fo.scale_by_sparse_adam(), fo.scale_by_learning_rate(1e-3))
+    Example:
+        >>> emb = torch.nn.Embedding(1000, 16, sparse=True)
+        >>> params = {"weight": emb.weight.detach()}
+        >>> opt = fo.chain(fo.scale_by_sparse_adam(), fo.scale_by_learning_rate(1e-3))
+        >>> emb(torch.tensor([3])).sum().backward()
+        >>> updates, _ = opt.update({"weight": emb.weight.grad}, opt.init(params), params)
+        >>> updates["weight"].is_sparse
+        True
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (section 2, the
@@ -107,7 +111,7 @@ def scale_by_sparse_adam(
         updates: Updates, state: ScaleBySparseAdamState, params: Params | None = None, **extra: Any
     ):
         del params, extra
-        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)  # type: ignore[arg-type]
 
         def sparse_adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             for g in grads:

@@ -30,9 +30,12 @@ def zero_nans() -> GradientTransformation:
     ``state.found_nan`` tells, per parameter, whether the last gradient had a NaN. ``None``
     gradients stay ``None`` and keep their flag.
 
-    Example::
-
-        opt = fo.chain(fo.zero_nans(), fo.adam(1e-3))
+    Example:
+        >>> opt = fo.zero_nans()
+        >>> g = {"w": torch.tensor([float("nan"), 2.0])}
+        >>> updates, state = opt.update(g, opt.init(g))
+        >>> updates["w"], state.found_nan["w"]
+        (tensor([0., 2.]), tensor(True))
 
     References:
       optax.zero_nans (DeepMind).
