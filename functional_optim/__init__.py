@@ -26,3 +26,7 @@ from functional_optim.optimizers import *
 from functional_optim.transforms import *
 
 __version__ = "0.1.0"
+
+from functional_optim import _checkpoint  # after every module is imported
+
+_checkpoint.register_all()  # torch.load(weights_only=True) rebuilds every state and schedule

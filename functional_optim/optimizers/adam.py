@@ -54,7 +54,7 @@ def adam(
     """
     _validation.learning_rate(lr)
     _validation.nonnegative("eps", eps, "epsilon value")
-    _validation.betas(betas)
+    betas = _validation.betas(betas)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
     decay = add_decayed_weights(weight_decay)
     return chain(
