@@ -31,19 +31,23 @@ from torch import Tensor
 
 from functional_optim import tree
 
-__all__ = ["check_leaves", "check_optimizable", "sparse_message"]
+__all__ = ["check_gradients", "check_leaves", "check_optimizable", "expect_state", "sparse_message"]
 
 _META = operator.attrgetter("shape", "dtype", "device", "layout")
 _CHECKED: set[tuple] = set()
 _MAX_CACHED = 4096
 
 
-def sparse_message(sparse: bool | str, name: str) -> str | None:
-    """The error for a sparse gradient given to a transform with ``sparse`` support, or ``None``."""
+def sparse_message(sparse: bool | str, name: str, kind: str = "sparse") -> str | None:
+    """The error for a ``kind`` (sparse or dense) gradient given to a transform that declares
+    ``sparse`` (``True``: accepted; ``False``: refused; a name such as ``"RMSprop"``: refused with
+    torch's ``"RMSprop does not support sparse gradients"``; a sentence: that message)."""
     if sparse is True:
         return None
+    if isinstance(sparse, str) and " " in sparse:
+        return sparse
     who = sparse if isinstance(sparse, str) else name
-    return f"{who} does not support sparse gradients"
+    return f"{who} does not support {kind} gradients"
 
 
 def _signature(leaves: Sequence[Any]) -> tuple:
@@ -64,6 +68,7 @@ def check_leaves(
     fields: Sequence[Sequence[Any]],
     sparse: bool | str = True,
     field_names: Sequence[str] | None = None,
+    dense: bool | str = True,
 ) -> None:
     """Raise a ``TypeError``/``ValueError``/``RuntimeError`` naming the leaf if the gradients,
     parameters and state fields (flattened up to ``spec``) do not fit each other.
@@ -77,13 +82,15 @@ def check_leaves(
       sparse: ``True`` if the transform accepts sparse gradients; ``False`` or the algorithm's
         name (``"RMSprop"``) to refuse them with torch's message.
       field_names: names of the fields for the messages (default ``state field #k``).
+      dense: as ``sparse``, for dense gradients (``"SparseAdam"`` refuses them).
     """
     if torch.compiler.is_compiling():
-        _verify(name, spec, grads, params, fields, sparse, field_names)
+        _verify(name, spec, grads, params, fields, sparse, field_names, dense)
         return
     key = (
         name,
         sparse,
+        dense,
         spec,
         _signature(grads),
         None if params is None else _signature(params),
@@ -91,7 +98,7 @@ def check_leaves(
     )
     if key in _CHECKED:
         return
-    _verify(name, spec, grads, params, fields, sparse, field_names)
+    _verify(name, spec, grads, params, fields, sparse, field_names, dense)
     if len(_CHECKED) >= _MAX_CACHED:
         _CHECKED.clear()
     _CHECKED.add(key)
@@ -110,6 +117,7 @@ def _verify(
     fields: Sequence[Sequence[Any]],
     sparse: bool | str,
     field_names: Sequence[str] | None,
+    dense: bool | str = True,
 ) -> None:
     names: list[str] | None = None
 
@@ -120,6 +128,7 @@ def _verify(
         return names[i]
 
     no_sparse = sparse_message(sparse, name)
+    no_dense = sparse_message(dense, name, "dense")
     for i, g in enumerate(grads):
         if g is None:
             continue
@@ -135,6 +144,8 @@ def _verify(
             )
         if g.layout is not torch.strided and no_sparse is not None:
             raise RuntimeError(f"{no_sparse} (parameter '{leaf(i)}' has a {g.layout} gradient)")
+        if g.layout is torch.strided and no_dense is not None:
+            raise RuntimeError(f"{no_dense} (parameter '{leaf(i)}' has a dense gradient)")
         ref, what = g, "gradient"
         if params is not None:
             p = params[i]
@@ -201,3 +212,25 @@ def check_optimizable(params: Any, name: str = "init") -> None:
         tree._require_optimizable(params)
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
+
+
+def check_gradients(updates: Any, params: Any, name: str, sparse: bool | str = True) -> None:
+    """Check a whole gradient tree against the parameter tree (structure, then each leaf as
+    :func:`check_leaves`), once per layout. For code paths without per-parameter state, e.g. a
+    chain of stateless transforms (plain SGD): ``_layout.check_gradients(updates, params, "chain")``.
+    Does nothing when ``params`` is ``None``."""
+    if params is None:
+        return
+    grads, spec = tree.flatten(updates)
+    param_leaves = tree.flatten_like(spec, params, f"{name}: params")
+    check_leaves(name, spec, grads, param_leaves, (), sparse)
+
+
+def expect_state(state: Any, cls: type, name: str) -> None:
+    """Raise a ``TypeError`` unless ``state`` is a ``cls`` (the transform's own state class), e.g.
+    ``expect_state(state, ScaleByAdamState, "scale_by_adam")`` as the first line of an update."""
+    if type(state) is not cls:
+        raise TypeError(
+            f"{name}: the state is a {type(state).__qualname__}, not the {cls.__qualname__} that "
+            f"{name}.init makes: it belongs to another transform (call init with this transform)"
+        )

@@ -32,6 +32,7 @@ def update_leaves(
     need_params: bool = False,
     sparse: bool | str = True,
     state: Any = None,
+    dense: bool | str = True,
 ) -> tuple[Any, tuple[Any, ...]]:
     """Apply ``fn(grads, fields, params) -> (new_updates, new_fields)`` to the present leaves.
 
@@ -50,6 +51,8 @@ def update_leaves(
         not among ``fields`` must then be empty (``()``, ``None``), so that a state made by
         another configuration (Adam's ``max_exp_avg_sq`` given to Adam without AMSGrad) is
         refused instead of silently dropped; the messages also name the fields.
+      dense: as ``sparse`` for dense gradients (``"SparseAdam does not support dense gradients,
+        please consider Adam instead"``).
 
     Every call checks, once per layout (see :mod:`functional_optim._layout`), that the gradients
     are floating-point tensors that fit their parameters (shape, dtype, device, layout) and that
@@ -67,7 +70,7 @@ def update_leaves(
     else:
         param_leaves = tree.flatten_like(spec, params, f"{name}: params")
     field_names = None if state is None else _field_names(state, fields, name)
-    _layout.check_leaves(name, spec, grads, param_leaves, field_leaves, sparse, field_names)
+    _layout.check_leaves(name, spec, grads, param_leaves, field_leaves, sparse, field_names, dense)
 
     present = [i for i, g in enumerate(grads) if g is not None]
     if not present:  # nothing to update (an empty tree, or no gradient at all)
