@@ -33,7 +33,7 @@ def _is_namedtuple_class(obj: Any) -> bool:
 
 
 def _library_classes() -> list[type]:
-    from functional_optim.schedules._base import schedule_classes
+    from functional_optim.schedules._base import ScheduleObject, schedule_classes
 
     found: dict[type, None] = {}
     for mod_name, module in list(sys.modules.items()):
@@ -42,7 +42,7 @@ def _library_classes() -> list[type]:
         for obj in list(vars(module).values()):
             if _is_namedtuple_class(obj) and getattr(obj, "__module__", "").startswith("functional_optim"):
                 found[obj] = None
-    for cls in schedule_classes():
+    for cls in [ScheduleObject, *schedule_classes()]:
         found[cls] = None
     return list(found)
 

@@ -1,8 +1,9 @@
 """Pure schedules ``count -> value``: every torch.optim.lr_scheduler, and optax favourites."""
 
 from functional_optim._exports import public_names
+from functional_optim.schedules._base import ScheduleObject
 from functional_optim.schedules.lr_scheduler import *
 from functional_optim.schedules.optax_style import *
 from functional_optim.schedules.plateau import *
 
-__all__ = public_names(__name__)
+__all__ = [*public_names(__name__), "ScheduleObject"]
