@@ -99,10 +99,34 @@ def continue_all(saved: dict[str, Any], first: int) -> dict[str, Any]:
     return out
 
 
-def main(load: str, save: str) -> None:
+def adapter() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A drop-in optimizer whose hyperparameters are schedules."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    lr = S.cosine_annealing_lr(1e-2, T_max=10)
+    opt = fo.adapters.FunctionalOptimizer(
+        model.parameters(), fo.adamw, lr=lr, betas=(S.linear(0.8, 0.9, 5), 0.999)
+    )
+    return model, opt
+
+
+def adapter_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, first: int) -> None:
+    for k in range(first, first + STEPS):
+        opt.zero_grad()
+        model(torch.full((4, 3), 0.1 * (k + 1))).square().sum().backward()
+        opt.step()
+
+
+def main(load: str, save: str, adapter_load: str, adapter_save: str) -> None:
     saved = torch.load(load)  # the default: weights_only=True
     torch.save(continue_all(saved, STEPS), save)
+    model, opt = adapter()
+    checkpoint = torch.load(adapter_load)
+    model.load_state_dict(checkpoint["model"])
+    opt.load_state_dict(checkpoint["optimizer"])
+    adapter_steps(model, opt, STEPS)
+    torch.save(model.state_dict(), adapter_save)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:5])

@@ -1,6 +1,7 @@
 """The pure API's state is checkpointed the way torch users checkpoint: ``torch.save(state)``,
 then in a new process ``torch.load(path)`` with the default ``weights_only=True`` and the run
-continues bit-identically (every algorithm, schedules, multi_steps, apply_if_finite, averaging)."""
+continues bit-identically (every algorithm, schedules, multi_steps, apply_if_finite, averaging;
+and a drop-in optimizer whose hyperparameters are schedules)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 
 import functional_optim as fo
 from functional_optim import _checkpoint
-from tests._checkpoint_cases import CASES, STEPS, continue_all, initial_params, step
+from tests._checkpoint_cases import CASES, STEPS, adapter, adapter_steps, continue_all, initial_params, step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,9 +55,23 @@ def test_every_state_saved_loads_in_a_new_process_with_weights_only_and_continue
     load, out = tmp_path / "state.pt", tmp_path / "continued.pt"
     torch.save(saved, load)
     expected = continue_all(saved, STEPS)
+    # a drop-in optimizer with schedules as hyperparameters: its state_dict holds the schedules
+    model, opt = adapter()
+    adapter_steps(model, opt, 0)
+    adapter_load, adapter_out = tmp_path / "adapter.pt", tmp_path / "adapter_continued.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, adapter_load)
+    adapter_steps(model, opt, STEPS)
 
     proc = subprocess.run(
-        [sys.executable, "-m", "tests._checkpoint_cases", str(load), str(out)],
+        [
+            sys.executable,
+            "-m",
+            "tests._checkpoint_cases",
+            str(load),
+            str(out),
+            str(adapter_load),
+            str(adapter_out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -68,6 +83,7 @@ def test_every_state_saved_loads_in_a_new_process_with_weights_only_and_continue
     for name in CASES:
         assert _bitwise_equal(got[name], expected[name]), name
         assert not _bitwise_equal(got[name][0], saved[name][0]), f"{name}: the continued run did not move"
+    assert _bitwise_equal(torch.load(adapter_out), model.state_dict())
 
 
 def test_every_namedtuple_and_schedule_class_of_the_package_is_a_safe_global():
@@ -91,6 +107,7 @@ def test_every_namedtuple_and_schedule_class_of_the_package_is_a_safe_global():
     assert not missing, missing
 
 
+@pytest.mark.slow
 def test_import_of_the_package_registers_every_module_class_without_walking():
     # a fresh interpreter: ``import functional_optim`` alone must cover every module of the
     # package (new modules added by anyone are imported by their subpackage's __init__)
