@@ -3,6 +3,8 @@
 Run: ``python benchmarks/bad_input_table.py`` (add ``--messages`` for the error of every cell).
 Cells: ``ok`` = refused with an exception naming the leaf, nothing changed; ``no-leaf`` = refused
 but the message does not name the leaf (or has none to name); ``ACCEPTED`` = no error;
+``at update`` = an integer/bool parameter accepted by ``init``, refused at the first update;
+``raw`` = an ``AttributeError``/``NotImplementedError`` from deep inside (no clear message);
 ``CHANGED`` = an error after a parameter or state changed; ``as torch`` = a sparse gradient
 accepted where ``torch.optim`` accepts it too; ``-`` = not applicable.
 """
@@ -16,7 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests._bad_inputs import ALGORITHMS, KINDS, TORCH_ACCEPTS_SPARSE, applicable, outcome
 
-SHORT = {"refused": "ok", "refused (no leaf named)": "no-leaf", "ACCEPTED": "ACCEPTED", "CHANGED": "CHANGED"}
+SHORT = {
+    "refused": "ok",
+    "refused (no leaf named)": "no-leaf",
+    "raw error": "raw",
+    "refused at update": "at update",
+    "ACCEPTED": "ACCEPTED",
+    "CHANGED": "CHANGED",
+}
 
 
 def main() -> None:

@@ -204,20 +204,27 @@ TORCH_ACCEPTS_SPARSE = {"sgd", "sgd_plain", "adagrad", "lbfgs"}
 
 def outcome(name: str, kind: str, index: int = 0, seed: int = 0) -> tuple[str, str]:
     """``(verdict, message)`` of one bad input for the table: ``refused`` (an exception naming the
-    leaf, nothing changed), ``refused (no leaf named)``, ``ACCEPTED`` (no error) or ``CHANGED``."""
+    leaf, nothing changed), ``refused (no leaf named)``, ``raw error`` (an ``AttributeError`` or
+    ``NotImplementedError`` from deep inside), ``ACCEPTED`` (no error) or ``CHANGED``."""
     algo = ALGORITHMS[name]
     params = make_params(algo, [(2,), (3, 2), (2, 2)], seed)
     grads = make_grads(algo, params, seed)
     params, grads, state, leaf = mutate(name, kind, params, grads, index)
     opt = algo.make()
     before = (clone_tree(params), clone_tree(state))
+    at_update = False
     try:
         if state is None:
             state = opt.init(params)
+            at_update = True
         update(algo, opt, grads, state, params)
     except Exception as err:
         msg = f"{type(err).__name__}: {err}".replace("\n", " ")
         if not same_tree(before[0], params) or (before[1] is not None and not same_tree(before[1], state)):
             return "CHANGED", msg
+        if isinstance(err, AttributeError | NotImplementedError | IndexError | KeyError):
+            return "raw error", msg
+        if at_update:
+            return "refused at update", msg
         return ("refused" if names_leaf(str(err), leaf) else "refused (no leaf named)"), msg
     return "ACCEPTED", ""
