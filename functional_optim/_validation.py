@@ -77,3 +77,12 @@ def betas(values: Any) -> tuple[Any, Any]:
             raise ValueError(f"Tensor betas[{i}] must be 1-element")
         beta(f"betas[{i}]", b, i)
     return values
+
+
+def not_nan(name: str, value: Any) -> None:
+    """``ValueError("Invalid <name>: nan")`` for a NaN value (torch refuses a NaN ``lr``: its check
+    ``0.0 <= lr`` is false). For hyperparameters whose sign is free, e.g. ``scale_by_learning_rate``
+    (``flip_sign=False`` with a negative rate ascends), where :func:`learning_rate` is too strict.
+    A schedule's value is checked each time the transform is rebuilt from it (every step under
+    :func:`~functional_optim.inject_hyperparams`), as ``fo.adam(lr=schedule)`` does."""
+    require(lambda v: v == v, value, f"Invalid {name}: {value}")
