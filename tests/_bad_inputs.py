@@ -71,8 +71,8 @@ def applicable(name: str, kind: str) -> bool:
         return not algo.sparse_grads
     if kind == "grad dense (SparseAdam)":
         return algo.sparse_grads
-    if kind == "grad on meta":
-        return True
+    if kind == "state for other shapes":
+        return name != "sgd_plain"  # no per-parameter state to be wrong
     return True
 
 
