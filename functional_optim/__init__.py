@@ -147,3 +147,7 @@ __all__ = [
     "update_leaves",
     "zero_nans",
 ]
+
+from functional_optim import _checkpoint  # after every module is imported
+
+_checkpoint.register_all()  # torch.load(weights_only=True) rebuilds every state and schedule

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
-from functional_optim import tree
+from functional_optim import _layout, tree
 
 LeafFn = Callable[
     [list[Tensor], list[list[Tensor]], "list[Tensor] | None"],
@@ -30,6 +30,9 @@ def update_leaves(
     *,
     name: str,
     need_params: bool = False,
+    sparse: bool | str = True,
+    state: Any = None,
+    dense: bool | str = True,
 ) -> tuple[Any, tuple[Any, ...]]:
     """Apply ``fn(grads, fields, params) -> (new_updates, new_fields)`` to the present leaves.
 
@@ -41,6 +44,19 @@ def update_leaves(
       params: the parameter tree, or ``None``.
       name: the transform's name, used in error messages.
       need_params: raise a clear error if ``params`` is ``None``.
+      sparse: ``True`` (default) if ``fn`` handles sparse gradients; ``False``, or the algorithm's
+        name as torch spells it (``"RMSprop"``), to refuse them before any maths with torch's
+        ``RuntimeError("RMSprop does not support sparse gradients")``.
+      state: the transform's NamedTuple state, if ``fields`` come from it: its fields that are
+        not among ``fields`` must then be empty (``()``, ``None``), so that a state made by
+        another configuration (Adam's ``max_exp_avg_sq`` given to Adam without AMSGrad) is
+        refused instead of silently dropped; the messages also name the fields.
+      dense: as ``sparse`` for dense gradients (``"SparseAdam does not support dense gradients,
+        please consider Adam instead"``).
+
+    Every call checks, once per layout (see :mod:`functional_optim._layout`), that the gradients
+    are floating-point tensors that fit their parameters (shape, dtype, device, layout) and that
+    the state fields were made for them; a mismatch raises before any maths, naming the leaf.
 
     Returns:
       The new update tree and a tuple with one new tree per state field.
@@ -53,7 +69,8 @@ def update_leaves(
         param_leaves = None
     else:
         param_leaves = tree.flatten_like(spec, params, f"{name}: params")
-        _check_shapes(grads, param_leaves, spec, name)
+    field_names = None if state is None else _field_names(state, fields, name)
+    _layout.check_leaves(name, spec, grads, param_leaves, field_leaves, sparse, field_names, dense)
 
     present = [i for i, g in enumerate(grads) if g is not None]
     if not present:  # nothing to update (an empty tree, or no gradient at all)
@@ -76,11 +93,22 @@ def update_leaves(
     return tree.unflatten(spec, out_updates), tuple(tree.unflatten(spec, f) for f in out_fields)
 
 
-def _check_shapes(grads: list, params: list, spec: tree.TreeSpec, name: str) -> None:
-    for i, (g, p) in enumerate(zip(grads, params, strict=True)):
-        if g is not None and p is not None and g.shape != p.shape:
-            leaf = tree.leaf_names(spec)[i]
+def _field_names(state: Any, fields: Sequence[Any], name: str) -> list[str]:
+    """The names of ``fields`` in the NamedTuple ``state``; its other fields must be empty."""
+    names = getattr(state, "_fields", None)
+    if names is None:
+        raise TypeError(
+            f"{name}: expected the transform's NamedTuple state, got a {type(state).__qualname__}"
+        )
+    used = {id(f) for f in fields}
+    out = {}
+    for field, value in zip(names, state, strict=True):
+        if id(value) in used:
+            out.setdefault(id(value), field)
+        elif not (value is None or (isinstance(value, tuple | list | dict) and not value)):
             raise ValueError(
-                f"{name}: the gradient of parameter '{leaf}' has shape {tuple(g.shape)} "
-                f"but the parameter has shape {tuple(p.shape)}"
+                f"{name}: the state has a field '{field}' that this transform does not use "
+                f"(got {type(value).__qualname__}); it was made by another transform or configuration "
+                "(e.g. amsgrad=True given to Adam without AMSGrad): call init with this transform"
             )
+    return [out.get(id(f), f"state field #{k}") for k, f in enumerate(fields)]

@@ -7,7 +7,7 @@ value is not known, or reading it would break the trace.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -51,10 +51,24 @@ def learning_rate(lr: Any) -> None:
     nonnegative("lr", lr, "learning rate")
 
 
-def betas(values: Any) -> None:
-    """Two betas in ``[0, 1)``, both floats or both tensors (as ``torch.optim.Adam``)."""
-    if not isinstance(values, tuple | list) or len(values) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {values!r}")
+def pair(name: str, values: Any) -> tuple[Any, Any]:
+    """``values`` as a 2-tuple: any sequence of two (a tuple, a list, an OmegaConf ``ListConfig``...)
+    is accepted, as ``torch.optim`` unpacks ``beta1, beta2 = betas``; a string, a set, a tensor or a
+    sequence of another length is a ``ValueError``."""
+    if not isinstance(values, Sequence) or isinstance(values, str | bytes):
+        raise ValueError(f"{name} must be a pair ({name}[0], {name}[1]), got {values!r}")
+    items = tuple(values)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be a pair ({name}[0], {name}[1]), got {values!r}")
+    return items
+
+
+def betas(values: Any) -> tuple[Any, Any]:
+    """Two betas in ``[0, 1)``, both floats or both tensors (as ``torch.optim.Adam``).
+
+    Returns the betas as a tuple (any sequence of two is accepted, see :func:`pair`).
+    """
+    values = pair("betas", values)
     b1, b2 = values
     if isinstance(b1, Tensor) != isinstance(b2, Tensor) and not (callable(b1) or callable(b2)):
         raise ValueError("betas must be either both floats or both Tensors")
@@ -62,3 +76,13 @@ def betas(values: Any) -> None:
         if isinstance(b, Tensor) and b.numel() != 1:
             raise ValueError(f"Tensor betas[{i}] must be 1-element")
         beta(f"betas[{i}]", b, i)
+    return values
+
+
+def not_nan(name: str, value: Any) -> None:
+    """``ValueError("Invalid <name>: nan")`` for a NaN value (torch refuses a NaN ``lr``: its check
+    ``0.0 <= lr`` is false). For hyperparameters whose sign is free, e.g. ``scale_by_learning_rate``
+    (``flip_sign=False`` with a negative rate ascends), where :func:`learning_rate` is too strict.
+    A schedule's value is checked each time the transform is rebuilt from it (every step under
+    :func:`~functional_optim.inject_hyperparams`), as ``fo.adam(lr=schedule)`` does."""
+    require(lambda v: v == v, value, f"Invalid {name}: {value}")

@@ -87,13 +87,38 @@ def flatten_like(spec: TreeSpec, tree: PyTree, what: str = "tree") -> list:
 
 
 def zeros_like(tree: PyTree, dtype: torch.dtype | None = None) -> PyTree:
-    """A tree of zero tensors like ``tree`` (``None`` leaves stay ``None``)."""
+    """A tree of zero tensors like ``tree`` (``None`` leaves stay ``None``).
+
+    This is how transforms build per-parameter state, so without ``dtype`` it refuses leaves
+    that cannot be optimised (integer or bool tensors, non-tensors) with a ``TypeError`` naming
+    the leaf.
+    """
+    if dtype is None:
+        _require_optimizable(tree)
     return map(lambda t: None if t is None else torch.zeros_like(t, dtype=dtype), tree)
 
 
 def full_like(tree: PyTree, value: float | complex, dtype: torch.dtype | None = None) -> PyTree:
-    """A tree of tensors like ``tree`` filled with ``value``."""
+    """A tree of tensors like ``tree`` filled with ``value`` (refuses what :func:`zeros_like` refuses)."""
+    if dtype is None:
+        _require_optimizable(tree)
     return map(lambda t: None if t is None else torch.full_like(t, value, dtype=dtype), tree)
+
+
+def _require_optimizable(tree: PyTree) -> None:
+    leaves_, spec = flatten(tree)
+    for i, t in enumerate(leaves_):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(
+                f"parameter '{leaf_names(spec)[i]}' is a {type(t).__qualname__}, not a torch.Tensor"
+            )
+        if not (t.is_floating_point() or t.is_complex()):
+            raise TypeError(
+                f"parameter '{leaf_names(spec)[i]}' has dtype {t.dtype}; only floating-point and "
+                "complex tensors can be optimised"
+            )
 
 
 def global_norm(tree: PyTree) -> torch.Tensor:

@@ -56,7 +56,7 @@ def adam(
     """
     _validation.learning_rate(lr)
     _validation.nonnegative("eps", eps, "epsilon value")
-    _validation.betas(betas)
+    betas = _validation.betas(betas)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
     decay = add_decayed_weights(weight_decay, decoupled=decoupled_weight_decay)
     return chain(

@@ -51,6 +51,7 @@ def adamax(
     """
     _validation.learning_rate(lr)
     _validation.nonnegative("eps", eps, "epsilon value")
+    betas = _validation.pair("betas", betas)
     _validation.beta("betas[0]", betas[0], 0)
     _validation.beta("betas[1]", betas[1], 1)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")

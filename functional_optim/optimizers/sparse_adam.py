@@ -57,8 +57,7 @@ def sparse_adam(
         raise ValueError("Tensor lr must be 1-element")
     _validation.require(lambda v: v > 0.0, lr, f"Invalid learning rate: {lr}")
     _validation.require(lambda v: v > 0.0, eps, f"Invalid epsilon value: {eps}")
-    if not isinstance(betas, tuple | list) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    betas = _validation.pair("betas", betas)
     _validation.beta("betas[0]", betas[0], 0)
     _validation.beta("betas[1]", betas[1], 1)
     return chain(

@@ -1,11 +1,13 @@
 """Pure schedules ``count -> value``: every torch.optim.lr_scheduler, and optax favourites."""
 
+from functional_optim.schedules._base import ScheduleObject
 from functional_optim.schedules.lr_scheduler import *
 from functional_optim.schedules.optax_style import *
 from functional_optim.schedules.plateau import *
 
 __all__ = [
     "ReduceLROnPlateauState",
+    "ScheduleObject",
     "chained_scheduler",
     "constant",
     "constant_lr",

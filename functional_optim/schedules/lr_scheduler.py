@@ -30,6 +30,7 @@ from torch import Tensor
 
 from functional_optim.core import Schedule
 from functional_optim.schedules import _common as _c
+from functional_optim.schedules._base import ScheduleObject
 
 __all__ = [
     "chained_scheduler",
@@ -76,10 +77,17 @@ def lambda_lr(base: Number, lr_lambda: Callable[[Any], Any]) -> Schedule:
     if not callable(lr_lambda):
         raise TypeError(f"lr_lambda should be a function, but got {type(lr_lambda).__name__}")
 
-    def schedule(count: Any) -> Number:
-        return _c.out(base * lr_lambda(_c.as_count(count, isinstance(count, Tensor))))
+    return LambdaLRSchedule(base, lr_lambda)
 
-    return schedule
+
+class LambdaLRSchedule(ScheduleObject):
+    """:func:`lambda_lr` (picklable when ``lr_lambda`` is a module-level function)."""
+
+    def __init__(self, base: Number, lr_lambda: Callable[[Any], Any]) -> None:
+        self.base, self.lr_lambda = base, lr_lambda
+
+    def __call__(self, count: Any) -> Number:
+        return _c.out(self.base * self.lr_lambda(_c.as_count(count, isinstance(count, Tensor))))
 
 
 def multiplicative_lr(base: Number, lr_lambda: Callable[[int], Any]) -> Schedule:
@@ -96,7 +104,17 @@ def multiplicative_lr(base: Number, lr_lambda: Callable[[int], Any]) -> Schedule
     if not callable(lr_lambda):
         raise TypeError(f"lr_lambda should be a function, but got {type(lr_lambda).__name__}")
 
-    def schedule(count: Any) -> Number:
+    return MultiplicativeLRSchedule(base, lr_lambda)
+
+
+class MultiplicativeLRSchedule(ScheduleObject):
+    """:func:`multiplicative_lr` (picklable when ``lr_lambda`` is a module-level function)."""
+
+    def __init__(self, base: Number, lr_lambda: Callable[[int], Any]) -> None:
+        self.base, self.lr_lambda = base, lr_lambda
+
+    def __call__(self, count: Any) -> Number:
+        base, lr_lambda = self.base, self.lr_lambda
         if isinstance(count, Tensor) or isinstance(base, Tensor):
             c = torch.as_tensor(count).detach().to(torch.int64)
             n = int(c.max().item()) if c.numel() else 0
@@ -107,8 +125,6 @@ def multiplicative_lr(base: Number, lr_lambda: Callable[[int], Any]) -> Schedule
         for k in range(1, count + 1):
             value = value * lr_lambda(k)
         return _c.out(value)
-
-    return schedule
 
 
 def step_lr(base: Number, step_size: int, gamma: Number = 0.1) -> Schedule:
@@ -121,11 +137,18 @@ def step_lr(base: Number, step_size: int, gamma: Number = 0.1) -> Schedule:
     """
     _positive("step_size", step_size)
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, gamma))
-        return _c.out(base * gamma ** _c.floordiv(c, step_size))
+    return StepLRSchedule(base, step_size, gamma)
 
-    return schedule
+
+class StepLRSchedule(ScheduleObject):
+    """:func:`step_lr`."""
+
+    def __init__(self, base: Number, step_size: int, gamma: Number) -> None:
+        self.base, self.step_size, self.gamma = base, step_size, gamma
+
+    def __call__(self, count: Any) -> Number:
+        c = _c.as_count(count, _c.any_tensor(self.base, self.gamma))
+        return _c.out(self.base * self.gamma ** _c.floordiv(c, self.step_size))
 
 
 def multi_step_lr(base: Number, milestones: Sequence[int], gamma: Number = 0.1) -> Schedule:
@@ -140,13 +163,20 @@ def multi_step_lr(base: Number, milestones: Sequence[int], gamma: Number = 0.1) 
     """
     ms = sorted(int(m) for m in milestones)
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, gamma))
-        if isinstance(c, Tensor):
-            return base * gamma ** _c.count_at_least(c, ms)
-        return _c.out(base * gamma ** bisect_right(ms, c))
+    return MultiStepLRSchedule(base, ms, gamma)
 
-    return schedule
+
+class MultiStepLRSchedule(ScheduleObject):
+    """:func:`multi_step_lr` (``milestones`` sorted)."""
+
+    def __init__(self, base: Number, milestones: list[int], gamma: Number) -> None:
+        self.base, self.milestones, self.gamma = base, milestones, gamma
+
+    def __call__(self, count: Any) -> Number:
+        c = _c.as_count(count, _c.any_tensor(self.base, self.gamma))
+        if isinstance(c, Tensor):
+            return self.base * self.gamma ** _c.count_at_least(c, self.milestones)
+        return _c.out(self.base * self.gamma ** bisect_right(self.milestones, c))
 
 
 def constant_lr(base: Number, factor: float = 1.0 / 3, total_iters: int = 5) -> Schedule:
@@ -162,13 +192,21 @@ def constant_lr(base: Number, factor: float = 1.0 / 3, total_iters: int = 5) -> 
     if factor > 1.0 or factor < 0:
         raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, factor))
-        if total_iters <= 0:  # torch's recursion never undoes the factor then
-            return _c.out(base * factor + 0 * c)
-        return _c.out(base * _c.where(c >= total_iters, 1.0, factor))
+    return ConstantLRSchedule(base, factor, total_iters)
 
-    return schedule
+
+class ConstantLRSchedule(ScheduleObject):
+    """:func:`constant_lr`."""
+
+    def __init__(self, base: Number, factor: float, total_iters: int) -> None:
+        self.base, self.factor, self.total_iters = base, factor, total_iters
+
+    def __call__(self, count: Any) -> Number:
+        base, factor = self.base, self.factor
+        c = _c.as_count(count, _c.any_tensor(base, factor))
+        if self.total_iters <= 0:  # torch's recursion never undoes the factor then
+            return _c.out(base * factor + 0 * c)
+        return _c.out(base * _c.where(c >= self.total_iters, 1.0, factor))
 
 
 def linear_lr(
@@ -191,14 +229,28 @@ def linear_lr(
     if end_factor > 1.0 or end_factor < 0:
         raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
 
-    def schedule(count: Any) -> Number:
+    return LinearLRSchedule(base, start_factor, end_factor, total_iters)
+
+
+class LinearLRSchedule(ScheduleObject):
+    """:func:`linear_lr`."""
+
+    def __init__(self, base: Number, start_factor: float, end_factor: float, total_iters: int) -> None:
+        self.base, self.start_factor, self.end_factor = base, start_factor, end_factor
+        self.total_iters = total_iters
+
+    def __call__(self, count: Any) -> Number:
+        base, start_factor, end_factor, total_iters = (
+            self.base,
+            self.start_factor,
+            self.end_factor,
+            self.total_iters,
+        )
         c = _c.as_count(count, _c.any_tensor(base, start_factor, end_factor))
         if total_iters == 0:
             return _c.out(base * start_factor + 0 * c)
         frac = _c.minimum(c, total_iters) / total_iters
         return _c.out(base * (start_factor + (end_factor - start_factor) * frac))
-
-    return schedule
 
 
 def exponential_lr(base: Number, gamma: Number) -> Schedule:
@@ -209,11 +261,18 @@ def exponential_lr(base: Number, gamma: Number) -> Schedule:
       gamma: multiplicative factor per step.
     """
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, gamma))
-        return _c.out(base * gamma**c)
+    return ExponentialLRSchedule(base, gamma)
 
-    return schedule
+
+class ExponentialLRSchedule(ScheduleObject):
+    """:func:`exponential_lr`."""
+
+    def __init__(self, base: Number, gamma: Number) -> None:
+        self.base, self.gamma = base, gamma
+
+    def __call__(self, count: Any) -> Number:
+        c = _c.as_count(count, _c.any_tensor(self.base, self.gamma))
+        return _c.out(self.base * self.gamma**c)
 
 
 def polynomial_lr(base: Number, total_iters: int = 5, power: Number = 1.0) -> Schedule:
@@ -226,11 +285,18 @@ def polynomial_lr(base: Number, total_iters: int = 5, power: Number = 1.0) -> Sc
     """
     _positive("total_iters", total_iters)
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, power))
-        return _c.out(base * (1.0 - _c.minimum(c, total_iters) / total_iters) ** power)
+    return PolynomialLRSchedule(base, total_iters, power)
 
-    return schedule
+
+class PolynomialLRSchedule(ScheduleObject):
+    """:func:`polynomial_lr`."""
+
+    def __init__(self, base: Number, total_iters: int, power: Number) -> None:
+        self.base, self.total_iters, self.power = base, total_iters, power
+
+    def __call__(self, count: Any) -> Number:
+        c = _c.as_count(count, _c.any_tensor(self.base, self.power))
+        return _c.out(self.base * (1.0 - _c.minimum(c, self.total_iters) / self.total_iters) ** self.power)
 
 
 def cosine_annealing_lr(base: Number, T_max: int, eta_min: Number = 0.0) -> Schedule:
@@ -253,11 +319,19 @@ def cosine_annealing_lr(base: Number, T_max: int, eta_min: Number = 0.0) -> Sche
     if isinstance(T_max, bool) or not isinstance(T_max, int | float) or T_max <= 0:
         raise ValueError(f"Expected positive T_max, but got {T_max}")
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, eta_min))
-        return _c.out(eta_min + (base - eta_min) * (1 + _c.cos(math.pi * c / T_max)) / 2)
+    return CosineAnnealingLRSchedule(base, T_max, eta_min)
 
-    return schedule
+
+class CosineAnnealingLRSchedule(ScheduleObject):
+    """:func:`cosine_annealing_lr`."""
+
+    def __init__(self, base: Number, T_max: int, eta_min: Number) -> None:
+        self.base, self.T_max, self.eta_min = base, T_max, eta_min
+
+    def __call__(self, count: Any) -> Number:
+        base, eta_min = self.base, self.eta_min
+        c = _c.as_count(count, _c.any_tensor(base, eta_min))
+        return _c.out(eta_min + (base - eta_min) * (1 + _c.cos(math.pi * c / self.T_max)) / 2)
 
 
 def _restart_position(c: Any, T_0: int, T_mult: int) -> tuple[Any, Any]:
@@ -305,12 +379,20 @@ def cosine_annealing_warm_restarts(
     if not isinstance(eta_min, float | int | Tensor):
         raise ValueError(f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(base, eta_min))
-        t_cur, t_i = _restart_position(c, T_0, T_mult)
-        return _c.out(eta_min + (base - eta_min) * (1 + _c.cos(math.pi * t_cur / t_i)) / 2)
+    return CosineAnnealingWarmRestartsSchedule(base, T_0, T_mult, eta_min)
 
-    return schedule
+
+class CosineAnnealingWarmRestartsSchedule(ScheduleObject):
+    """:func:`cosine_annealing_warm_restarts`."""
+
+    def __init__(self, base: Number, T_0: int, T_mult: int, eta_min: Number) -> None:
+        self.base, self.T_0, self.T_mult, self.eta_min = base, T_0, T_mult, eta_min
+
+    def __call__(self, count: Any) -> Number:
+        base, eta_min = self.base, self.eta_min
+        c = _c.as_count(count, _c.any_tensor(base, eta_min))
+        t_cur, t_i = _restart_position(c, self.T_0, self.T_mult)
+        return _c.out(eta_min + (base - eta_min) * (1 + _c.cos(math.pi * t_cur / t_i)) / 2)
 
 
 def _cyclic(
@@ -328,28 +410,49 @@ def _cyclic(
         raise ValueError("mode is invalid and scale_fn is None")
     up = float(step_size_up)
     down = float(step_size_down) if step_size_down is not None else up
-    total = up + down
-    ratio = up / total
     if scale_fn is None:
-        if mode == "triangular":
-            fn, scale_mode = (lambda x: 1.0), "cycle"
-        elif mode == "triangular2":
-            fn, scale_mode = (lambda x: 1 / 2.0 ** (x - 1)), "cycle"
-        else:
-            fn, scale_mode = (lambda x: gamma**x), "iterations"
-    else:
-        fn = scale_fn
+        scale_mode = "iterations" if mode == "exp_range" else "cycle"
+    return CyclicSchedule(low, high, inverse, up, down, mode, gamma, scale_fn, scale_mode)
 
-    def schedule(count: Any) -> Number:
+
+class CyclicSchedule(ScheduleObject):
+    """:func:`cyclic_lr` (``inverse=False``) and :func:`cyclic_momentum` (``inverse=True``)."""
+
+    def __init__(
+        self,
+        low: Number,
+        high: Number,
+        inverse: bool,
+        up: float,
+        down: float,
+        mode: str,
+        gamma: float,
+        scale_fn: Callable[[Any], Any] | None,
+        scale_mode: str,
+    ) -> None:
+        self.low, self.high, self.inverse, self.up, self.down = low, high, inverse, up, down
+        self.mode, self.gamma, self.scale_fn, self.scale_mode = mode, gamma, scale_fn, scale_mode
+
+    def _scale(self, x: Any) -> Any:
+        if self.scale_fn is not None:
+            return self.scale_fn(x)
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / 2.0 ** (x - 1)
+        return self.gamma**x
+
+    def __call__(self, count: Any) -> Number:
+        low, high = self.low, self.high
+        total = self.up + self.down
+        ratio = self.up / total
         c = _c.as_count(count, _c.any_tensor(low, high))
         cycle = _c.floor(1 + c / total)
         x = 1.0 + c / total - cycle
         factor = _c.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
         height = (high - low) * factor
-        scale = fn(cycle) if scale_mode == "cycle" else fn(c)
-        return _c.out(high - height * scale if inverse else low + height * scale)
-
-    return schedule
+        scale = self._scale(cycle) if self.scale_mode == "cycle" else self._scale(c)
+        return _c.out(high - height * scale if self.inverse else low + height * scale)
 
 
 def cyclic_lr(
@@ -458,10 +561,19 @@ def _anneal(strategy: str, start: Any, end: Any, pct: Any) -> Any:
 
 def _phased(total_steps: int, ends: list[float], values: list[Any], strategy: str) -> Schedule:
     """Piecewise annealing between ``values[i]`` and ``values[i+1]`` over phases ending at ``ends``."""
+    return PhasedSchedule(total_steps, ends, values, strategy)
 
-    def schedule(count: Any) -> Number:
+
+class PhasedSchedule(ScheduleObject):
+    """:func:`one_cycle_lr` and :func:`one_cycle_momentum`: annealing phases ending at ``ends``."""
+
+    def __init__(self, total_steps: int, ends: list[float], values: list[Any], strategy: str) -> None:
+        self.total_steps, self.ends, self.values, self.strategy = total_steps, ends, values, strategy
+
+    def __call__(self, count: Any) -> Number:
+        ends, values, strategy = self.ends, self.values, self.strategy
         c = _c.as_count(count, _c.any_tensor(*values))
-        c = _c.minimum(c, total_steps)  # torch raises past total_steps; we hold the last value
+        c = _c.minimum(c, self.total_steps)  # torch raises past total_steps; we hold the last value
         if not isinstance(c, Tensor):
             i = next(i for i, e in enumerate(ends) if c <= e or i == len(ends) - 1)
             start = 0.0 if i == 0 else ends[i - 1]
@@ -473,8 +585,6 @@ def _phased(total_steps: int, ends: list[float], values: list[Any], strategy: st
             v = _anneal(strategy, values[i], values[i + 1], pct)
             result = v if result is None else _c.where(c <= ends[i], v, result)
         return _c.out(result)
-
-    return schedule
 
 
 def one_cycle_lr(
@@ -574,7 +684,17 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
 
 
 def _join(schedules: list[Schedule], boundaries: list[int]) -> Schedule:
-    def schedule(count: Any) -> Number:
+    return JoinedSchedule(schedules, boundaries)
+
+
+class JoinedSchedule(ScheduleObject):
+    """:func:`sequential_lr` and :func:`~functional_optim.schedules.join_schedules`."""
+
+    def __init__(self, schedules: list[Schedule], boundaries: list[int]) -> None:
+        self.schedules, self.boundaries = schedules, boundaries
+
+    def __call__(self, count: Any) -> Number:
+        schedules, boundaries = self.schedules, self.boundaries
         if isinstance(count, Tensor):
             c = count
             result = schedules[0](c)
@@ -584,8 +704,6 @@ def _join(schedules: list[Schedule], boundaries: list[int]) -> Schedule:
         idx = bisect_right(boundaries, count)
         offset = boundaries[idx - 1] if idx > 0 else 0
         return schedules[idx](count - offset)
-
-    return schedule
 
 
 def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
@@ -620,15 +738,20 @@ def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
         raise ValueError(
             "ChainedScheduler expects at least one scheduler to be chained, but got no scheduler."
         )
-    scheds = list(schedules)
+    return ChainedSchedule(list(schedules), base)
 
-    def schedule(count: Any) -> Number:
-        value = base
-        for s in scheds:
-            value = value * (s(count) / base)
+
+class ChainedSchedule(ScheduleObject):
+    """:func:`chained_scheduler`."""
+
+    def __init__(self, schedules: list[Schedule], base: Number) -> None:
+        self.schedules, self.base = schedules, base
+
+    def __call__(self, count: Any) -> Number:
+        value = self.base
+        for s in self.schedules:
+            value = value * (s(count) / self.base)
         return _c.out(value)
-
-    return schedule
 
 
 def swa_lr(
@@ -660,15 +783,22 @@ def swa_lr(
         raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
     if not isinstance(anneal_epochs, int) or anneal_epochs < 0:
         raise ValueError(f"anneal_epochs must be equal or greater than 0, got {anneal_epochs}")
-    target = swa_lr
+    return SWALRSchedule(base, swa_lr, anneal_epochs, anneal_strategy)
 
-    def schedule(count: Any) -> Number:
+
+class SWALRSchedule(ScheduleObject):
+    """:func:`swa_lr`."""
+
+    def __init__(self, base: Number, swa_lr: Number, anneal_epochs: int, anneal_strategy: str) -> None:
+        self.base, self.swa_lr = base, swa_lr
+        self.anneal_epochs, self.anneal_strategy = anneal_epochs, anneal_strategy
+
+    def __call__(self, count: Any) -> Number:
+        base, target, anneal_epochs = self.base, self.swa_lr, self.anneal_epochs
         c = _c.as_count(count, _c.any_tensor(base, target))
         if anneal_epochs == 0:
             t: Any = 1.0 + 0 * c
         else:
             t = _c.maximum(0, _c.minimum(1, c / anneal_epochs))
-        alpha = (1 - _c.cos(math.pi * t)) / 2 if anneal_strategy == "cos" else t
+        alpha = (1 - _c.cos(math.pi * t)) / 2 if self.anneal_strategy == "cos" else t
         return _c.out(target * alpha + base * (1 - alpha))
-
-    return schedule

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from functional_optim.core import Schedule
 from functional_optim.schedules import _common as _c
+from functional_optim.schedules._base import ScheduleObject
 from functional_optim.schedules.lr_scheduler import _join
 
 __all__ = [
@@ -40,13 +41,19 @@ def _nonnegative_int(name: str, value: Any) -> None:
 
 def constant(value: Number) -> Schedule:
     """The constant schedule ``count -> value``."""
+    return ConstantSchedule(value)
 
-    def schedule(count: Any) -> Number:
-        if isinstance(count, Tensor) or isinstance(value, Tensor):
-            return _c.as_count(count, True) * 0 + value
-        return _c.out(value)
 
-    return schedule
+class ConstantSchedule(ScheduleObject):
+    """:func:`constant`."""
+
+    def __init__(self, value: Number) -> None:
+        self.value = value
+
+    def __call__(self, count: Any) -> Number:
+        if isinstance(count, Tensor) or isinstance(self.value, Tensor):
+            return _c.as_count(count, True) * 0 + self.value
+        return _c.out(self.value)
 
 
 def linear(
@@ -66,14 +73,25 @@ def linear(
     _nonnegative_int("transition_steps", transition_steps)
     _nonnegative_int("transition_begin", transition_begin)
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(init_value, end_value))
-        if transition_steps == 0:
-            return _c.out(init_value + 0 * c)
-        frac = _c.minimum(_c.maximum(c - transition_begin, 0), transition_steps) / transition_steps
-        return _c.out(init_value + (end_value - init_value) * frac)
+    return LinearSchedule(init_value, end_value, transition_steps, transition_begin)
 
-    return schedule
+
+class LinearSchedule(ScheduleObject):
+    """:func:`linear`."""
+
+    def __init__(
+        self, init_value: Number, end_value: Number, transition_steps: int, transition_begin: int
+    ) -> None:
+        self.init_value, self.end_value = init_value, end_value
+        self.transition_steps, self.transition_begin = transition_steps, transition_begin
+
+    def __call__(self, count: Any) -> Number:
+        init_value, end_value, steps = self.init_value, self.end_value, self.transition_steps
+        c = _c.as_count(count, _c.any_tensor(init_value, end_value))
+        if steps == 0:
+            return _c.out(init_value + 0 * c)
+        frac = _c.minimum(_c.maximum(c - self.transition_begin, 0), steps) / steps
+        return _c.out(init_value + (end_value - init_value) * frac)
 
 
 def cosine_decay(
@@ -96,12 +114,21 @@ def cosine_decay(
     if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps <= 0:
         raise ValueError(f"decay_steps must be a positive integer, got {decay_steps!r}")
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(init_value, alpha, exponent))
-        cosine = 0.5 * (1 + _c.cos(math.pi * _c.minimum(c, decay_steps) / decay_steps))
-        return _c.out(init_value * ((1 - alpha) * cosine**exponent + alpha))
+    return CosineDecaySchedule(init_value, decay_steps, alpha, exponent)
 
-    return schedule
+
+class CosineDecaySchedule(ScheduleObject):
+    """:func:`cosine_decay`."""
+
+    def __init__(self, init_value: Number, decay_steps: int, alpha: Number, exponent: Number) -> None:
+        self.init_value, self.decay_steps = init_value, decay_steps
+        self.alpha, self.exponent = alpha, exponent
+
+    def __call__(self, count: Any) -> Number:
+        init_value, steps, alpha, exponent = self.init_value, self.decay_steps, self.alpha, self.exponent
+        c = _c.as_count(count, _c.any_tensor(init_value, alpha, exponent))
+        cosine = 0.5 * (1 + _c.cos(math.pi * _c.minimum(c, steps) / steps))
+        return _c.out(init_value * ((1 - alpha) * cosine**exponent + alpha))
 
 
 def piecewise_constant(
@@ -147,14 +174,21 @@ def piecewise_constant(
         if not isinstance(s, Tensor) and s < 0:
             raise ValueError(f"piecewise_constant: scales must be non-negative, got {s} at boundary {b}")
 
-    def schedule(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(init_value, *(s for _, s in items)))
-        v: Any = init_value
-        for b, s in items:
+    return PiecewiseConstantSchedule(init_value, items)
+
+
+class PiecewiseConstantSchedule(ScheduleObject):
+    """:func:`piecewise_constant` given ``(init_value, boundaries_and_scales)``."""
+
+    def __init__(self, init_value: Number, items: list[tuple[int, Number]]) -> None:
+        self.init_value, self.items = init_value, items
+
+    def __call__(self, count: Any) -> Number:
+        c = _c.as_count(count, _c.any_tensor(self.init_value, *(s for _, s in self.items)))
+        v: Any = self.init_value
+        for b, s in self.items:
             v = v * _c.where(c >= b, s, 1.0)
         return _c.out(v + 0 * c) if isinstance(c, Tensor) else _c.out(v)
-
-    return schedule
 
 
 def join_schedules(schedules: Sequence[Any], boundaries: Sequence[int]) -> Schedule:
@@ -233,13 +267,20 @@ def warmup_cosine_decay(
             f"warmup_cosine_decay: decay_steps ({decay_steps!r}) must be an integer greater than "
             f"warmup_steps ({warmup_steps})"
         )
-    steps = decay_steps - warmup_steps
-
-    def decay(count: Any) -> Number:
-        c = _c.as_count(count, _c.any_tensor(peak_value, end_value, exponent))
-        cosine = 0.5 * (1 + _c.cos(math.pi * _c.minimum(c, steps) / steps))
-        return _c.out(end_value + (peak_value - end_value) * cosine**exponent)
-
+    decay = CosineDecayToSchedule(peak_value, end_value, decay_steps - warmup_steps, exponent)
     if warmup_steps == 0:
         return decay
     return _join([linear(init_value, peak_value, warmup_steps), decay], [warmup_steps])
+
+
+class CosineDecayToSchedule(ScheduleObject):
+    """The decay of :func:`warmup_cosine_decay`: cosine from ``peak_value`` to ``end_value``."""
+
+    def __init__(self, peak_value: Number, end_value: Number, steps: int, exponent: Number) -> None:
+        self.peak_value, self.end_value, self.steps, self.exponent = peak_value, end_value, steps, exponent
+
+    def __call__(self, count: Any) -> Number:
+        peak, end, steps, exponent = self.peak_value, self.end_value, self.steps, self.exponent
+        c = _c.as_count(count, _c.any_tensor(peak, end, exponent))
+        cosine = 0.5 * (1 + _c.cos(math.pi * _c.minimum(c, steps) / steps))
+        return _c.out(end + (peak - end) * cosine**exponent)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _layout, _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.line_search import strong_wolfe
@@ -48,6 +48,18 @@ class ScaleByLBFGSState(NamedTuple):
     prev_loss: float | None
     al: tuple[Any, ...] | None
     loss: Any
+
+
+def _check_state(state: Any, xs: list[Tensor]) -> None:
+    """The state is L-BFGS's and its direction has as many entries as the parameters."""
+    _layout.expect_state(state, ScaleByLBFGSState, "scale_by_lbfgs")
+    if state.d is not None:
+        n = sum(2 * x.numel() if x.is_complex() else x.numel() for x in xs if x is not None)
+        if state.d.numel() != n:
+            raise ValueError(
+                f"scale_by_lbfgs: the state's direction d has {state.d.numel()} entries but the "
+                f"parameters have {n}: the state was built for other parameters"
+            )
 
 
 def _flat_grad(grads: list[Tensor | None], xs: list[Tensor]) -> Tensor:
@@ -191,7 +203,7 @@ def scale_by_lbfgs(
     max_evals = max_iter * 5 // 4 if max_eval is None else max_eval
 
     def init_fn(params: Params) -> ScaleByLBFGSState:
-        del params
+        _layout.check_optimizable(params, "scale_by_lbfgs")
         return ScaleByLBFGSState(0, 0, None, None, None, None, None, None, None, None, None, None)
 
     def update_fn(
@@ -208,13 +220,16 @@ def scale_by_lbfgs(
         if params is None:
             raise ValueError("scale_by_lbfgs needs the parameters: call update(grads, state, params, ...)")
         x0, spec = tree.flatten(params)
+        _check_state(state, x0)
         lr_ = ops.scalar(lr)  # type: ignore[arg-type]
         tol_grad, tol_change = ops.scalar(tolerance_grad), ops.scalar(tolerance_change)  # type: ignore[arg-type]
 
         def evaluate(xs: list[Tensor]) -> tuple[Tensor, Tensor]:
             if value_and_grad_fn is not None:
                 loss, grads = value_and_grad_fn(tree.unflatten(spec, xs))
-                return loss, _flat_grad(tree.flatten_like(spec, grads, "value_and_grad_fn: grads"), xs)
+                leaves = tree.flatten_like(spec, grads, "value_and_grad_fn: grads")
+                _layout.check_leaves("scale_by_lbfgs", spec, leaves, xs, ())
+                return loss, _flat_grad(leaves, xs)
             if value_fn is None:
                 raise ValueError(
                     "scale_by_lbfgs evaluates the objective during an update: pass value_fn=f "
@@ -234,7 +249,9 @@ def scale_by_lbfgs(
         # evaluate initial f(x) and df/dx
         if value is not None:
             orig_loss = value
-            flat_grad = _flat_grad(tree.flatten_like(spec, updates, "scale_by_lbfgs: grads"), x0)
+            leaves = tree.flatten_like(spec, updates, "scale_by_lbfgs: grads")
+            _layout.check_leaves("scale_by_lbfgs", spec, leaves, x0, ())
+            flat_grad = _flat_grad(leaves, x0)
         else:
             orig_loss, flat_grad = evaluate(x0)
         loss = float(orig_loss)

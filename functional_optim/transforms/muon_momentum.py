@@ -58,7 +58,7 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
         return EmaMomentumState(momentum_buffer=tree.zeros_like(params))
 
     def update_fn(updates: Updates, state: EmaMomentumState, params: Params | None = None, **extra: Any):
-        del params, extra
+        del extra
         mu = ops.scalar(momentum)  # type: ignore[arg-type]
 
         def fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
@@ -68,7 +68,13 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
             return out, [bufs]
 
         new_updates, (bufs,) = update_leaves(
-            fn, updates, [state.momentum_buffer], name="scale_by_ema_momentum"
+            fn,
+            updates,
+            [state.momentum_buffer],
+            params,
+            name="scale_by_ema_momentum",
+            sparse="Muon",
+            state=state,
         )
         return new_updates, EmaMomentumState(bufs)
 

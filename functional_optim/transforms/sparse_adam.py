@@ -110,7 +110,7 @@ def scale_by_sparse_adam(
     def update_fn(
         updates: Updates, state: ScaleBySparseAdamState, params: Params | None = None, **extra: Any
     ):
-        del params, extra
+        del extra
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)  # type: ignore[arg-type]
 
         def sparse_adam(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
@@ -141,7 +141,15 @@ def scale_by_sparse_adam(
             return out_u, [steps, out_m, out_v]
 
         fields = [state.step, state.exp_avg, state.exp_avg_sq]
-        new_updates, new = update_leaves(sparse_adam, updates, fields, name="scale_by_sparse_adam")
+        new_updates, new = update_leaves(
+            sparse_adam,
+            updates,
+            fields,
+            params,
+            name="scale_by_sparse_adam",
+            state=state,
+            dense="SparseAdam does not support dense gradients, please consider Adam instead",
+        )
         return new_updates, ScaleBySparseAdamState(*new)
 
     return GradientTransformation(init_fn, update_fn)
