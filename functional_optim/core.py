@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from functional_optim import ops, tree
+from functional_optim import _layout, _warnings, ops, tree
 
 Params = Any
 """A pytree of tensors."""
@@ -157,13 +157,21 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     updates_fns = tuple(t.update for t in transforms)
 
     def init_fn(params: Params) -> tuple:
+        _layout.check_optimizable(params, "chain")
         return tuple(init(params) for init in inits)
 
     def update_fn(updates: Updates, state: tuple, params: Params | None = None, **extra: Any):
-        if len(state) != len(updates_fns):
+        if not isinstance(state, tuple) or len(state) != len(updates_fns):
+            if isinstance(updates, tuple) and len(updates) == len(updates_fns):
+                raise TypeError(
+                    "chain.update(grads, state, params): the arguments look swapped (the first one "
+                    "looks like the chain's state)"
+                )
+            size = len(state) if isinstance(state, tuple) else type(state).__name__
             raise ValueError(
-                f"chain: the state has {len(state)} entries but the chain has {len(updates_fns)} transforms"
+                f"chain: the state has {size} entries but the chain has {len(updates_fns)} transforms"
             )
+        _layout.check_gradients(updates, params, "chain")  # once per layout (cached)
         new_state = []
         for fn, s in zip(updates_fns, state, strict=True):
             updates, s = fn(updates, s, params, **extra)
@@ -181,6 +189,7 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     tensors are added by one ``torch._foreach_add`` (the same kernel as ``p + u``, without a
     Python call per parameter).
     """
+    _warnings.warn_if_growing_graph(params, updates)
     p_leaves, spec = tree.flatten(params)
     try:
         u_leaves = spec.flatten_up_to(updates)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, ParamSpec
 
 import torch
@@ -44,7 +44,7 @@ def _is_numeric(x: Any) -> bool:
 def _is_hyper_value(x: Any) -> bool:
     if _is_numeric(x) or _is_schedule(x):
         return True
-    if isinstance(x, tuple | list) and x:
+    if _is_sequence(x) and x:
         return (
             all(_is_numeric(v) or _is_schedule(v) or isinstance(v, int) for v in x)
             and any(_is_numeric(v) or _is_schedule(v) for v in x)
@@ -53,8 +53,14 @@ def _is_hyper_value(x: Any) -> bool:
     return False
 
 
+def _is_sequence(x: Any) -> bool:
+    """A tuple of hyperparameters (``betas``): any sequence but a string (a list, an OmegaConf
+    ``ListConfig``...)."""
+    return isinstance(x, Sequence) and not isinstance(x, str | bytes)
+
+
 def _has_schedule(x: Any) -> bool:
-    if isinstance(x, tuple | list):
+    if _is_sequence(x):
         return any(_is_schedule(v) for v in x)
     return _is_schedule(x)
 
@@ -67,8 +73,8 @@ def _as_tensor(x: Any, dtype: torch.dtype | None) -> Tensor:
 
 def _evaluate(spec: Any, current: Any, count: Tensor, dtype: torch.dtype | None) -> Any:
     """The value of one hyperparameter at ``count``: a schedule is evaluated, a value kept."""
-    if isinstance(spec, tuple | list):
-        cur = current if isinstance(current, tuple | list) else [None] * len(spec)
+    if _is_sequence(spec):
+        cur = current if _is_sequence(current) else [None] * len(spec)
         return tuple(_evaluate(s, c, count, dtype) for s, c in zip(spec, cur, strict=True))
     if _is_schedule(spec):
         return _as_tensor(spec(count), dtype)

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from functional_optim import ops
+from functional_optim import _layout, ops
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import GradientTransformation, InitFn, Params, Role, State, Updates
 
@@ -114,6 +114,10 @@ class Rule(Role):
       fields: ``state -> [per-parameter state trees]`` in the order ``step`` reads them.
       state: ``[per-parameter state trees] -> state``, the inverse of ``fields``.
       needs_params: ``step`` reads the parameters.
+      state_type: the transform's state class: a state of another class is refused with the
+        transform's name (``None``: not checked).
+      sparse: ``True`` if ``step`` handles sparse gradients, else ``False`` or the message the
+        refusal gives (``"RMSprop"`` → ``"RMSprop does not support sparse gradients"``).
     """
 
     name: str
@@ -121,6 +125,8 @@ class Rule(Role):
     fields: Callable[[Any], list[Any]]
     state: Callable[[Sequence[Any]], Any]
     needs_params: bool = False
+    state_type: type | None = None
+    sparse: bool | str = True
 
 
 def unscaled(step_scale: Any) -> Any:
@@ -251,22 +257,30 @@ def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
     itself, which the adapters' fused step runs in place instead."""
 
     def leaf_step(grads: list[Tensor], fields: list[list[Any]], params: list[Tensor] | None):
-        result = rule.step(grads, fields, params, in_place=False)
+        result = rule.step(grads, fields, params if rule.needs_params else None, in_place=False)
         if result.terms is None:
             assert result.update is not None
             return result.update, result.fields
         return ops.view_as_complex_like(materialize(result.terms, params), grads), result.fields
 
+    def checked_init(params: Params) -> State:
+        _layout.check_optimizable(params, rule.name)
+        return init_fn(params)
+
     def update_fn(updates: Updates, state: State, params: Params | None = None, **extra: Any):
         del extra
+        if rule.state_type is not None:
+            _layout.expect_state(state, rule.state_type, rule.name)
         new_updates, new_fields = update_leaves(
             leaf_step,
             updates,
             rule.fields(state),
-            params if rule.needs_params else None,
+            params,
             name=rule.name,
             need_params=rule.needs_params,
+            sparse=rule.sparse,
+            state=state,
         )
         return new_updates, rule.state(new_fields)
 
-    return GradientTransformation(init_fn, update_fn, rule)
+    return GradientTransformation(checked_init, update_fn, rule)

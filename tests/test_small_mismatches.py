@@ -60,11 +60,6 @@ def test_betas_that_are_not_a_pair_are_refused_with_the_value(bad):
         fo.adam(betas=bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hyperparams.py: _is_hyper_value/_has_schedule/_evaluate treat only tuple|list as a tuple of "
-    "hyperparameters; a Sequence (not str) should be one too",
-)
 def test_betas_as_a_sequence_work_when_another_hyperparameter_is_a_schedule():
     opt = fo.adam(lr=fo.schedules.constant(1e-2), betas=Pair(0.8, 0.95))
     assert torch.equal(_one_step(opt), _one_step(fo.adam(1e-2, betas=(0.8, 0.95))))
@@ -82,11 +77,6 @@ def test_nan_learning_rate_is_refused_like_torch_adam():
     _validation.not_nan("lr", lambda count: float("nan"))  # a schedule is checked when evaluated
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transforms/scaling.py: scale_by_learning_rate must call "
-    '_validation.not_nan("learning_rate", learning_rate) at construction',
-)
 def test_scale_by_learning_rate_refuses_a_nan_schedule_value_like_adam():
     opt = fo.scale_by_learning_rate(lambda count: float("nan") if count >= 1 else 0.1)
     params = {"w": torch.ones(2)}

@@ -77,5 +77,7 @@ def scale_by_adadelta(rho: Hyperparam = 0.9, eps: Hyperparam = 1e-6) -> Gradient
             step,
             lambda st: [st.step, st.square_avg, st.acc_delta],
             lambda new: ScaleByAdadeltaState(*new),
+            state_type=ScaleByAdadeltaState,
+            sparse="Adadelta",
         ),
     )

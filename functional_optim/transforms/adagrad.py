@@ -125,5 +125,6 @@ def scale_by_adagrad(
             step,
             lambda state: [state.step, state.sum],
             lambda new: ScaleByAdagradState(*new),
+            state_type=ScaleByAdagradState,
         ),
     )

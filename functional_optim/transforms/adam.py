@@ -95,4 +95,14 @@ def scale_by_adam(
     def as_state(new: Any) -> ScaleByAdamState:
         return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState(*new, ())
 
-    return rule_transform(init_fn, Rule("scale_by_adam", step, state_fields, as_state))
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_adam",
+            step,
+            state_fields,
+            as_state,
+            state_type=ScaleByAdamState,
+            sparse="Adam does not support sparse gradients, please consider SparseAdam instead",
+        ),
+    )

@@ -82,5 +82,7 @@ def scale_by_adamax(
             step,
             lambda state: [state.step, state.exp_avg, state.exp_inf],
             lambda new: ScaleByAdamaxState(*new),
+            state_type=ScaleByAdamaxState,
+            sparse="Adamax",
         ),
     )

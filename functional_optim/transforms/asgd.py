@@ -189,5 +189,7 @@ def scale_by_asgd(
             lambda st: [st.step, st.eta, st.mu, st.ax],
             lambda new: ScaleByAsgdState(*new),
             needs_params=True,
+            state_type=ScaleByAsgdState,
+            sparse="ASGD",
         ),
     )

@@ -100,7 +100,13 @@ def trace(
 
     return rule_transform(
         init_fn,
-        Rule("trace", step, lambda st: [st.momentum_buffer, st.started], lambda new: TraceState(*new)),
+        Rule(
+            "trace",
+            step,
+            lambda st: [st.momentum_buffer, st.started],
+            lambda new: TraceState(*new),
+            state_type=TraceState,
+        ),
     )
 
 

@@ -137,5 +137,7 @@ def scale_by_nadam(
             step,
             lambda state: [state.step, state.mu_product, state.exp_avg, state.exp_avg_sq],
             lambda new: ScaleByNAdamState(*new),
+            state_type=ScaleByNAdamState,
+            sparse="NAdam",
         ),
     )

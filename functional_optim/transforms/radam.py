@@ -120,5 +120,7 @@ def scale_by_radam(
             step,
             lambda st: [st.step, st.exp_avg, st.exp_avg_sq],
             lambda new: ScaleByRAdamState(*new),
+            state_type=ScaleByRAdamState,
+            sparse="RAdam",
         ),
     )

@@ -119,4 +119,7 @@ def scale_by_rms(
         grad_avg = next(it) if centered else ()
         return ScaleByRmsState(step, square_avg, buf, grad_avg)
 
-    return rule_transform(init_fn, Rule("scale_by_rms", step, state_fields, as_state))
+    return rule_transform(
+        init_fn,
+        Rule("scale_by_rms", step, state_fields, as_state, state_type=ScaleByRmsState, sparse="RMSprop"),
+    )

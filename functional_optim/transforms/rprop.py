@@ -142,5 +142,7 @@ def scale_by_rprop(
             step,
             lambda st: [st.step, st.prev, st.step_size],
             lambda new: ScaleByRpropState(*new),
+            state_type=ScaleByRpropState,
+            sparse="Rprop",
         ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from functional_optim import ops, tree
+from functional_optim import _validation, ops, tree
 from functional_optim.core import (
     EmptyState,
     GradientTransformation,
@@ -57,6 +57,8 @@ def scale_by_learning_rate(learning_rate: Hyperparam, *, flip_sign: bool = True)
       learning_rate: a float, a 0-dim tensor (hyper-gradients flow to it), or a schedule.
       flip_sign: ``True`` (default) for descent; ``False`` gives ``u = lr · g``.
     """
+
+    _validation.not_nan("learning_rate", learning_rate)
 
     def init_fn(params: Params) -> EmptyState:
         del params
