@@ -8,6 +8,7 @@ state format.
 
 from functional_optim._exports import public_names
 from functional_optim.adapters._base import *
+from functional_optim.adapters.matrix import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
 

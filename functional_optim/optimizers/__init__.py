@@ -15,6 +15,7 @@ from functional_optim.optimizers.radam import *
 from functional_optim.optimizers.rmsprop import *
 from functional_optim.optimizers.rprop import *
 from functional_optim.optimizers.sgd import *
+from functional_optim.optimizers.soap import *
 from functional_optim.optimizers.sparse_adam import *
 
 __all__ = public_names(__name__)

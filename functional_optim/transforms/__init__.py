@@ -11,6 +11,7 @@ from functional_optim.transforms.asgd import *
 from functional_optim.transforms.centralize import *
 from functional_optim.transforms.clip_by_block_rms import *
 from functional_optim.transforms.clipping import *
+from functional_optim.transforms.decay_after_update import *
 from functional_optim.transforms.factored import *
 from functional_optim.transforms.freeze import *
 from functional_optim.transforms.lbfgs import *
@@ -26,6 +27,7 @@ from functional_optim.transforms.scaling import *
 from functional_optim.transforms.shape_scaling import *
 from functional_optim.transforms.sign import *
 from functional_optim.transforms.snapshot import *
+from functional_optim.transforms.soap import *
 from functional_optim.transforms.sparse_adam import *
 from functional_optim.transforms.weight_decay import *
 from functional_optim.transforms.zero_nans import *
