@@ -19,9 +19,11 @@ from functional_optim.transforms.line_search import *
 from functional_optim.transforms.momentum import *
 from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *
+from functional_optim.transforms.neuron_norm import *
 from functional_optim.transforms.orthogonalize import *
 from functional_optim.transforms.radam import *
 from functional_optim.transforms.rms import *
+from functional_optim.transforms.rms_matching import *
 from functional_optim.transforms.rprop import *
 from functional_optim.transforms.scaling import *
 from functional_optim.transforms.shape_scaling import *
@@ -29,6 +31,7 @@ from functional_optim.transforms.sign import *
 from functional_optim.transforms.snapshot import *
 from functional_optim.transforms.soap import *
 from functional_optim.transforms.sparse_adam import *
+from functional_optim.transforms.update_second_moment import *
 from functional_optim.transforms.weight_decay import *
 from functional_optim.transforms.zero_nans import *
 
