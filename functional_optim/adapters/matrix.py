@@ -7,13 +7,18 @@ Each class has its authors' name, constructor arguments and defaults; the maths 
 
 # No ``from __future__ import annotations``: the signatures are the reference classes'.
 
+import functools
+
+import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
 from functional_optim.adapters.optimizers import _DropIn
+from functional_optim.optimizers.adamuon import adamuon
+from functional_optim.optimizers.normuon import normuon
 from functional_optim.optimizers.soap import soap
 
-__all__ = ["SOAP"]
+__all__ = ["SOAP", "AdaMuon", "NorMuon"]
 
 
 class SOAP(_DropIn):
@@ -71,3 +76,93 @@ class SOAP(_DropIn):
                 correct_bias=correct_bias,
             ),
         )
+
+
+_normuon_bf16 = functools.partial(normuon, ns_dtype=torch.bfloat16)
+_adamuon_bf16 = functools.partial(adamuon, ns_dtype=torch.bfloat16)
+"""The official NorMuon / AdaMuon run Newton–Schulz in bfloat16; the drop-ins do the same."""
+
+
+def _check_matrices(name: str, param_groups: list) -> None:
+    for group in param_groups:
+        for p in group["params"]:
+            if p.ndim < 2:
+                raise ValueError(
+                    f"{name} only supports parameters with >= 2 dims, got one of size {tuple(p.size())} "
+                    "(optimize vectors with AdamW, e.g. fo.partition)"
+                )
+
+
+class NorMuon(_DropIn):
+    r"""NorMuon over :func:`functional_optim.normuon` with the official ``SingleDeviceNorMuon``'s
+    arguments and defaults (github.com/zichongli5/NorMuon): Muon's EMA-Nesterov momentum,
+    Newton–Schulz in bfloat16, per-neuron second-moment normalisation keeping the Frobenius norm,
+    ``√max(1, rows/cols)``, decoupled decay.
+
+    State as the official code: ``momentum_buffer`` and ``second_momentum_buffer`` (``rows × 1``).
+    For parameters with >= 2 dimensions (conv kernels as ``out × in·kh·kw``).
+
+    Example:
+      >>> layer = torch.nn.Linear(4, 3, bias=False)
+      >>> opt = fo.adapters.NorMuon(layer.parameters(), lr=0.02)
+      >>> layer(torch.randn(2, 4)).sum().backward()
+      >>> opt.step()
+    """
+
+    _tensor_step = False
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 0.02,
+        weight_decay: float = 0,
+        momentum: float = 0.95,
+        beta2: float = 0.95,
+    ) -> None:
+        self._dropin_init(
+            params,
+            _normuon_bf16,
+            dict(lr=lr, weight_decay=weight_decay, momentum=momentum, beta2=beta2),
+        )
+        _check_matrices("NorMuon", self.param_groups)
+
+
+class AdaMuon(_DropIn):
+    r"""AdaMuon over :func:`functional_optim.adamuon` with the official class's arguments and
+    defaults (github.com/Chongjie-Si/AdaMuon; its ``rank``/``world_size`` are not needed here):
+    Nesterov EMA momentum, sign, Newton–Schulz in bfloat16, element-wise second moment of the
+    orthogonalised update (``β₂ = momentum``), RMS matched to 0.2, decoupled decay.
+
+    State: ``momentum_buffer``, ``v_buffer`` (the official keys; ``v_buffer`` has the parameter's
+    shape) and ``step``. For parameters with >= 2 dimensions.
+
+    Example:
+      >>> layer = torch.nn.Linear(4, 3, bias=False)
+      >>> opt = fo.adapters.AdaMuon(layer.parameters(), lr=0.02)
+      >>> layer(torch.randn(2, 4)).sum().backward()
+      >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 0.02,
+        weight_decay: float = 0.01,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        eps: float = 1e-8,
+    ) -> None:
+        self._dropin_init(
+            params,
+            _adamuon_bf16,
+            dict(
+                lr=lr,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                nesterov=nesterov,
+                ns_steps=ns_steps,
+                eps=eps,
+            ),
+        )
+        _check_matrices("AdaMuon", self.param_groups)

@@ -71,7 +71,10 @@ def scale_by_update_second_moment(
         def fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             steps, vs = fields
             steps = _steps.increment(steps)
-            vs = [torch.addcmul(v * b2, o, o, value=1 - b2) for o, v in zip(grads, vs, strict=True)]
+            if isinstance(b2, float | int):  # the references' rounding: v·β₂ + (1-β₂)·O·O in one kernel
+                vs = [torch.addcmul(v * b2, o, o, value=1 - b2) for o, v in zip(grads, vs, strict=True)]
+            else:  # a tensor β₂ (hyper-gradients)
+                vs = [v * b2 + o * o * (1 - b2) for o, v in zip(grads, vs, strict=True)]
             if bias_correction:
                 corr = [1 - b2**t for t in ops.step_values(steps)]
                 outs = [o / ((v / c).sqrt() + eps) for o, v, c in zip(grads, vs, corr, strict=True)]
