@@ -32,6 +32,8 @@ class SOAP(_DropIn):
     Only ``data_format="channels_first"`` is supported.
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> model = torch.nn.Linear(4, 3)
       >>> opt = fo.adapters.SOAP(model.parameters(), lr=3e-3)
       >>> model(torch.randn(2, 4)).sum().backward()
@@ -103,6 +105,8 @@ class NorMuon(_DropIn):
     For parameters with >= 2 dimensions (conv kernels as ``out × in·kh·kw``).
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> layer = torch.nn.Linear(4, 3, bias=False)
       >>> opt = fo.adapters.NorMuon(layer.parameters(), lr=0.02)
       >>> layer(torch.randn(2, 4)).sum().backward()
@@ -137,6 +141,8 @@ class AdaMuon(_DropIn):
     shape) and ``step``. For parameters with >= 2 dimensions.
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> layer = torch.nn.Linear(4, 3, bias=False)
       >>> opt = fo.adapters.AdaMuon(layer.parameters(), lr=0.02)
       >>> layer(torch.randn(2, 4)).sum().backward()

@@ -63,6 +63,8 @@ def normuon(
       reshape: matrix view of non-2-D parameters (``"flatten"``, as the official code for conv).
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> opt = fo.normuon(lr=0.02)
       >>> params = {"w": torch.randn(4, 3)}
       >>> state = opt.init(params)

@@ -51,6 +51,8 @@ def soap(
       eigh_dtype: dtype of the eigendecompositions (float32 as the official code).
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> opt = fo.soap(lr=3e-3)
       >>> params = {"w": torch.ones(4, 3), "b": torch.zeros(3)}
       >>> state = opt.init(params)

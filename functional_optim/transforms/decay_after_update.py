@@ -44,6 +44,8 @@ def decay_after_update(
         its preconditioner, and the official code does not decay then).
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> tx = fo.chain(fo.scale_by_learning_rate(0.1), fo.decay_after_update(0.5, 0.1))
       >>> p = {"w": torch.tensor([1.0])}
       >>> u, _ = tx.update({"w": torch.tensor([1.0])}, tx.init(p), p)

@@ -54,6 +54,8 @@ def scale_by_neuron_norm(beta2: Hyperparam = 0.95, eps: float = 1e-10) -> Gradie
       eps: added to ``√v`` and to ``‖Ô‖_F`` (the official ``1e-10``).
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> tx = fo.scale_by_neuron_norm(0.95)
       >>> u, state = tx.update({"w": torch.ones(2, 3)}, tx.init({"w": torch.zeros(2, 3)}))
       >>> tuple(state.second_momentum_buffer["w"].shape)

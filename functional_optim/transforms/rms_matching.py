@@ -29,6 +29,8 @@ def scale_to_rms(rms: Hyperparam = 0.2, eps: float = 1e-8) -> GradientTransforma
       eps: added to the Frobenius norm.
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> tx = fo.scale_to_rms(0.2)
       >>> u, _ = tx.update({"w": torch.full((4,), 3.0)}, tx.init({"w": torch.zeros(4)}))
       >>> round(float(u["w"].square().mean().sqrt()), 4)

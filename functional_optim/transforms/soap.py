@@ -183,6 +183,8 @@ def scale_by_soap(
         dtype); ``None`` = the preconditioner's dtype.
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> opt = fo.chain(fo.scale_by_soap(), fo.scale_by_learning_rate(3e-3))
       >>> params = {"w": torch.ones(3, 2)}
       >>> state = opt.init(params)
