@@ -1,7 +1,7 @@
-"""Drop-in ``torch.optim.Optimizer`` classes of the matrix optimizers (SOAP, NorMuon, AdaMuon).
+"""Drop-in ``torch.optim.Optimizer`` classes of the matrix optimizers (SOAP, NorMuon, AdaMuon, Scion).
 
 Each class has its authors' name, constructor arguments and defaults; the maths is the pure alias
-(``fo.soap``, ``fo.normuon``, ``fo.adamuon``) run by
+(``fo.soap``, ``fo.normuon``, ``fo.adamuon``, ``fo.scion``) run by
 :class:`~functional_optim.adapters.FunctionalOptimizer`.
 """
 
@@ -16,9 +16,10 @@ from torch.optim.optimizer import ParamsT
 from functional_optim.adapters.optimizers import _DropIn
 from functional_optim.optimizers.adamuon import adamuon
 from functional_optim.optimizers.normuon import normuon
+from functional_optim.optimizers.scion import scion
 from functional_optim.optimizers.soap import soap
 
-__all__ = ["SOAP", "AdaMuon", "NorMuon"]
+__all__ = ["SOAP", "AdaMuon", "NorMuon", "Scion"]
 
 
 class SOAP(_DropIn):
@@ -172,3 +173,50 @@ class AdaMuon(_DropIn):
             ),
         )
         _check_matrices("AdaMuon", self.param_groups)
+
+
+_scion_bf16 = functools.partial(scion, ns_dtype=torch.bfloat16)
+
+
+class Scion(_DropIn):
+    r"""Scion / uScion over :func:`functional_optim.scion` with the official class's arguments and
+    defaults (github.com/LIONS-EPFL/scion): ``d = (1-α) d + α g``, ``p ← (1 - lr)·p - lr·ρ·lmo(d)``
+    (``unconstrained=True``: no ``(1 - lr)``), Newton–Schulz in bfloat16 as the official code.
+
+    Give each layer type its own parameter group with its ``norm``/``norm_kwargs``/``scale``.
+    State: ``momentum_buffer`` (kept also when ``momentum = 1``, where it equals the gradient).
+    The official ``init()`` (re-initialising the weights for their norms) is not provided.
+
+    Example:
+      >>> import torch
+      >>> import functional_optim as fo
+      >>> layer = torch.nn.Linear(4, 3)
+      >>> opt = fo.adapters.Scion(
+      ...     [{"params": [layer.weight], "norm": "Spectral", "scale": 50.0},
+      ...      {"params": [layer.bias], "norm": "BiasRMS"}], lr=2**-12, momentum=0.1)
+      >>> layer(torch.randn(2, 4)).sum().backward()
+      >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 1e-3,
+        momentum: float = 1.0,
+        norm: str = "Auto",
+        norm_kwargs: dict | None = None,
+        scale: float = 1.0,
+        unconstrained: bool = False,
+    ) -> None:
+        self._dropin_init(
+            params,
+            _scion_bf16,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                norm=norm,
+                norm_kwargs=norm_kwargs,
+                scale=scale,
+                unconstrained=unconstrained,
+            ),
+        )

@@ -16,6 +16,7 @@ from functional_optim.optimizers.normuon import *
 from functional_optim.optimizers.radam import *
 from functional_optim.optimizers.rmsprop import *
 from functional_optim.optimizers.rprop import *
+from functional_optim.optimizers.scion import *
 from functional_optim.optimizers.sgd import *
 from functional_optim.optimizers.soap import *
 from functional_optim.optimizers.sparse_adam import *

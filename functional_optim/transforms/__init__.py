@@ -16,6 +16,7 @@ from functional_optim.transforms.factored import *
 from functional_optim.transforms.freeze import *
 from functional_optim.transforms.lbfgs import *
 from functional_optim.transforms.line_search import *
+from functional_optim.transforms.lmo import *
 from functional_optim.transforms.momentum import *
 from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *

@@ -134,3 +134,117 @@ CASES: list[ReferenceCase] = [
         note="pytorch-optimizer's variant: no sign, no Nesterov, beta2 with bias correction",
     ),
 ]
+
+
+# ----------------------------------------------------------------------------- Scion
+
+_PO_NORM = {"Auto": 1, "Spectral": 2, "Sign": 4, "BiasRMS": 5, "ColNorm": 6, "RowNorm": 7}
+_PO_KW = {
+    "normalized": {"Spectral": "normalize", "Sign": "normalize"},
+    "max": "max_scale",
+    "steps": "num_steps",
+}
+
+
+def _po_kwargs(norm: str, kw: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in kw.items():
+        name = _PO_KW.get(k, k)
+        out[name.get(norm, k) if isinstance(name, dict) else name] = v
+    return out
+
+
+def _scion_ours(
+    norm: str, kw: dict[str, Any], dtype: torch.dtype, **common: Any
+) -> fo.GradientTransformation:
+    if norm == "Auto":
+        return fo.scion(norm="Auto", ns_dtype=dtype, **common)
+    return fo.partition(
+        {
+            "matrix": fo.scion(norm=norm, norm_kwargs=kw, ns_dtype=dtype, **common),
+            "vector": fo.scion(norm="BiasRMS", ns_dtype=dtype, **common),
+        },
+        lambda ps: {k: "matrix" if p.ndim >= 2 else "vector" for k, p in ps.items()},
+    )
+
+
+def _scion_groups(ps: list[Tensor], norm: str, kw: dict[str, Any], translate: Callable) -> list[dict]:
+    if norm == "Auto":
+        return [dict(params=ps, **translate("Auto", {}))]
+    return [
+        dict(params=[p for p in ps if p.ndim >= 2], **translate(norm, kw)),
+        dict(params=[p for p in ps if p.ndim < 2], **translate("BiasRMS", {})),
+    ]
+
+
+def _scion_case(
+    name: str, norm: str, kw: dict[str, Any], lr: float, momentum: float, scale: float, unc: bool
+):
+    common = dict(lr=lr, momentum=momentum, scale=scale, unconstrained=unc)
+
+    def run_po(dtype: torch.dtype, steps: int) -> tuple[list[Tensor], list[Tensor]]:
+        mod = importlib.import_module("pytorch_optimizer.optimizer.scion")
+        original = mod.zero_power_via_newton_schulz_5
+        problem = mlp_problem(dtype)
+
+        def translate(n: str, k: dict[str, Any]) -> dict[str, Any]:
+            return dict(norm_type=_PO_NORM[n], norm_kwargs=_po_kwargs(n, k))
+
+        def make(ps: list[Tensor]) -> Any:
+            groups = _scion_groups(ps, norm, kw, translate)
+            return mod.SCION(groups, lr=lr, momentum=momentum, scale=scale, constraint=not unc, foreach=False)
+
+        mod.zero_power_via_newton_schulz_5 = functools.partial(original, dtype=dtype)
+        try:
+            ref = run_torch(make, problem, steps)
+        finally:
+            mod.zero_power_via_newton_schulz_5 = original
+        return run_pure(_scion_ours(norm, kw, dtype, **common), problem, steps), ref
+
+    def run_official(dtype: torch.dtype, steps: int) -> tuple[list[Tensor], list[Tensor]]:
+        scion = importlib.import_module("scion")
+        original = scion.zeropower_via_newtonschulz5
+        problem = mlp_problem(dtype)
+
+        def ns(
+            g: Tensor, steps: int = 5
+        ) -> Tensor:  # the official iteration in the run's dtype (eps a floor)
+            x = g.T if g.size(0) > g.size(1) else g
+            y = fo.newton_schulz(x[None], [(3.4445, -4.7750, 2.0315)] * steps, eps=1e-7)[0]
+            return y.T if g.size(0) > g.size(1) else y
+
+        def make(ps: list[Tensor]) -> Any:
+            groups = _scion_groups(ps, norm, kw, lambda n, k: dict(norm=n, norm_kwargs=k))
+            return scion.Scion(groups, lr=lr, momentum=momentum, scale=scale, unconstrained=unc)
+
+        scion.zeropower_via_newtonschulz5 = ns
+        try:
+            ref = run_torch(make, problem, steps)
+        finally:
+            scion.zeropower_via_newtonschulz5 = original
+        return run_pure(_scion_ours(norm, kw, dtype, **common), problem, steps), ref
+
+    atol = {torch.float32: 2e-5, torch.float64: 1e-10}
+    return [
+        ReferenceCase(
+            f"scion-{name}", "official Scion (scion.py), NS in run dtype", ("scion",), run_official, atol=atol
+        ),
+        ReferenceCase(
+            f"scion-{name}-po",
+            "pytorch_optimizer.SCION (NS in run dtype)",
+            ("pytorch_optimizer",),
+            run_po,
+            atol=atol,
+        ),
+    ]
+
+
+CASES += [
+    *_scion_case("auto", "Auto", {}, lr=0.01, momentum=0.1, scale=1.0, unc=False),
+    *_scion_case("spectral_max", "Spectral", {"max": True}, lr=0.01, momentum=0.5, scale=2.0, unc=True),
+    *_scion_case("sign", "Sign", {}, lr=0.01, momentum=1.0, scale=10.0, unc=True),
+    *_scion_case("colnorm", "ColNorm", {"normalized": True}, lr=0.01, momentum=1.0, scale=1.0, unc=False),
+    *_scion_case(
+        "rownorm_transpose", "RowNorm", {"transpose": True}, lr=0.01, momentum=0.1, scale=1.0, unc=True
+    ),
+]
