@@ -1,14 +1,21 @@
-"""Reference cases of the matrix optimizers: SOAP, NorMuon, AdaMuon.
+"""Reference cases of the matrix optimizers: SOAP, NorMuon, AdaMuon, Scion.
 
-* SOAP against the official single-file code (github.com/nikhilvyas/SOAP, module ``soap``: it is not
-  on PyPI; put its ``soap.py`` on ``PYTHONPATH`` to run these cases). float32 only: the official
-  code keeps its preconditioner in the *default* dtype and computes the eigenbases in float32 (a
-  float64 run fails unless the default dtype is float64, and then mixes a float64 ``eigh`` with a
-  float32 ``qr``).
-* NorMuon and AdaMuon against pytorch-optimizer (``pytorch_optimizer``), hidden matrices with the
-  Muon rule and the biases with its AdamW groups (ours: ``fo.partition`` with ``fo.adamw``).
-  Newton–Schulz runs in the run's dtype on both sides (the reference's bf16 default is replaced
-  by the same function with ``dtype=`` the run dtype), so the comparison is of the maths around it.
+Official single-file codes are not on PyPI: their cases need the module on ``PYTHONPATH`` and are
+skipped otherwise (``soap`` = github.com/nikhilvyas/SOAP ``soap.py``; ``normuon`` =
+github.com/zichongli5/NorMuon ``normuon.py``; ``scion`` = github.com/LIONS-EPFL/scion ``scion.py``).
+The official AdaMuon (github.com/Chongjie-Si/AdaMuon) needs ``torch.distributed`` and CUDA buffers
+and cannot run here; its update is checked against its formula in
+``tests/optimizers/test_matrix_optimizers.py``.
+
+* SOAP: float32 only. The official code keeps its preconditioner in the *default* dtype and
+  computes the eigenbases in float32 (a float64 run fails unless the default dtype is float64, and
+  then mixes a float64 ``eigh`` with a float32 ``qr``).
+* NorMuon, AdaMuon, Scion against pytorch-optimizer too (the ``reference`` extra): hidden matrices
+  with the Muon rule and the biases with its AdamW groups (ours: ``fo.partition`` with ``fo.adamw``).
+* Newton–Schulz runs in the run's dtype on both sides: the references' bf16 iteration is replaced by
+  the same iteration in the run dtype (pytorch-optimizer's own function with ``dtype=``; for the
+  official codes Keller's quintic via ``fo.newton_schulz``, normalising by ``max(‖X‖, 1e-7)`` where
+  they add 1e-7, a relative 1e-7/‖X‖ change), so the comparison is of the maths around it.
 """
 
 from __future__ import annotations
@@ -113,11 +120,65 @@ def _adamuon(dtype: torch.dtype, steps: int) -> tuple[list[Tensor], list[Tensor]
     return _po_run(dtype, steps, "adamuon", "AdaMuon", ours, lr=0.02, weight_decay=0.01, foreach=False)
 
 
+def _keller_ns_in_run_dtype(g: Tensor, steps: int = 5) -> Tensor:
+    """The official codes' Newton–Schulz (Keller's quintic) in ``g``'s dtype instead of bf16."""
+    x = g.mT if g.size(-2) > g.size(-1) else g
+    y = fo.newton_schulz(x.reshape(-1, *x.shape[-2:]), [(3.4445, -4.7750, 2.0315)] * steps, eps=1e-7)
+    y = y.reshape(x.shape)
+    return y.mT if g.size(-2) > g.size(-1) else y
+
+
+def _normuon_official(dtype: torch.dtype, steps: int) -> tuple[list[Tensor], list[Tensor]]:
+    normuon = importlib.import_module("normuon")
+    problem = mlp_problem(dtype)
+    names = list(problem.params)
+    ours = fo.partition(
+        {
+            "muon": fo.normuon(lr=0.02, weight_decay=0.01, ns_dtype=dtype),
+            "adamw": fo.scion(lr=0.01, norm="BiasRMS", unconstrained=True),
+        },
+        _is_matrix,
+    )
+
+    class Both:  # the official NorMuon for the matrices, official Scion's BiasRMS step for biases
+        def __init__(self, ps: list[Tensor]) -> None:
+            mats = [p for n, p in zip(names, ps, strict=True) if p.ndim >= 2]
+            self.vecs = [p for n, p in zip(names, ps, strict=True) if p.ndim < 2]
+            self.opt = normuon.SingleDeviceNorMuon(mats, lr=0.02, weight_decay=0.01)
+
+        def zero_grad(self) -> None:
+            self.opt.zero_grad()
+            for p in self.vecs:
+                p.grad = None
+
+        def step(self) -> None:
+            self.opt.step()
+            with torch.no_grad():
+                for p in self.vecs:
+                    p.sub_(0.01 * p.grad / (p.grad.square().mean().sqrt() + 1e-8))
+
+    original = normuon.zeropower_via_newtonschulz5
+    normuon.zeropower_via_newtonschulz5 = _keller_ns_in_run_dtype
+    try:
+        ref = run_torch(Both, problem, steps)
+    finally:
+        normuon.zeropower_via_newtonschulz5 = original
+    return run_pure(ours, problem, steps), ref
+
+
 CASES: list[ReferenceCase] = [
     _soap_case("soap"),
     _soap_case("soap-normalize_grads-freq3", normalize_grads=True, precondition_frequency=3),
     _soap_case("soap-precond_1d-freq20", precondition_1d=True, precondition_frequency=20),
     _soap_case("soap-maxdim10-no_bias_corr", max_precond_dim=10, shampoo_beta=0.9, correct_bias=False),
+    ReferenceCase(
+        "normuon-official",
+        "official NorMuon (normuon.py), NS in run dtype",
+        ("normuon",),
+        _normuon_official,
+        atol={torch.float32: 1e-5, torch.float64: 1e-10},
+        note="biases: a plain normalised-gradient step on both sides",
+    ),
     ReferenceCase(
         "normuon",
         "pytorch_optimizer.NorMuon (NS in run dtype)",
