@@ -219,3 +219,40 @@ def test_dropin_equals_alias_and_resumes_from_its_state_dict(cls, alias) -> None
             q.grad = g
         resumed.step()
     torch.testing.assert_close([q.detach() for q in qs], [p.detach() for p in ps], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fo.scale_by_neuron_norm(0.9),
+        lambda: fo.scale_to_rms(0.2),
+        lambda: fo.scale_by_lmo("ColNorm"),
+        lambda: fo.scale_by_lmo("Sign"),
+    ],
+    ids=["neuron_norm", "scale_to_rms", "lmo_colnorm", "lmo_sign"],
+)
+def test_elementwise_matrix_transforms_batch_under_vmap(make) -> None:
+    xs = torch.randn(3, 4, 5, dtype=torch.float64)
+    tx = make()
+
+    def one(x: torch.Tensor) -> torch.Tensor:
+        return tx.update({"w": x}, tx.init({"w": x}))[0]["w"]
+
+    torch.testing.assert_close(torch.func.vmap(one)(xs), torch.stack([one(x) for x in xs]))
+
+
+def test_normuon_update_is_differentiable_in_beta2() -> None:
+    g = torch.randn(4, 6, dtype=torch.float64)
+
+    def loss(beta2: torch.Tensor) -> torch.Tensor:
+        tx = fo.scale_by_neuron_norm(beta2)
+        state = tx.init({"w": g})
+        _, state = tx.update({"w": g}, state)
+        return (tx.update({"w": g.flip(0)}, state)[0]["w"][0] ** 3).sum()  # row 0 depends on beta2
+
+    beta2 = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(loss(beta2), beta2)
+    eps = 1e-6
+    numeric = (loss(beta2.detach() + eps) - loss(beta2.detach() - eps)) / (2 * eps)
+    assert abs(float(grad)) > 1e-3
+    torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
