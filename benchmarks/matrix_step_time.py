@@ -3,12 +3,13 @@
     python benchmarks/matrix_step_time.py [--repeats 15] [--threads N] [--json out.json]
 
 Parameters: 8 matrices of 256×256 plus 8 vectors of 256 (SOAP trains all of them; NorMuon /
-AdaMuon the matrices with the Muon rule and the vectors with their AdamW groups, our side with
-``fo.partition`` of the pure alias and the drop-in's AdamW). Each pair is timed in one run,
+AdaMuon the matrices with the Muon rule and the vectors with their AdamW groups, our side the
+drop-in for the matrices and ``adapters.AdamW`` for the vectors; Scion a ``Spectral`` group and a
+``BiasRMS`` group). Each pair is timed in one run,
 interleaved (ours, reference, ours, ...), after warm-up; the table gives the median time per step
 and the ratio ours / reference. References that are not installed are listed as skipped
-(official SOAP: put its ``soap.py`` on ``PYTHONPATH``; NorMuon / AdaMuon: ``pytorch_optimizer``,
-with Newton–Schulz in bfloat16 on both sides, each library's default).
+(official SOAP / Scion: put their ``soap.py`` / ``scion.py`` on ``PYTHONPATH``; NorMuon, AdaMuon,
+Scion: ``pytorch_optimizer``). Newton–Schulz runs in bfloat16 on both sides (each code's default).
 """
 
 from __future__ import annotations
@@ -66,6 +67,24 @@ def _pairs() -> list[tuple[str, str, tuple[str, ...], Callable, Callable]]:
         return lambda ps: getattr(importlib.import_module("pytorch_optimizer"), name)(
             _muon_groups(ps), lr=0.02
         )
+
+    def scion_groups(ps: list[torch.Tensor], key: str, spectral: Any, bias: Any) -> list[dict[str, Any]]:
+        return [
+            {"params": [p for p in ps if p.ndim >= 2], key: spectral},
+            {"params": [p for p in ps if p.ndim < 2], key: bias},
+        ]
+
+    def po_scion(ps: list[torch.Tensor]) -> Any:
+        po = importlib.import_module("pytorch_optimizer")
+        return po.SCION(scion_groups(ps, "norm_type", 2, 5), lr=1e-3, momentum=0.1, constraint=True)
+
+    def official_scion(ps: list[torch.Tensor]) -> Any:
+        return importlib.import_module("scion").Scion(
+            scion_groups(ps, "norm", "Spectral", "BiasRMS"), momentum=0.1
+        )
+
+    def our_scion(ps: list[torch.Tensor]) -> Any:
+        return fo.adapters.Scion(scion_groups(ps, "norm", "Spectral", "BiasRMS"), momentum=0.1)
 
     return [
         (
