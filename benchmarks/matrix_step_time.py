@@ -108,6 +108,8 @@ def _pairs() -> list[tuple[str, str, tuple[str, ...], Callable, Callable]]:
             _ours_muon_split(fo.adapters.AdaMuon),
             po("AdaMuon"),
         ),
+        ("Scion", "official scion.py", ("scion",), our_scion, official_scion),
+        ("Scion", "pytorch_optimizer.SCION", ("pytorch_optimizer",), our_scion, po_scion),
     ]
 
 
