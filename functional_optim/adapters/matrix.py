@@ -18,6 +18,8 @@ from functional_optim.optimizers.adamuon import adamuon
 from functional_optim.optimizers.normuon import normuon
 from functional_optim.optimizers.scion import scion
 from functional_optim.optimizers.soap import soap
+from functional_optim.transforms import _steps
+from functional_optim.transforms.soap import soap_view_shape
 
 __all__ = ["SOAP", "AdaMuon", "NorMuon", "Scion"]
 
@@ -28,8 +30,10 @@ class SOAP(_DropIn):
 
     Adam in the eigenbasis of Shampoo's preconditioner; the first step of each parameter only
     builds its preconditioner. Weight decay is applied after the step, as the official code.
-    State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq`` (in the eigenbasis), ``GG_L``,
-    ``GG_R``, ``Q_L``, ``Q_R`` (the official ``GG``/``Q`` lists as fields) and ``initialized``.
+    State per parameter as the official code: ``step``, ``exp_avg``, ``exp_avg_sq`` (in the
+    eigenbasis), ``GG`` and ``Q`` (lists with one matrix, or ``[]``, per dimension of the view),
+    ``precondition_frequency`` and ``shampoo_beta``, so checkpoints move between the official
+    ``SOAP`` and this class (``step`` is kept as a 0-dim tensor, as ``torch.optim``).
     Only ``data_format="channels_first"`` is supported.
 
     Example:
@@ -79,6 +83,54 @@ class SOAP(_DropIn):
                 correct_bias=correct_bias,
             ),
         )
+
+    _has_codec = True
+
+    def _view_len(self, group: dict, p: Tensor) -> int:
+        return len(soap_view_shape(p.shape, group["max_precond_dim"], group["merge_dims"]))
+
+    def _decode_param_state(self, group: dict, p: Tensor, st: dict) -> dict:
+        def pick(mats: list, i: int) -> object:
+            m = mats[i] if i < len(mats) else ()
+            return m if isinstance(m, Tensor) and m.numel() > 0 else ()
+
+        step = st["step"]
+        if not isinstance(step, Tensor):
+            step = torch.tensor(float(step), dtype=_steps.scalar_dtype())
+        gg, q = st.get("GG", []), st.get("Q", [])
+        return {
+            "count": st.get("count", (step + 1).to(torch.int64)),  # decay_after_update's calls
+            "step": step,
+            "initialized": torch.ones((), dtype=torch.bool),
+            "exp_avg": st["exp_avg"],
+            "exp_avg_sq": st["exp_avg_sq"],
+            "GG_L": pick(gg, 0),
+            "GG_R": pick(gg, 1),
+            "Q_L": pick(q, 0),
+            "Q_R": pick(q, 1),
+        }
+
+    def _encode_param_state(self, group: dict, p: Tensor, fields: dict) -> dict:
+        n = self._view_len(group, p)
+
+        def listed(*keys: str) -> list:
+            vals = [fields.get(k, ()) for k in keys][:n]
+            return [v if isinstance(v, Tensor) else [] for v in vals]
+
+        beta = group["shampoo_beta"]
+        return {
+            "step": fields["step"],
+            "count": fields["count"],
+            "exp_avg": fields["exp_avg"],
+            "exp_avg_sq": fields["exp_avg_sq"],
+            "GG": listed("GG_L", "GG_R"),
+            "Q": listed("Q_L", "Q_R"),
+            "precondition_frequency": group["precondition_frequency"],
+            "shampoo_beta": beta if beta >= 0 else group["betas"][1],
+        }
+
+    def _is_initialized(self, group: dict, p: Tensor, st: dict) -> bool:
+        return "Q" in st
 
 
 _normuon_bf16 = functools.partial(normuon, ns_dtype=torch.bfloat16)

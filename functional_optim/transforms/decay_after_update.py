@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops
+from functional_optim import _validation, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
@@ -16,13 +16,14 @@ __all__ = ["DecayAfterUpdateState", "decay_after_update"]
 
 
 class DecayAfterUpdateState(NamedTuple):
-    """State of :func:`decay_after_update`.
+    """Per-parameter state of :func:`decay_after_update`.
 
     Attributes:
-      count: number of calls so far (0-dim int64), to skip the first ``skip_steps`` calls.
+      count: calls that had a gradient for this parameter (0-dim int64), to skip the first
+        ``skip_steps`` of them.
     """
 
-    count: Tensor
+    count: Any
 
 
 @schedulable("weight_decay", "learning_rate")
@@ -40,8 +41,8 @@ def decay_after_update(
     Args:
       weight_decay: ``wd`` (float, 0-dim tensor or schedule), ``>= 0``.
       learning_rate: ``lr`` (float, 0-dim tensor or schedule).
-      skip_steps: no decay during the first ``skip_steps`` calls (SOAP's first step only builds
-        its preconditioner, and the official code does not decay then).
+      skip_steps: no decay during a parameter's first ``skip_steps`` steps (SOAP's first step only
+        builds its preconditioner, and the official code does not decay then).
 
     Example:
       >>> import torch
@@ -60,24 +61,26 @@ def decay_after_update(
         raise ValueError(f"decay_after_update: skip_steps must be a non-negative int, got {skip_steps!r}")
 
     def init_fn(params: Params) -> DecayAfterUpdateState:
-        del params
-        return DecayAfterUpdateState(torch.zeros((), dtype=torch.int64))
+        return DecayAfterUpdateState(
+            tree.map(lambda p: None if p is None else torch.zeros((), dtype=torch.int64), params)
+        )
 
     def update_fn(updates: Updates, state: DecayAfterUpdateState, params: Params | None = None, **extra: Any):
         del extra
-        count = state.count + 1
-        wd, lr = ops.scalar(weight_decay), ops.scalar(learning_rate)
-        if (isinstance(wd, float | int) and wd == 0) or int(state.count) < skip_steps:
-            return updates, DecayAfterUpdateState(count)
-        factor = lr * wd
+        factor = ops.scalar(learning_rate) * ops.scalar(weight_decay)
 
-        def decay(us: list[Tensor], fields: list, ps: Any):
-            del fields
-            return [u - (p + u) * factor for u, p in zip(us, ps, strict=True)], []
+        def decay(us: list[Tensor], fields: list[list[Tensor]], ps: Any):
+            (counts,) = fields
+            off = isinstance(factor, float | int) and factor == 0
+            out = [
+                u if off or int(c) < skip_steps else u - (p + u) * factor
+                for u, p, c in zip(us, ps, counts, strict=True)
+            ]
+            return out, [[c + 1 for c in counts]]
 
-        new_updates, _ = update_leaves(
-            decay, updates, [], params, name="decay_after_update", need_params=True
+        new_updates, (counts,) = update_leaves(
+            decay, updates, [state.count], params, name="decay_after_update", need_params=True
         )
-        return new_updates, DecayAfterUpdateState(count)
+        return new_updates, DecayAfterUpdateState(counts)
 
     return GradientTransformation(init_fn, update_fn)

@@ -256,3 +256,48 @@ def test_normuon_update_is_differentiable_in_beta2() -> None:
     numeric = (loss(beta2.detach() + eps) - loss(beta2.detach() - eps)) / (2 * eps)
     assert abs(float(grad)) > 1e-3
     torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"precondition_1d": True, "max_precond_dim": 5}], ids=["default", "1d_maxdim"]
+)
+def test_soap_checkpoints_move_between_the_official_class_and_the_dropin(kw) -> None:
+    soap = pytest.importorskip(
+        "soap", reason="official SOAP (github.com/nikhilvyas/SOAP soap.py) not on the path"
+    )
+    shapes = [(6, 4), (5,), (4, 3)]
+    gen = torch.Generator().manual_seed(0)
+    p0 = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(16)]
+    kw = {"precondition_frequency": 3, **kw}
+
+    def run(opt, ps, steps) -> None:
+        for t in steps:
+            for p, g in zip(ps, grads[t], strict=True):
+                p.grad = g.clone()
+            opt.step()
+
+    def fresh(src) -> list[torch.Tensor]:
+        return [x.detach().clone().requires_grad_(True) for x in src]
+
+    official_ps, ours_ps = fresh(p0), fresh(p0)
+    official, ours = soap.SOAP(official_ps, **kw), fo.adapters.SOAP(ours_ps, **kw)
+    run(official, official_ps, range(8))
+    run(ours, ours_ps, range(8))
+    to_ours_ps, to_official_ps = fresh(official_ps), fresh(ours_ps)
+    to_ours, to_official = fo.adapters.SOAP(to_ours_ps, **kw), soap.SOAP(to_official_ps, **kw)
+    to_ours.load_state_dict(copy.deepcopy(official.state_dict()))
+    to_official.load_state_dict(copy.deepcopy(ours.state_dict()))
+    for opt, ps in (
+        (official, official_ps),
+        (ours, ours_ps),
+        (to_ours, to_ours_ps),
+        (to_official, to_official_ps),
+    ):
+        run(opt, ps, range(8, 16))
+    torch.testing.assert_close(
+        [p.detach() for p in to_ours_ps], [p.detach() for p in official_ps], rtol=0, atol=1e-5
+    )
+    torch.testing.assert_close(
+        [p.detach() for p in to_official_ps], [p.detach() for p in ours_ps], rtol=0, atol=1e-5
+    )
