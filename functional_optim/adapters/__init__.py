@@ -7,6 +7,7 @@ state format.
 """
 
 from functional_optim.adapters._base import *
+from functional_optim.adapters.matrix import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
 

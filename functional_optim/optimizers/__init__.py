@@ -5,15 +5,19 @@ from functional_optim.optimizers.adafactor import *
 from functional_optim.optimizers.adagrad import *
 from functional_optim.optimizers.adam import *
 from functional_optim.optimizers.adamax import *
+from functional_optim.optimizers.adamuon import *
 from functional_optim.optimizers.asgd import *
 from functional_optim.optimizers.lbfgs import *
 from functional_optim.optimizers.muon import *
 from functional_optim.optimizers.muon_split import *
 from functional_optim.optimizers.nadam import *
+from functional_optim.optimizers.normuon import *
 from functional_optim.optimizers.radam import *
 from functional_optim.optimizers.rmsprop import *
 from functional_optim.optimizers.rprop import *
+from functional_optim.optimizers.scion import *
 from functional_optim.optimizers.sgd import *
+from functional_optim.optimizers.soap import *
 from functional_optim.optimizers.sparse_adam import *
 
 __all__ = [
