@@ -43,7 +43,11 @@ def _col_shape(p: Tensor) -> list[int]:
 
 
 def _host(x: Tensor) -> Any:
-    """A 0-dim tensor as a Python float when it is safe to read, else the tensor."""
+    """A 0-dim reduction as a Python float when it is safe to read, else the tensor.
+
+    A norm of a DTensor shard is completed over its mesh first (``tree.to_global``): its ``.item()``
+    alone would read the rank's own partial norm."""
+    x = tree.to_global(x)
     return x if ops.is_traced(x) else x.item()
 
 
