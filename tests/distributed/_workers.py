@@ -1,0 +1,210 @@
+"""What each rank runs in the distributed tests (module-level functions: ``spawn`` pickles them by name).
+
+Every check returns numbers (largest differences) keyed by a readable name; the test process
+asserts on them, so a failure names the algorithm, the layout and the world size.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+import functional_optim as fo
+from tests import _catalog
+
+# ----------------------------------------------------------------------------- functional API
+
+
+def functional_algorithms() -> dict[str, Callable[[], fo.GradientTransformation]]:
+    """Every algorithm family, and the gradient filters that reduce over tensors, as transforms."""
+    algos = dict(_catalog.available())
+    algos.update(
+        {
+            "muon_divided_f64": lambda: fo.muon(lr=0.02, ns_dtype=torch.float64, distributed=True),
+            "clip_by_global_norm": lambda: fo.chain(fo.clip_by_global_norm(0.5), fo.sgd(lr=0.1)),
+            "clip_by_block_rms": lambda: fo.chain(fo.clip_by_block_rms(0.1), fo.sgd(lr=0.1)),
+            "adaptive_grad_clip": lambda: fo.chain(fo.adaptive_grad_clip(0.01), fo.sgd(lr=0.1)),
+            "centralize": lambda: fo.chain(fo.centralize(), fo.sgd(lr=0.1)),
+        }
+    )
+    return algos
+
+
+# uneven shapes on purpose: 7 rows over 4 ranks is 2,2,2,1; 3 over 4 leaves a rank empty
+SHAPES = {"w": (32, 16), "u": (7, 5), "t": (16, 40), "b": (16,), "v": (3,)}
+
+
+def check_functional(rank: int, world: int) -> dict[str, float]:
+    """Three steps of every algorithm on Shard(0) and Shard(1) DTensors vs the unsharded run (float64)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    del rank
+    mesh = init_device_mesh("cpu", (world,))
+    out: dict[str, float] = {}
+    for name, make in functional_algorithms().items():
+        shapes = {k: s for k, s in SHAPES.items() if not name.startswith("muon") or len(s) == 2}
+        gen = torch.Generator().manual_seed(0)
+        params = {k: torch.randn(s, dtype=torch.float64, generator=gen) for k, s in shapes.items()}
+        grads = [
+            {k: torch.randn(s, dtype=torch.float64, generator=gen) for k, s in shapes.items()}
+            for _ in range(3)
+        ]
+        opt = make()
+        p_ref, s_ref = params, opt.init(params)
+        for g in grads:
+            u, s_ref = opt.update(g, s_ref, p_ref)
+            p_ref = fo.apply_updates(p_ref, u)
+        for dim in (0, 1):
+
+            def shard(t: torch.Tensor, dim: int = dim) -> Any:
+                return distribute_tensor(t, mesh, [Shard(min(dim, t.dim() - 1))])
+
+            p_d = {k: shard(v) for k, v in params.items()}
+            s_d = opt.init(p_d)
+            for g in grads:
+                u, s_d = opt.update({k: shard(v) for k, v in g.items()}, s_d, p_d)
+                p_d = fo.apply_updates(p_d, u)
+            out[f"{name} Shard({dim})"] = max(
+                (p_d[k].full_tensor() - p_ref[k]).abs().max().item() for k in params
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------- distributed Muon
+
+
+MUON_SHAPES = [(32, 16), (7, 5), (16, 48), (3, 9), (5, 7), (16, 48), (24, 24)]
+
+
+def check_muon_divided(rank: int, world: int) -> dict[str, Any]:
+    """``fo.muon(distributed=True)`` on replicated plain tensors (DDP), Shard(0), Shard(1) and
+    Replicate DTensors vs the single-process ``fo.muon``: float32/float64 parameters, NS in float32
+    and bfloat16. Also reports this rank's share of the NS cost."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    from functional_optim.transforms.orthogonalize_distributed import assign_owners, ns_cost
+
+    mesh = init_device_mesh("cpu", (world,))
+    layouts = {"plain": None, "Shard(0)": Shard(0), "Shard(1)": Shard(1), "Replicate": Replicate()}
+    out: dict[str, Any] = {}
+    for dtype in (torch.float32, torch.float64):
+        for ns_dtype in (torch.float32, torch.bfloat16):
+            gen = torch.Generator().manual_seed(1)
+            params = [torch.randn(s, generator=gen).to(dtype) for s in MUON_SHAPES]
+            grads = [[torch.randn(s, generator=gen).to(dtype) for s in MUON_SHAPES] for _ in range(3)]
+            ref = fo.muon(lr=0.02, ns_dtype=ns_dtype)
+            p_ref, s_ref = params, ref.init(params)
+            for g in grads:
+                u, s_ref = ref.update(g, s_ref, p_ref)
+                p_ref = fo.apply_updates(p_ref, u)
+            opt = fo.muon(lr=0.02, ns_dtype=ns_dtype, distributed=True)
+            for lname, pl in layouts.items():
+
+                def lay(t: torch.Tensor, pl: Any = pl) -> Any:
+                    return t if pl is None else distribute_tensor(t, mesh, [pl])
+
+                p_d = [lay(p) for p in params]
+                s_d = opt.init(p_d)
+                for g in grads:
+                    u, s_d = opt.update([lay(x) for x in g], s_d, p_d)
+                    p_d = fo.apply_updates(p_d, u)
+                full = [p if pl is None else p.full_tensor() for p in p_d]
+                same_layout = all(type(a) is type(b) for a, b in zip(p_d, params, strict=True)) or pl
+                out[f"{dtype} NS {ns_dtype} {lname}"] = (
+                    max((a - b).abs().max().item() for a, b in zip(full, p_ref, strict=True)),
+                    bool(same_layout),
+                )
+    costs = [ns_cost(s) for s in MUON_SHAPES]
+    owners = assign_owners(costs, world)
+    out["share"] = sum(c for c, o in zip(costs, owners, strict=True) if o == rank) / sum(costs)
+    return out
+
+
+# ----------------------------------------------------------------------------- FSDP2 drop-ins
+
+
+class Net(nn.Module):
+    """A tiny model with uneven dimensions (7 rows over 4 ranks) and a vector smaller than the world."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 16)
+        self.l1 = nn.Linear(16, 32)
+        self.l2 = nn.Linear(32, 7, bias=False)
+        self.out = nn.Linear(7, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.l2(torch.tanh(self.l1(self.emb(x)))))
+
+
+def dropins() -> dict[str, Callable[[Any], torch.optim.Optimizer]]:
+    """Optimizer builders over a model (Muon sees the 2-D weights only)."""
+    ad = fo.adapters
+
+    def weights(m: nn.Module) -> list[nn.Parameter]:
+        return [p for p in m.parameters() if p.ndim == 2]
+
+    return {
+        "SGD": lambda m: ad.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01),
+        "Adam": lambda m: ad.Adam(m.parameters(), lr=0.01, amsgrad=True),
+        "AdamW": lambda m: ad.AdamW(m.parameters(), lr=0.01),
+        "Adagrad": lambda m: ad.Adagrad(m.parameters(), lr=0.1),
+        "RMSprop": lambda m: ad.RMSprop(m.parameters(), lr=0.01, centered=True, momentum=0.5),
+        "Adafactor": lambda m: ad.Adafactor(m.parameters(), lr=0.01),
+        "Muon": lambda m: ad.Muon(weights(m), lr=0.02),
+        "Muon distributed": lambda m: ad.Muon(weights(m), lr=0.02, distributed=True),
+        "chain clip+adamw": lambda m: ad.FunctionalOptimizer(
+            m.parameters(), fo.chain(fo.clip_by_global_norm(0.1), fo.adamw(lr=0.01))
+        ),
+    }
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randint(0, 11, (8,), generator=gen)
+        loss = model(x).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _sharded(model: nn.Module, mesh: Any) -> nn.Module:
+    from torch.distributed.fsdp import fully_shard
+
+    for sub in (model.emb, model.l1, model.l2, model.out):
+        fully_shard(sub, mesh=mesh)
+    return fully_shard(model, mesh=mesh)
+
+
+def check_fsdp_dropins(rank: int, world: int) -> dict[str, float]:
+    """Three steps of each drop-in on an FSDP2 (``fully_shard``) model vs the same drop-in unsharded."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    del rank
+    mesh = init_device_mesh("cpu", (world,))
+    out = {}
+    for name, make in dropins().items():
+        torch.manual_seed(0)
+        ref = Net()
+        model = _sharded(copy.deepcopy(ref), mesh)
+        _train(ref, make(ref), 3, seed=1)
+        _train(model, make(model), 3, seed=1)  # same batch on every rank: the mean gradient is ref's
+        full = {k: v.full_tensor() for k, v in model.state_dict().items()}
+        out[name] = max((full[k] - v).abs().max().item() for k, v in ref.state_dict().items())
+    return out
+
+
+def check_all(rank: int, world: int) -> dict[str, Any]:
+    """One process group, every DTensor check (process start is the cost)."""
+    return {
+        "functional": check_functional(rank, world),
+        "muon": check_muon_divided(rank, world),
+        "fsdp": check_fsdp_dropins(rank, world),
+    }
