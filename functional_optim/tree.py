@@ -25,6 +25,7 @@ __all__ = [
     "leaf_names",
     "leaves",
     "map",
+    "match_placement",
     "structure",
     "to_global",
     "unflatten",
@@ -114,6 +115,17 @@ def to_global(x: torch.Tensor) -> torch.Tensor:
     (``full_tensor()``: one collective over the mesh) so every rank holds the global value; a plain
     tensor is returned as it is. Call it on every rank (it is a collective for DTensors)."""
     return x.full_tensor() if is_dtensor(x) else x
+
+
+def match_placement(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` laid out as ``like`` when both are DTensors whose placements differ, else ``x``.
+
+    DTensor's sharding propagation may return a ``Replicate`` result for a sharded input (e.g. a
+    dimension smaller than the mesh); an update must keep its parameter's layout, or the in-place
+    ``p.add_(u)`` of an optimizer step fails."""
+    if is_dtensor(x) and is_dtensor(like) and tuple(x.placements) != tuple(like.placements):
+        return x.redistribute(like.device_mesh, like.placements)
+    return x
 
 
 def norm_of_norms(norms: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -10,6 +10,7 @@ runs past ``timeout`` seconds raises ``RuntimeError`` in the caller (the process
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import queue
 import tempfile
@@ -17,12 +18,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.multiprocessing as mp
 
 
 def _entry(fn: Callable[..., Any], rank: int, world_size: int, store: str, out: Any, args: tuple) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
@@ -38,7 +39,9 @@ def _entry(fn: Callable[..., Any], rank: int, world_size: int, store: str, out: 
             result = fn(rank, world_size, *args)
         finally:
             dist.destroy_process_group()
-        out.put((rank, "ok", result))
+        buf = io.BytesIO()  # tensors as bytes: a shared-memory handle dies with the process
+        torch.save(result, buf)
+        out.put((rank, "ok", buf.getvalue()))
     except BaseException:
         out.put((rank, "error", traceback.format_exc()))
 
@@ -71,7 +74,7 @@ def run_ranks(fn: Callable[..., Any], world_size: int, *args: Any, timeout: floa
                         raise RuntimeError(f"rank process died with exit code {dead[0].exitcode}") from None
                     continue
                 if kind == "ok":
-                    results[rank] = value
+                    results[rank] = torch.load(io.BytesIO(value), weights_only=False)
                 else:
                     errors.append(f"rank {rank}:\n{value}")
                     break

@@ -144,7 +144,8 @@ class Net(nn.Module):
 
 
 def dropins() -> dict[str, Callable[[Any], torch.optim.Optimizer]]:
-    """Optimizer builders over a model (Muon sees the 2-D weights only)."""
+    """Optimizer builders over a model (Muon sees the 2-D weights only). ``adapters.Muon`` without
+    ``distributed`` is left out: its Newton–Schulz runs on the DTensors themselves (orthogonalize.py)."""
     ad = fo.adapters
 
     def weights(m: nn.Module) -> list[nn.Parameter]:
@@ -157,7 +158,6 @@ def dropins() -> dict[str, Callable[[Any], torch.optim.Optimizer]]:
         "Adagrad": lambda m: ad.Adagrad(m.parameters(), lr=0.1),
         "RMSprop": lambda m: ad.RMSprop(m.parameters(), lr=0.01, centered=True, momentum=0.5),
         "Adafactor": lambda m: ad.Adafactor(m.parameters(), lr=0.01),
-        "Muon": lambda m: ad.Muon(weights(m), lr=0.02),
         "Muon distributed": lambda m: ad.Muon(weights(m), lr=0.02, distributed=True),
         "chain clip+adamw": lambda m: ad.FunctionalOptimizer(
             m.parameters(), fo.chain(fo.clip_by_global_norm(0.1), fo.adamw(lr=0.01))
@@ -208,3 +208,79 @@ def check_all(rank: int, world: int) -> dict[str, Any]:
         "muon": check_muon_divided(rank, world),
         "fsdp": check_fsdp_dropins(rank, world),
     }
+
+
+# ----------------------------------------------------------------------------- DCP resharding
+
+
+def checkpointed() -> dict[str, Callable[[nn.Module], torch.optim.Optimizer]]:
+    """The optimizers whose distributed checkpoints must reshard (saved on 2 ranks, loaded on 1 and 4).
+
+    ``MuonWithAdamW`` is not here: its Muon half runs Newton–Schulz on the DTensors themselves, whose
+    bf16 partial sums depend on the world size (and whose result placement breaks the in-place step
+    on uneven shards), so a resume on another world size cannot give the same numbers."""
+    ad = fo.adapters
+
+    def chain(lr: float, weight_decay: float) -> fo.GradientTransformation:
+        return fo.chain(fo.clip_by_global_norm(0.1), fo.adamw(lr=lr, weight_decay=weight_decay))
+
+    return {
+        "AdamW": lambda m: ad.AdamW(m.parameters(), lr=0.01, weight_decay=0.1),
+        "SGD momentum": lambda m: ad.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True),
+        "Adafactor": lambda m: ad.Adafactor(m.parameters(), lr=0.01),
+        "Muon distributed": lambda m: ad.Muon(
+            [p for p in m.parameters() if p.ndim == 2], lr=0.02, distributed=True
+        ),
+        "FunctionalOptimizer chain": lambda m: ad.FunctionalOptimizer(
+            m.parameters(), chain, lr=0.01, weight_decay=0.1
+        ),
+    }
+
+
+def _full_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.full_tensor() for k, v in model.state_dict().items()}
+
+
+def dcp_save(rank: int, world: int, root: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Train 2 steps, save model + optimizer with DCP, train 2 more: the numbers a resume must give."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    out = {}
+    for i, (name, make) in enumerate(checkpointed().items()):
+        torch.manual_seed(0)
+        model = _sharded(Net(), mesh)
+        opt = make(model)
+        _train(model, opt, 2, seed=1)
+        msd, osd = get_state_dict(model, opt)
+        dcp.save({"model": msd, "optim": osd}, checkpoint_id=f"{root}/{i}")
+        _train(model, opt, 2, seed=2)
+        out[name] = _full_params(model)
+    return out if rank == 0 else {}
+
+
+def dcp_resume(
+    rank: int, world: int, root: str, skip: tuple[str, ...] = ()
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Load the 2-rank checkpoint on ``world`` ranks (fresh model and optimizer) and train 2 steps."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    out = {}
+    for i, (name, make) in enumerate(checkpointed().items()):
+        if name in skip:
+            continue
+        torch.manual_seed(123)  # a different initialisation: everything must come from the checkpoint
+        model = _sharded(Net(), mesh)
+        opt = make(model)
+        msd, osd = get_state_dict(model, opt)
+        sd = {"model": msd, "optim": osd}
+        dcp.load(sd, checkpoint_id=f"{root}/{i}")
+        set_state_dict(model, opt, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+        _train(model, opt, 2, seed=2)
+        out[name] = _full_params(model)
+    return out if rank == 0 else {}
