@@ -210,6 +210,10 @@ def orthogonalize_distributed(
         for group, idx in buckets.items():
             world = dist.get_world_size(group)
             rank = dist.get_rank(group)
+            if world == 1:
+                for i, y in zip(idx, ns([_local(grads[i]) for i in idx]), strict=True):
+                    out[i] = _like(grads[i], y)
+                continue
             owners = assign_owners([ns_cost(grads[i].shape, reshape) for i in idx], world)
             owner = dict(zip(idx, owners, strict=True))
             by_wire: dict[tuple[str, torch.dtype], list[int]] = {}
@@ -268,9 +272,11 @@ def _exchange_replicated(
     mine = [j for j, o in enumerate(owners) if o == rank]
     results = dict(zip(mine, ns([_local(grads[j]) for j in mine]), strict=True))
     sizes = [sum(grads[j].numel() for j, o in enumerate(owners) if o == r) for r in range(world)]
-    send = _flat_cat([results[j] for j in mine], wire, device)
     k, pad = _k(wire), max(sizes)
-    send = torch.cat([send, _wire_buffer(pad - send.numel() // k, wire, device).zero_()])
+    send = _wire_buffer(pad, wire, device)
+    if mine:
+        flat = [_as_wire(results[j].to(wire).contiguous()) for j in mine]
+        torch.cat(flat, out=send[: sum(f.numel() for f in flat)])
     recv = [_wire_buffer(pad, wire, device) for _ in range(world)]
     dist.all_gather(recv, send, group=group)
     offsets = [0] * world

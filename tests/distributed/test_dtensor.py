@@ -20,7 +20,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_every_transform_family_on_dtensors_and_fsdp2_matches_the_unsharded_run(world: int) -> None:
-    results = run_ranks(_workers.check_all, world, timeout=150)
+    results = run_ranks(_workers.check_all, world, timeout=300)
     functional, fsdp, muon = (results[0][k] for k in ("functional", "fsdp", "muon"))
     assert len(functional) == 2 * len(_workers.functional_algorithms())
     bad = {k: v for k, v in functional.items() if not v <= 1e-12}
@@ -31,7 +31,7 @@ def test_every_transform_family_on_dtensors_and_fsdp2_matches_the_unsharded_run(
     # distributed Muon: same numbers as the single-process fo.muon, in the input's layout
     tol = {"torch.float64": 1e-12, "torch.float32": 1e-6}
     checks = {k: v for k, v in muon.items() if k != "share"}
-    assert len(checks) == 16
+    assert len(checks) == 8
     bad = {k: v for k, v in checks.items() if not (v[0] <= tol[k.split()[0]] and v[1])}
     assert not bad, f"fo.muon(distributed=True) differs from the single-process fo.muon: {bad}"
     for r in results[1:]:
@@ -47,10 +47,10 @@ def test_every_transform_family_on_dtensors_and_fsdp2_matches_the_unsharded_run(
 
 def test_dcp_checkpoint_saved_on_2_ranks_resumes_on_1_and_4_ranks_with_the_same_numbers(tmp_path) -> None:
     root = str(tmp_path)
-    expected = run_ranks(_workers.dcp_save, 2, root, timeout=150)[0]
+    expected = run_ranks(_workers.dcp_save, 2, root, timeout=300)[0]
     assert set(expected) == set(_workers.checkpointed())
     for world in (1, 4):
-        got = run_ranks(_workers.dcp_resume, world, root, timeout=150)[0]
+        got = run_ranks(_workers.dcp_resume, world, root, timeout=300)[0]
         assert set(got) == set(expected)
         diffs = {
             name: max((got[name][k] - v).abs().max().item() for k, v in expected[name].items())
