@@ -122,6 +122,22 @@ def check_muon_divided(rank: int, world: int) -> dict[str, Any]:
                 max((a - b).abs().max().item() for a, b in zip(full, p_ref, strict=True)),
                 bool(same_layout),
             )
+    # reshape rules on sharded stacks: (2, 8, 6) as two 8x6 matrices, and a conv kernel flattened
+    gen = torch.Generator().manual_seed(2)
+    for rule, shape in (("batch", (2, 8, 6)), ("flatten", (6, 3, 2, 2))):
+        params, grads = [torch.randn(shape, generator=gen)], [torch.randn(shape, generator=gen)]
+        ref = fo.muon(lr=0.02, ns_dtype=torch.float32, reshape=rule)
+        (expected,) = fo.apply_updates(params, ref.update(grads, ref.init(params), params)[0])
+        opt = fo.muon(lr=0.02, ns_dtype=torch.float32, reshape=rule, distributed=True)
+        for dim in (0, 1):
+            p_d = [distribute_tensor(params[0], mesh, [Shard(dim)])]
+            g_d = [distribute_tensor(grads[0], mesh, [Shard(dim)])]
+            u, _ = opt.update(g_d, opt.init(p_d), p_d)
+            (got,) = fo.apply_updates(p_d, u)
+            out[f"torch.float32 reshape={rule} Shard({dim})"] = (
+                (got.full_tensor() - expected).abs().max().item(),
+                tuple(u[0].placements) == (Shard(dim),),
+            )
     costs = [ns_cost(s) for s in MUON_SHAPES]
     owners = assign_owners(costs, world)
     out["share"] = sum(c for c, o in zip(costs, owners, strict=True) if o == rank) / sum(costs)

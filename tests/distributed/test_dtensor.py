@@ -31,7 +31,7 @@ def test_every_transform_family_on_dtensors_and_fsdp2_matches_the_unsharded_run(
     # distributed Muon: same numbers as the single-process fo.muon, in the input's layout
     tol = {"torch.float64": 1e-12, "torch.float32": 1e-6}
     checks = {k: v for k, v in muon.items() if k != "share"}
-    assert len(checks) == 8
+    assert len(checks) == 12
     bad = {k: v for k, v in checks.items() if not (v[0] <= tol[k.split()[0]] and v[1])}
     assert not bad, f"fo.muon(distributed=True) differs from the single-process fo.muon: {bad}"
     for r in results[1:]:
