@@ -166,6 +166,8 @@ def orthogonalize_distributed(
         (world) group.
 
     Example:
+      >>> import torch
+      >>> import functional_optim as fo
       >>> opt = fo.chain(fo.orthogonalize_distributed(), fo.scale_by_learning_rate(0.02))
       >>> w = [torch.randn(4, 3)]
       >>> u, _ = opt.update(w, opt.init(w))  # one process: the plain orthogonalize

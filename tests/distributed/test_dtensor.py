@@ -20,7 +20,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_every_transform_family_on_dtensors_and_fsdp2_matches_the_unsharded_run(world: int) -> None:
-    results = run_ranks(_workers.check_all, world, timeout=300)
+    results = run_ranks(_workers.check_all, world, timeout=600)
     functional, fsdp, muon = (results[0][k] for k in ("functional", "fsdp", "muon"))
     assert len(functional) == 2 * len(_workers.functional_algorithms())
     bad = {k: v for k, v in functional.items() if not v <= 1e-12}
@@ -47,10 +47,10 @@ def test_every_transform_family_on_dtensors_and_fsdp2_matches_the_unsharded_run(
 
 def test_dcp_checkpoint_saved_on_2_ranks_resumes_on_1_and_4_ranks_with_the_same_numbers(tmp_path) -> None:
     root = str(tmp_path)
-    expected = run_ranks(_workers.dcp_save, 2, root, timeout=300)[0]
+    expected = run_ranks(_workers.dcp_save, 2, root, timeout=600)[0]
     assert set(expected) == set(_workers.checkpointed())
     for world in (1, 4):
-        got = run_ranks(_workers.dcp_resume, world, root, timeout=300)[0]
+        got = run_ranks(_workers.dcp_resume, world, root, timeout=600)[0]
         assert set(got) == set(expected)
         diffs = {
             name: max((got[name][k] - v).abs().max().item() for k, v in expected[name].items())
