@@ -21,10 +21,13 @@ __all__ = [
     "flatten_like",
     "full_like",
     "global_norm",
+    "is_dtensor",
     "leaf_names",
     "leaves",
     "map",
+    "match_placement",
     "structure",
+    "to_global",
     "unflatten",
     "zeros_like",
 ]
@@ -122,9 +125,74 @@ def _require_optimizable(tree: PyTree) -> None:
 
 
 def global_norm(tree: PyTree) -> torch.Tensor:
-    """The L2 norm of all leaves taken together: ``sqrt(sum_i ||x_i||²)`` (``None`` leaves skipped)."""
+    """The L2 norm of all leaves taken together: ``sqrt(sum_i ||x_i||²)`` (``None`` leaves skipped).
+
+    DTensor leaves (FSDP2 / tensor-parallel shards) count with their *global* norm: the result is a
+    plain tensor, the same on every rank (see :func:`norm_of_norms`)."""
     ts = [t for t in leaves(tree) if t is not None]
     if not ts:
         return torch.tensor(0.0)
     norms = [torch.linalg.vector_norm(t.to_dense() if t.is_sparse else t) for t in ts]
+    if any(is_dtensor(n) for n in norms):
+        return norm_of_norms(norms)
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].dtype) for n in norms]))
+
+
+def is_dtensor(x: Any) -> bool:
+    """Whether ``x`` is a ``torch.distributed.tensor.DTensor`` (False where torch.distributed is absent)."""
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(x, dtensor)
+
+
+def to_global(x: torch.Tensor) -> torch.Tensor:
+    """A reduction's result as a plain tensor holding the *global* value.
+
+    A norm or sum of a sharded DTensor is a DTensor with a ``Partial`` placement: its local value
+    (what ``.item()`` reads) is the rank's own share. ``to_global`` completes the reduction
+    (``full_tensor()``: one collective over the mesh) so every rank holds the global value; a plain
+    tensor is returned as it is. Call it on every rank (it is a collective for DTensors)."""
+    return x.full_tensor() if is_dtensor(x) else x
+
+
+def match_placement(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` laid out as ``like`` when both are DTensors whose placements differ, else ``x``.
+
+    DTensor's sharding propagation may return a ``Replicate`` result for a sharded input (e.g. a
+    dimension smaller than the mesh); an update must keep its parameter's layout, or the in-place
+    ``p.add_(u)`` of an optimizer step fails."""
+    if is_dtensor(x) and is_dtensor(like) and tuple(x.placements) != tuple(like.placements):
+        return x.redistribute(like.device_mesh, like.placements)
+    return x
+
+
+def norm_of_norms(norms: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sqrt(sum_i n_i²)`` of 0-dim norms, in the widest dtype present, as a plain tensor.
+
+    DTensor norms (each a ``Partial`` reduction of a shard) are grouped by mesh and placements and
+    each group is completed with one collective (stacking keeps the partial-norm placement), so a
+    tree of FSDP2 parameters costs one all-reduce, not one per leaf."""
+    dtype = norms[0].dtype
+    for n in norms[1:]:
+        dtype = torch.promote_types(dtype, n.dtype)
+    plain = [n.to(dtype) for n in norms if not is_dtensor(n)]
+    groups: dict[Any, list[torch.Tensor]] = {}
+    for n in norms:
+        if is_dtensor(n):
+            groups.setdefault((n.device_mesh, tuple(n.placements)), []).append(n.to(dtype))
+    for group in groups.values():
+        plain.append(torch.linalg.vector_norm(torch.stack(group)).full_tensor())
+    return torch.linalg.vector_norm(torch.stack(plain))
+
+
+def _dtensor_type() -> type | None:
+    global _DTENSOR
+    if _DTENSOR is False:
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # pragma: no cover - builds without torch.distributed
+            DTensor = None
+        _DTENSOR = DTensor
+    return _DTENSOR  # type: ignore[return-value]
+
+
+_DTENSOR: Any = False

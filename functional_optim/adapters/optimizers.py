@@ -623,10 +623,12 @@ class Muon(_DropIn):
         eps: float = 1e-7,
         ns_steps: int = 5,
         adjust_lr_fn: str | None = None,
+        *,
+        distributed: Any = False,  # True or a ProcessGroup: fo.muon's; not a group key
     ) -> None:
         self._dropin_init(
             params,
-            _muon_bf16,
+            _muon_bf16 if distributed is False else functools.partial(_muon_bf16, distributed=distributed),
             dict(
                 lr=lr,
                 weight_decay=weight_decay,

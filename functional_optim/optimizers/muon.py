@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -11,6 +12,7 @@ from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.muon_momentum import scale_by_ema_momentum
 from functional_optim.transforms.orthogonalize import ReshapeRule, orthogonalize
+from functional_optim.transforms.orthogonalize_distributed import orthogonalize_distributed
 from functional_optim.transforms.scaling import scale_by_learning_rate
 from functional_optim.transforms.shape_scaling import AdjustLrFn, scale_by_shape
 from functional_optim.transforms.weight_decay import add_decayed_weights
@@ -36,6 +38,7 @@ def muon(
     ns_dtype: torch.dtype | None = None,
     safety_factor: float | None = None,
     reshape: ReshapeRule = None,
+    distributed: bool | Any = False,
 ) -> GradientTransformation:
     r"""Muon, with ``torch.optim.Muon``'s arguments, defaults and update rule.
 
@@ -67,6 +70,9 @@ def muon(
       safety_factor: multiplies the Frobenius norm before normalising (preset default).
       reshape: matrix view of non-2-D parameters (``None`` raises torch's error; ``"flatten"``,
         ``"batch"`` or a callable, see :func:`orthogonalize`).
+      distributed: ``True`` (default group) or a ``ProcessGroup``: divide Newton–Schulz across ranks,
+        each orthogonalising the whole matrices it owns (:func:`orthogonalize_distributed`; DDP and
+        FSDP2/DTensor parameters; same numbers). ``False``: every rank does all of it.
 
     Example::
 
@@ -94,7 +100,17 @@ def muon(
         raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
     return chain(
         scale_by_ema_momentum(momentum, nesterov),
-        orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape),
+        orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape)
+        if distributed is False
+        else orthogonalize_distributed(
+            ns_coefficients,
+            ns_steps,
+            eps,
+            safety_factor,
+            ns_dtype,
+            reshape,
+            process_group=None if distributed is True else distributed,
+        ),
         scale_by_shape(adjust_lr_fn, learning_rate=lr if callable(adjust_lr_fn) else None, reshape=reshape),
         add_decayed_weights(weight_decay, decoupled=True),
         scale_by_learning_rate(lr),

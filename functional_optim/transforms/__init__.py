@@ -21,6 +21,7 @@ from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *
 from functional_optim.transforms.neuron_norm import *
 from functional_optim.transforms.orthogonalize import *
+from functional_optim.transforms.orthogonalize_distributed import *
 from functional_optim.transforms.radam import *
 from functional_optim.transforms.rms import *
 from functional_optim.transforms.rms_matching import *

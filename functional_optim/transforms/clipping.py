@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops
+from functional_optim import _validation, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
@@ -78,14 +78,12 @@ def clip(max_delta: Hyperparam) -> GradientTransformation:
 
 def _global_norm(xs: list[Tensor]) -> Tensor:
     """``sqrt(sum_i ||x_i||²)`` over dense and sparse tensors (sparse ones are coalesced first,
-    so duplicate indices are summed before squaring). Computed in the widest floating dtype present."""
+    so duplicate indices are summed before squaring). Computed in the widest floating dtype present.
+    DTensor leaves count with their global norm (one collective per mesh and placement)."""
     dense = [x for x in xs if not x.is_sparse]
     norms = ops.norm(dense) if dense else []
     norms += [torch.linalg.vector_norm(x.coalesce()._values()) for x in xs if x.is_sparse]
-    dtype = norms[0].dtype
-    for n in norms[1:]:
-        dtype = torch.promote_types(dtype, n.dtype)
-    return torch.linalg.vector_norm(torch.stack([n.to(dtype) for n in norms]))
+    return tree.norm_of_norms(norms)
 
 
 @schedulable("max_norm")

@@ -43,7 +43,11 @@ def _col_shape(p: Tensor) -> list[int]:
 
 
 def _host(x: Tensor) -> Any:
-    """A 0-dim tensor as a Python float when it is safe to read, else the tensor."""
+    """A 0-dim reduction as a Python float when it is safe to read, else the tensor.
+
+    A norm of a DTensor shard is completed over its mesh first (``tree.to_global``): its ``.item()``
+    alone would read the rank's own partial norm."""
+    x = tree.to_global(x)
     return x if ops.is_traced(x) else x.item()
 
 
@@ -174,7 +178,8 @@ def scale_by_factored_rms(
                 sqrt_n = u.numel() ** 0.5
                 denom = _max(1.0, _host(u.norm(2)) / (sqrt_n * d_))
                 scale = _max(eps2, _host(p.norm(2)) / sqrt_n) * rel[i] / denom
-                out.append(u.mul(scale if isinstance(scale, float | int) else scale.to(u.dtype)))
+                u = u.mul(scale if isinstance(scale, float | int) else scale.to(u.dtype))
+                out.append(tree.match_placement(u, g))
             return out, [steps, new_rows, new_cols, new_vars]
 
         new_updates, new = update_leaves(

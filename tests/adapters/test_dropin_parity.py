@@ -35,7 +35,11 @@ def test_adam_tensor_lr_equals_torch():
 @pytest.mark.parametrize("name", [*ALL, "SparseAdam"])
 def test_dropin_signature_and_defaults_equal_torch(name):
     t_cls, f_cls = getattr(torch.optim, name), getattr(fo.adapters, name)
-    assert inspect.signature(f_cls.__init__) == inspect.signature(t_cls.__init__)
+    f_sig, t_sig = inspect.signature(f_cls.__init__), inspect.signature(t_cls.__init__)
+    f_params, t_params = list(f_sig.parameters.values()), list(t_sig.parameters.values())
+    assert f_params[: len(t_params)] == t_params and f_sig.return_annotation == t_sig.return_annotation
+    extra = f_params[len(t_params) :]  # library options only after torch's, keyword-only, defaulted
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extra)
     shape = (3, 2)
     t = t_cls([torch.nn.Parameter(torch.zeros(shape))])
     f = f_cls([torch.nn.Parameter(torch.zeros(shape))])
