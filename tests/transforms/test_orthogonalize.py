@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch.optim._muon import _zeropower_via_newtonschulz as torch_newton_schulz
@@ -201,3 +203,61 @@ def test_complex_and_sparse_gradients_are_rejected_like_torch():
         fo.orthogonalize().update([torch.zeros(2, 2, dtype=torch.complex64)], fo.EmptyState())
     with pytest.raises(RuntimeError, match="sparse"):
         fo.orthogonalize().update([torch.eye(2).to_sparse()], fo.EmptyState())
+
+
+def _dtensor_worker(rank: int, port: int, queue) -> None:  # pragma: no cover - runs in a child
+    import torch.distributed as dist
+    from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
+
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only (and no host-name lookup)
+    dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
+    try:
+        mesh = init_device_mesh("cpu", (2,))
+        gen = torch.Generator().manual_seed(0)
+        grads = [torch.randn(32, 16, generator=gen), torch.randn(16, 24, generator=gen)]
+        results = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            tx = fo.muon(ns_dtype=dtype, ns_method="auto")
+            sharded = [distribute_tensor(g, mesh, [Shard(0)]) for g in grads]
+            upd, _ = tx.update(sharded, tx.init(sharded), sharded)
+            results[str(dtype)] = [
+                (tuple(u.placements) == (Shard(0),), u.full_tensor().tolist()) for u in upd
+            ]
+        if rank == 0:
+            queue.put(results)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_newton_schulz_on_row_sharded_dtensors_equals_the_unsharded_result():
+    """2 gloo ranks (127.0.0.1): a Shard(0) tall and a Shard(0) wide matrix, float32 and bf16 NS
+    (float32 raised 'redistribute from S(2) to P(sum)' before), against the same step unsharded."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    pytest.importorskip("torch.distributed.tensor")  # imported once here: the forked ranks share it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("fork")
+    queue = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_dtensor_worker, args=(r, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    results = queue.get()
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(32, 16, generator=gen), torch.randn(16, 24, generator=gen)]
+    for dtype in (torch.float32, torch.bfloat16):
+        tx = fo.muon(ns_dtype=dtype, ns_method="auto")
+        ref, _ = tx.update(grads, tx.init(grads), grads)
+        for (kept_placement, got), want in zip(results[str(dtype)], ref, strict=True):
+            assert kept_placement
+            torch.testing.assert_close(torch.tensor(got, dtype=want.dtype), want, rtol=0, atol=0)
