@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from functional_optim import tree
+from functional_optim import ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
 
@@ -434,6 +434,8 @@ def orthogonalize(
                     y = (y.mT if m > n else y).to(dtype).reshape(grads[i].shape)
                     if dist_specs[i] is not None:
                         y = _redistribute_like(y, *dist_specs[i])
+                    else:
+                        ops.release([y])  # fresh (or a slice of the fresh stack): scalable in place
                     out[i] = y
         return out, []  # type: ignore[return-value]
 
