@@ -44,7 +44,6 @@ CONFIGS: list[tuple[str, dict]] = [
     ("fo.muon keller (= torch)", {}),
     ("fo.muon keller, gram", {"ns_method": "auto"}),
     ("fo.muon polar_express, gram", {"ns_coefficients": "polar_express", "ns_method": "auto"}),
-    ("fo.muon fast4, gram", {"ns_coefficients": "fast4", "ns_steps": 4, "ns_method": "auto"}),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -261,3 +262,43 @@ def test_newton_schulz_on_row_sharded_dtensors_equals_the_unsharded_result():
         for (kept_placement, got), want in zip(results[str(dtype)], ref, strict=True):
             assert kept_placement
             torch.testing.assert_close(torch.tensor(got, dtype=want.dtype), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["gram", "auto"])
+def test_gram_iteration_is_the_same_polynomial_as_the_direct_one_in_float64(method):
+    grads = _mixed_tree(seed=7)
+    for preset in sorted(NS_PRESETS):
+        direct = _apply(fo.orthogonalize(preset, ns_dtype=torch.float64), grads)
+        gram = _apply(fo.orthogonalize(preset, ns_dtype=torch.float64, ns_method=method), grads)
+        for k in grads:
+            torch.testing.assert_close(gram[k], direct[k], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["keller", "polar_express"])
+def test_gram_iteration_in_bf16_is_as_accurate_as_the_direct_one_on_a_spread_spectrum(preset):
+    """σ log-spaced in [1e-3, 1], 64×256: without restarts the bf16 Gram recursion drifts (measured
+    on 256×1024: error 10.7 vs 0.28 for polar_express; restarting every 3 steps: 0.38 vs 0.21 here);
+    restarting every 2 steps it stays within 2% of the direct error (measured)."""
+    g, polar = _spread_matrix(64, 256, 1e-3, seed=4)
+    err = {}
+    for method in ("direct", "gram"):
+        tx = fo.orthogonalize(preset, ns_dtype=torch.bfloat16, ns_method=method)
+        out = _apply(tx, [g.float()])[0].double()
+        err[method] = ((out - polar).norm() / polar.norm()).item()
+    assert err["gram"] < 1.1 * err["direct"], err
+
+
+def test_stacks_are_chunked_and_chunking_does_not_change_the_result(monkeypatch):
+    module = importlib.import_module("functional_optim.transforms.orthogonalize")
+    grads = {f"w{i}": torch.randn(16, 24) for i in range(5)}
+    whole = _apply(fo.orthogonalize(ns_dtype=torch.float64), grads)
+    assert module._chunks([0, 1, 2, 3], [4, 4, 4, 9], 8) == [[0, 1], [2], [3]]
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 1)
+    chunked = _apply(fo.orthogonalize(ns_dtype=torch.float64), grads)
+    for k in grads:
+        torch.testing.assert_close(chunked[k], whole[k], rtol=0, atol=1e-12)
+
+
+def test_unknown_ns_method_is_rejected():
+    with pytest.raises(ValueError, match="ns_method must be one of"):
+        fo.orthogonalize(ns_method="svd")
