@@ -211,6 +211,7 @@ def _dtensor_worker(rank: int, port: int, queue) -> None:  # pragma: no cover - 
     from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
 
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only (and no host-name lookup)
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
     try:
         mesh = init_device_mesh("cpu", (2,))
@@ -241,17 +242,24 @@ def test_newton_schulz_on_row_sharded_dtensors_equals_the_unsharded_result():
     dist = pytest.importorskip("torch.distributed")
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    pytest.importorskip("torch.distributed.tensor")  # imported once here: the forked ranks share it
+    pytest.importorskip("torch.distributed.tensor")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ctx = mp.get_context("fork")
+    # forkserver: the ranks fork from a fresh server that imported torch once (a plain fork of this
+    # process could hang in OpenMP after earlier tests ran parallel regions; spawn re-imports torch
+    # per rank).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torch.distributed.tensor", "functional_optim"])
     queue = ctx.SimpleQueue()
     procs = [ctx.Process(target=_dtensor_worker, args=(r, port, queue)) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(180)
+    for p in procs:
+        if p.exitcode is None:
+            p.kill()
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
     results = queue.get()
     gen = torch.Generator().manual_seed(0)
