@@ -600,16 +600,47 @@ class SparseAdam(_DropIn):
         return out
 
 
-_muon_bf16 = functools.partial(muon, ns_dtype=torch.bfloat16)
-"""torch's Muon runs Newton–Schulz in bfloat16; the alias does the same with ``ns_dtype``."""
+_MUON_CHUNK_ELEMENTS = 1 << 18
+"""The drop-in steps its matrices in chunks of at most this many elements (or of one matrix, if the
+largest matrix of the group is larger), so that a step's working memory is that of the largest
+matrix, as torch.optim.Muon's."""
+
+
+def _muon_chunks(params: list[Tensor]) -> list[list[Tensor]]:
+    """Consecutive runs of ``params`` whose sizes add up to at most the chunk budget."""
+    budget = max(_MUON_CHUNK_ELEMENTS, max(p.numel() for p in params))
+    out: list[list[Tensor]] = []
+    current: list[Tensor] = []
+    total = 0
+    for p in params:
+        if current and total + p.numel() > budget:
+            out.append(current)
+            current, total = [], 0
+        current.append(p)
+        total += p.numel()
+    if current:
+        out.append(current)
+    return out
 
 
 class Muon(_DropIn):
     r"""``torch.optim.Muon`` over :func:`functional_optim.muon`: EMA momentum, Newton–Schulz
-    orthogonalisation (bf16, as torch), shape-adjusted learning rate and decoupled decay.
+    orthogonalisation, shape-adjusted learning rate and decoupled decay.
 
     Only 2-D parameters are accepted (``ValueError`` at construction, as torch). State as torch:
-    ``momentum_buffer`` only (no ``step``).
+    ``momentum_buffer`` only (no ``step``). The matrices are stepped a chunk at a time (each
+    matrix's update is independent of the others), so the extra memory of a step is about that of
+    the largest matrix, as torch's.
+
+    Args:
+      params, lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn:
+        as ``torch.optim.Muon`` (``ns_coefficients`` also takes a preset name of
+        :func:`functional_optim.orthogonalize`).
+      ns_dtype: keyword-only; the dtype of Newton–Schulz. ``None`` (default) =
+        :func:`functional_optim.transforms.orthogonalize.default_ns_dtype`: bfloat16 on CUDA and on
+        CPUs with native bf16 matmul (then the numbers are torch's), float32 on other CPUs (where
+        torch's bf16 Newton–Schulz is 20-30× slower). Pass ``torch.bfloat16`` for torch's numbers
+        everywhere.
     """
 
     def __init__(
@@ -624,11 +655,14 @@ class Muon(_DropIn):
         ns_steps: int = 5,
         adjust_lr_fn: str | None = None,
         *,
+        ns_dtype: torch.dtype | None = None,
         distributed: Any = False,  # True or a ProcessGroup: fo.muon's; not a group key
     ) -> None:
         self._dropin_init(
             params,
-            _muon_bf16 if distributed is False else functools.partial(_muon_bf16, distributed=distributed),
+            functools.partial(muon, ns_dtype=ns_dtype)
+            if distributed is False
+            else functools.partial(muon, ns_dtype=ns_dtype, distributed=distributed),
             dict(
                 lr=lr,
                 weight_decay=weight_decay,
@@ -646,6 +680,18 @@ class Muon(_DropIn):
                     raise ValueError(
                         f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}"
                     )
+
+    def _step_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> None:
+        params = group["params"]
+        if torch.is_grad_enabled() or len(params) < 2:
+            super()._step_group(index, group, extra)
+            return
+        chunks = _muon_chunks(params)
+        if len(chunks) == 1:
+            super()._step_group(index, group, extra)
+            return
+        for k, chunk in enumerate(chunks):  # the caches of chunk k are kept under (index, k)
+            super()._step_group((index, k), {**group, "params": chunk}, extra)  # type: ignore[arg-type]
 
 
 _LBFGS_KEYS = (

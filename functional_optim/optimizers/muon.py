@@ -38,6 +38,7 @@ def muon(
     ns_dtype: torch.dtype | None = None,
     safety_factor: float | None = None,
     reshape: ReshapeRule = None,
+    ns_method: str = "direct",
     distributed: bool | Any = False,
 ) -> GradientTransformation:
     r"""Muon, with ``torch.optim.Muon``'s arguments, defaults and update rule.
@@ -70,6 +71,8 @@ def muon(
       safety_factor: multiplies the Frobenius norm before normalising (preset default).
       reshape: matrix view of non-2-D parameters (``None`` raises torch's error; ``"flatten"``,
         ``"batch"`` or a callable, see :func:`orthogonalize`).
+      ns_method: ``"direct"`` (torch's matmul sequence), ``"gram"`` or ``"auto"`` (iterate on the
+        small Gram matrix of rectangular matrices: same maths, fewer flops; see :func:`orthogonalize`).
       distributed: ``True`` (default group) or a ``ProcessGroup``: divide Newton–Schulz across ranks,
         each orthogonalising the whole matrices it owns (:func:`orthogonalize_distributed`; DDP and
         FSDP2/DTensor parameters; same numbers). ``False``: every rank does all of it.
@@ -100,7 +103,7 @@ def muon(
         raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
     return chain(
         scale_by_ema_momentum(momentum, nesterov),
-        orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape)
+        orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape, ns_method=ns_method)
         if distributed is False
         else orthogonalize_distributed(
             ns_coefficients,
@@ -110,6 +113,7 @@ def muon(
             ns_dtype,
             reshape,
             process_group=None if distributed is True else distributed,
+            ns_method=ns_method,
         ),
         scale_by_shape(adjust_lr_fn, learning_rate=lr if callable(adjust_lr_fn) else None, reshape=reshape),
         add_decayed_weights(weight_decay, decoupled=True),

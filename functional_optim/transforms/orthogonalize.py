@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from functional_optim import tree
+from functional_optim import ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
 
 __all__ = [
+    "NS_METHODS",
     "NS_PRESETS",
     "default_ns_dtype",
     "matrix_view_shape",
@@ -60,6 +61,14 @@ NS_PRESETS: dict[str, dict[str, Any]] = {
         "eps": 1e-6,
     },
 }
+
+
+NS_METHODS = ("direct", "gram", "auto")
+_GRAM_MIN_ASPECT = 2
+"""``method="auto"`` runs the Gram iteration for ``n >= 2·m`` (flop break-even: ``n = 1.5·m``)."""
+_GRAM_RESTART: int | None = 2
+"""In bf16/fp16, the Gram iteration restarts from ``X = Q X₀`` every this many steps (None: never)."""
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 @functools.cache
@@ -160,26 +169,23 @@ def matrix_view_shape(shape: torch.Size | Sequence[int], reshape: ReshapeRule = 
     )
 
 
-def newton_schulz(
-    x: Tensor,
-    steps: Sequence[Triple],
-    *,
-    eps: float = 1e-7,
-    safety_factor: float = 1.0,
-    additive_eps: bool = False,
-) -> Tensor:
-    """Newton–Schulz on a stack ``x`` of shape ``(batch, m, n)`` with ``m <= n``, in ``x``'s dtype.
+def _plain(x: Tensor) -> bool:
+    """Whether ``x`` is an ordinary tensor: in-place arithmetic on fresh matmul results is only used
+    there (on a DTensor, ``bmm(...).add_`` would need a Partial-to-Shard redistribution)."""
+    return type(x) is Tensor
 
-    ``X ← X / max(s·||X||_F, eps)`` (or ``X / (s·||X||_F + eps)`` if ``additive_eps``), then per step
-    ``A = X Xᵀ;  B = b·A + c·A·A;  X = a·X + B·X`` as ``bmm``/``baddbmm`` (torch's ``addmm`` sequence,
-    batched, so bf16 results follow torch.optim.Muon's rounding steps; float32/float64 on CPU use
-    ``bmm`` + in-place ``add_``, which is faster there).
-    """
+
+def _normalise(x: Tensor, eps: float, safety_factor: float, additive_eps: bool) -> Tensor:
+    """``X / max(s·‖X‖_F, eps)`` (or ``X / (s·‖X‖_F + eps)``) per matrix of the stack."""
     norm = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
     if safety_factor != 1.0:
         norm = norm * safety_factor
-    x = x / (norm + eps) if additive_eps else x / norm.clamp(min=eps)
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+    return x / (norm + eps) if additive_eps else x / norm.clamp(min=eps)
+
+
+def _direct_steps(x: Tensor, steps: Sequence[Triple]) -> Tensor:
+    """``A = X Xᵀ;  X ← a·X + (b·A + c·A²)·X`` per step (3 matmuls: 2·m²n + m³ multiply-adds)."""
+    if _plain(x) and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
         # On CPU, baddbmm with beta != 1 is ~1.5x slower than bmm + an in-place axpy on the fresh
         # result (same maths, float rounding of the sum differs by an ulp). Reduced precision keeps
         # baddbmm: its single rounding of beta·C + alpha·A·B is what torch's addmm does.
@@ -195,6 +201,112 @@ def newton_schulz(
     return x
 
 
+def _gram_steps(x: Tensor, steps: Sequence[Triple], restart: int | None = None) -> Tensor:
+    """The same iteration run on the ``m × m`` Gram matrix (for ``m < n``).
+
+    Every iterate is ``X_k = Q_k X₀`` with ``Q_k`` a polynomial in ``R = X₀X₀ᵀ``, so with
+    ``A_k = X_k X_kᵀ`` and ``H_k = a_k I + b_k A_k + c_k A_k²``:  ``Q_{k+1} = H_k Q_k`` and
+    ``A_{k+1} = H_k A_k H_k``. Cost: ``2·m²n`` (``R`` and ``Q X₀``) plus ``(4k - 3)·m³`` for k
+    steps, against ``k·(2·m²n + m³)`` directly: fewer multiply-adds once ``n > 1.5·m``.
+    ``restart``: after that many steps, ``X₀ ← Q X₀`` and ``A`` is recomputed from it (bounds the
+    rounding error that the ``A`` recursion accumulates in low precision).
+    """
+    plain = _plain(x)
+    q: Tensor | None = None
+    gram = torch.bmm(x, x.mT)
+    eye = None
+    for k, (a, b, c) in enumerate(steps):
+        if restart and k and k % restart == 0 and q is not None:
+            x = torch.bmm(q, x)
+            q = None
+            gram = torch.bmm(x, x.mT)
+        h = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
+        if plain:
+            h.diagonal(dim1=-2, dim2=-1).add_(a)
+        else:
+            if eye is None:
+                eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
+            h = h + a * eye
+        q = h if q is None else torch.bmm(h, q)
+        last = k + 1 == len(steps) or (restart and (k + 1) % restart == 0)
+        if not last:
+            gram = torch.bmm(h, torch.bmm(gram, h))
+    return x if q is None else torch.bmm(q, x)
+
+
+def newton_schulz(
+    x: Tensor,
+    steps: Sequence[Triple],
+    *,
+    eps: float = 1e-7,
+    safety_factor: float = 1.0,
+    additive_eps: bool = False,
+    method: str = "direct",
+) -> Tensor:
+    """Newton–Schulz on a stack ``x`` of shape ``(batch, m, n)`` with ``m <= n``, in ``x``'s dtype.
+
+    ``X ← X / max(s·||X||_F, eps)`` (or ``X / (s·||X||_F + eps)`` if ``additive_eps``), then per step
+    ``A = X Xᵀ;  B = b·A + c·A·A;  X = a·X + B·X``.
+
+    * ``method="direct"``: as ``bmm``/``baddbmm`` (torch's ``addmm`` sequence, batched, so bf16
+      results follow torch.optim.Muon's rounding steps; float32/float64 on CPU use ``bmm`` + in-place
+      ``add_``, which is faster there).
+    * ``method="gram"``: the same polynomial iteration on the ``m × m`` Gram matrix (see
+      :func:`_gram_steps`): fewer flops for ``n > 1.5·m``, different rounding.
+    * ``method="auto"``: ``"gram"`` when ``n ≥ 2·m``, ``"direct"`` otherwise.
+
+    Safe on DTensors and tensor subclasses (no in-place arithmetic on matmul results there).
+    """
+    if method not in NS_METHODS:
+        raise ValueError(f"newton_schulz: method must be one of {NS_METHODS}, got {method!r}")
+    x = _normalise(x, eps, safety_factor, additive_eps)
+    m, n = x.shape[-2], x.shape[-1]
+    if method == "gram" or (method == "auto" and n >= _GRAM_MIN_ASPECT * m):
+        return _gram_steps(x, steps, _GRAM_RESTART if x.dtype in _LOW_PRECISION else None)
+    return _direct_steps(x, steps)
+
+
+_CHUNK_ELEMENTS = 1 << 18
+"""Same-shape matrices are stacked into one ``bmm`` chain in chunks of at most this many elements,
+or of one matrix if the largest matrix of the update is larger: the working memory of a step stays
+that of the largest matrix (as torch.optim.Muon, which runs one matrix at a time)."""
+
+
+def _chunks(indices: list[int], sizes: list[int], budget: int) -> list[list[int]]:
+    """Consecutive runs of ``indices`` whose ``sizes`` add up to at most ``budget`` (>= 1 each)."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i, size in zip(indices, sizes, strict=True):
+        if current and total + size > budget:
+            out.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += size
+    if current:
+        out.append(current)
+    return out
+
+
+def _is_dtensor(x: Tensor) -> bool:
+    if type(x) is Tensor:
+        return False
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - builds without torch.distributed
+        return False
+    return isinstance(x, DTensor)
+
+
+def _redistribute_like(full: Tensor, mesh: Any, placements: Any) -> Tensor:
+    """The replicated result ``full`` as a DTensor with the gradient's mesh and placements (a
+    replicated-to-sharded redistribution is a local slice: no communication)."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    replicated = DTensor.from_local(full, mesh, [Replicate()] * mesh.ndim, run_check=False)
+    return replicated.redistribute(mesh, placements)
+
+
 def orthogonalize(
     ns_coefficients: str | Triple | Sequence[Triple] = "keller",
     ns_steps: int = 5,
@@ -202,6 +314,8 @@ def orthogonalize(
     safety_factor: float | None = None,
     ns_dtype: torch.dtype | None = None,
     reshape: ReshapeRule = None,
+    *,
+    ns_method: str = "direct",
 ) -> GradientTransformation:
     r"""Replace each matrix update by (an approximation of) its orthogonal polar factor.
 
@@ -231,6 +345,15 @@ def orthogonalize(
       reshape: how non-2-D parameters are seen as matrices (:func:`matrix_view_shape`): ``None``
         raises torch's ``ValueError``; ``"flatten"`` (conv kernels as ``(out, in·kh·kw)``);
         ``"batch"`` (leading dims = independent matrices); or a callable ``shape -> (batch, m, n)``.
+      ns_method: ``"direct"`` (default: torch's sequence of matmuls), ``"gram"`` (the same
+        polynomial iterated on the small Gram matrix ``X Xᵀ``: ``2·m²n + (4k-3)·m³`` multiply-adds
+        instead of ``k·(2·m²n + m³)``; in bf16/fp16 it restarts from ``X`` every 2 steps, which keeps
+        its error that of the direct iteration) or ``"auto"`` (Gram for matrices with
+        ``max(m, n) >= 2·min(m, n)``, direct otherwise). Same maths, different rounding.
+
+    DTensor updates (FSDP2, tensor parallel) are gathered once per matrix, orthogonalised whole
+    (as torch) and returned with their placements. Matrices are stacked in chunks (see
+    ``_CHUNK_ELEMENTS``), so the step's working memory is about that of the largest matrix.
 
     Example::
 
@@ -257,6 +380,8 @@ def orthogonalize(
         raise ValueError(
             f"orthogonalize: reshape must be None, 'flatten', 'batch' or a callable, got {reshape!r}"
         )
+    if ns_method not in NS_METHODS:
+        raise ValueError(f"orthogonalize: ns_method must be one of {NS_METHODS}, got {ns_method!r}")
 
     def init_fn(params: Params) -> EmptyState:
         for p in tree.leaves(params):
@@ -268,6 +393,8 @@ def orthogonalize(
         del fields, ps
         groups: dict[tuple, list[int]] = {}
         views: list[tuple[int, int, int]] = []
+        dist_specs: list[Any] = [None] * len(grads)
+        local: list[Tensor] = []
         for i, g in enumerate(grads):
             if g.is_complex():
                 raise RuntimeError("Muon does not support complex parameters")
@@ -275,29 +402,41 @@ def orthogonalize(
                 raise RuntimeError("Muon does not support sparse gradients")
             bsz, m, n = matrix_view_shape(g.shape, reshape)
             views.append((bsz, m, n))
+            if _is_dtensor(g):  # whole-matrix semantics, as torch: gather once, orthogonalise locally
+                dist_specs[i] = (g.device_mesh, g.placements)
+                g = g.full_tensor()
+            local.append(g)
             groups.setdefault((min(m, n), max(m, n), g.dtype, g.device), []).append(i)
+        budget = max(_CHUNK_ELEMENTS, max(b * m * n for b, m, n in views))
         out: list[Tensor | None] = [None] * len(grads)
         for (_, _, dtype, device), idx in groups.items():
             work = ns_dtype or default_ns_dtype(device)
-            mats = []
-            for i in idx:
-                bsz, m, n = views[i]
-                x = grads[i].reshape(bsz, m, n).to(work)
-                mats.append(x.mT if m > n else x)
-            x = newton_schulz(
-                mats[0] if len(mats) == 1 else torch.cat(mats),
-                steps,
-                eps=eps_,
-                safety_factor=safety,
-                additive_eps=additive,
-            )
-            start = 0
-            for i in idx:
-                bsz, m, n = views[i]
-                y = x[start : start + bsz]
-                start += bsz
-                y = y.mT if m > n else y
-                out[i] = y.to(dtype).reshape(grads[i].shape)
+            for chunk in _chunks(idx, [views[i][0] * views[i][1] * views[i][2] for i in idx], budget):
+                mats = []
+                for i in chunk:
+                    bsz, m, n = views[i]
+                    x = local[i].reshape(bsz, m, n).to(work)
+                    mats.append(x.mT if m > n else x)
+                x = newton_schulz(
+                    mats[0] if len(mats) == 1 else torch.cat(mats),
+                    steps,
+                    eps=eps_,
+                    safety_factor=safety,
+                    additive_eps=additive,
+                    method=ns_method,
+                )
+                del mats
+                start = 0
+                for i in chunk:
+                    bsz, m, n = views[i]
+                    y = x[start : start + bsz]
+                    start += bsz
+                    y = (y.mT if m > n else y).to(dtype).reshape(grads[i].shape)
+                    if dist_specs[i] is not None:
+                        y = _redistribute_like(y, *dist_specs[i])
+                    else:
+                        ops.release([y])  # fresh (or a slice of the fresh stack): scalable in place
+                    out[i] = y
         return out, []  # type: ignore[return-value]
 
     def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):

@@ -139,6 +139,7 @@ def orthogonalize_distributed(
     reshape: ReshapeRule = None,
     *,
     process_group: Any = None,
+    ns_method: str = "direct",
 ) -> GradientTransformation:
     r""":func:`~functional_optim.transforms.orthogonalize.orthogonalize`, with the Newton–Schulz
     work divided across ranks: each rank orthogonalises only the matrices it owns.
@@ -178,7 +179,9 @@ def orthogonalize_distributed(
       Jordan et al., "Muon", 2024; Liu et al., "Muon is Scalable for LLM Training",
       arXiv:2502.16982, 2025 (distributed Muon: gather, orthogonalise, scatter).
     """
-    inner = orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape)
+    inner = orthogonalize(
+        ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape, ns_method=ns_method
+    )
 
     def ns(mats: list[Tensor]) -> list[Tensor]:
         if not mats:

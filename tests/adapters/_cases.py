@@ -132,6 +132,8 @@ def build(cls: type, name: str, groups, opts: dict, torch_side: bool) -> torch.o
     kw = dict(opts)
     if torch_side and name in FOREACH:
         kw["foreach"] = False
+    if not torch_side and name == "Muon":
+        kw.setdefault("ns_dtype", torch.bfloat16)  # torch's NS dtype on every CPU (default: by device)
     return cls(
         [{"params": list(p0.values())}, {"params": list(p1.values()), **GROUP1_OVERRIDE[name]}],
         **kw,
