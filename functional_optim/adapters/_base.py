@@ -16,12 +16,13 @@ At every ``step`` and for every parameter group, the adapter
 3. runs ``update(grads, state, params)``, writes the new state tensors back into
    ``self.state[p]`` and adds the updates to the parameters in place.
 
-Outside ``differentiable=True`` the step takes torch.optim's shortcuts, with the same numbers:
-the state buffers are *donated* (updated in place, :func:`functional_optim.ops.donating`); a
-chain ending in ``[add_decayed_weights(wd)], scale_by_learning_rate(lr)`` has its tail applied in
-place as torch does (``p.mul_(1 - lr·wd)``, then ``p.add_(u, alpha=-lr)`` or the core's
-``p.addcdiv_(num, den, value)``; :mod:`functional_optim.fusion`); and while no state tensor was
-replaced between two steps, the functional state of the last step is reused as it is.
+A step is all-or-nothing: every group is *prepared* first (steps 1-2, the checks, and the pure
+parts of step 3: nothing is written), then every group is *committed* with ``KeyboardInterrupt``
+held back. Outside ``differentiable=True``, a chain whose roles the fused step recognises
+(:mod:`functional_optim.fused`: ``[rule], [decoupled decay], learning rate``) is committed as
+torch.optim does it, with the same numbers: the algorithm's rule updates the state buffers in
+place and the parameters move with ``p.mul_(1 - lr·wd)`` and ``p.addcdiv_``/``p.add_``; while no
+state tensor was replaced between two steps, the functional state of the last step is reused.
 
 Parameters whose ``.grad`` is ``None`` are skipped entirely (no state is created, counters do
 not move), as in ``torch.optim``.
@@ -616,7 +617,16 @@ class FunctionalOptimizer(Optimizer):
         self._reset_cache()
 
     def _group_index(self, group: dict[str, Any]) -> int:
-        return next(i for i, g in enumerate(self.param_groups) if g is group)
+        """The index of ``group`` (or of the group whose parameters it is a part of, e.g. a chunk)."""
+        first = group["params"][0] if group["params"] else None
+        return next(
+            (
+                i
+                for i, g in enumerate(self.param_groups)
+                if g is group or any(q is first for q in g["params"])
+            ),
+            -1,
+        )
 
     def _param_label(self, group: dict[str, Any], gi: int, j: int) -> str:
         names = group.get("param_names")

@@ -681,17 +681,23 @@ class Muon(_DropIn):
                         f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}"
                     )
 
-    def _step_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> None:
+    def _prepare_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> Any:
         params = group["params"]
-        if torch.is_grad_enabled() or len(params) < 2:
-            super()._step_group(index, group, extra)
-            return
-        chunks = _muon_chunks(params)
+        chunks = _muon_chunks(params) if len(params) > 1 and not torch.is_grad_enabled() else [params]
         if len(chunks) == 1:
-            super()._step_group(index, group, extra)
-            return
-        for k, chunk in enumerate(chunks):  # the caches of chunk k are kept under (index, k)
-            super()._step_group((index, k), {**group, "params": chunk}, extra)  # type: ignore[arg-type]
+            return super()._prepare_group(index, group, extra)
+        # the caches of chunk k are kept under (index, k); every chunk is prepared before any writes
+        commits = [
+            super()._prepare_group((index, k), {**group, "params": chunk}, extra)  # type: ignore[arg-type]
+            for k, chunk in enumerate(chunks)
+        ]
+
+        def commit() -> None:
+            for c in commits:
+                if c is not None:
+                    c()
+
+        return commit
 
 
 _LBFGS_KEYS = (

@@ -63,12 +63,10 @@ def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) ->
 
         def fn(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
             (bufs,) = fields
-            bufs = ops.lerp(bufs, grads, 1 - mu, donate=True)  # in place on donated state (adapters)
+            bufs = ops.lerp(bufs, grads, 1 - mu)
             if not nesterov:
                 return bufs, [bufs]
-            out = ops.lerp(grads, bufs, mu)
-            ops.release(out)  # fresh: the next transform may scale it in place
-            return out, [bufs]
+            return ops.lerp(grads, bufs, mu), [bufs]
 
         new_updates, (bufs,) = update_leaves(
             fn,

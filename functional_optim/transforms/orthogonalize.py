@@ -8,14 +8,13 @@ instead of one chain per parameter.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from functional_optim import ops, tree
+from functional_optim import tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
 
@@ -71,13 +70,19 @@ _GRAM_RESTART: int | None = 2
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-@functools.cache
-def _cpu_has_fast_bf16() -> bool:
+def _probe_cpu_fast_bf16() -> bool:
     """Whether this CPU has native bf16 matmul (AVX512-BF16 / AMX): oneDNN's bf16 check."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
         return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+_CPU_FAST_BF16 = _probe_cpu_fast_bf16()  # read once at import: a constant for torch.compile too
+
+
+def _cpu_has_fast_bf16() -> bool:
+    return _CPU_FAST_BF16
 
 
 def default_ns_dtype(device: torch.device | str) -> torch.dtype:
@@ -434,8 +439,6 @@ def orthogonalize(
                     y = (y.mT if m > n else y).to(dtype).reshape(grads[i].shape)
                     if dist_specs[i] is not None:
                         y = _redistribute_like(y, *dist_specs[i])
-                    else:
-                        ops.release([y])  # fresh (or a slice of the fresh stack): scalable in place
                     out[i] = y
         return out, []  # type: ignore[return-value]
 

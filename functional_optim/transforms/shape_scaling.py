@@ -104,7 +104,7 @@ def scale_by_shape(
             if u.shape not in cache:
                 cache[u.shape] = factor(u.shape)
             factors.append(cache[u.shape])
-        scaled = iter(ops.mul(present, factors, donate=True))  # in place on released temporaries
+        scaled = iter(ops.mul(present, factors))
         return tree.unflatten(spec, [None if u is None else next(scaled) for u in leaves]), state
 
     return GradientTransformation(init_fn, update_fn)
