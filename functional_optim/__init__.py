@@ -23,6 +23,7 @@ from functional_optim.core import (
 )
 from functional_optim.differentiable import *
 from functional_optim.optimizers import *
+from functional_optim.stochastic_rounding import *
 from functional_optim.transforms import *
 
 __version__ = "0.1.0"
