@@ -7,13 +7,19 @@ from functional_optim.optimizers.adagrad import *
 from functional_optim.optimizers.adam import *
 from functional_optim.optimizers.adamax import *
 from functional_optim.optimizers.asgd import *
+from functional_optim.optimizers.cautious_adamw import *
+from functional_optim.optimizers.dadapt_adam import *
+from functional_optim.optimizers.dog import *
 from functional_optim.optimizers.lbfgs import *
+from functional_optim.optimizers.mars import *
 from functional_optim.optimizers.muon import *
 from functional_optim.optimizers.muon_split import *
 from functional_optim.optimizers.nadam import *
+from functional_optim.optimizers.prodigy import *
 from functional_optim.optimizers.radam import *
 from functional_optim.optimizers.rmsprop import *
 from functional_optim.optimizers.rprop import *
+from functional_optim.optimizers.schedule_free import *
 from functional_optim.optimizers.sgd import *
 from functional_optim.optimizers.sparse_adam import *
 
