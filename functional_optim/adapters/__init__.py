@@ -10,5 +10,7 @@ from functional_optim._exports import public_names
 from functional_optim.adapters._base import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
+from functional_optim.adapters.parameter_free import *
+from functional_optim.adapters.schedule_free import *
 
 __all__ = public_names(__name__)
