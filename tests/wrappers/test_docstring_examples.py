@@ -23,6 +23,16 @@ MODULES = [
     "functional_optim.transforms.prodigy",
     "functional_optim.transforms.schedule_free",
     "functional_optim.stochastic_rounding",
+    "functional_optim.optimizers.cautious_adamw",
+    "functional_optim.optimizers.dadapt_adam",
+    "functional_optim.optimizers.dog",
+    "functional_optim.optimizers.mars",
+    "functional_optim.optimizers.prodigy",
+    "functional_optim.optimizers.schedule_free",
+    "functional_optim.adapters.schedule_free",
+    "functional_optim.adapters.parameter_free",
+    "functional_optim.schedules.wsd",
+    "functional_optim.schedules.rex",
 ]
 
 
