@@ -133,7 +133,11 @@ def scale_by_dadapt_adam(
         active = sk_l1 != 0
         weighted = sqrt_b2 * state.numerator_weighted + (1 - sqrt_b2) * scalars["num"]
         d_hat = weighted / ((1 - sqrt_b2) * torch.where(active, sk_l1, 1.0))
-        d_new = torch.where(active, torch.maximum(d, torch.minimum(d_hat, d * growth_rate)), d)
+        d_new = torch.where(
+            active,
+            torch.maximum(d, d_hat if math.isinf(growth_rate) else torch.minimum(d_hat, d * growth_rate)),
+            d,
+        )
         weighted = torch.where(active, weighted, state.numerator_weighted)
         keep = ops.scalar(active.to(torch.float64))
         step_size = ops.scalar(-1.0 * active)
