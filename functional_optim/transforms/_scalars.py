@@ -24,6 +24,13 @@ def axpy(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
     return ops.add(xs, ys, alpha=alpha)
 
 
+def axpy_(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
+    """:func:`axpy` written into ``xs`` where allowed (``xs`` must be temporaries of this update)."""
+    if isinstance(alpha, Tensor):
+        return ops.add_(xs, ops.mul(ys, alpha))
+    return ops.add_(xs, ys, alpha=alpha)
+
+
 def total(values: list[Tensor]) -> Tensor:
     """The float64 sum of per-tensor 0-dim values (as ``sum(v.item() for v in values)``)."""
     if not values:

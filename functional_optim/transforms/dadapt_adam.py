@@ -117,9 +117,9 @@ def scale_by_dadapt_adam(
             ratio = ops.rdiv_(ops.add_(ops.sqrt(v), eps_), s)
             dots = [torch.dot(g.reshape(-1), q.reshape(-1)) for g, q in zip(grads, ratio, strict=True)]
             scalars["num"] = _scalars.total([dlr * x.to(torch.float64) for x in dots])
-            m = _scalars.axpy(ops.mul(m, c_b1), grads, c_m)
+            m = _scalars.axpy_(ops.mul(m, c_b1), grads, c_m)
             v = ops.addcmul_(ops.mul(v, c_b2), grads, grads, 1 - c_b2)
-            s = _scalars.axpy(ops.mul(s, c_sb2), grads, c_s)
+            s = _scalars.axpy_(ops.mul(s, c_sb2), grads, c_s)
             scalars["l1"] = _scalars.total([x.abs().sum() for x in s])
             return grads, [steps, s, m, v]
 
@@ -147,7 +147,7 @@ def scale_by_dadapt_adam(
             steps, s, m, v = fields
             u = ops.mul_(ops.rdiv_(ops.add_(ops.sqrt(v), eps_), m), step_size)
             if not isinstance(decay, float) or decay != 0:
-                u = _scalars.axpy(u, ps, decay)
+                u = _scalars.axpy_(u, ps, decay)
             return u, [ops.add(steps, keep), s, m, v]
 
         out, new = update_leaves(second, grads, list(new), params, name="scale_by_dadapt_adam")

@@ -138,8 +138,8 @@ def scale_by_prodigy(
             scale = (d / d0) * dlr
             scalars["delta"] = _scalars.total([scale * x.to(torch.float64) for x in dots])
             v = ops.addcmul_(ops.mul(fields[3], sc["b2"]), grads, grads, sc["v"])
-            m = [_scalars.axpy(ops.mul(fields[4], sc["b1"]), grads, sc["m"])] if use_m else []
-            s = _scalars.axpy(ops.mul(s_old, sc["b3"]), g_s, sc["s"])
+            m = [_scalars.axpy_(ops.mul(fields[4], sc["b1"]), grads, sc["m"])] if use_m else []
+            s = _scalars.axpy_(ops.mul(s_old, sc["b3"]), g_s, sc["s"])
             scalars["denom"] = _scalars.total([x.abs().sum() for x in s])
             return grads, [fields[0], s, p0, v, *m]
 
@@ -171,7 +171,7 @@ def scale_by_prodigy(
             else:
                 u = ops.mul_(ops.rdiv_(denom, g), g_step)
             if not isinstance(decay, float) or decay != 0:
-                u = _scalars.axpy(u, ps, decay)
+                u = _scalars.axpy_(u, ps, decay)
             return u, [ops.add(fields[0], keep), *fields[1:]]
 
         out, new = update_leaves(second, grads, list(new), params, name="scale_by_prodigy")

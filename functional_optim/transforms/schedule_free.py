@@ -127,7 +127,7 @@ def schedule_free(
 
         def averaged(d: list[Tensor], fields: list[list[Tensor]], ys: list[Tensor]):
             z = fields[0]
-            return _scalars.axpy(ops.mul_(ops.sub(z, ys), c), d, a), [_scalars.axpy(z, d, -step)]
+            return _scalars.axpy_(ops.mul_(ops.sub(z, ys), c), d, a), [_scalars.axpy(z, d, -step)]
 
         new_updates, (z,) = update_leaves(averaged, directions, [state.z], params, name="schedule_free")
         new_state = ScheduleFreeState(z, base_state, state.count + 1, lr_max, weight_sum, beta1)
