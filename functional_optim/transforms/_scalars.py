@@ -31,6 +31,13 @@ def axpy_(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
     return ops.add_(xs, ys, alpha=alpha)
 
 
+def advance(steps: list[Tensor], by: Any) -> list[Tensor]:
+    """``step + by`` per counter, keeping the counters' dtype (``by``: 0 or 1, maybe a tensor)."""
+    if isinstance(by, Tensor):
+        return [s + by.to(s.dtype) for s in steps]
+    return ops.add(steps, by)
+
+
 def total(values: list[Tensor]) -> Tensor:
     """The float64 sum of per-tensor 0-dim values (as ``sum(v.item() for v in values)``)."""
     if not values:

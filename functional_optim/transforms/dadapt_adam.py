@@ -148,7 +148,7 @@ def scale_by_dadapt_adam(
             u = ops.mul_(ops.rdiv_(ops.add_(ops.sqrt(v), eps_), m), step_size)
             if not isinstance(decay, float) or decay != 0:
                 u = _scalars.axpy_(u, ps, decay)
-            return u, [ops.add(steps, keep), s, m, v]
+            return u, [_scalars.advance(steps, keep), s, m, v]
 
         out, new = update_leaves(second, grads, list(new), params, name="scale_by_dadapt_adam")
         k = state.k + active.to(torch.int64)

@@ -172,7 +172,7 @@ def scale_by_prodigy(
                 u = ops.mul_(ops.rdiv_(denom, g), g_step)
             if not isinstance(decay, float) or decay != 0:
                 u = _scalars.axpy_(u, ps, decay)
-            return u, [ops.add(fields[0], keep), *fields[1:]]
+            return u, [_scalars.advance(fields[0], keep), *fields[1:]]
 
         out, new = update_leaves(second, grads, list(new), params, name="scale_by_prodigy")
         steps, s, p0, v = new[:4]

@@ -126,3 +126,17 @@ def test_a_constant_schedule_gives_the_same_numbers_as_the_value(make, kwargs, h
     assert isinstance(state, fo.InjectHyperparamsState)
     for k in plain:
         torch.testing.assert_close(scheduled[k], plain[k], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["schedule_free_adamw", "prodigy", "dog"])
+def test_torch_compile_fullgraph_gives_the_eager_update(name: str) -> None:
+    opt = TRANSFORMS[name]()
+    params, state = _two_steps(opt, _tree(0), [_tree(1)])
+    compiled = torch.compile(opt.update, fullgraph=True)
+    got, got_state = compiled(_tree(2), state, params)
+    expected, expected_state = opt.update(_tree(2), state, params)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-12, atol=1e-15)
+    for a, b in zip(optree.tree_leaves(got_state), optree.tree_leaves(expected_state), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
