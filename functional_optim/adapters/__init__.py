@@ -10,6 +10,8 @@ from functional_optim.adapters._base import *
 from functional_optim.adapters.matrix import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
+from functional_optim.adapters.parameter_free import *
+from functional_optim.adapters.schedule_free import *
 
 __all__ = [
     "ASGD",
@@ -17,19 +19,28 @@ __all__ = [
     "IMPLEMENTATION_FLAGS",
     "LBFGS",
     "SGD",
+    "SOAP",
+    "AdaMuon",
     "Adadelta",
     "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
     "Adamax",
+    "DAdaptAdam",
+    "DoG",
     "FunctionalOptimizer",
     "Muon",
     "MuonWithAdamW",
     "NAdam",
+    "NorMuon",
+    "Prodigy",
     "RAdam",
     "RMSprop",
     "Rprop",
+    "SGDScheduleFree",
+    "Scion",
     "SparseAdam",
     "muon_or_adamw",
 ]

@@ -4,6 +4,8 @@ from functional_optim.schedules._base import ScheduleObject
 from functional_optim.schedules.lr_scheduler import *
 from functional_optim.schedules.optax_style import *
 from functional_optim.schedules.plateau import *
+from functional_optim.schedules.rex import *
+from functional_optim.schedules.wsd import *
 
 __all__ = [
     "ReduceLROnPlateauState",
@@ -29,9 +31,11 @@ __all__ = [
     "piecewise_constant",
     "polynomial_lr",
     "reduce_lr_on_plateau",
+    "rex",
     "sequential_lr",
     "step_lr",
     "swa_lr",
     "warmup",
     "warmup_cosine_decay",
+    "warmup_stable_decay",
 ]

@@ -7,26 +7,36 @@ from functional_optim.transforms.adamax import *
 from functional_optim.transforms.adaptive_grad_clip import *
 from functional_optim.transforms.add_noise import *
 from functional_optim.transforms.asgd import *
+from functional_optim.transforms.bias_corrected_rms import *
+from functional_optim.transforms.cautious import *
+from functional_optim.transforms.cautious_weight_decay import *
 from functional_optim.transforms.centralize import *
 from functional_optim.transforms.clip_by_block_rms import *
+from functional_optim.transforms.clip_by_rms import *
 from functional_optim.transforms.clipping import *
+from functional_optim.transforms.dadapt_adam import *
 from functional_optim.transforms.decay_after_update import *
+from functional_optim.transforms.dog import *
 from functional_optim.transforms.factored import *
 from functional_optim.transforms.freeze import *
+from functional_optim.transforms.grafting import *
 from functional_optim.transforms.lbfgs import *
 from functional_optim.transforms.line_search import *
 from functional_optim.transforms.lmo import *
+from functional_optim.transforms.mars import *
 from functional_optim.transforms.momentum import *
 from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *
 from functional_optim.transforms.neuron_norm import *
 from functional_optim.transforms.orthogonalize import *
 from functional_optim.transforms.orthogonalize_distributed import *
+from functional_optim.transforms.prodigy import *
 from functional_optim.transforms.radam import *
 from functional_optim.transforms.rms import *
 from functional_optim.transforms.rms_matching import *
 from functional_optim.transforms.rprop import *
 from functional_optim.transforms.scaling import *
+from functional_optim.transforms.schedule_free import *
 from functional_optim.transforms.shape_scaling import *
 from functional_optim.transforms.sign import *
 from functional_optim.transforms.snapshot import *
@@ -37,40 +47,61 @@ from functional_optim.transforms.weight_decay import *
 from functional_optim.transforms.zero_nans import *
 
 __all__ = [
+    "LMO_NORMS",
+    "NS_METHODS",
     "NS_PRESETS",
     "AddNoiseState",
+    "CautiousState",
+    "DecayAfterUpdateState",
     "EmaMomentumState",
     "EmaState",
+    "GraftState",
+    "NeuronNormState",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAsgdState",
+    "ScaleByBiasCorrectedRmsState",
+    "ScaleByDAdaptAdamState",
+    "ScaleByDoGState",
     "ScaleByFactoredRmsState",
     "ScaleByLBFGSState",
+    "ScaleByMarsState",
     "ScaleByNAdamState",
+    "ScaleByProdigyState",
     "ScaleByRAdamState",
     "ScaleByRmsState",
     "ScaleByRpropState",
+    "ScaleBySoapState",
     "ScaleBySparseAdamState",
+    "ScheduleFreeState",
     "SnapshotState",
     "TraceState",
+    "UpdateSecondMomentState",
     "ZeroNansState",
     "adaptive_grad_clip",
+    "add_cautious_decayed_weights",
     "add_decayed_weights",
     "add_noise",
+    "cautious",
+    "cautious_mask",
     "centralize",
     "clip",
     "clip_by_block_rms",
     "clip_by_global_norm",
+    "clip_by_rms",
     "cubic_interpolate",
+    "decay_after_update",
     "default_ns_dtype",
     "ema",
     "freeze",
+    "graft",
     "matrix_view_shape",
     "negate",
     "newton_schulz",
     "orthogonalize",
+    "orthogonalize_distributed",
     "read_snapshots",
     "scale",
     "scale_by_adadelta",
@@ -78,19 +109,33 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_asgd",
+    "scale_by_bias_corrected_rms",
+    "scale_by_dadapt_adam",
+    "scale_by_dog",
     "scale_by_ema_momentum",
     "scale_by_factored_rms",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
+    "scale_by_lmo",
+    "scale_by_mars",
     "scale_by_nadam",
+    "scale_by_neuron_norm",
+    "scale_by_prodigy",
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_shape",
     "scale_by_sign",
+    "scale_by_soap",
     "scale_by_sparse_adam",
+    "scale_by_update_second_moment",
+    "scale_to_rms",
+    "schedule_free",
+    "schedule_free_eval_params",
+    "schedule_free_train_params",
     "shape_factor",
     "snapshot",
+    "soap_view_shape",
     "strong_wolfe",
     "trace",
     "unitwise_norm",

@@ -1,0 +1,122 @@
+"""``scale_by_dog``: DoG's step size, distance over gradients (learning rate and sign included)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
+from functional_optim.transforms import _scalars
+
+__all__ = ["ScaleByDoGState", "scale_by_dog"]
+
+
+class ScaleByDoGState(NamedTuple):
+    """State of :func:`scale_by_dog`.
+
+    Attributes:
+      init_buffer: per parameter, the initial point :math:`x_0` (the ``dog`` package's name).
+      rbar: :math:`\\bar r`, the largest distance from :math:`x_0` so far (parameters' dtype).
+      G: the running sum of squared gradient norms plus ``eps`` (parameters' dtype).
+      count: number of updates done.
+    """
+
+    init_buffer: Any
+    rbar: Tensor
+    G: Tensor
+    count: Tensor
+
+
+def _norm_of_norms(xs: list[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(torch.stack(ops.norm(xs)))
+
+
+@schedulable("lr", "weight_decay")
+def scale_by_dog(
+    lr: Hyperparam = 1.0,
+    reps_rel: float = 1e-6,
+    eps: float = 1e-8,
+    init_eta: float | None = None,
+    weight_decay: Hyperparam = 0.0,
+) -> GradientTransformation:
+    r"""DoG, "Distance over Gradients" (Ivgi, Hinder & Carmon, 2023): SGD with the step size
+
+    .. math::
+        \bar r_t = \max\big(\bar r_{t-1}, \lVert x_t - x_0\rVert\big),\quad
+        \bar r_{-1} = r_\epsilon (1 + \lVert x_0\rVert),\quad
+        G_t = \epsilon + \sum_{i \le t} \lVert g_i\rVert^2,\quad
+        u_t = -\,\mathrm{lr}\,\frac{\bar r_t}{\sqrt{G_t}}\, g_t
+
+    with norms over all tensors (one step size, the ``dog`` package's ``DoG``) and the L2 decay
+    :math:`g \leftarrow g + \lambda x` applied first. ``init_eta`` replaces the first step size
+    (and :math:`r_\epsilon` is then 0). :math:`\bar r` and :math:`G` are kept in the parameters'
+    dtype, as the package. The returned update is the whole step. Iterate averaging
+    (``fo.averaging``) is recommended by the authors.
+
+    Args:
+      lr: the multiplier :math:`c` (1.0; the authors advise against changing it).
+      reps_rel: :math:`r_\epsilon`, the relative initial distance.
+      eps: :math:`\epsilon` added to the sum of squared gradient norms.
+      init_eta: the first step size (overrides ``reps_rel``).
+      weight_decay: L2 penalty :math:`\lambda`.
+
+    Example:
+      >>> opt = fo.scale_by_dog()
+      >>> params = {"w": torch.ones(4)}
+      >>> updates, _ = opt.update({"w": torch.ones(4)}, opt.init(params), params)
+      >>> round(-updates["w"][0].item() * 2 / 3e-6, 4)  # r_eps (1 + ||x0||) / ||g|| = 3e-6 / 2
+      1.0
+
+    References:
+      Ivgi, Hinder & Carmon, "DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size
+      Schedule", ICML 2023 (code: github.com/formll/dog).
+    """
+    _validation.require(lambda v: v > 0, lr, f"Invalid learning rate ({lr}). Suggested value is 1.")
+    _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
+    if init_eta is not None and not init_eta > 0:
+        raise ValueError(f"Invalid value for init_eta ({init_eta})")
+    if init_eta is None and not reps_rel > 0:
+        raise ValueError(f"Invalid reps_rel value ({reps_rel}), expected > 0")
+    r_eps = 0.0 if init_eta is not None else reps_rel
+
+    def init_fn(params: Params) -> ScaleByDoGState:
+        leaves = [p for p in tree.leaves(params) if p is not None]
+        dtype = leaves[0].dtype if leaves else torch.get_default_dtype()
+        x0 = [p.detach() for p in leaves]
+        rbar = r_eps * (1 + _norm_of_norms(x0)) if x0 else torch.zeros((), dtype=dtype)
+        return ScaleByDoGState(
+            init_buffer=tree.map(lambda p: None if p is None else p.detach().clone(), params),
+            rbar=rbar,
+            G=torch.full((), eps, dtype=dtype),
+            count=torch.zeros((), dtype=torch.int64),
+        )
+
+    def update_fn(updates: Updates, state: ScaleByDoGState, params: Params | None = None, **extra: Any):
+        del extra
+        wd = ops.scalar(weight_decay)
+        new: dict[str, Tensor] = {}
+
+        def step(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
+            if wd != 0:
+                grads = _scalars.axpy(grads, ps, wd)
+            rbar = torch.maximum(state.rbar, _norm_of_norms(ops.sub(ps, fields[0])))
+            G = state.G + torch.stack([(g * g).sum() for g in grads]).sum()
+            eta = lr * rbar / torch.sqrt(G)
+            if init_eta is not None:
+                eta = torch.where(state.count == 0, torch.full_like(eta, init_eta), eta)
+            new.update(rbar=rbar, G=G)
+            return ops.mul(grads, ops.scalar(-eta)), [fields[0]]
+
+        out, (x0,) = update_leaves(
+            step, updates, [state.init_buffer], params, name="scale_by_dog", need_params=True
+        )
+        if not new:
+            return updates, state
+        return out, ScaleByDoGState(x0, new["rbar"], new["G"], state.count + 1)
+
+    return GradientTransformation(init_fn, update_fn)

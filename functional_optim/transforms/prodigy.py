@@ -1,0 +1,183 @@
+"""``scale_by_prodigy``: Prodigy's distance estimate and its Adam step (learning rate included)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
+from functional_optim.transforms import _scalars, _steps
+
+__all__ = ["ScaleByProdigyState", "scale_by_prodigy"]
+
+
+class ScaleByProdigyState(NamedTuple):
+    """State of :func:`scale_by_prodigy`: per parameter as ``prodigyopt`` (``step``, ``s``, ``p0``,
+    ``exp_avg``, ``exp_avg_sq``), and its group values as 0-dim float64 tensors."""
+
+    step: Any
+    s: Any
+    p0: Any
+    exp_avg: Any  # ``()`` when beta1 == 0
+    exp_avg_sq: Any
+    k: Tensor
+    d: Tensor
+    d_max: Tensor
+    d_numerator: Tensor
+
+
+def _sliced(x: Tensor, slice_p: int) -> Tensor:
+    return x.reshape(-1)[::slice_p]
+
+
+@schedulable("lr", "b1", "b2", "beta3", "eps", "weight_decay", "d_coef")
+def scale_by_prodigy(
+    lr: Hyperparam = 1.0,
+    b1: Hyperparam = 0.9,
+    b2: Hyperparam = 0.999,
+    beta3: Hyperparam | None = None,
+    eps: Hyperparam = 1e-8,
+    weight_decay: Hyperparam = 0.0,
+    decouple: bool = True,
+    use_bias_correction: bool = False,
+    safeguard_warmup: bool = False,
+    d0: float = 1e-6,
+    d_coef: Hyperparam = 1.0,
+    growth_rate: float = math.inf,
+    slice_p: int = 1,
+) -> GradientTransformation:
+    r"""Prodigy (Mishchenko & Defazio, 2024): Adam whose step size :math:`d\cdot\mathrm{lr}`
+    estimates the distance to the solution. The returned update is the whole step (it contains
+    the learning rate and the sign; do not follow it by :func:`scale_by_learning_rate`).
+
+    With :math:`\hat\eta = d_k \mathrm{lr}\, \rho_k` (with bias correction
+    :math:`\rho_k = \sqrt{1-\beta_2^{k+1}}/(1-\beta_1^{k+1})`, else 1), :math:`\beta_3 = \sqrt{\beta_2}`
+    by default, sums over every
+    tensor (on the ``slice_p``-strided entries):
+
+    .. math::
+        r_k &= \beta_3 r_{k-1} + \tfrac{d_k}{d_0}\hat\eta\,\langle g_k, x_0 - x_k\rangle,\qquad
+        s_k = \beta_3 s_{k-1} + \tfrac{d_k}{d_0}\hat\eta\, g_k \\
+        m_k &= \beta_1 m_{k-1} + d_k(1-\beta_1) g_k,\qquad v_k = \beta_2 v_{k-1} + d_k^2 (1-\beta_2) g_k^2 \\
+        \hat d &= d_{coef}\, r_k / \lVert s_k\rVert_1,\quad d_{\max} = \max(d_{\max}, \hat d),\quad
+        d_{k+1} = \min(d_{\max}, G\, d_k) \ (\text{and } \max(d_k, \hat d) \text{ while } d_k = d_0) \\
+        u_k &= -\hat\eta\,\big(m_k / (\sqrt{v_k} + d_{k+1}\epsilon) + \lambda x_k\big)
+
+    (with ``safeguard_warmup`` :math:`s` grows by :math:`\tfrac{d_k}{d_0} d_k g_k`; with
+    ``decouple=False`` the decay is added to the gradient instead; with :math:`\beta_1 = 0` the
+    step is :math:`-\hat\eta d_{k+1} g_k / (\sqrt{v_k} + d_{k+1}\epsilon)`). Numerics as
+    ``prodigyopt`` 1.1 (group scalars in double; a step where :math:`\lVert s\rVert_1 = 0` changes
+    no parameter and no counter). ``None`` gradients are skipped.
+
+    Args: ``prodigyopt.Prodigy``'s, with ``betas`` split into ``b1``, ``b2``.
+
+    Example:
+      >>> opt = fo.scale_by_prodigy(lr=1.0)
+      >>> params = {"w": torch.ones(3)}
+      >>> updates, state = opt.update({"w": torch.ones(3)}, opt.init(params), params)
+      >>> round(state.d.item(), 12)
+      1e-06
+
+    References:
+      Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free Learner", ICML
+      2024 (code: github.com/konstmish/prodigy).
+    """
+    _validation.learning_rate(lr)
+    _validation.beta("b1", b1, 0)
+    _validation.beta("b2", b2, 1)
+    _validation.nonnegative("eps", eps, "epsilon value")
+    _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
+    if not d0 > 0:
+        raise ValueError(f"Invalid d0 value: {d0}")
+    if isinstance(slice_p, bool) or not isinstance(slice_p, int) or slice_p < 1:
+        raise ValueError(f"Invalid slice_p value: {slice_p!r}, expected an integer >= 1")
+    use_m = _validation.value_of(b1) != 0
+
+    def init_fn(params: Params) -> ScaleByProdigyState:
+        like = lambda f: tree.map(lambda p: None if p is None else f(p), params)  # noqa: E731
+        return ScaleByProdigyState(
+            step=_steps.zeros(params),
+            s=like(lambda p: torch.zeros_like(_sliced(p, slice_p))),
+            p0=like(lambda p: _sliced(p, slice_p).detach().clone()),
+            exp_avg=tree.zeros_like(params) if use_m else (),
+            exp_avg_sq=tree.zeros_like(params),
+            k=torch.zeros((), dtype=torch.int64),
+            d=_scalars.f64(d0),
+            d_max=_scalars.f64(d0),
+            d_numerator=torch.zeros((), dtype=torch.float64),
+        )
+
+    def update_fn(updates: Updates, state: ScaleByProdigyState, params: Params | None = None, **extra: Any):
+        del extra
+        beta1, beta2 = _scalars.f64(b1), _scalars.f64(b2)
+        beta3_ = beta2.sqrt() if beta3 is None else _scalars.f64(beta3)
+        k1 = state.k.to(torch.float64) + 1
+        bias = ((1 - beta2**k1) ** 0.5) / (1 - beta1**k1) if use_bias_correction else 1.0
+        d = state.d
+        dlr = d * _scalars.f64(lr) * bias
+        wd = ops.scalar(weight_decay)
+        sc = {}  # the scalars of the moment updates, as Python floats when concrete
+        sc["m"] = ops.scalar(d * (1 - beta1))
+        sc["v"] = ops.scalar(d * d * (1 - beta2))
+        sc["s"] = ops.scalar((d / d0) * (d if safeguard_warmup else dlr))
+        sc["b1"], sc["b2"], sc["b3"] = ops.scalar(beta1), ops.scalar(beta2), ops.scalar(beta3_)
+        scalars: dict[str, Tensor] = {}
+
+        def first(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
+            s_old, p0 = fields[1], fields[2]
+            if wd != 0 and not decouple:
+                grads = _scalars.axpy(grads, ps, wd)
+            g_s = [_sliced(g, slice_p) for g in grads]
+            dots = [torch.dot(g, a - _sliced(p, slice_p)) for g, a, p in zip(g_s, p0, ps, strict=True)]
+            scale = (d / d0) * dlr
+            scalars["delta"] = _scalars.total([scale * x.to(torch.float64) for x in dots])
+            v = ops.addcmul_(ops.mul(fields[3], sc["b2"]), grads, grads, sc["v"])
+            m = [_scalars.axpy_(ops.mul(fields[4], sc["b1"]), grads, sc["m"])] if use_m else []
+            s = _scalars.axpy_(ops.mul(s_old, sc["b3"]), g_s, sc["s"])
+            scalars["denom"] = _scalars.total([x.abs().sum() for x in s])
+            return grads, [fields[0], s, p0, v, *m]
+
+        fields = [state.step, state.s, state.p0, state.exp_avg_sq, *([state.exp_avg] if use_m else [])]
+        grads, new = update_leaves(first, updates, fields, params, name="scale_by_prodigy", need_params=True)
+        if "delta" not in scalars:  # no gradient at all
+            return updates, state
+        d_denom = scalars["denom"]
+        active = d_denom != 0
+        numerator = state.d_numerator * beta3_ + scalars["delta"]
+        d_hat = _scalars.f64(d_coef) * numerator / torch.where(active, d_denom, 1.0)
+        d_new = torch.where(d == d0, torch.maximum(d, d_hat), d)
+        d_max = torch.maximum(state.d_max, d_hat)
+        # min(d_max, d·G): d_max when G = inf (no inf·0 in the gradient)
+        d_new = d_max if math.isinf(growth_rate) else torch.minimum(d_max, d_new * growth_rate)
+        d_new = torch.where(active, d_new, d)
+        d_max = torch.where(active, d_max, state.d_max)
+        numerator = torch.where(active, numerator, state.d_numerator)
+        keep = ops.scalar(active.to(torch.float64))
+        step_size = ops.scalar(-dlr * active)
+        eps_d = ops.scalar(d_new * _scalars.f64(eps))
+        g_step = ops.scalar(-dlr * d_new * active)
+        decay = ops.scalar(-wd * dlr * active) if decouple else 0.0
+
+        def second(g: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
+            denom = ops.add_(ops.sqrt(fields[3]), eps_d)
+            if use_m:
+                u = ops.mul_(ops.rdiv_(denom, fields[4]), step_size)
+            else:
+                u = ops.mul_(ops.rdiv_(denom, g), g_step)
+            if not isinstance(decay, float) or decay != 0:
+                u = _scalars.axpy_(u, ps, decay)
+            return u, [_scalars.advance(fields[0], keep), *fields[1:]]
+
+        out, new = update_leaves(second, grads, list(new), params, name="scale_by_prodigy")
+        steps, s, p0, v = new[:4]
+        m = new[4] if use_m else ()
+        k = state.k + active.to(torch.int64)
+        return out, ScaleByProdigyState(steps, s, p0, m, v, k, d_new, d_max, numerator)
+
+    return GradientTransformation(init_fn, update_fn)
