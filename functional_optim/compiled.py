@@ -331,7 +331,9 @@ class _DynamicVariant:
     def __call__(self, *args: Any) -> Any:
         if self.ready:
             return self.compiled(*args)
-        with _fx_config.patch(use_duck_shape=False):
+        # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
+        # symbols and restart the analysis when Inductor needs them specialized
+        with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
             out = self.compiled(*args)
         self.ready = True
         return out
