@@ -66,7 +66,9 @@ def _tensors(set_name: str, seed: int) -> list[Any]:
     return [torch.randn(shape, generator=gen) for _ in range(n)]
 
 
-def child(algo: str, set_name: str, mode: str, steady: bool, repeats: int, steps: int, threads: int) -> dict:
+def child(
+    algo: str, set_name: str, mode: str, steady: bool, repeats: int, steps: int, threads: int, group_size: int
+) -> dict:
     import torch
 
     import functional_optim as fo
@@ -76,7 +78,7 @@ def child(algo: str, set_name: str, mode: str, steady: bool, repeats: int, steps
     tx = getattr(fo, fo_name)(**fo_kwargs)
     params, grads = _tensors(set_name, 0), _tensors(set_name, 1)
     state = tx.init(params)
-    step = fo.compile_step(tx, elementwise=(mode == "elementwise"))
+    step = fo.compile_step(tx, elementwise=(mode == "elementwise"), group_size=group_size)
     cpu, wall = _cpu_seconds(), time.perf_counter()
     step(params, grads, state)
     out: dict[str, Any] = {
@@ -159,25 +161,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--group-size", type=int, default=8, help="compile_step(..., group_size=) (elementwise)")
     ap.add_argument("--no-steady", action="store_true", help="first-call times only")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--child", nargs=3, metavar=("ALGO", "SET", "STEADY"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         algo, set_name, steady = a.child
-        print(json.dumps(child(algo, set_name, a.mode, steady == "1", a.repeats, a.steps, a.threads)))
+        print(
+            json.dumps(
+                child(algo, set_name, a.mode, steady == "1", a.repeats, a.steps, a.threads, a.group_size)
+            )
+        )
         return []
     algos = list(ALGOS) if a.algos == "all" else a.algos.split(",")
     info = machine()
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, threads used {a.threads}, avx512_bf16 "
-        f"{'yes' if info['avx512_bf16'] else 'no'}, AVX2 {'yes' if info['avx2'] else 'no'}, torch {info['torch']}, "
-        f"load average at start {info['load_average_at_start']}; mode {a.mode}; steady state: medians of "
+        f"{'yes' if info['avx512_bf16'] else 'no'}, AVX2 {'yes' if info['avx2'] else 'no'}, "
+        f"torch {info['torch']}, "
+        f"load average at start {info['load_average_at_start']}; mode {a.mode}, group_size {a.group_size}; "
+        "steady state: medians of "
         f"{a.repeats} interleaved rounds of {a.steps} steps, ratio spread = lowest-highest per-round ratio"
     )
     rows = []
     header = (
-        f"{'algo':8} {'set':6} {'cold s (cpu s)':>16} {'warm s (cpu s)':>16} {'foreach ms':>10} {'fused ms':>9} "
+        f"{'algo':8} {'set':6} {'cold s (cpu s)':>16} {'warm s (cpu s)':>16} "
+        f"{'foreach ms':>10} {'fused ms':>9} "
         f"{'compiled ms':>11} {'comp/fused':>17} {'comp/foreach':>17}"
     )
     print(header)
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for set_name in a.sets.split(","):
             with tempfile.TemporaryDirectory(prefix="inductor_cache_") as cache:
                 common = ["--mode", a.mode, "--repeats", str(a.repeats), "--steps", str(a.steps)]
-                common += ["--threads", str(a.threads)]
+                common += ["--threads", str(a.threads), "--group-size", str(a.group_size)]
                 cold = _run_child([algo, set_name, "0", *common], cache)
                 warm = _run_child([algo, set_name, "0" if a.no_steady else "1", *common], cache)
             row = {"algo": algo, "set": set_name, "mode": a.mode, "cold": cold, "warm": warm}

@@ -196,7 +196,7 @@ class CompiledStep:
         transform: GradientTransformation,
         *,
         elementwise: bool = False,
-        group_size: int = 16,
+        group_size: int = 8,
         max_variants: int = 8,
         **compile_options: Any,
     ) -> None:
@@ -476,7 +476,7 @@ def compile_step(
     transform: GradientTransformation,
     *,
     elementwise: bool = False,
-    group_size: int = 16,
+    group_size: int = 8,
     max_variants: int = 8,
     **compile_options: Any,
 ) -> CompiledStep:
