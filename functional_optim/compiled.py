@@ -46,6 +46,7 @@ __all__ = ["CompiledStep", "compile_step"]
 _SHAPE = operator.attrgetter("shape")
 _DTYPE = operator.attrgetter("dtype")
 _DEVICE = operator.attrgetter("device")
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 # Inductor options of every variant: Dynamo's guards and Inductor's size/stride asserts check
 # every input at every call (~1 µs each), ``CompiledStep.__call__`` checks the same facts once;
@@ -74,6 +75,7 @@ def _tensor_layout(tensors: list[Tensor]) -> tuple:
         tuple(map(_SHAPE, tensors)),
         tuple(map(Tensor.stride, tensors)),
         tuple(map(Tensor.storage_offset, tensors)),
+        tuple(map(_REQUIRES_GRAD, tensors)),
     )
 
 
@@ -87,7 +89,7 @@ def _grads_signature(leaves: list[Any]) -> tuple:
 
 def _leaf_key(x: Any) -> Any:
     if isinstance(x, Tensor):
-        return (tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.device, x.layout)
+        return (tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.device, x.layout, x.requires_grad)
     return ("value", type(x).__name__, x if isinstance(x, int | float | bool | str | None) else id(x))
 
 
@@ -164,11 +166,11 @@ class _Last(NamedTuple):
 
 
 def _flat_view(t: Any) -> Tensor | None:
-    """A contiguous 1-D view of ``t`` (in-place writes reach ``t``), or ``None``."""
+    """A contiguous 1-D view of ``t`` (in-place writes reach ``t``; no autograd), or ``None``."""
     if not isinstance(t, Tensor) or t.numel() < 2:
         return None
     try:
-        v = t.view(-1)
+        v = t.detach().view(-1)
     except RuntimeError:
         return None
     return v if v.is_contiguous() else None
@@ -178,12 +180,13 @@ def _field_view(t: Any, param: Tensor) -> Tensor | None:
     """A per-parameter state entry as the compiled chunk takes it: a 1-D view of an entry with
     the parameter's size, or a 0-dim tensor (a per-parameter step count) as it is."""
     if isinstance(t, Tensor) and t.dim() == 0 and t.device == param.device:
-        return t
+        return t.detach()
     v = _flat_view(t)
     return v if v is not None and v.numel() == param.numel() and v.device == param.device else None
 
 
 def _flat_grad(g: Tensor) -> Tensor:
+    g = g.detach()
     return g.view(-1) if g.is_contiguous() else g.reshape(-1).contiguous()
 
 
@@ -405,13 +408,19 @@ class _Planner:
             key = (p.device, g.dtype, p.dtype, *((v.dtype, v.dim()) for v in views))
             groups.setdefault(key, []).append((i, p_view, views))
 
+        # non-tensor state entries (Python numbers) are constants of the compiled code
+        constants = tuple(
+            _leaf_key(f)
+            for f, isf in zip(self.fields, self.is_field, strict=True)
+            if not isf and not isinstance(f, Tensor)
+        )
         chunks = []
         for key, members in groups.items():
             k = min(self.step.group_size, len(members))
             per_param, shared = self._positions(k)
             device, g_dtype, p_dtype, *field_kinds = key
             fn = self.step._chunk_variant(
-                ("chunk", key, k, self.prefix, tuple(self.is_field)), per_param, shared
+                ("chunk", key, k, self.prefix, tuple(self.is_field), constants), per_param, shared
             )
             pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(k)]
             pad_fields = [
