@@ -79,6 +79,45 @@ def _tensor_layout(tensors: list[Tensor]) -> tuple:
     )
 
 
+try:  # Dynamo's C++ tensor check: dtype, device, dispatch keys, requires_grad, sizes, strides
+    from torch._C._dynamo.guards import TensorGuards as _TensorGuards
+except ImportError:  # pragma: no cover - older or stripped builds: the Python tuples
+    _TensorGuards = None
+
+
+class _LayoutCheck:
+    """Whether tensors still have the layout they had: C++ checks of dtype, device, dispatch
+    keys, requires_grad, sizes and strides (~50 ns a tensor), then the storage offsets and, for
+    tensors that views were made of, the data pointers."""
+
+    def __init__(self, tensors: list[Tensor], *, pointers: bool) -> None:
+        self.n = len(tensors)
+        self.guard = None
+        if _TensorGuards is not None and tensors:
+            self.guard = _TensorGuards(
+                *tensors,
+                dynamic_dims_sizes=[list(t.shape) for t in tensors],
+                dynamic_dims_strides=[list(t.stride()) for t in tensors],
+            )
+        self.layout = _tensor_layout(tensors)
+        self.pointers = tuple(map(Tensor.data_ptr, tensors)) if pointers else None
+
+    def __call__(self, tensors: list[Any]) -> bool:
+        if len(tensors) != self.n:
+            return False
+        if self.guard is not None:
+            try:
+                if not self.guard.check(*tensors):
+                    return False
+            except TypeError:  # a leaf that is not a tensor
+                return False
+            if tuple(map(Tensor.storage_offset, tensors)) != self.layout[4]:
+                return False
+        elif _tensor_layout(tensors) != self.layout:
+            return False
+        return self.pointers is None or tuple(map(Tensor.data_ptr, tensors)) == self.pointers
+
+
 def _grads_signature(leaves: list[Any]) -> tuple:
     """Layout of the gradients, and which are ``None``."""
     try:
@@ -158,9 +197,9 @@ class _Plan(NamedTuple):
 class _Last(NamedTuple):
     owned: list[Any]
     tensors: list[Tensor]
-    layout: tuple
-    pointers: tuple
+    owned_check: _LayoutCheck
     specs: tuple
+    grad_check: _LayoutCheck | None  # None when some gradient is None: compare the signature
     grad_signature: tuple
     run: Any  # the whole-step variant, or the elementwise plan
 
@@ -186,7 +225,7 @@ def _field_view(t: Any, param: Tensor) -> Tensor | None:
 
 
 def _flat_grad(g: Tensor) -> Tensor:
-    g = g.detach()
+    # called under no_grad: the view does not require grad
     return g.view(-1) if g.is_contiguous() else g.reshape(-1).contiguous()
 
 
@@ -242,30 +281,34 @@ class CompiledStep:
     def __call__(self, params: Params, grads: Updates, state: State) -> None:
         owned, owned_spec = tree.flatten((params, state))
         grad_leaves, grad_spec = tree.flatten(grads)
-        grad_signature = _grads_signature(grad_leaves)
         last = self._last
         if (
             last is not None
             and len(last.owned) == len(owned)
             and all(map(operator.is_, owned, last.owned))
             and last.specs == (owned_spec, grad_spec)
-            and grad_signature == last.grad_signature
-            and _tensor_layout(last.tensors) == last.layout
-            and tuple(map(Tensor.data_ptr, last.tensors)) == last.pointers
+            and (
+                last.grad_check(grad_leaves)
+                if last.grad_check is not None
+                else _grads_signature(grad_leaves) == last.grad_signature
+            )
+            and last.owned_check(last.tensors)
         ):
             run = last.run
         else:
+            grad_signature = _grads_signature(grad_leaves)
             tensors = [x for x in owned if isinstance(x, Tensor)]
             if self.elementwise and owned_spec.num_leaves and _elementwise_applies(params):
                 run = _Planner(self, params, grad_leaves, state).plan()
             else:
                 run = self._whole_variant(owned, owned_spec, grad_leaves, grad_spec, grad_signature)
+            all_grads = all(isinstance(g, Tensor) for g in grad_leaves)
             self._last = _Last(
                 owned,
                 tensors,
-                _tensor_layout(tensors),
-                tuple(map(Tensor.data_ptr, tensors)),
+                _LayoutCheck(tensors, pointers=True),
                 (owned_spec, grad_spec),
+                _LayoutCheck(grad_leaves, pointers=False) if all_grads else None,
                 grad_signature,
                 run,
             )
