@@ -225,7 +225,7 @@ def _field_view(t: Any, param: Tensor) -> Tensor | None:
 
 
 def _flat_grad(g: Tensor) -> Tensor:
-    # called under no_grad: the view does not require grad
+    g = g.detach()  # a view of a gradient that requires grad would require grad, even under no_grad
     return g.view(-1) if g.is_contiguous() else g.reshape(-1).contiguous()
 
 
