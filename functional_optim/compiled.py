@@ -264,6 +264,8 @@ class CompiledStep:
         """Compile for these layouts now, on copies: ``params`` and ``state`` are not changed.
 
         Example:
+            >>> import torch
+            >>> import functional_optim as fo
             >>> params = [torch.ones(3), torch.ones(3)]
             >>> tx = fo.sgd(0.5)
             >>> step = fo.compile_step(tx, elementwise=True)
@@ -564,6 +566,8 @@ def compile_step(
         ``cpp_wrapper=True`` (a C++ wrapper around the kernels: less Python per call).
 
     Example:
+        >>> import torch
+        >>> import functional_optim as fo
         >>> params = {"w": torch.ones(2, 2), "b": torch.zeros(2)}
         >>> tx = fo.sgd(0.5)
         >>> state = tx.init(params)
