@@ -59,3 +59,179 @@ def test_compile_step_updates_params_and_state_in_place_like_the_pure_loop():
 def test_compile_step_rejects_what_is_not_a_transform():
     with pytest.raises(TypeError, match="GradientTransformation"):
         fo.compile_step(fo.adam)  # the factory, not a transform
+
+
+# -- layout guards: a layout change behind the same tensor objects ------------------------------
+
+_TOL = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def _to_double(t):
+    t.data = t.data.double()
+
+
+def _to_new_shape(t):
+    t.data = torch.linspace(-1.0, 1.0, 10, dtype=t.dtype).reshape(5, 2)
+
+
+def _to_strided(t):
+    t.data = t.data.t().contiguous().t()  # same shape and values, column-major strides
+
+
+def _to_offset(t):
+    base = torch.zeros(t.numel() + 3, dtype=t.dtype)
+    base[3:] = t.data.reshape(-1)
+    t.data = base[3:].view(t.shape)  # same values, storage offset 3
+
+
+def _run_layout_changes(step, tx, changes, gen):
+    """Steps ``step`` and the pure loop side by side; before some steps, ``changes[k]`` changes
+    the layout of tensors of both (through ``.data``: the objects stay the same)."""
+    params = {"w": torch.randn(5, 2, generator=gen), "b": torch.randn(3, generator=gen)}
+    state = tx.init(params)
+    ref_params = {k: v.clone() for k, v in params.items()}
+    ref_state = fo.tree.map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state)
+    for change in changes:
+        if change is not None:
+            change(params, state)
+            change(ref_params, ref_state)
+        grads = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
+        step(params, grads, state)
+        updates, ref_state = tx.update(grads, ref_state, ref_params)
+        ref_params = fo.apply_updates(ref_params, updates)
+        # the pure loop returns new tensors: carry the changed layouts over for the next change
+        for k in params:
+            torch.testing.assert_close(params[k], ref_params[k].to(params[k].dtype), **_TOL)
+        for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(ref_state), strict=True):
+            torch.testing.assert_close(a, b.to(a.dtype), **_TOL)
+        ref_params = {k: v.clone() for k, v in params.items()}  # same values, the compiled layout
+        ref_state = fo.tree.map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state)
+    return params, state
+
+
+def _param_and_state(fn, name):
+    """Apply ``fn`` to parameter ``name`` and to every state entry of its shape."""
+
+    def change(params, state):
+        shape = params[name].shape
+        for leaf in fo.tree.leaves(state):
+            if isinstance(leaf, torch.Tensor) and leaf.shape == shape:
+                fn(leaf)
+        fn(params[name])
+
+    return change
+
+
+def _state_only(fn, name):
+    def change(params, state):
+        for leaf in fo.tree.leaves(state):
+            if isinstance(leaf, torch.Tensor) and leaf.shape == params[name].shape:
+                fn(leaf)
+
+    return change
+
+
+def _param_only(fn, name):
+    def change(params, state):
+        fn(params[name])
+
+    return change
+
+
+LAYOUT_CHANGES = [
+    None,
+    _param_and_state(_to_double, "w"),  # dtype of a parameter and its state
+    _param_only(_to_strided, "b"),  # strides of a parameter (1-D: same; the 2-D one below)
+    _param_and_state(_to_strided, "w"),  # strides of a parameter and its state
+    _state_only(_to_offset, "b"),  # storage offset of a state entry
+    _param_and_state(_to_new_shape, "b"),  # shape of a parameter and its state
+    _state_only(_to_double, "b"),  # dtype of a state entry only
+]
+
+
+@pytest.mark.slow
+def test_whole_step_compiles_a_new_variant_for_each_layout_change_of_params_and_state():
+    gen = torch.Generator().manual_seed(1)
+    tx = fo.sgd(0.1, momentum=0.9)
+    step = fo.compile_step(tx)
+    _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
+    # the 1-D strided change leaves the layout as it was; every other change is a new variant
+    assert step.compilations == 6
+
+
+@pytest.mark.slow
+def test_elementwise_step_follows_layout_changes_of_params_and_state():
+    gen = torch.Generator().manual_seed(2)
+    tx = fo.sgd(0.1, momentum=0.9)
+    step = fo.compile_step(tx, elementwise=True)
+    _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
+    # sizes and offsets are dynamic; a non-contiguous tensor is stepped eagerly; each new
+    # combination of dtypes compiles a group variant
+    assert step.compilations == 4
+
+
+@pytest.mark.slow
+def test_a_layout_change_beyond_max_variants_raises_and_changes_nothing():
+    gen = torch.Generator().manual_seed(3)
+    tx = fo.sgd(0.1, momentum=0.9)
+    step = fo.compile_step(tx, max_variants=1)
+    params, state = _run_layout_changes(step, tx, [None], gen)
+    _param_and_state(_to_double, "w")(params, state)
+    before = [t.clone() for t in fo.tree.leaves((params, state))]
+    grads = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
+    with pytest.raises(RuntimeError, match="max_variants=1"):
+        step(params, grads, state)
+    for a, b in zip(fo.tree.leaves((params, state)), before, strict=True):
+        assert torch.equal(a, b)
+
+
+# -- elementwise mode ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_elementwise_step_equals_the_pure_loop_with_padding_none_grads_and_eager_leftovers():
+    gen = torch.Generator().manual_seed(4)
+    params = {f"p{i}": torch.randn(3 + i, 2, generator=gen).requires_grad_() for i in range(5)}
+    params["scalar"] = torch.randn((), generator=gen)  # fewer than 2 elements: eager
+    params["t"] = torch.randn(4, 3, generator=gen).t()  # not viewable as 1-D: eager
+    tx = fo.adamw(1e-2, weight_decay=0.1)  # per-parameter step counts in the state
+    grads_seq = [
+        {
+            k: None if (s == 1 and k == "p1") else torch.randn(v.shape, generator=gen)
+            for k, v in params.items()
+        }
+        for s in range(3)
+    ]
+    expected, expected_state = _reference(tx, params, grads_seq)
+    state = tx.init(params)
+    step = fo.compile_step(tx, elementwise=True, group_size=2)  # 5 tensors: chunks 2, 2, 1 + padding
+    for grads in grads_seq:
+        step(params, grads, state)
+    assert step.compilations == 1
+    for k in params:
+        torch.testing.assert_close(params[k].detach(), expected[k].detach(), rtol=1e-6, atol=1e-7)
+    for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(expected_state), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_warmup_compiles_without_touching_params_or_state():
+    params = [torch.ones(4), torch.ones(3)]
+    tx = fo.sgd(0.5, momentum=0.9)
+    state = tx.init(params)
+    before = [t.clone() for t in fo.tree.leaves((params, state))]
+    step = fo.compile_step(tx, elementwise=True)
+    grads = [torch.ones(4), torch.ones(3)]
+    step.warmup(params, grads, state)
+    assert step.compilations == 1
+    for a, b in zip(fo.tree.leaves((params, state)), before, strict=True):
+        assert torch.equal(a, b)
+    step(params, grads, state)
+    assert step.compilations == 1  # the warmed-up variant serves the real tensors
+
+
+@pytest.mark.parametrize("bad", [{"group_size": 0}, {"max_variants": 0}, {"group_size": 2.0}])
+def test_compile_step_rejects_bad_bounds(bad):
+    name, value = next(iter(bad.items()))
+    with pytest.raises(ValueError, match=f"{name} must be an int >= 1, got {value!r}"):
+        fo.compile_step(fo.sgd(0.1), **bad)
