@@ -33,6 +33,7 @@ def update_leaves(
     sparse: bool | str = True,
     state: Any = None,
     dense: bool | str = True,
+    elementwise_state: bool = True,
 ) -> tuple[Any, tuple[Any, ...]]:
     """Apply ``fn(grads, fields, params) -> (new_updates, new_fields)`` to the present leaves.
 
@@ -51,6 +52,9 @@ def update_leaves(
         not among ``fields`` must then be empty (``()``, ``None``), so that a state made by
         another configuration (Adam's ``max_exp_avg_sq`` given to Adam without AMSGrad) is
         refused instead of silently dropped; the messages also name the fields.
+      elementwise_state: the state fields hold one value per element of the parameter (or a
+        reduction of it): checked against the parameter. ``False`` for states of other shapes
+        (e.g. SOAP's eigenbases), which are then not checked.
       dense: as ``sparse`` for dense gradients (``"SparseAdam does not support dense gradients,
         please consider Adam instead"``).
 
@@ -70,7 +74,8 @@ def update_leaves(
     else:
         param_leaves = tree.flatten_like(spec, params, f"{name}: params")
     field_names = None if state is None else _field_names(state, fields, name)
-    _layout.check_leaves(name, spec, grads, param_leaves, field_leaves, sparse, field_names, dense)
+    checked_fields = field_leaves if elementwise_state else []
+    _layout.check_leaves(name, spec, grads, param_leaves, checked_fields, sparse, field_names, dense)
 
     present = [i for i, g in enumerate(grads) if g is not None]
     if not present:  # nothing to update (an empty tree, or no gradient at all)

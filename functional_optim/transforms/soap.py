@@ -287,7 +287,9 @@ def scale_by_soap(
             new_fields = [[o[1][k] for o in outs] for k in range(len(fields))]
             return [o[0] for o in outs], new_fields
 
-        new_updates, new_fields = update_leaves(fn, updates, list(state), name="scale_by_soap")
+        new_updates, new_fields = update_leaves(
+            fn, updates, list(state), name="scale_by_soap", elementwise_state=False
+        )
         return new_updates, ScaleBySoapState(*new_fields)
 
     return GradientTransformation(init_fn, update_fn)
