@@ -36,8 +36,8 @@ def ademamix_beta3_warmup(beta_start: float, beta_end: float, warmup: int) -> Ca
     """The paper's warmup of ``β3`` (linear in the half-life ``ln 0.5 / ln β - 1``) as a schedule
     of the update count ``c``: from ``beta_start`` (the paper uses ``β1``) to ``beta_end``."""
 
-    def half_life(beta: float) -> float:
-        return math.log(0.5) / math.log(beta + 1e-8) - 1.0
+    def half_life(beta: float) -> float:  # the authors' code adds 1e-8 to beta here; the paper does not
+        return math.log(0.5) / math.log(beta) - 1.0
 
     def schedule(count: Any) -> Any:
         step = float(count) + 1

@@ -119,7 +119,8 @@ def scale_by_belief(
             raise TypeError("scale_by_belief: rectify=True needs concrete float betas and step counters")
         rule = _steps.coefficients(steps, lambda t: _rectified(t, beta1, beta2, degenerated_to_sgd))
         out = []
-        for mi, si, (kind, c) in zip(m, second, rule, strict=True):
+        # the adaptive rectified step divides by s_t, not by its AMSGrad maximum (as the package)
+        for mi, si, (kind, c) in zip(m, s, rule, strict=True):
             if kind == "adaptive":
                 out.append(mi * c / (torch.sqrt(si) + eps_))
             else:
