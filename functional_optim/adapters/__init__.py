@@ -8,7 +8,9 @@ state format.
 
 from functional_optim._exports import public_names
 from functional_optim.adapters._base import *
+from functional_optim.adapters.adam_family import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
+from functional_optim.adapters.sign_family import *
 
 __all__ = public_names(__name__)
