@@ -19,8 +19,8 @@ from torch.optim.optimizer import ParamsT
 
 from functional_optim.adapters.optimizers import _DropIn
 from functional_optim.optimizers.adabelief import adabelief
-from functional_optim.optimizers.ademamix import ademamix
 from functional_optim.optimizers.adan import adan
+from functional_optim.optimizers.ademamix import ademamix
 from functional_optim.optimizers.adopt import adopt
 from functional_optim.optimizers.laprop import laprop
 from functional_optim.optimizers.yogi import yogi
@@ -78,7 +78,13 @@ class Yogi(_DropIn):
         self._dropin_init(
             params,
             yogi,
-            dict(lr=lr, betas=betas, eps=eps, initial_accumulator=initial_accumulator, weight_decay=weight_decay),
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                initial_accumulator=initial_accumulator,
+                weight_decay=weight_decay,
+            ),
         )
 
 
@@ -98,7 +104,14 @@ class ADOPT(_DropIn):
         self._dropin_init(
             params,
             adopt,
-            dict(lr=lr, betas=betas, eps=eps, clip_lambda=clip_lambda, weight_decay=weight_decay, decouple=decouple),
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                clip_lambda=clip_lambda,
+                weight_decay=weight_decay,
+                decouple=decouple,
+            ),
         )
 
 
@@ -148,7 +161,12 @@ class Adan(_DropIn):
             params,
             adan,
             dict(
-                lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_grad_norm=max_grad_norm, no_prox=no_prox
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                max_grad_norm=max_grad_norm,
+                no_prox=no_prox,
             ),
         )
 

@@ -28,7 +28,11 @@ class Lion(_DropIn):
     """lion-pytorch's ``Lion`` over :func:`functional_optim.lion` (state: ``exp_avg``)."""
 
     def __init__(
-        self, params: ParamsT, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0
+        self,
+        params: ParamsT,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
     ) -> None:
         self._dropin_init(params, lion, dict(lr=lr, betas=betas, weight_decay=weight_decay))
 
@@ -36,7 +40,9 @@ class Lion(_DropIn):
 class Signum(_DropIn):
     """``Signum`` (sign of momentum; sign SGD with ``momentum=0``) over :func:`functional_optim.signum`."""
 
-    def __init__(self, params: ParamsT, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, params: ParamsT, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0
+    ) -> None:
         self._dropin_init(params, signum, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
 
 

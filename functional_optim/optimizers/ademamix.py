@@ -5,7 +5,11 @@ from __future__ import annotations
 from functional_optim import _validation
 from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
-from functional_optim.transforms.ademamix import ademamix_alpha_warmup, ademamix_beta3_warmup, scale_by_ademamix
+from functional_optim.transforms.ademamix import (
+    ademamix_alpha_warmup,
+    ademamix_beta3_warmup,
+    scale_by_ademamix,
+)
 from functional_optim.transforms.scaling import scale_by_learning_rate
 from functional_optim.transforms.weight_decay import add_decayed_weights
 

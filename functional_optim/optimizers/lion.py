@@ -42,4 +42,6 @@ def lion(
     _validation.learning_rate(lr)
     _validation.betas(betas)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
-    return chain(scale_by_lion(betas[0], betas[1]), add_decayed_weights(weight_decay), scale_by_learning_rate(lr))
+    return chain(
+        scale_by_lion(betas[0], betas[1]), add_decayed_weights(weight_decay), scale_by_learning_rate(lr)
+    )

@@ -14,7 +14,9 @@ __all__ = ["sign_sgd", "signum"]
 
 
 @schedulable("lr", "momentum", "weight_decay")
-def signum(lr: Hyperparam = 0.01, momentum: Hyperparam = 0.9, weight_decay: Hyperparam = 0.0) -> GradientTransformation:
+def signum(
+    lr: Hyperparam = 0.01, momentum: Hyperparam = 0.9, weight_decay: Hyperparam = 0.0
+) -> GradientTransformation:
     r"""Signum: the sign of a moving average of the gradients (sign SGD when ``momentum=0``).
 
     .. code-block:: text

@@ -16,12 +16,15 @@ __all__ = ["scale_by_trust_ratio"]
 
 
 @schedulable("trust_coefficient", "eps")
-def scale_by_trust_ratio(trust_coefficient: Hyperparam = 1.0, eps: Hyperparam = 0.0) -> GradientTransformation:
+def scale_by_trust_ratio(
+    trust_coefficient: Hyperparam = 1.0, eps: Hyperparam = 0.0
+) -> GradientTransformation:
     r"""Scale each parameter's update by its trust ratio.
 
     .. math::
         u \leftarrow u \cdot \begin{cases}
-          \eta \,\lVert p\rVert / (\lVert u\rVert + \epsilon) & \lVert p\rVert > 0 \text{ and } \lVert u\rVert > 0\\
+          \eta \,\lVert p\rVert / (\lVert u\rVert + \epsilon)
+            & \lVert p\rVert > 0 \text{ and } \lVert u\rVert > 0\\
           1 & \text{otherwise}
         \end{cases}
 

@@ -71,8 +71,8 @@ def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: range) -> 
 @pytest.mark.parametrize(("cls", "alias", "kwargs"), DROPINS, ids=IDS)
 def test_dropin_trains_the_model(cls: type, alias: Any, kwargs: dict) -> None:
     model = _model()
-    losses = _train(model, cls(model.parameters(), **kwargs), range(150))
-    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+    losses = _train(model, cls(model.parameters(), **kwargs), range(60))
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
 
 
 @pytest.mark.parametrize(("cls", "alias", "kwargs"), DROPINS, ids=IDS)
@@ -91,7 +91,9 @@ def test_dropin_equals_pure_alias_at_every_step(cls: type, alias: Any, kwargs: d
         updates, state = tx.update(grads, state, params)
         params = fo.apply_updates(params, updates)
         for name, v in model.named_parameters():
-            torch.testing.assert_close(v.detach(), params[name], rtol=0, atol=1e-6, msg=f"step {step}, {name}")
+            torch.testing.assert_close(
+                v.detach(), params[name], rtol=0, atol=1e-6, msg=f"step {step}, {name}"
+            )
 
 
 def _loss_fn(p: dict[str, torch.Tensor], step: int) -> torch.Tensor:

@@ -218,10 +218,13 @@ CASES: list[ReferenceCase] = [
         "pytorch_optimizer.AdEMAMix",
         PO,
         _vs_torch(
-            lambda: fo.ademamix(lr=1e-3, betas=(0.9, 0.999, 0.999), alpha=5.0, beta3_warmup=50, alpha_warmup=50),
+            lambda: fo.ademamix(
+                lr=1e-3, betas=(0.9, 0.999, 0.999), alpha=5.0, beta3_warmup=50, alpha_warmup=50
+            ),
             lambda ps: _po().AdEMAMix(ps, lr=1e-3, betas=(0.9, 0.999, 0.999), alpha=5.0, t_alpha_beta3=50),
         ),
-        note="alpha and beta3 warmups (pytorch-optimizer uses one period for both; the authors' code adds 1e-8 to beta in the beta3 warmup, the paper and pytorch-optimizer do not)",
+        note="alpha and beta3 warmups (one period for both there); the authors' code adds 1e-8 to beta "
+        "in the beta3 warmup, the paper and pytorch-optimizer do not",
     ),
     ReferenceCase(
         "adan",
@@ -250,7 +253,8 @@ CASES: list[ReferenceCase] = [
             lambda: fo.adan(lr=1e-2, betas=(0.98, 0.5, 0.99), no_prox=True),
             lambda: _optax().adan(1e-2, b1=0.98, b2=0.5, b3=0.99, eps=1e-8, eps_root=0.0),
         ),
-        note="optax weights the gradient difference by 1-b2 where the paper/code use b2: equal only at b2=0.5",
+        note="optax weights the gradient difference by 1-b2 where the paper and code use b2: "
+        "equal only at b2=0.5",
     ),
     ReferenceCase(
         "laprop",
