@@ -158,7 +158,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     only = [s for s in args.only.split(",") if s]
     print(
-        f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s), 100 x 10k params"
+        f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s), "
+        "100 x 10k params"
     )
     print(f"{'algorithm':10} {'reference':30} {'ours ms':>8} {'ref ms':>8} {'ratio':>6}")
     rows = []
