@@ -88,6 +88,21 @@ CASES: list[ReferenceCase] = [
         _vs_optax(lambda: fo.signum(lr=1e-3, momentum=0.9), lambda: _optax().signum(1e-3, beta=0.9)),
     ),
     ReferenceCase(
+        "lion-po",
+        "pytorch_optimizer.Lion",
+        PO,
+        _vs_torch(
+            lambda: fo.lion(lr=1e-3, weight_decay=0.1),
+            lambda ps: _po().Lion(ps, lr=1e-3, weight_decay=0.1),
+        ),
+    ),
+    ReferenceCase(
+        "signum-po",
+        "pytorch_optimizer.SignSGD",
+        PO,
+        _vs_torch(lambda: fo.signum(lr=1e-3), lambda ps: _po().SignSGD(ps, lr=1e-3, momentum=0.9)),
+    ),
+    ReferenceCase(
         "sign_sgd",
         "optax.sign_sgd",
         OPTAX,
@@ -176,6 +191,21 @@ CASES: list[ReferenceCase] = [
         "optax.yogi",
         OPTAX,
         _vs_optax(lambda: fo.yogi(lr=1e-2), lambda: _optax().yogi(1e-2, b1=0.9, b2=0.999, eps=1e-3)),
+    ),
+    ReferenceCase(
+        "adabelief-po-rectify",
+        "pytorch_optimizer.AdaBelief",
+        PO,
+        _vs_torch(
+            lambda: fo.adabelief(lr=1e-2, weight_decay=0.01),
+            lambda ps: _po().AdaBelief(ps, lr=1e-2, weight_decay=0.01, rectify=True),
+        ),
+    ),
+    ReferenceCase(
+        "yogi-po",
+        "pytorch_optimizer.Yogi",
+        PO,
+        _vs_torch(lambda: fo.yogi(lr=1e-2), lambda ps: _po().Yogi(ps, lr=1e-2)),
     ),
     ReferenceCase(
         "adopt",
