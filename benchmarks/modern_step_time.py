@@ -43,6 +43,13 @@ def _po(name: str, **kw: Any) -> Make:
 
 # name -> (ours, reference, reference label, modules the reference needs). Others: add yours here.
 REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
+    # context: a torch.optim algorithm, whose drop-in has the adapters' fused in-place step
+    "adamw": (
+        lambda ps: A.AdamW(ps, lr=1e-3),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True),
+        "torch.optim.AdamW (foreach)",
+        (),
+    ),
     "lion": (
         lambda ps: A.Lion(ps, lr=1e-4, weight_decay=0.1),
         lambda ps: importlib.import_module("lion_pytorch").Lion(ps, lr=1e-4, weight_decay=0.1),
