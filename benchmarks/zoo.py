@@ -1,6 +1,7 @@
 """The optimizer zoo: every algorithm on the same two small problems, at a small learning-rate sweep.
 
-    python benchmarks/zoo.py [--quick] [--only adam,lion] [--threads 1] [--out docs]
+    python benchmarks/zoo.py [--quick] [--only adam,lion] [--tasks transformer,mlp] [--steps N]
+                             [--threads 1] [--out docs]
 
 Task 1 (``transformer``): a char-level GPT (width 64, 2 layers, 4 heads, context 64) on
 ``examples/data/tzdata.txt``, batch 16. Task 2 (``mlp``): a 2-hidden-layer tanh MLP regressing a
@@ -233,6 +234,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: one lr, 15 steps")
     parser.add_argument("--only", default="", help="comma-separated algorithm names")
     parser.add_argument("--tasks", default="transformer,mlp")
+    parser.add_argument("--steps", type=int, default=None, help="override every task's step count")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the PNGs into this directory (e.g. docs)")
     args = parser.parse_args()
@@ -243,7 +245,7 @@ def main() -> None:
         raise SystemExit(f"unknown algorithm(s) {unknown}; known: {sorted(REGISTRY)}")
     makers = {"transformer": TransformerTask, "mlp": MLPTask}
     tasks = [makers[t]() for t in args.tasks.split(",")]
-    factors, steps = ((1.0,), 15) if args.quick else (LR_FACTORS, None)
+    factors, steps = ((1.0,), 15) if args.quick else (LR_FACTORS, args.steps)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     results = run(tasks, names, factors, steps)
     print_table(results)

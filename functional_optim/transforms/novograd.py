@@ -90,9 +90,15 @@ def scale_by_novograd(
             steps = _steps.increment(steps)
             # the first step takes ||g||^2 as it is (beta2 -> 0)
             decay = _steps.coefficients(steps, lambda t: (t > 1) * beta2)
-            sq = [n * n for n in ops.norm(grads)]
-            v = [torch.lerp(sq_i, v_i, d) for sq_i, v_i, d in zip(sq, v, decay, strict=True)]
-            denom = [torch.sqrt(v_i) + eps_ for v_i in v]
+            norms = ops.norm(grads)
+            if len({(n.dtype, n.device) for n in norms + v}) == 1 and ops.is_python_number(*decay):
+                # the layer-wise scalars as one vector: a few ops instead of a few per tensor
+                sq = torch.stack(norms).square()
+                v_all = torch.lerp(sq, torch.stack(v), sq.new_tensor(decay))
+                v, denom = list(v_all.unbind(0)), list((v_all.sqrt() + eps_).unbind(0))
+            else:
+                v = [torch.lerp(n * n, v_i, d) for n, v_i, d in zip(norms, v, decay, strict=True)]
+                denom = [torch.sqrt(v_i) + eps_ for v_i in v]
             d = ops.div(grads, denom)
             if not (isinstance(wd, float | int) and wd == 0):
                 d = ops.add(d, ps, alpha=wd)

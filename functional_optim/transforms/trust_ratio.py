@@ -60,10 +60,15 @@ def scale_by_trust_ratio(
         def trust(grads: list[Tensor], fields: list, ps: list[Tensor]):
             del fields
             p_norms, u_norms = ops.norm(ps), ops.norm(grads)
-            ratios = [
-                torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), torch.ones_like(pn))
-                for pn, un in zip(p_norms, u_norms, strict=True)
-            ]
+            if len({(n.dtype, n.device) for n in p_norms + u_norms}) == 1:
+                # one vectorised expression over the stacked norms, not one per tensor
+                pn, un = torch.stack(p_norms), torch.stack(u_norms)
+                ratios = list(torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), 1.0).unbind(0))
+            else:
+                ratios = [
+                    torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), 1.0)
+                    for pn, un in zip(p_norms, u_norms, strict=True)
+                ]
             return ops.mul(grads, ratios), []
 
         new_updates, _ = update_leaves(
