@@ -1,7 +1,7 @@
 """The optimizer zoo: every algorithm on the same two small problems, at a small learning-rate sweep.
 
     python benchmarks/zoo.py [--quick] [--only adam,lion] [--tasks transformer,mlp] [--steps N]
-                             [--threads 1] [--out docs]
+                             [--factors 0.33,1,3] [--threads 1] [--out docs]
 
 Task 1 (``transformer``): a char-level GPT (width 64, 2 layers, 4 heads, context 64) on
 ``examples/data/tzdata.txt``, batch 16. Task 2 (``mlp``): a 2-hidden-layer tanh MLP regressing a
@@ -235,6 +235,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated algorithm names")
     parser.add_argument("--tasks", default="transformer,mlp")
     parser.add_argument("--steps", type=int, default=None, help="override every task's step count")
+    parser.add_argument("--factors", default=None, help="lr multipliers of the sweep (default 1/3,1,3)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the PNGs into this directory (e.g. docs)")
     args = parser.parse_args()
@@ -246,6 +247,8 @@ def main() -> None:
     makers = {"transformer": TransformerTask, "mlp": MLPTask}
     tasks = [makers[t]() for t in args.tasks.split(",")]
     factors, steps = ((1.0,), 15) if args.quick else (LR_FACTORS, args.steps)
+    if args.factors:
+        factors = tuple(float(f) for f in args.factors.split(","))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     results = run(tasks, names, factors, steps)
     print_table(results)
