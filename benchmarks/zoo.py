@@ -212,7 +212,9 @@ def plot(results: dict, out: Path) -> None:
         axes[0].set_ylabel("training loss (moving average of 10 steps)")
         axes[0].set_yscale("log")
         axes[0].legend(fontsize=7, ncol=2)
-        fig.suptitle(f"optimizer zoo: {task} (best of 3 learning rates each)")
+        n_lrs = len(next(iter(entries.values()))["runs"])
+        sweep = f"best of {n_lrs} learning rates each" if n_lrs > 1 else "one learning rate each"
+        fig.suptitle(f"optimizer zoo: {task} ({sweep})")
         fig.tight_layout()
         fig.savefig(out / f"zoo_{task}.png", dpi=110)
         plt.close(fig)
