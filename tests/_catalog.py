@@ -23,6 +23,17 @@ ELEMENTWISE: dict[str, Callable[[], fo.GradientTransformation]] = {
     "rprop": lambda: fo.rprop(lr=0.01),
     "asgd": lambda: fo.asgd(lr=0.01, t0=2),
     "adafactor": lambda: fo.adafactor(lr=0.01, weight_decay=0.01),
+    "lion": lambda: fo.lion(lr=0.01, weight_decay=0.1),
+    "signum": lambda: fo.signum(lr=0.01, weight_decay=0.01),
+    "lars": lambda: fo.lars(lr=0.5, weight_decay=0.01, trust_coefficient=0.01, nesterov=True),
+    "lamb": lambda: fo.lamb(lr=0.01, weight_decay=0.01),
+    "novograd": lambda: fo.novograd(lr=0.01, weight_decay=0.01, grad_averaging=True),
+    "adabelief": lambda: fo.adabelief(lr=0.01, weight_decay=0.01, amsgrad=True, rectify=False),
+    "yogi": lambda: fo.yogi(lr=0.01, weight_decay=0.01),
+    "adopt": lambda: fo.adopt(lr=0.01, weight_decay=0.01),
+    "ademamix": lambda: fo.ademamix(lr=0.01, weight_decay=0.01),
+    "adan": lambda: fo.adan(lr=0.01, weight_decay=0.02),
+    "laprop": lambda: fo.laprop(lr=0.01, weight_decay=0.01, amsgrad=True),
 }
 
 

@@ -7,19 +7,25 @@ state format.
 """
 
 from functional_optim.adapters._base import *
+from functional_optim.adapters.adam_family import *
 from functional_optim.adapters.matrix import *
 from functional_optim.adapters.muon_split import *
 from functional_optim.adapters.optimizers import *
 from functional_optim.adapters.parameter_free import *
 from functional_optim.adapters.schedule_free import *
+from functional_optim.adapters.sign_family import *
 
 __all__ = [
+    "ADOPT",
     "ASGD",
     "FUNCTIONAL_STATE_KEY",
     "IMPLEMENTATION_FLAGS",
+    "LARS",
     "LBFGS",
     "SGD",
     "SOAP",
+    "AdEMAMix",
+    "AdaBelief",
     "AdaMuon",
     "Adadelta",
     "Adafactor",
@@ -28,19 +34,26 @@ __all__ = [
     "AdamW",
     "AdamWScheduleFree",
     "Adamax",
+    "Adan",
     "DAdaptAdam",
     "DoG",
     "FunctionalOptimizer",
+    "LaProp",
+    "Lamb",
+    "Lion",
     "Muon",
     "MuonWithAdamW",
     "NAdam",
     "NorMuon",
+    "Novograd",
     "Prodigy",
     "RAdam",
     "RMSprop",
     "Rprop",
     "SGDScheduleFree",
     "Scion",
+    "Signum",
     "SparseAdam",
+    "Yogi",
     "muon_or_adamw",
 ]

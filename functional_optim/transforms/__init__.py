@@ -4,9 +4,13 @@ from functional_optim.transforms.adadelta import *
 from functional_optim.transforms.adagrad import *
 from functional_optim.transforms.adam import *
 from functional_optim.transforms.adamax import *
+from functional_optim.transforms.adan import *
 from functional_optim.transforms.adaptive_grad_clip import *
 from functional_optim.transforms.add_noise import *
+from functional_optim.transforms.ademamix import *
+from functional_optim.transforms.adopt import *
 from functional_optim.transforms.asgd import *
+from functional_optim.transforms.belief import *
 from functional_optim.transforms.bias_corrected_rms import *
 from functional_optim.transforms.cautious import *
 from functional_optim.transforms.cautious_weight_decay import *
@@ -20,17 +24,21 @@ from functional_optim.transforms.dog import *
 from functional_optim.transforms.factored import *
 from functional_optim.transforms.freeze import *
 from functional_optim.transforms.grafting import *
+from functional_optim.transforms.laprop import *
 from functional_optim.transforms.lbfgs import *
 from functional_optim.transforms.line_search import *
+from functional_optim.transforms.lion import *
 from functional_optim.transforms.lmo import *
 from functional_optim.transforms.mars import *
 from functional_optim.transforms.momentum import *
 from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *
 from functional_optim.transforms.neuron_norm import *
+from functional_optim.transforms.novograd import *
 from functional_optim.transforms.orthogonalize import *
 from functional_optim.transforms.orthogonalize_distributed import *
 from functional_optim.transforms.prodigy import *
+from functional_optim.transforms.proximal_decay import *
 from functional_optim.transforms.radam import *
 from functional_optim.transforms.rms import *
 from functional_optim.transforms.rms_matching import *
@@ -42,8 +50,10 @@ from functional_optim.transforms.sign import *
 from functional_optim.transforms.snapshot import *
 from functional_optim.transforms.soap import *
 from functional_optim.transforms.sparse_adam import *
+from functional_optim.transforms.trust_ratio import *
 from functional_optim.transforms.update_second_moment import *
 from functional_optim.transforms.weight_decay import *
+from functional_optim.transforms.yogi import *
 from functional_optim.transforms.zero_nans import *
 
 __all__ = [
@@ -61,20 +71,28 @@ __all__ = [
     "ScaleByAdagradState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdanState",
+    "ScaleByAdemamixState",
+    "ScaleByAdoptState",
     "ScaleByAsgdState",
+    "ScaleByBeliefState",
     "ScaleByBiasCorrectedRmsState",
     "ScaleByDAdaptAdamState",
     "ScaleByDoGState",
     "ScaleByFactoredRmsState",
     "ScaleByLBFGSState",
+    "ScaleByLapropState",
+    "ScaleByLionState",
     "ScaleByMarsState",
     "ScaleByNAdamState",
+    "ScaleByNovogradState",
     "ScaleByProdigyState",
     "ScaleByRAdamState",
     "ScaleByRmsState",
     "ScaleByRpropState",
     "ScaleBySoapState",
     "ScaleBySparseAdamState",
+    "ScaleByYogiState",
     "ScheduleFreeState",
     "SnapshotState",
     "TraceState",
@@ -84,6 +102,9 @@ __all__ = [
     "add_cautious_decayed_weights",
     "add_decayed_weights",
     "add_noise",
+    "ademamix_alpha_warmup",
+    "ademamix_beta3_warmup",
+    "adopt_clip",
     "cautious",
     "cautious_mask",
     "centralize",
@@ -108,19 +129,27 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_adan",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_asgd",
+    "scale_by_belief",
     "scale_by_bias_corrected_rms",
     "scale_by_dadapt_adam",
     "scale_by_dog",
     "scale_by_ema_momentum",
     "scale_by_factored_rms",
+    "scale_by_laprop",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
+    "scale_by_lion",
     "scale_by_lmo",
     "scale_by_mars",
     "scale_by_nadam",
     "scale_by_neuron_norm",
+    "scale_by_novograd",
     "scale_by_prodigy",
+    "scale_by_proximal_decay",
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_rprop",
@@ -128,7 +157,9 @@ __all__ = [
     "scale_by_sign",
     "scale_by_soap",
     "scale_by_sparse_adam",
+    "scale_by_trust_ratio",
     "scale_by_update_second_moment",
+    "scale_by_yogi",
     "scale_to_rms",
     "schedule_free",
     "schedule_free_eval_params",

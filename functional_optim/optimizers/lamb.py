@@ -1,0 +1,60 @@
+"""LAMB as a composition of transforms."""
+
+from __future__ import annotations
+
+from functional_optim import _validation
+from functional_optim.core import GradientTransformation, Hyperparam, chain
+from functional_optim.hyperparams import schedulable
+from functional_optim.transforms.adam import scale_by_adam
+from functional_optim.transforms.scaling import scale_by_learning_rate
+from functional_optim.transforms.trust_ratio import scale_by_trust_ratio
+from functional_optim.transforms.weight_decay import add_decayed_weights
+
+__all__ = ["lamb"]
+
+
+@schedulable("lr", "betas", "eps", "weight_decay")
+def lamb(
+    lr: Hyperparam = 1e-3,
+    betas: tuple[Hyperparam, Hyperparam] = (0.9, 0.999),
+    eps: Hyperparam = 1e-6,
+    weight_decay: Hyperparam = 0.0,
+) -> GradientTransformation:
+    r"""LAMB: Adam's bias-corrected step plus decoupled decay, scaled layer-wise by ``||p|| / ||u||``.
+
+    .. code-block:: text
+
+        chain(scale_by_adam(β1, β2, eps),            # m̂ / (sqrt(v̂) + eps)
+              add_decayed_weights(weight_decay),     # + wd·p
+              scale_by_trust_ratio(),                # · ||p|| / ||u||  (1 if either is 0)
+              scale_by_learning_rate(lr))
+
+    As the paper's Algorithm 2 and optax.lamb: bias correction on, no clipping of ``||p||``
+    (cybertronai's pytorch-lamb, with the same arguments, drops the bias correction and clips
+    ``||p||`` to 10).
+
+    Args:
+      lr: learning rate.
+      betas: ``(β1, β2)``.
+      eps: added to the denominator.
+      weight_decay: decoupled decay, inside the trust ratio.
+
+    Example:
+      >>> opt = fo.lamb(lr=0.1)
+      >>> params = [torch.tensor([3.0, 4.0])]
+      >>> opt.update([torch.tensor([1.0, 1.0])], opt.init(params), params)[0][0]
+      tensor([-0.3536, -0.3536])
+
+    References:
+      You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.
+    """
+    _validation.learning_rate(lr)
+    _validation.betas(betas)
+    _validation.nonnegative("eps", eps, "epsilon value")
+    _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
+    return chain(
+        scale_by_adam(betas[0], betas[1], eps),
+        add_decayed_weights(weight_decay),
+        scale_by_trust_ratio(),
+        scale_by_learning_rate(lr),
+    )

@@ -1,0 +1,61 @@
+"""LARS as a composition of transforms (optax's ``lars``)."""
+
+from __future__ import annotations
+
+from functional_optim import _validation
+from functional_optim.core import GradientTransformation, Hyperparam, chain
+from functional_optim.hyperparams import schedulable
+from functional_optim.transforms.momentum import trace
+from functional_optim.transforms.scaling import scale_by_learning_rate
+from functional_optim.transforms.trust_ratio import scale_by_trust_ratio
+from functional_optim.transforms.weight_decay import add_decayed_weights
+
+__all__ = ["lars"]
+
+
+@schedulable("lr", "momentum", "weight_decay", "trust_coefficient", "eps")
+def lars(
+    lr: Hyperparam = 1.0,
+    momentum: Hyperparam = 0.9,
+    weight_decay: Hyperparam = 0.0,
+    trust_coefficient: Hyperparam = 0.001,
+    eps: Hyperparam = 0.0,
+    nesterov: bool = False,
+) -> GradientTransformation:
+    r"""LARS: momentum SGD with a layer-wise trust ratio.
+
+    .. code-block:: text
+
+        chain(add_decayed_weights(weight_decay),          # g ← g + wd·p
+              scale_by_trust_ratio(trust_coefficient, eps),  # · η ||p|| / (||g + wd p|| + eps)
+              scale_by_learning_rate(lr),
+              trace(momentum, nesterov=nesterov))         # momentum of the scaled steps
+
+    The learning rate is inside the momentum, as in the paper's Algorithm 1 and optax (the
+    same as outside it for a constant rate).
+
+    Args:
+      lr: global learning rate ``γ``.
+      momentum: momentum ``m``.
+      weight_decay: ``β``, added to the gradient before the trust ratio.
+      trust_coefficient: ``η``.
+      eps: added to the norm of the update.
+      nesterov: Nesterov momentum.
+
+    Example:
+      >>> opt = fo.lars(lr=1.0)
+      >>> params = [torch.tensor([3.0, 4.0])]
+      >>> opt.update([torch.tensor([1.0, 0.0])], opt.init(params), params)[0][0]
+      tensor([-0.0050, -0.0000])
+
+    References:
+      You et al., "Large Batch Training of Convolutional Networks", 2017. optax.lars.
+    """
+    _validation.learning_rate(lr)
+    _validation.nonnegative("momentum", momentum, "momentum value")
+    return chain(
+        add_decayed_weights(weight_decay),
+        scale_by_trust_ratio(trust_coefficient, eps),
+        scale_by_learning_rate(lr),
+        trace(momentum, nesterov=nesterov),
+    )

@@ -1,0 +1,97 @@
+"""``scale_by_laprop``: momentum over the gradient *already divided* by the RMS (LaProp)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from functional_optim import _validation, ops, tree
+from functional_optim._leafwise import update_leaves
+from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.hyperparams import schedulable
+from functional_optim.transforms import _steps
+
+__all__ = ["ScaleByLapropState", "scale_by_laprop"]
+
+
+class ScaleByLapropState(NamedTuple):
+    """Per-parameter state of :func:`scale_by_laprop` (names as ``torch.optim.Adam``)."""
+
+    step: Any
+    exp_avg: Any
+    exp_avg_sq: Any
+    max_exp_avg_sq: Any  # ``()`` unless amsgrad
+
+
+@schedulable("b1", "b2", "eps")
+def scale_by_laprop(
+    b1: Hyperparam = 0.9, b2: Hyperparam = 0.999, eps: Hyperparam = 1e-15, *, amsgrad: bool = False
+) -> GradientTransformation:
+    r"""LaProp: decouple momentum from adaptivity by normalising the gradient first.
+
+    With ``t`` the parameter's step count:
+
+    .. math::
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
+        \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) \frac{g_t}{\sqrt{\hat v_t / (1-\beta_2^t)} + \epsilon},\qquad
+        u_t = \frac{m_t}{1-\beta_1^t}
+
+    The authors' code keeps the learning rate inside the momentum (``m ← β1 m + (1-β1)·lr·ĝ``,
+    with a matching lr-weighted bias correction); with a constant learning rate the two are
+    the same, with a schedule ours is momentum over the normalised gradients, scaled by the
+    current rate.
+
+    Args:
+      b1: momentum ``β1``.
+      b2: decay of the second moment.
+      eps: added to the denominator (the paper uses ``1e-15``).
+      amsgrad: use the running maximum of ``v`` (the authors' ``amsgrad``).
+
+    Example:
+      >>> tx = fo.scale_by_laprop()
+      >>> u, _ = tx.update([torch.tensor([-4.0])], tx.init([torch.zeros(1)]))
+      >>> u[0]
+      tensor([-1.])
+
+    References:
+      Ziyin et al., "LaProp: Separating Momentum and Adaptivity in Adam", 2020 (Algorithm 1);
+      Z-T-WANG/LaProp-Optimizer.
+    """
+    _validation.beta("b1", b1, 0)
+    _validation.beta("b2", b2, 1)
+    _validation.nonnegative("eps", eps, "epsilon value")
+
+    def init_fn(params: Params) -> ScaleByLapropState:
+        return ScaleByLapropState(
+            step=_steps.zeros(params),
+            exp_avg=tree.zeros_like(params),
+            exp_avg_sq=tree.zeros_like(params),
+            max_exp_avg_sq=tree.zeros_like(params) if amsgrad else (),
+        )
+
+    def laprop(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        steps, m, v = fields[0], fields[1], fields[2]
+        steps = _steps.increment(steps)
+        v = ops.addcmul(ops.mul(v, beta2), grads, grads, 1 - beta2)
+        new_fields = [steps, None, v]
+        second = v
+        if amsgrad:
+            second = ops.maximum(fields[3], v)
+            new_fields.append(second)
+        bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
+        denom = ops.add(ops.sqrt(ops.div(second, bc2)), eps_)
+        m = ops.lerp(m, ops.div(grads, denom), 1 - beta1)
+        new_fields[1] = m
+        bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+        return ops.div(m, bc1), new_fields
+
+    def update_fn(updates: Updates, state: ScaleByLapropState, params: Params | None = None, **extra: Any):
+        del params, extra
+        fields = [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
+        new_updates, new = update_leaves(laprop, updates, fields, name="scale_by_laprop")
+        return new_updates, ScaleByLapropState(*new) if amsgrad else ScaleByLapropState(*new, ())
+
+    return GradientTransformation(init_fn, update_fn)
