@@ -145,8 +145,9 @@ LAYOUT_CHANGES = [
     _param_and_state(_to_strided, "w"),  # strides of a parameter and its state
     _state_only(_to_offset, "b"),  # storage offset of a state entry
     _param_and_state(_to_new_shape, "b"),  # shape of a parameter and its state
-    _state_only(_to_double, "b"),  # dtype of a state entry only
 ]
+# (a state entry of another dtype than its parameter is refused by the update itself: tested in
+# tests/test_bad_input_pure.py)
 
 
 @pytest.mark.slow
@@ -156,7 +157,7 @@ def test_whole_step_compiles_a_new_variant_for_each_layout_change_of_params_and_
     step = fo.compile_step(tx)
     _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
     # the 1-D strided change leaves the layout as it was; every other change is a new variant
-    assert step.compilations == 6
+    assert step.compilations == 5
 
 
 @pytest.mark.slow
@@ -167,7 +168,7 @@ def test_elementwise_step_follows_layout_changes_of_params_and_state():
     _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
     # sizes and offsets are dynamic; a non-contiguous tensor is stepped eagerly; each new
     # combination of dtypes compiles a group variant
-    assert step.compilations == 4
+    assert step.compilations == 3
 
 
 @pytest.mark.slow

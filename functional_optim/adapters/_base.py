@@ -155,6 +155,8 @@ class FunctionalOptimizer(Optimizer):
     # and the functional one by overriding ``_decode_param_state``/``_encode_param_state`` and
     # setting ``_has_codec = True``.
     _has_codec = False
+    _optional_state_keys: tuple[str, ...] = ()
+    """Per-parameter keys a subclass may keep besides those of a fresh state (checked at load)."""
 
     def __init__(
         self,
@@ -683,7 +685,7 @@ class FunctionalOptimizer(Optimizer):
             return  # not initialised yet: fresh state at the first step, as torch
         expected = self._expected_param_state(group, p)
         kind = type(self).__name__
-        unknown = sorted(set(loaded) - set(expected))
+        unknown = sorted(set(loaded) - set(expected) - set(self._optional_state_keys))
         if unknown:
             raise ValueError(
                 f"loaded state of {label} has {unknown}, which {kind} does not keep (it keeps "
@@ -693,7 +695,7 @@ class FunctionalOptimizer(Optimizer):
         if missing:
             raise ValueError(f"loaded state of {label} lacks {missing} (it has {sorted(loaded)})")
         for key, value in loaded.items():
-            ref = expected[key]
+            ref = expected.get(key, p)  # an optional key holds a tensor like the parameter
             if key == "step":
                 _check_step(label, value)
                 continue

@@ -687,8 +687,9 @@ class Muon(_DropIn):
         if len(chunks) == 1:
             return super()._prepare_group(index, group, extra)
         # the caches of chunk k are kept under (index, k); every chunk is prepared before any writes
+        prepare = super()._prepare_group
         commits = [
-            super()._prepare_group((index, k), {**group, "params": chunk}, extra)  # type: ignore[arg-type]
+            prepare((index, k), {**group, "params": chunk}, extra)  # type: ignore[arg-type]
             for k, chunk in enumerate(chunks)
         ]
 

@@ -35,6 +35,8 @@ __all__ = ["AdamWScheduleFree", "SGDScheduleFree"]
 class _ScheduleFree(_DropIn):
     """``train()`` / ``eval()`` and the train-mode flag of the Schedule-Free drop-ins."""
 
+    _optional_state_keys = ("y",)  # the training point, kept while in eval mode
+
     _tensor_step = False
 
     def _finish_init(self) -> None:

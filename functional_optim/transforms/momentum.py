@@ -98,7 +98,7 @@ def trace(
         direction = ops.add(grads, new_bufs, alpha=mu) if nesterov else new_bufs
         return RuleStep([new_bufs, new_started], [Term(direction, None, unscaled)])
 
-    return rule_transform(
+    transform = rule_transform(
         init_fn,
         Rule(
             "trace",
@@ -108,6 +108,14 @@ def trace(
             state_type=TraceState,
         ),
     )
+
+    def update_fn(updates: Updates, state: TraceState, params: Params | None = None, **extra: Any):
+        mu = ops.scalar(momentum)
+        if ops.is_python_number(mu) and mu == 0:  # torch keeps no buffer: pass through, state untouched
+            return updates, state
+        return transform.update(updates, state, params, **extra)
+
+    return GradientTransformation(transform.init, update_fn, transform.role)
 
 
 class EmaState(NamedTuple):

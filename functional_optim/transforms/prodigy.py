@@ -144,7 +144,9 @@ def scale_by_prodigy(
             return grads, [fields[0], s, p0, v, *m]
 
         fields = [state.step, state.s, state.p0, state.exp_avg_sq, *([state.exp_avg] if use_m else [])]
-        grads, new = update_leaves(first, updates, fields, params, name="scale_by_prodigy", need_params=True)
+        grads, new = update_leaves(
+            first, updates, fields, params, name="scale_by_prodigy", need_params=True, elementwise_state=False
+        )
         if "delta" not in scalars:  # no gradient at all
             return updates, state
         d_denom = scalars["denom"]
@@ -174,7 +176,9 @@ def scale_by_prodigy(
                 u = _scalars.axpy_(u, ps, decay)
             return u, [_scalars.advance(fields[0], keep), *fields[1:]]
 
-        out, new = update_leaves(second, grads, list(new), params, name="scale_by_prodigy")
+        out, new = update_leaves(
+            second, grads, list(new), params, name="scale_by_prodigy", elementwise_state=False
+        )
         steps, s, p0, v = new[:4]
         m = new[4] if use_m else ()
         k = state.k + active.to(torch.int64)
