@@ -105,12 +105,12 @@ class MuonWithAdamW(FunctionalOptimizer):
     ``adamw_weight_decay`` to one. Without names (plain tensors) pass ``model=`` for the split by
     module type; otherwise 2-D tensors go to Muon.
 
-    Example:
-      >>> nn = torch.nn
-      >>> model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.Linear(4, 10))
-      >>> opt = fo.adapters.MuonWithAdamW(model.named_parameters(), model=model, muon_lr=0.02)
-      >>> [len(g["params"]) for g in opt.param_groups]
-      [1, 4]
+    Examples:
+        >>> nn = torch.nn
+        >>> model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.Linear(4, 10))
+        >>> opt = fo.adapters.MuonWithAdamW(model.named_parameters(), model=model, muon_lr=0.02)
+        >>> [len(g["params"]) for g in opt.param_groups]
+        [1, 4]
 
     References:
       K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (2024).

@@ -26,12 +26,12 @@ def adabelief(
 ) -> GradientTransformation:
     r"""AdaBelief, with adabelief-pytorch's (0.2) arguments and defaults.
 
-    .. code-block:: text
-
-        chain(add_decayed_weights(weight_decay)   # L2, unless weight_decouple
-              scale_by_belief(β1, β2, eps, amsgrad, rectify, degenerated_to_sgd),
-              add_decayed_weights(weight_decay)   # decoupled: p ← p - lr·wd·p (weight_decouple)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(add_decayed_weights(weight_decay)   # L2, unless weight_decouple
+          scale_by_belief(β1, β2, eps, amsgrad, rectify, degenerated_to_sgd),
+          add_decayed_weights(weight_decay)   # decoupled: p ← p - lr·wd·p (weight_decouple)
+          scale_by_learning_rate(lr))
+    ```
 
     ``rectify=True`` (the package's default) is RAdam's rectification; the paper's plain
     AdaBelief is ``rectify=False``. ``fixed_decay=True`` (decay not scaled by ``lr``) is not
@@ -48,11 +48,11 @@ def adabelief(
       rectify: RAdam's rectification.
       degenerated_to_sgd: with ``rectify``, momentum-SGD steps while the rectifier is undefined.
 
-    Example:
-      >>> opt = fo.adabelief(lr=0.1, rectify=False)
-      >>> params = [torch.zeros(2)]
-      >>> opt.update([torch.tensor([2.0, -1.0])], opt.init(params), params)[0][0]
-      tensor([-0.1111,  0.1111])
+    Examples:
+        >>> opt = fo.adabelief(lr=0.1, rectify=False)
+        >>> params = [torch.zeros(2)]
+        >>> opt.update([torch.tensor([2.0, -1.0])], opt.init(params), params)[0][0]
+        tensor([-0.1111,  0.1111])
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed

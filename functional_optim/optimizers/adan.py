@@ -25,13 +25,13 @@ def adan(
 ) -> GradientTransformation:
     r"""Adan, with the authors' arguments, defaults and ``β`` convention.
 
-    .. code-block:: text
-
-        chain(clip_by_global_norm(max_grad_norm)        if max_grad_norm > 0,
-              scale_by_adan(β1, β2, β3, eps),
-              add_decayed_weights(weight_decay),
-              scale_by_proximal_decay(lr, weight_decay)  unless no_prox,   # p ← (p - lr·u)/(1 + lr·wd)
-              scale_by_learning_rate(lr))                                  # no_prox: p ← p - lr·(u + wd·p)
+    ```text
+    chain(clip_by_global_norm(max_grad_norm)        if max_grad_norm > 0,
+          scale_by_adan(β1, β2, β3, eps),
+          add_decayed_weights(weight_decay),
+          scale_by_proximal_decay(lr, weight_decay)  unless no_prox,   # p ← (p - lr·u)/(1 + lr·wd)
+          scale_by_learning_rate(lr))                                  # no_prox: p ← p - lr·(u + wd·p)
+    ```
 
     Args:
       lr: learning rate.
@@ -41,11 +41,11 @@ def adan(
       max_grad_norm: clip the gradients to this global norm first (``0``: off).
       no_prox: decoupled instead of proximal weight decay.
 
-    Example:
-      >>> opt = fo.adan(lr=0.1)
-      >>> params = [torch.zeros(1)]
-      >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
-      tensor([-0.1000])
+    Examples:
+        >>> opt = fo.adan(lr=0.1)
+        >>> params = [torch.zeros(1)]
+        >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
+        tensor([-0.1000])
 
     References:
       Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models",

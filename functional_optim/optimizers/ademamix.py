@@ -28,11 +28,11 @@ def ademamix(
 ) -> GradientTransformation:
     r"""AdEMAMix, with the authors' arguments and defaults.
 
-    .. code-block:: text
-
-        chain(scale_by_ademamix(β1, β2, β3 [warmed up], α [warmed up], eps),
-              add_decayed_weights(weight_decay),    # decoupled: p ← p - lr·wd·p
-              scale_by_learning_rate(lr))
+    ```text
+    chain(scale_by_ademamix(β1, β2, β3 [warmed up], α [warmed up], eps),
+          add_decayed_weights(weight_decay),    # decoupled: p ← p - lr·wd·p
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate.
@@ -43,11 +43,11 @@ def ademamix(
       eps: added to the denominator.
       weight_decay: decoupled decay.
 
-    Example:
-      >>> opt = fo.ademamix(lr=0.1, alpha=0.0)
-      >>> params = [torch.zeros(1)]
-      >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
-      tensor([-0.1000])
+    Examples:
+        >>> opt = fo.ademamix(lr=0.1, alpha=0.0)
+        >>> params = [torch.zeros(1)]
+        >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
+        tensor([-0.1000])
 
     References:
       Pagliardini et al., "The AdEMAMix Optimizer: Better, Faster, Older", ICLR 2025.

@@ -22,12 +22,12 @@ def lamb(
 ) -> GradientTransformation:
     r"""LAMB: Adam's bias-corrected step plus decoupled decay, scaled layer-wise by ``||p|| / ||u||``.
 
-    .. code-block:: text
-
-        chain(scale_by_adam(β1, β2, eps),            # m̂ / (sqrt(v̂) + eps)
-              add_decayed_weights(weight_decay),     # + wd·p
-              scale_by_trust_ratio(),                # · ||p|| / ||u||  (1 if either is 0)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(scale_by_adam(β1, β2, eps),            # m̂ / (sqrt(v̂) + eps)
+          add_decayed_weights(weight_decay),     # + wd·p
+          scale_by_trust_ratio(),                # · ||p|| / ||u||  (1 if either is 0)
+          scale_by_learning_rate(lr))
+    ```
 
     As the paper's Algorithm 2 and optax.lamb: bias correction on, no clipping of ``||p||``
     (cybertronai's pytorch-lamb, with the same arguments, drops the bias correction and clips
@@ -39,11 +39,11 @@ def lamb(
       eps: added to the denominator.
       weight_decay: decoupled decay, inside the trust ratio.
 
-    Example:
-      >>> opt = fo.lamb(lr=0.1)
-      >>> params = [torch.tensor([3.0, 4.0])]
-      >>> opt.update([torch.tensor([1.0, 1.0])], opt.init(params), params)[0][0]
-      tensor([-0.3536, -0.3536])
+    Examples:
+        >>> opt = fo.lamb(lr=0.1)
+        >>> params = [torch.tensor([3.0, 4.0])]
+        >>> opt.update([torch.tensor([1.0, 1.0])], opt.init(params), params)[0][0]
+        tensor([-0.3536, -0.3536])
 
     References:
       You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", ICLR 2020.

@@ -22,11 +22,11 @@ def laprop(
 ) -> GradientTransformation:
     r"""LaProp, with the authors' arguments and defaults (Z-T-WANG/LaProp-Optimizer).
 
-    .. code-block:: text
-
-        chain(scale_by_laprop(β1, β2, eps, amsgrad),
-              add_decayed_weights(weight_decay),    # decoupled: p ← p - lr·wd·p
-              scale_by_learning_rate(lr))
+    ```text
+    chain(scale_by_laprop(β1, β2, eps, amsgrad),
+          add_decayed_weights(weight_decay),    # decoupled: p ← p - lr·wd·p
+          scale_by_learning_rate(lr))
+    ```
 
     The authors' code decays by ``wd·p`` (not scaled by ``lr``); we use AdamW's ``lr·wd·p``, as
     pytorch-optimizer's ``LaProp``. The ``centered`` variant is not provided.
@@ -38,11 +38,11 @@ def laprop(
       weight_decay: decoupled decay.
       amsgrad: running maximum of the second moment.
 
-    Example:
-      >>> opt = fo.laprop(lr=0.1)
-      >>> params = [torch.zeros(1)]
-      >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
-      tensor([-0.1000])
+    Examples:
+        >>> opt = fo.laprop(lr=0.1)
+        >>> params = [torch.zeros(1)]
+        >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
+        tensor([-0.1000])
 
     References:
       Ziyin et al., "LaProp: Separating Momentum and Adaptivity in Adam", 2020.

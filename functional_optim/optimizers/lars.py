@@ -24,12 +24,12 @@ def lars(
 ) -> GradientTransformation:
     r"""LARS: momentum SGD with a layer-wise trust ratio.
 
-    .. code-block:: text
-
-        chain(add_decayed_weights(weight_decay),          # g ← g + wd·p
-              scale_by_trust_ratio(trust_coefficient, eps),  # · η ||p|| / (||g + wd p|| + eps)
-              scale_by_learning_rate(lr),
-              trace(momentum, nesterov=nesterov))         # momentum of the scaled steps
+    ```text
+    chain(add_decayed_weights(weight_decay),          # g ← g + wd·p
+          scale_by_trust_ratio(trust_coefficient, eps),  # · η ||p|| / (||g + wd p|| + eps)
+          scale_by_learning_rate(lr),
+          trace(momentum, nesterov=nesterov))         # momentum of the scaled steps
+    ```
 
     The learning rate is inside the momentum, as in the paper's Algorithm 1 and optax (the
     same as outside it for a constant rate).
@@ -42,11 +42,11 @@ def lars(
       eps: added to the norm of the update.
       nesterov: Nesterov momentum.
 
-    Example:
-      >>> opt = fo.lars(lr=1.0)
-      >>> params = [torch.tensor([3.0, 4.0])]
-      >>> opt.update([torch.tensor([1.0, 0.0])], opt.init(params), params)[0][0]
-      tensor([-0.0050, -0.0000])
+    Examples:
+        >>> opt = fo.lars(lr=1.0)
+        >>> params = [torch.tensor([3.0, 4.0])]
+        >>> opt.update([torch.tensor([1.0, 0.0])], opt.init(params), params)[0][0]
+        tensor([-0.0050, -0.0000])
 
     References:
       You et al., "Large Batch Training of Convolutional Networks", 2017. optax.lars.

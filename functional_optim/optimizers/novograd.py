@@ -21,10 +21,10 @@ def novograd(
 ) -> GradientTransformation:
     r"""NovoGrad, with NVIDIA's ``Novograd`` arguments and defaults.
 
-    .. code-block:: text
-
-        chain(scale_by_novograd(β1, β2, eps, weight_decay, grad_averaging),
-              scale_by_learning_rate(lr))
+    ```text
+    chain(scale_by_novograd(β1, β2, eps, weight_decay, grad_averaging),
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate.
@@ -33,11 +33,11 @@ def novograd(
       weight_decay: decay added inside the momentum.
       grad_averaging: scale the normalised gradient by ``1 - β1``.
 
-    Example:
-      >>> opt = fo.novograd(lr=0.1)
-      >>> params = [torch.zeros(2)]
-      >>> opt.update([torch.tensor([3.0, 4.0])], opt.init(params), params)[0][0]
-      tensor([-0.0600, -0.0800])
+    Examples:
+        >>> opt = fo.novograd(lr=0.1)
+        >>> params = [torch.zeros(2)]
+        >>> opt.update([torch.tensor([3.0, 4.0])], opt.init(params), params)[0][0]
+        tensor([-0.0600, -0.0800])
 
     References:
       Ginsburg et al., "Stochastic Gradient Methods with Layer-wise Adaptive Moments for Training

@@ -19,12 +19,12 @@ def signum(
 ) -> GradientTransformation:
     r"""Signum: the sign of a moving average of the gradients (sign SGD when ``momentum=0``).
 
-    .. code-block:: text
-
-        chain(add_decayed_weights(weight_decay),   # L2: g ← g + wd·p
-              ema(momentum),                       # m ← β m + (1-β) g   (skipped if momentum == 0)
-              scale_by_sign(),
-              scale_by_learning_rate(lr))
+    ```text
+    chain(add_decayed_weights(weight_decay),   # L2: g ← g + wd·p
+          ema(momentum),                       # m ← β m + (1-β) g   (skipped if momentum == 0)
+          scale_by_sign(),
+          scale_by_learning_rate(lr))
+    ```
 
     The moving average starts at zero (no debiasing: it does not change the sign).
 
@@ -33,12 +33,12 @@ def signum(
       momentum: ``β``; ``0`` gives sign SGD.
       weight_decay: L2 penalty added to the gradient.
 
-    Example:
-      >>> opt = fo.signum(lr=0.1)
-      >>> params = [torch.tensor([1.0, 1.0])]
-      >>> u, _ = opt.update([torch.tensor([3.0, -1e-3])], opt.init(params), params)
-      >>> u[0]
-      tensor([-0.1000,  0.1000])
+    Examples:
+        >>> opt = fo.signum(lr=0.1)
+        >>> params = [torch.tensor([1.0, 1.0])]
+        >>> u, _ = opt.update([torch.tensor([3.0, -1e-3])], opt.init(params), params)
+        >>> u[0]
+        tensor([-0.1000,  0.1000])
 
     References:
       Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex Problems", ICML 2018.
@@ -58,10 +58,10 @@ def signum(
 def sign_sgd(lr: Hyperparam = 0.01) -> GradientTransformation:
     r"""Sign SGD: ``p ← p - lr·sign(g)``; ``chain(scale_by_sign(), scale_by_learning_rate(lr))``.
 
-    Example:
-      >>> opt = fo.sign_sgd(0.5)
-      >>> opt.update([torch.tensor([-2.0])], opt.init(None))[0][0]
-      tensor([0.5000])
+    Examples:
+        >>> opt = fo.sign_sgd(0.5)
+        >>> opt.update([torch.tensor([-2.0])], opt.init(None))[0][0]
+        tensor([0.5000])
 
     References:
       Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex Problems", ICML 2018.

@@ -32,11 +32,11 @@ def soap(
 ) -> GradientTransformation:
     r"""SOAP (Vyas et al. 2024) with the official code's arguments, defaults and update order.
 
-    .. code-block:: text
-
-        chain(scale_by_soap(betas, shampoo_beta, eps, ...),       # Adam in Shampoo's eigenbasis
-              scale_by_learning_rate(lr),                          # u = -lr·u
-              decay_after_update(weight_decay, lr, skip_steps=1))  # p ← (p + u)(1 - lr·wd)
+    ```text
+    chain(scale_by_soap(betas, shampoo_beta, eps, ...),       # Adam in Shampoo's eigenbasis
+          scale_by_learning_rate(lr),                          # u = -lr·u
+          decay_after_update(weight_decay, lr, skip_steps=1))  # p ← (p + u)(1 - lr·wd)
+    ```
 
     The first step only builds the preconditioner (no update, no decay), as the official code.
 
@@ -46,8 +46,12 @@ def soap(
       shampoo_beta: EMA factor of the preconditioner; ``< 0`` = ``β₂``.
       eps: added to ``√v``.
       weight_decay: decay applied after the step (``p ← p(1 - lr·wd)`` on the updated ``p``).
-      precondition_frequency, max_precond_dim, merge_dims, precondition_1d, normalize_grads,
-      correct_bias: see :func:`~functional_optim.scale_by_soap`.
+      precondition_frequency: see :func:`~functional_optim.scale_by_soap` (as the next five).
+      max_precond_dim: largest dimension that gets a preconditioner.
+      merge_dims: merge dimensions so that each is at most ``max_precond_dim``.
+      precondition_1d: precondition 1-D parameters too.
+      normalize_grads: normalise each gradient before the update.
+      correct_bias: Adam's bias correction.
       eigh_dtype: dtype of the eigendecompositions (float32 as the official code).
 
     Example:

@@ -22,11 +22,11 @@ def yogi(
 ) -> GradientTransformation:
     r"""Yogi, with the authors' defaults (TensorFlow Addons ``Yogi``: lr 0.01, eps 1e-3, 1e-6).
 
-    .. code-block:: text
-
-        chain(add_decayed_weights(weight_decay),     # L2: g ← g + wd·p
-              scale_by_yogi(β1, β2, eps, initial_accumulator),
-              scale_by_learning_rate(lr))
+    ```text
+    chain(add_decayed_weights(weight_decay),     # L2: g ← g + wd·p
+          scale_by_yogi(β1, β2, eps, initial_accumulator),
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate.
@@ -35,11 +35,11 @@ def yogi(
       initial_accumulator: starting value of both moments.
       weight_decay: L2 penalty.
 
-    Example:
-      >>> opt = fo.yogi()
-      >>> params = [torch.zeros(1)]
-      >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
-      tensor([-0.0100])
+    Examples:
+        >>> opt = fo.yogi()
+        >>> params = [torch.zeros(1)]
+        >>> opt.update([torch.tensor([1.0])], opt.init(params), params)[0][0]
+        tensor([-0.0100])
 
     References:
       Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018.

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from functional_optim.core import Schedule
 from functional_optim.schedules import _common as _c
+from functional_optim.schedules._base import ScheduleObject
 
 __all__ = ["rex"]
 
@@ -28,10 +29,10 @@ def rex(init_value: Number, total_steps: int, end_value: Number = 0.0) -> Schedu
       total_steps: :math:`T` (int >= 1).
       end_value: :math:`v_e`.
 
-    Example:
-      >>> lr = fo.schedules.rex(1.0, total_steps=4)
-      >>> [round(lr(t), 4) for t in range(6)]
-      [1.0, 0.8571, 0.6667, 0.4, 0.0, 0.0]
+    Examples:
+        >>> lr = fo.schedules.rex(1.0, total_steps=4)
+        >>> [round(lr(t), 4) for t in range(6)]
+        [1.0, 0.8571, 0.6667, 0.4, 0.0, 0.0]
 
     References:
       Chen, Wolfe & Kyrillidis, "REX: Revisiting Budgeted Training with an Improved Schedule",
@@ -40,9 +41,17 @@ def rex(init_value: Number, total_steps: int, end_value: Number = 0.0) -> Schedu
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"rex: total_steps must be a positive integer, got {total_steps!r}")
 
-    def schedule(count: Any) -> Number:
+    return RexSchedule(init_value, total_steps, end_value)
+
+
+class RexSchedule(ScheduleObject):
+    """:func:`rex` as a picklable object."""
+
+    def __init__(self, init_value: Number, total_steps: int, end_value: Number) -> None:
+        self.init_value, self.total_steps, self.end_value = init_value, total_steps, end_value
+
+    def __call__(self, count: Any) -> Number:
+        init_value, end_value, total_steps = self.init_value, self.end_value, self.total_steps
         c = _c.as_count(count, _c.any_tensor(init_value, end_value))
         z = _c.minimum(_c.maximum(c, 0), total_steps) / total_steps
         return _c.out(end_value + (init_value - end_value) * (1 - z) / (0.5 + 0.5 * (1 - z)))
-
-    return schedule

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from functional_optim.core import Schedule
 from functional_optim.schedules import _common as _c
+from functional_optim.schedules._base import ScheduleObject
 
 __all__ = ["warmup_stable_decay"]
 
@@ -57,10 +58,10 @@ def warmup_stable_decay(
       end_value: :math:`v_e`, the value after the decay.
       decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
 
-    Example:
-      >>> lr = fo.schedules.warmup_stable_decay(1.0, 2, 3, 4, decay_type="1-sqrt")
-      >>> [round(lr(t), 4) for t in range(10)]
-      [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.5, 0.2929, 0.134, 0.0]
+    Examples:
+        >>> lr = fo.schedules.warmup_stable_decay(1.0, 2, 3, 4, decay_type="1-sqrt")
+        >>> [round(lr(t), 4) for t in range(10)]
+        [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.5, 0.2929, 0.134, 0.0]
 
     References:
       Hägele, Bakouch, Kosson, Ben Allal, Von Werra & Jaggi, "Scaling Laws and Compute-Optimal
@@ -72,20 +73,41 @@ def warmup_stable_decay(
         raise ValueError(f"warmup_stable_decay: decay_steps must be a positive integer, got {decay_steps!r}")
     if decay_type not in DECAY_TYPES:
         raise ValueError(f"warmup_stable_decay: decay_type must be one of {DECAY_TYPES}, got {decay_type!r}")
-    start = warmup_steps + stable_steps
+    return WarmupStableDecaySchedule(
+        init_value, peak_value, warmup_steps, stable_steps, decay_steps, end_value, decay_type
+    )
 
-    def shape(tau: Number) -> Number:
-        if decay_type == "linear":
+
+class WarmupStableDecaySchedule(ScheduleObject):
+    """:func:`warmup_stable_decay` as a picklable object."""
+
+    def __init__(
+        self,
+        init_value: Number,
+        peak_value: Number,
+        warmup_steps: int,
+        stable_steps: int,
+        decay_steps: int,
+        end_value: Number,
+        decay_type: str,
+    ) -> None:
+        self.init_value, self.peak_value, self.end_value = init_value, peak_value, end_value
+        self.warmup_steps, self.stable_steps, self.decay_steps = warmup_steps, stable_steps, decay_steps
+        self.decay_type = decay_type
+
+    def _shape(self, tau: Number) -> Number:
+        if self.decay_type == "linear":
             return 1 - tau
-        if decay_type == "cosine":
+        if self.decay_type == "cosine":
             return 0.5 * (1 + _c.cos(math.pi * tau))
         return 1 - _sqrt(tau)
 
-    def schedule(count: Any) -> Number:
+    def __call__(self, count: Any) -> Number:
+        init_value, peak_value, end_value = self.init_value, self.peak_value, self.end_value
+        warmup_steps, decay_steps = self.warmup_steps, self.decay_steps
+        start = warmup_steps + self.stable_steps
         c = _c.as_count(count, _c.any_tensor(peak_value, init_value, end_value))
         warm = init_value + (peak_value - init_value) * (c / warmup_steps if warmup_steps else 1.0)
         tau = _c.minimum(_c.maximum(c - start, 0), decay_steps) / decay_steps
-        decayed = end_value + (peak_value - end_value) * shape(tau)
+        decayed = end_value + (peak_value - end_value) * self._shape(tau)
         return _c.out(_c.where(c < warmup_steps, warm, _c.where(c < start, peak_value, decayed)))
-
-    return schedule

@@ -24,6 +24,11 @@ class ScaleByAdoptState(NamedTuple):
     exp_avg_sq: Any
 
 
+def _like(c: Any, x: Tensor) -> Any:
+    """A coefficient in ``x``'s dtype when it is a tensor (a Python number is left as it is)."""
+    return c.to(x.dtype) if isinstance(c, Tensor) else c
+
+
 def adopt_clip(t: Any) -> Any:
     """The paper's clipping threshold ``c_t = t^{1/4}``."""
     return t**0.25
@@ -62,12 +67,12 @@ def scale_by_adopt(
       eps: lower bound of ``sqrt(v)``.
       clip_lambda: the clipping threshold as a function of ``t`` (or ``None``).
 
-    Example:
-      >>> tx = fo.scale_by_adopt()
-      >>> s = tx.init([torch.zeros(1)])
-      >>> u, s = tx.update([torch.tensor([2.0])], s)  # initialises v only
-      >>> u[0], tx.update([torch.tensor([2.0])], s)[0][0]
-      (tensor([0.]), tensor([0.1000]))
+    Examples:
+        >>> tx = fo.scale_by_adopt()
+        >>> s = tx.init([torch.zeros(1)])
+        >>> u, s = tx.update([torch.tensor([2.0])], s)  # initialises v only
+        >>> u[0], tx.update([torch.tensor([2.0])], s)[0][0]
+        (tensor([0.]), tensor([0.1000]))
 
     References:
       Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any β2 with the Optimal Rate",
@@ -90,10 +95,19 @@ def scale_by_adopt(
             steps, m, v = fields
             steps = _steps.increment(steps)
             # the first gradient initialises v (decay 0) and leaves m (weight 0)
-            later = _steps.coefficients(steps, lambda t: (t > 1) * 1.0)
+            # traced counters give float64 0-dim tensors: cast to each gradient's dtype
+            later = [
+                _like(w, g)
+                for w, g in zip(_steps.coefficients(steps, lambda t: (t > 1) * 1.0), grads, strict=True)
+            ]
             normed = ops.div(grads, ops.clamp(ops.sqrt(v), min=eps_))
             if clip_lambda is not None:
-                bounds = _steps.coefficients(steps, lambda t: clip_lambda(t - 1))
+                bounds = [
+                    _like(c, g)
+                    for c, g in zip(
+                        _steps.coefficients(steps, lambda t: clip_lambda(t - 1)), grads, strict=True
+                    )
+                ]
                 normed = [x.clamp(-c, c) for x, c in zip(normed, bounds, strict=True)]
             new_m = ops.add(m, ops.mul(ops.sub(normed, m), [w * (1 - beta1) for w in later]))
             g2 = ops.mul(grads, grads)

@@ -30,13 +30,13 @@ def add_cautious_decayed_weights(weight_decay: Hyperparam = 0.0) -> GradientTran
     Args:
       weight_decay: :math:`\lambda` (float, 0-dim tensor or schedule).
 
-    Example:
-      >>> opt = fo.chain(fo.scale_by_adam(), fo.add_cautious_decayed_weights(0.1),
-      ...                fo.scale_by_learning_rate(1e-3))
-      >>> params = {"w": torch.tensor([1.0, -1.0])}
-      >>> updates, _ = opt.update({"w": torch.tensor([1.0, 1.0])}, opt.init(params), params)
-      >>> [round(v, 6) for v in updates["w"].tolist()]
-      [-0.0011, -0.001]
+    Examples:
+        >>> opt = fo.chain(fo.scale_by_adam(), fo.add_cautious_decayed_weights(0.1),
+        ...                fo.scale_by_learning_rate(1e-3))
+        >>> params = {"w": torch.tensor([1.0, -1.0])}
+        >>> updates, _ = opt.update({"w": torch.tensor([1.0, 1.0])}, opt.init(params), params)
+        >>> [round(v, 6) for v in updates["w"].tolist()]
+        [-0.0011, -0.001]
 
     References:
       Chen, Liang, Liu et al., "Cautious Weight Decay", arXiv:2510.12402, 2025.

@@ -65,12 +65,12 @@ def scale_by_dadapt_adam(
 
     Args: ``dadaptation.DAdaptAdam``'s, with ``betas`` split into ``b1``, ``b2``.
 
-    Example:
-      >>> opt = fo.scale_by_dadapt_adam(lr=1.0, decouple=True)
-      >>> params = {"w": torch.ones(3)}
-      >>> updates, state = opt.update({"w": torch.ones(3)}, opt.init(params), params)
-      >>> round(-updates["w"][0].item() * 1e6, 3)  # d0 (1 - b1) / sqrt(1 - b2)
-      3.162
+    Examples:
+        >>> opt = fo.scale_by_dadapt_adam(lr=1.0, decouple=True)
+        >>> params = {"w": torch.ones(3)}
+        >>> updates, state = opt.update({"w": torch.ones(3)}, opt.init(params), params)
+        >>> round(-updates["w"][0].item() * 1e6, 3)  # d0 (1 - b1) / sqrt(1 - b2)
+        3.162
 
     References:
       Defazio & Mishchenko, "Learning-Rate-Free Learning by D-Adaptation", ICML 2023

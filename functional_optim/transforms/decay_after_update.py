@@ -44,14 +44,14 @@ def decay_after_update(
       skip_steps: no decay during a parameter's first ``skip_steps`` steps (SOAP's first step only
         builds its preconditioner, and the official code does not decay then).
 
-    Example:
-      >>> import torch
-      >>> import functional_optim as fo
-      >>> tx = fo.chain(fo.scale_by_learning_rate(0.1), fo.decay_after_update(0.5, 0.1))
-      >>> p = {"w": torch.tensor([1.0])}
-      >>> u, _ = tx.update({"w": torch.tensor([1.0])}, tx.init(p), p)
-      >>> round(float(u["w"][0]), 6)  # (1 - 0.1)(1 - 0.05) - 1
-      -0.145
+    Examples:
+        >>> import torch
+        >>> import functional_optim as fo
+        >>> tx = fo.chain(fo.scale_by_learning_rate(0.1), fo.decay_after_update(0.5, 0.1))
+        >>> p = {"w": torch.tensor([1.0])}
+        >>> u, _ = tx.update({"w": torch.tensor([1.0])}, tx.init(p), p)
+        >>> round(float(u["w"][0]), 6)  # (1 - 0.1)(1 - 0.05) - 1
+        -0.145
 
     References:
       Vyas et al., "SOAP", arXiv:2409.11321, 2024 (official code's "fixed version" of AdamW decay).

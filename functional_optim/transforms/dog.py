@@ -65,12 +65,12 @@ def scale_by_dog(
       init_eta: the first step size (overrides ``reps_rel``).
       weight_decay: L2 penalty :math:`\lambda`.
 
-    Example:
-      >>> opt = fo.scale_by_dog()
-      >>> params = {"w": torch.ones(4)}
-      >>> updates, _ = opt.update({"w": torch.ones(4)}, opt.init(params), params)
-      >>> round(-updates["w"][0].item() * 2 / 3e-6, 4)  # r_eps (1 + ||x0||) / ||g|| = 3e-6 / 2
-      1.0
+    Examples:
+        >>> opt = fo.scale_by_dog()
+        >>> params = {"w": torch.ones(4)}
+        >>> updates, _ = opt.update({"w": torch.ones(4)}, opt.init(params), params)
+        >>> round(-updates["w"][0].item() * 2 / 3e-6, 4)  # r_eps (1 + ||x0||) / ||g|| = 3e-6 / 2
+        1.0
 
     References:
       Ivgi, Hinder & Carmon, "DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size

@@ -27,10 +27,10 @@ def scale_by_proximal_decay(learning_rate: Hyperparam, weight_decay: Hyperparam)
       learning_rate: the learning rate of the chain (the same value or schedule).
       weight_decay: ``λ``.
 
-    Example:
-      >>> tx = fo.scale_by_proximal_decay(0.5, 2.0)
-      >>> tx.update([torch.tensor([4.0])], tx.init(None))[0][0]
-      tensor([2.])
+    Examples:
+        >>> tx = fo.scale_by_proximal_decay(0.5, 2.0)
+        >>> tx.update([torch.tensor([4.0])], tx.init(None))[0][0]
+        tensor([2.])
 
     References:
       Xie et al., "Adan", TPAMI 2024 (Algorithm 1, proximal step).

@@ -46,13 +46,13 @@ def scale_by_update_second_moment(
       eps: added to the root.
       bias_correction: divide ``v`` by ``1-β₂ᵗ`` (pytorch-optimizer's AdaMuon; not the official code).
 
-    Example:
-      >>> import torch
-      >>> import functional_optim as fo
-      >>> tx = fo.scale_by_update_second_moment(0.5)
-      >>> u, _ = tx.update({"w": torch.tensor([2.0])}, tx.init({"w": torch.zeros(1)}))
-      >>> round(float(u["w"][0]), 4)  # 2 / sqrt(0.5 * 4)
-      1.4142
+    Examples:
+        >>> import torch
+        >>> import functional_optim as fo
+        >>> tx = fo.scale_by_update_second_moment(0.5)
+        >>> u, _ = tx.update({"w": torch.tensor([2.0])}, tx.init({"w": torch.zeros(1)}))
+        >>> round(float(u["w"][0]), 4)  # 2 / sqrt(0.5 * 4)
+        1.4142
 
     References:
       Si et al., "AdaMuon: Adaptive Muon Optimizer", arXiv:2507.11005, 2025

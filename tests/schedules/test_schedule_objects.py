@@ -15,6 +15,8 @@ from functional_optim import schedules as sch
 
 # one instance of every schedule constructor (module-level callables only: picklable)
 BUILDERS = {
+    "rex": lambda: sch.rex(0.1, total_steps=6, end_value=0.01),
+    "warmup_stable_decay": lambda: sch.warmup_stable_decay(0.1, 2, 3, 4, decay_type="cosine"),
     "step_lr": lambda: sch.step_lr(0.1, step_size=3, gamma=0.5),
     "multi_step_lr": lambda: sch.multi_step_lr(0.1, [2, 5, 5], gamma=0.5),
     "constant_lr": lambda: sch.constant_lr(0.1, factor=0.5, total_iters=3),
