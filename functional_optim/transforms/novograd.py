@@ -91,7 +91,11 @@ def scale_by_novograd(
             # the first step takes ||g||^2 as it is (beta2 -> 0)
             decay = _steps.coefficients(steps, lambda t: (t > 1) * beta2)
             norms = ops.norm(grads)
-            if len({(n.dtype, n.device) for n in norms + v}) == 1 and ops.is_python_number(*decay):
+            if (
+                len({(n.dtype, n.device) for n in norms + v}) == 1
+                and ops.is_python_number(*decay)
+                and not any(map(tree.is_dtensor, norms))  # DTensor norms: one op per tensor
+            ):
                 # the layer-wise scalars as one vector: a few ops instead of a few per tensor
                 sq = torch.stack(norms).square()
                 v_all = torch.lerp(sq, torch.stack(v), sq.new_tensor(decay))
