@@ -201,7 +201,7 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale:
     ``torch.func``) new tensors are returned. Complex parameters are written through their real
     views, except by a term whose ``num`` is complex itself (native complex arithmetic, e.g. SGD's
     momentum: ``torch.optim``'s complex ``add_``)."""
-    complex_like = [p for p in params if p.is_complex()]
+    has_complex = any(map(Tensor.is_complex, params))  # a C-level loop: this runs every step
     for term in terms:
         params_r = ops.view_as_real(params)
         if isinstance(term, After):
@@ -212,7 +212,7 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale:
             params_r = ops.mul_(params_r, value)
         elif term.den is not None:
             params_r = ops.addcdiv_(params_r, term.num, term.den, value)
-        elif complex_like and any(n.is_complex() for n in term.num):
+        elif has_complex and any(n.is_complex() for n in term.num):
             params = [
                 _add_scaled(p, n, v)
                 for p, n, v in zip(params, term.num, _per_tensor(value, params), strict=True)

@@ -57,6 +57,7 @@ def _one(dtype: torch.dtype) -> Tensor:
 
 
 _VERSION = operator.attrgetter("_version")
+_DEREF = operator.methodcaller("__call__")  # a weak reference's referent
 
 
 class _LastValues(threading.local):
@@ -80,7 +81,7 @@ def read(steps: Sequence[Any]) -> list[Any]:
         last is not None
         and len(last) == len(steps)
         and _LAST.versions == versions
-        and all(r() is s for r, s in zip(last, steps, strict=True))
+        and all(map(operator.is_, map(_DEREF, last), steps))  # C-level: this runs every step
     ):
         return list(_LAST.values)
     values = ops.step_values(steps)
