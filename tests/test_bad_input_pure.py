@@ -30,14 +30,8 @@ from tests._bad_inputs import (
     update,
 )
 
-_SPARSE = "needs update_leaves(..., sparse=<torch name>) in the transform"
-_STATE = "needs _layout.expect_state(state, <its State class>, name) first in the transform's update"
-_NO_SPARSE = ("adafactor",)  # transforms/factored.py
-_FOREIGN = ("adafactor",)
-PENDING: dict[tuple[str, str], str] = {
-    **{(name, "grad sparse"): _SPARSE for name in _NO_SPARSE},
-    **{(name, "state of another algorithm"): _STATE for name in _FOREIGN},
-}
+# cells that still need an edit in a transform: (algorithm, input kind) -> the edit
+PENDING: dict[tuple[str, str], str] = {}
 ACCEPTED_AS_TORCH = {(name, "grad sparse") for name in ("sgd", "sgd_plain", "adagrad", "lbfgs")}
 
 SHAPES = st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3).map(tuple)

@@ -86,11 +86,6 @@ def test_scale_by_learning_rate_refuses_a_nan_schedule_value_like_adam():
         opt.update({"w": torch.ones(2)}, state, params)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transforms/factored.py: a zero-size parameter divides by u.numel() ** 0.5 == 0 "
-    "(torch.optim.Adafactor too); skip it (empty update, state unchanged but for the step)",
-)
 @pytest.mark.parametrize("shape", [(0,), (0, 3)])
 def test_adafactor_steps_over_a_zero_size_parameter(shape):
     params = {"empty": torch.zeros(shape), "w": torch.ones(3)}

@@ -49,6 +49,7 @@ Notes:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import operator
@@ -58,6 +59,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from functional_optim import fused
 from functional_optim.adapters._interrupts import interrupts_deferred
@@ -67,7 +69,9 @@ from functional_optim.adapters._layout import (
     build_layout,
     freeze_exact,
     freeze_structure,
+    global_paths,
     has_globals,
+    is_stateless,
     required_keys,
     same_param_tensors,
     scatter,
@@ -219,12 +223,13 @@ class FunctionalOptimizer(Optimizer):
         if not exact_defaults:
             defaults.setdefault("differentiable", False)
         self._defaults_init = defaults
+        self._own_default_keys = tuple(defaults)
         self._reset_cache()
 
     def _reset_cache(self) -> None:
         # per group (by position): transform cache and layout cache
         self._fo_transforms: dict[int, tuple[Any, GradientTransformation]] = {}
-        self._fo_layouts: dict[int, tuple[Any, tuple, bool]] = {}
+        self._fo_layouts: dict[int, tuple[Any, tuple, bool, bool]] = {}
         self._fo_steps: dict[int, StepCache] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -232,13 +237,21 @@ class FunctionalOptimizer(Optimizer):
         state["_transform"] = self._transform
         state["_factory"] = self._factory
         state["_hp_names"] = self._hp_names
+        state["_own_default_keys"] = self._own_default_keys
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch's ``Optimizer.__setstate__`` adds ``differentiable`` to ``defaults``; groups get
+        # only the optimizer's own defaults (an optimizer without the flag keeps groups without it,
+        # so ``state_dict`` round-trips through ``load_state_dict``, deepcopy and pickling)
+        own_keys = state.get("_own_default_keys", getattr(self, "_own_default_keys", None))
         super().__setstate__(state)
+        if own_keys is None:  # pickled before the keys were recorded
+            own_keys = tuple(self.defaults)
+        self._own_default_keys = own_keys
         for group in self.param_groups:
-            for k, v in self.defaults.items():
-                group.setdefault(k, v)
+            for k in own_keys:
+                group.setdefault(k, self.defaults[k])
         self._reset_cache()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -273,19 +286,23 @@ class FunctionalOptimizer(Optimizer):
 
     def _layout_for(
         self, index: int, group: dict[str, Any], transform: GradientTransformation
-    ) -> tuple[tuple, bool, Any]:
+    ) -> tuple[tuple, bool, bool, Any]:
         """The cached layout of the group's state; rebuilt when the group's parameters or the
-        structure of its hyperparameters change. Returns (layout, has_globals, fresh init or None)."""
+        structure of its hyperparameters change. Returns (layout, has_globals, is_stateless, fresh
+        init or None)."""
         params = group["params"]
         key = (tuple(map(id, params)), tuple(freeze_structure(group[n]) for n in self._hp_names))
         cached = self._fo_layouts.get(index)
         if cached is not None and cached[0] == key:
-            return cached[1], cached[2], None
+            return cached[1], cached[2], cached[3], None
+        if group.get("fused"):
+            _check_fused_params(params)
         init_state = transform.init(list(params))
         layout = build_layout(init_state, len(params))
         with_globals = has_globals(layout)
-        self._fo_layouts[index] = (key, layout, with_globals)
-        return layout, with_globals, init_state
+        stateless = is_stateless(layout)
+        self._fo_layouts[index] = (key, layout, with_globals, stateless)
+        return layout, with_globals, stateless, init_state
 
     def _fresh_param_states(
         self, transform: GradientTransformation, group: dict[str, Any], params: list[Tensor]
@@ -339,10 +356,12 @@ class FunctionalOptimizer(Optimizer):
         else:
             present = params
         transform = self._transform_for(index, group)
-        layout, has_globals, init_state = self._layout_for(index, group, transform)
+        layout, has_globals, stateless, init_state = self._layout_for(index, group, transform)
         state = self.state
         torch_states = [state.get(p) for p in present]
         cache = None if (has_globals or compiling) else self._fo_steps.get(index)
+        if stateless and cache is not None:  # no entries are kept: every state is empty
+            torch_states = [{} if st is None else st for st in torch_states]
         if cache is not None and None not in torch_states and cache.fits(layout, present, torch_states):
             # Nothing replaced a state tensor since the last step: reuse its functional state
             # (no decoding, no re-assembly; the tensors themselves were updated in place).
@@ -397,6 +416,9 @@ class FunctionalOptimizer(Optimizer):
                 plan, prepared, step_scale, param_scale = in_place
                 result = fused.commit(plan, prepared, present, step_scale, param_scale)
             self._write_back(index, group, layout, present, gathered, cache, result)
+            for p, _ in gathered.new_entries:
+                if not state[p]:  # a stateless rule (SGD without momentum): no entry, as torch
+                    del state[p]
             if updates is not None:
                 self._apply(present, updates)
 
@@ -543,7 +565,8 @@ class FunctionalOptimizer(Optimizer):
             map(operator.is_, map(_DTYPE, grads), map(_DTYPE, params))
         ):
             return None
-        return plan, -lr, 1 - lr * wd  # torch.optim's ``1 - lr * weight_decay``
+        # torch.optim's ``1 - lr * weight_decay``, applied only with weight decay (lr=inf, wd=0: 1)
+        return plan, -lr, (1 - lr * wd) if wd else 1.0
 
     @staticmethod
     def _apply(params: list[Tensor], updates: list[Tensor | None]) -> None:
@@ -607,11 +630,21 @@ class FunctionalOptimizer(Optimizer):
                 sd["state"][k] = st
         return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any], *, fresh_functional_state: bool = False) -> None:
         """``torch.optim``'s ``load_state_dict``, with full validation first: a different number
-        of groups or of parameters in a group, or a state tensor whose shape does not fit its
-        parameter raises ``ValueError`` naming the group/parameter, and nothing is changed."""
-        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: opt._validate_state_dict(sd))
+        of groups or of parameters in a group, a state entry of another optimizer, a missing key,
+        a state tensor whose shape does not fit its parameter, a bad ``step``, raise ``ValueError``
+        naming the group/parameter and key, and nothing is changed.
+
+        A transform with state that is not per-parameter (a schedule's step count,
+        ``inject_hyperparams``' values, ``multi_steps``' accumulator...) keeps it under
+        ``"functional_state"``: a checkpoint with per-parameter state but without it (e.g. written
+        by ``torch.optim``) raises ``ValueError`` rather than silently restarting that state;
+        ``fresh_functional_state=True`` loads it anyway and starts that state afresh."""
+        validate = functools.partial(
+            FunctionalOptimizer._validate_state_dict, fresh_functional_state=fresh_functional_state
+        )
+        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: validate(opt, sd))
         try:
             super().load_state_dict(state_dict)
         finally:
@@ -635,7 +668,7 @@ class FunctionalOptimizer(Optimizer):
         name = f"'{names[j]}' " if names is not None and j < len(names) else ""
         return f"parameter {name}(group {gi}, index {j})"
 
-    def _validate_state_dict(self, sd: dict[str, Any]) -> None:
+    def _validate_state_dict(self, sd: dict[str, Any], *, fresh_functional_state: bool = False) -> None:
         if not isinstance(sd, dict) or "state" not in sd or "param_groups" not in sd:
             raise ValueError("load_state_dict: expected a dict with keys 'state' and 'param_groups'")
         groups, saved = self.param_groups, sd["param_groups"]
@@ -664,6 +697,43 @@ class FunctionalOptimizer(Optimizer):
                 continue
             gi, j, g, p = where[pid]
             self._validate_param_state(merged[gi], gi, j, p, st)
+        for gi, (g, s) in enumerate(zip(merged, saved, strict=True)):
+            self._validate_functional_state(g, gi, s["params"], sd["state"], fresh_functional_state)
+
+    def _validate_functional_state(
+        self, group: dict[str, Any], gi: int, pids: list[Any], states: dict[Any, Any], fresh: bool
+    ) -> None:
+        """Refuse a group's checkpoint whose per-parameter state exists but whose
+        ``"functional_state"`` is missing (unless ``fresh``) or holds other entries than the
+        transform keeps."""
+        loaded = [states.get(pid) for pid in pids]
+        if not pids or not any(isinstance(st, dict) and st for st in loaded):
+            return  # nothing stepped yet: everything starts fresh, as torch
+        params = [p for p in group["params"]]
+        if self._factory is None:
+            transform = self._transform
+        else:
+            transform = self._factory(**{n: group[n] for n in self._hp_names if n in group})
+        paths = global_paths(build_layout(transform.init(params), len(params)))
+        if not paths:
+            return
+        first = loaded[0] if isinstance(loaded[0], dict) else {}
+        glob = first.get(FUNCTIONAL_STATE_KEY)
+        if glob is None:
+            if fresh:
+                return
+            raise ValueError(
+                f"loaded state of group {gi} has per-parameter state but no '{FUNCTIONAL_STATE_KEY}' "
+                f"(the transform's state {paths}, kept with the group's first parameter): was it "
+                "written by another optimizer? Loading it would restart that state (schedules, "
+                "counts); pass fresh_functional_state=True to load it and start that state afresh"
+            )
+        if not isinstance(glob, dict) or set(glob) != set(paths):
+            got = sorted(glob) if isinstance(glob, dict) else type(glob).__name__
+            raise ValueError(
+                f"loaded '{FUNCTIONAL_STATE_KEY}' of group {gi} has {got}, expected {sorted(paths)}: "
+                "is this a checkpoint of another transform?"
+            )
 
     def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
         """The torch-format state ``p`` starts with under ``group``'s hyperparameters."""
@@ -719,6 +789,17 @@ class FunctionalOptimizer(Optimizer):
                 raise ValueError(
                     f"loaded state of {label} has '{key}' of dtype {value.dtype}, expected {ref.dtype}"
                 )
+
+
+def _check_fused_params(params: list[Tensor]) -> None:
+    """torch's check of ``fused=True``: floating-point parameters on devices with fused kernels."""
+    devices = _get_fused_kernels_supported_devices()
+    for j, p in enumerate(params):
+        if not (p.device.type in devices and torch.is_floating_point(p)):
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of supported "
+                f"devices: {devices} (parameter {j} is {p.dtype} on {p.device})"
+            )
 
 
 def _check_step(label: str, value: Any) -> None:

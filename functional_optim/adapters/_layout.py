@@ -82,54 +82,50 @@ def build_layout(state: Any, n: int) -> tuple:
     return build(state, ())
 
 
-def layout_keys(layout: tuple) -> list[str]:
-    out: list[str] = []
+def nodes(layout: tuple) -> list[tuple]:
+    """The leaves of a layout (``param``, ``global`` and ``const`` nodes), in order."""
+    out: list[tuple] = []
 
     def walk(t: tuple) -> None:
         kind = t[0]
-        if kind == "param":
-            out.append(t[1])
-        elif kind == "nt" or kind == "dict":
+        if kind == "nt" or kind == "dict":
             for c in t[2]:
                 walk(c)
         elif kind in ("tuple", "list"):
             for c in t[1]:
                 walk(c)
+        else:
+            out.append(t)
 
     walk(layout)
     return out
+
+
+def layout_keys(layout: tuple) -> list[str]:
+    """The per-parameter keys of a layout."""
+    return [t[1] for t in nodes(layout) if t[0] == "param"]
 
 
 def required_keys(layout: tuple) -> list[str]:
     """The per-parameter keys every initialised parameter must have (fields that hold a tensor
     for every parameter of a fresh state)."""
-    out: list[str] = []
+    return [t[1] for t in nodes(layout) if t[0] == "param" and t[2] is None]
 
-    def walk(t: tuple) -> None:
-        kind = t[0]
-        if kind == "param":
-            if t[2] is None:
-                out.append(t[1])
-        elif kind == "nt" or kind == "dict":
-            for c in t[2]:
-                walk(c)
-        elif kind in ("tuple", "list"):
-            for c in t[1]:
-                walk(c)
 
-    walk(layout)
-    return out
+def global_paths(layout: tuple) -> list[str]:
+    """The paths of the group's non-per-parameter state (keys of FUNCTIONAL_STATE_KEY)."""
+    return [t[1] for t in nodes(layout) if t[0] == "global"]
 
 
 def has_globals(layout: tuple) -> bool:
-    kind = layout[0]
-    if kind == "global":
-        return True
-    if kind == "nt" or kind == "dict":
-        return any(has_globals(c) for c in layout[2])
-    if kind in ("tuple", "list"):
-        return any(has_globals(c) for c in layout[1])
-    return False
+    """Whether the layout has state that is not per-parameter (kept under FUNCTIONAL_STATE_KEY)."""
+    return any(t[0] == "global" for t in nodes(layout))
+
+
+def is_stateless(layout: tuple) -> bool:
+    """Whether the layout keeps nothing at all (e.g. SGD without momentum): its optimizer keeps no
+    ``self.state`` entries, as torch."""
+    return all(t[0] == "const" for t in nodes(layout))
 
 
 def assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:

@@ -802,12 +802,25 @@ class LBFGS(_DropIn):
             orig_loss = closure()
         x0 = [p.detach().clone() for p in params]
         grads = [None if p.grad is None else p.grad.clone() for p in params]
-        updates, new_state = transform.update(grads, fstate, x0, value=orig_loss, value_and_grad_fn=evaluate)
+        try:
+            updates, new_state = transform.update(
+                grads, fstate, x0, value=orig_loss, value_and_grad_fn=evaluate
+            )
+        except BaseException:
+            # the line search wrote trial points into the parameters: put them back, so that a
+            # closure (or anything) raising leaves parameters and state as they were
+            for p, x in zip(params, x0, strict=True):
+                p.copy_(x)
+            raise
         for p, x, u in zip(params, x0, updates, strict=True):
             p.copy_(x if u is None else x + u.to(x.dtype))
         st.clear()
         st.update(self._encode(new_state))
         return orig_loss
+
+    def _validate_functional_state(self, *args: Any) -> None:
+        """LBFGS keeps all its state in ``state[params[0]]`` with torch's keys: no
+        ``"functional_state"`` to check."""
 
     def _validate_param_state(self, group: dict, gi: int, j: int, p: Tensor, st: dict) -> None:
         numel = sum(q.numel() * (2 if q.is_complex() else 1) for q in group["params"])

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _layout, _validation, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
@@ -137,17 +137,16 @@ def scale_by_factored_rms(
         updates: Updates, state: ScaleByFactoredRmsState, params: Params | None = None, **extra: Any
     ):
         del extra
+        _layout.expect_state(state, ScaleByFactoredRmsState, "scale_by_factored_rms")
         lr_, decay, eps2, d_ = ops.scalar(lr), ops.scalar(beta2_decay), ops.scalar(eps[1]), ops.scalar(d)
         eps1_given = None if eps[0] is None else ops.scalar(eps[0])
 
         def factored(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
             steps = _steps.increment(fields[0])
             rows, cols, variances = fields[1], fields[2], fields[3]
-            for g, p in zip(grads, ps, strict=True):
+            for p in ps:
                 if p.is_complex():
                     raise RuntimeError("Adafactor does not support complex parameters")
-                if g.is_sparse:
-                    raise RuntimeError("Adafactor does not support sparse gradients")
             eps1 = torch.finfo(ps[0].dtype).eps if eps1_given is None else eps1_given
             beta_hat = _steps.coefficients(steps, lambda t: t**decay)
 
@@ -175,6 +174,9 @@ def scale_by_factored_rms(
                     new_cols.append(cols[i])
                     new_vars.append(var)
                 u = var.clamp(min=eps1 * eps1).rsqrt().mul(g)
+                if u.numel() == 0:  # nothing to scale (RMS of an empty tensor is undefined)
+                    out.append(tree.match_placement(u, g))
+                    continue
                 sqrt_n = u.numel() ** 0.5
                 denom = _max(1.0, _host(u.norm(2)) / (sqrt_n * d_))
                 scale = _max(eps2, _host(p.norm(2)) / sqrt_n) * rel[i] / denom
@@ -189,6 +191,8 @@ def scale_by_factored_rms(
             params,
             name="scale_by_factored_rms",
             need_params=True,
+            sparse="Adafactor",
+            state=state,
         )
         return new_updates, ScaleByFactoredRmsState(*new)
 
