@@ -14,7 +14,19 @@ import torch
 import functional_optim as fo
 from functional_optim.adapters import FunctionalOptimizer
 
-ALGOS = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adamax", "NAdam", "RAdam", "Adadelta", "ASGD", "Rprop"]
+ALGOS = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "RMSprop",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adadelta",
+    "ASGD",
+    "Rprop",
+]
 
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:
@@ -58,7 +70,11 @@ def test_sgd_keeps_state_entries_exactly_when_torch_does(kwargs):
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
 @pytest.mark.parametrize("kind", ["meta", "int"])
 def test_fused_refuses_params_torch_refuses_at_step(name, kind):
-    p = torch.nn.Parameter(torch.randn(3, device="meta")) if kind == "meta" else torch.zeros(3, dtype=torch.int64)
+    p = (
+        torch.nn.Parameter(torch.randn(3, device="meta"))
+        if kind == "meta"
+        else torch.zeros(3, dtype=torch.int64)
+    )
     for cls in (getattr(torch.optim, name), getattr(fo.adapters, name)):
         opt = cls([p], lr=0.1, fused=True)
         p.grad = torch.zeros_like(p)
@@ -135,7 +151,7 @@ def test_a_checkpoint_without_the_functional_state_of_a_stateful_chain_is_refuse
     written_by_torch = torch_opt.state_dict()
 
     opt = FunctionalOptimizer(params, _scheduled_chain())
-    with pytest.raises(ValueError, match="no 'functional_state'.*fresh_functional_state=True"):
+    with pytest.raises(ValueError, match=r"no 'functional_state'.*fresh_functional_state=True"):
         opt.load_state_dict(written_by_torch)
     assert len(opt.state) == 0  # nothing loaded
 
@@ -147,7 +163,9 @@ def test_a_checkpoint_without_the_functional_state_of_a_stateful_chain_is_refuse
     restored = FunctionalOptimizer(params, _scheduled_chain())
     restored.load_state_dict(opt.state_dict())
     assert restored.state[params[0]]["functional_state"]["count"] == 1
-    other = FunctionalOptimizer(params, fo.chain(fo.scale_by_adam(), fo.scale_by_learning_rate(fo.schedules.linear(0.1, 0.01, 10))))
+    other = FunctionalOptimizer(
+        params, fo.chain(fo.scale_by_adam(), fo.scale_by_learning_rate(fo.schedules.linear(0.1, 0.01, 10)))
+    )
     with pytest.raises(ValueError, match="functional_state' of group 0 has"):
         other.load_state_dict(opt.state_dict())
 
