@@ -23,6 +23,7 @@ step with the same layout costs one tuple per leaf list and a set lookup. Under
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,14 +51,44 @@ def sparse_message(sparse: bool | str, name: str, kind: str = "sparse") -> str |
     return f"{who} does not support {kind} gradients"
 
 
-def _signature(leaves: Sequence[Any]) -> tuple:
+# Signatures of the leaf lists a chain's update was given (its gradients and parameters), kept
+# for the duration of that one update: the transforms inside the chain check the same tensors
+# again and find them here by identity. The table holds the lists themselves, so no id can be
+# reused by another tensor while it lives; it lives only until the outermost chain returns (a
+# tensor's metadata cannot change in between without the caller's code running).
+_SIGNATURES = threading.local()
+
+
+def open_signature_table() -> bool:
+    """Start remembering signatures for one (outermost) update; ``True`` if this call opened the
+    table and must close it with :func:`close_signature_table`."""
+    if torch.compiler.is_compiling() or getattr(_SIGNATURES, "table", None) is not None:
+        return False
+    _SIGNATURES.table = {}
+    return True
+
+
+def close_signature_table() -> None:
+    _SIGNATURES.table = None
+
+
+def _signature(leaves: Sequence[Any], remember: bool = False) -> tuple:
+    table = getattr(_SIGNATURES, "table", None)
+    if table is not None:
+        ids = tuple(map(id, leaves))
+        known = table.get(ids)
+        if known is not None:
+            return known[1]
     try:
-        return tuple(map(_META, leaves))
+        sig = tuple(map(_META, leaves))
     except AttributeError:  # None, () placeholders, or something that is not a tensor
-        return tuple(
+        sig = tuple(
             _META(x) if isinstance(x, Tensor) else (type(x), x == () if isinstance(x, tuple) else None)
             for x in leaves
         )
+    if remember and table is not None:
+        table[ids] = (leaves, sig)
+    return sig
 
 
 def check_leaves(
@@ -69,6 +100,8 @@ def check_leaves(
     sparse: bool | str = True,
     field_names: Sequence[str] | None = None,
     dense: bool | str = True,
+    *,
+    caller_owns_grads: bool = False,
 ) -> None:
     """Raise a ``TypeError``/``ValueError``/``RuntimeError`` naming the leaf if the gradients,
     parameters and state fields (flattened up to ``spec``) do not fit each other.
@@ -83,6 +116,8 @@ def check_leaves(
         name (``"RMSprop"``) to refuse them with torch's message.
       field_names: names of the fields for the messages (default ``state field #k``).
       dense: as ``sparse``, for dense gradients (``"SparseAdam"`` refuses them).
+      caller_owns_grads: the gradients are the caller's (a chain's input, alive for the whole
+        update), so their signature may be remembered for the transforms inside the chain.
     """
     if torch.compiler.is_compiling():
         _verify(name, spec, grads, params, fields, sparse, field_names, dense)
@@ -92,8 +127,8 @@ def check_leaves(
         sparse,
         dense,
         spec,
-        _signature(grads),
-        None if params is None else _signature(params),
+        _signature(grads, caller_owns_grads),
+        None if params is None else _signature(params, True),
         tuple(_signature(f) for f in fields),
     )
     if key in _CHECKED:
@@ -223,7 +258,7 @@ def check_gradients(updates: Any, params: Any, name: str, sparse: bool | str = T
         return
     grads, spec = tree.flatten(updates)
     param_leaves = tree.flatten_like(spec, params, f"{name}: params")
-    check_leaves(name, spec, grads, param_leaves, (), sparse)
+    check_leaves(name, spec, grads, param_leaves, (), sparse, caller_owns_grads=True)
 
 
 def expect_state(state: Any, cls: type, name: str) -> None:

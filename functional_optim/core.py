@@ -171,11 +171,16 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             raise ValueError(
                 f"chain: the state has {size} entries but the chain has {len(updates_fns)} transforms"
             )
-        _layout.check_gradients(updates, params, "chain")  # once per layout (cached)
-        new_state = []
-        for fn, s in zip(updates_fns, state, strict=True):
-            updates, s = fn(updates, s, params, **extra)
-            new_state.append(s)
+        opened = _layout.open_signature_table()  # the inner transforms reuse these checks' work
+        try:
+            _layout.check_gradients(updates, params, "chain")  # once per layout (cached)
+            new_state = []
+            for fn, s in zip(updates_fns, state, strict=True):
+                updates, s = fn(updates, s, params, **extra)
+                new_state.append(s)
+        finally:
+            if opened:
+                _layout.close_signature_table()
         return updates, tuple(new_state)
 
     return GradientTransformation(init_fn, update_fn, Chain(tuple(transforms)))
