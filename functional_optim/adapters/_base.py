@@ -77,6 +77,7 @@ from functional_optim.adapters._layout import (
     scatter,
     to_python,
 )
+from functional_optim.adapters._learning_rate import exposed_learning_rate, with_learning_rate
 from functional_optim.adapters._step_cache import StepCache
 from functional_optim.core import GradientTransformation
 
@@ -116,8 +117,11 @@ class FunctionalOptimizer(Optimizer):
     Args:
       params: an iterable of tensors, of ``(name, tensor)`` pairs, or of group dicts (per-group
         options), exactly as ``torch.optim``.
-      transform_or_factory: a ``GradientTransformation`` (run unchanged on every group; it
-        takes no hyperparameters from the groups) or a factory such as ``fo.adamw``. With a
+      transform_or_factory: a ``GradientTransformation`` (run on every group; when it has one
+        constant learning rate — a ``scale_by_learning_rate`` reachable through chains, e.g.
+        ``fo.adamw(1e-3)`` — that rate is the groups' ``lr``, so torch's LR schedulers and DCP's
+        ``lr=0`` initialisation work; other transforms take no hyperparameters from the groups)
+        or a factory such as ``fo.adamw``. With a
         factory the hyperparameters live in ``param_groups`` (defaults: the factory's signature
         defaults overridden by ``hyperparams``) and are read at every step: the transform of a
         group is ``factory(**hyperparameters of the group)``, rebuilt when they change (a
@@ -179,7 +183,9 @@ class FunctionalOptimizer(Optimizer):
         if hyperparams.get("fused") and hyperparams.get("differentiable"):
             raise RuntimeError("`fused` does not support `differentiable`")
         if isinstance(transform_or_factory, GradientTransformation):
-            extra = [k for k in hyperparams if k not in IMPLEMENTATION_FLAGS]
+            lr = exposed_learning_rate(transform_or_factory)
+            allowed = IMPLEMENTATION_FLAGS if lr is None else (*IMPLEMENTATION_FLAGS, "lr")
+            extra = [k for k in hyperparams if k not in allowed]
             if extra:
                 raise TypeError(
                     f"FunctionalOptimizer: hyperparameters {extra} were given with a ready-made "
@@ -190,6 +196,12 @@ class FunctionalOptimizer(Optimizer):
             self._factory = None
             self._hp_names: tuple[str, ...] = ()
             defaults = dict(hyperparams)
+            if lr is not None:
+                # its one constant learning rate lives in the groups (schedulers, Trainer, DCP)
+                self._factory = functools.partial(with_learning_rate, transform_or_factory)
+                self._hp_names = ("lr",)
+                defaults.setdefault("lr", lr)
+                _validation_lr(defaults["lr"])
         elif callable(transform_or_factory):
             sig = inspect.signature(transform_or_factory)
             accepted = {
@@ -789,6 +801,11 @@ class FunctionalOptimizer(Optimizer):
                 raise ValueError(
                     f"loaded state of {label} has '{key}' of dtype {value.dtype}, expected {ref.dtype}"
                 )
+
+
+def _validation_lr(lr: Any) -> None:
+    if not (isinstance(lr, Tensor) or lr >= 0.0):
+        raise ValueError(f"Invalid learning rate: {lr}")
 
 
 def _check_fused_params(params: list[Tensor]) -> None:
