@@ -115,6 +115,6 @@ def test_generic_adapter_rejects_unknown_hyperparameters_and_non_transforms():
     with pytest.raises(TypeError, match="has no hyperparameter"):
         fo.adapters.FunctionalOptimizer(p, fo.adamw, learning_rate=0.1)
     with pytest.raises(TypeError, match="ready-made GradientTransformation"):
-        fo.adapters.FunctionalOptimizer(p, fo.adamw(), lr=0.1)
+        fo.adapters.FunctionalOptimizer(p, fo.adamw(), weight_decay=0.1)
     with pytest.raises(TypeError, match="needs a GradientTransformation"):
         fo.adapters.FunctionalOptimizer(p, 3)
