@@ -13,7 +13,8 @@ median time per step (forward + backward + optimizer step, one thread by default
 wall-clock, best lr per algorithm) are written only with ``--out DIR``
 (``DIR/zoo_transformer.png``, ``DIR/zoo_mlp.png``).
 
-To add an algorithm, add one line to ``REGISTRY``: ``name: (factory(params, lr), base_lr)``.
+To add an algorithm, add one line to ``REGISTRY``: ``name: (factory(params, lr), base_lr)``, or
+to ``MODEL_REGISTRY`` (``factory(model, lr)``) for optimizers that split the model's parameters.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ REGISTRY: dict[str, tuple[Factory, float]] = {
     "ademamix": (lambda p, lr: A.AdEMAMix(p, lr=lr, alpha_warmup=100, beta3_warmup=100), 3e-3),
     "adan": (lambda p, lr: A.Adan(p, lr=lr), 3e-3),
     "laprop": (lambda p, lr: A.LaProp(p, lr=lr), 3e-3),
+    # composable variants (transforms through FunctionalOptimizer)
+    "mars_adamw": (lambda p, lr: A.FunctionalOptimizer(p, fo.mars_adamw, lr=lr), 3e-3),
+    "cautious_adamw": (lambda p, lr: A.FunctionalOptimizer(p, fo.cautious_adamw, lr=lr), 3e-3),
+    # schedule-free and parameter-free
+    "sf_adamw": (lambda p, lr: A.AdamWScheduleFree(p, lr=lr, warmup_steps=20), 3e-3),
+    "sf_sgd": (lambda p, lr: A.SGDScheduleFree(p, lr=lr, warmup_steps=20), 0.3),
+    "prodigy": (lambda p, lr: A.Prodigy(p, lr=lr), 1.0),
+    "dadapt_adam": (lambda p, lr: A.DAdaptAdam(p, lr=lr), 1.0),
+    "dog": (lambda p, lr: A.DoG(p, lr=lr), 1.0),
+    # second-order / matrix (on every parameter; SOAP treats vectors diagonally)
+    "soap": (lambda p, lr: A.SOAP(p, lr=lr), 3e-3),
+}
+
+# name -> (factory(model, lr), base learning rate): optimizers that split the model's parameters
+# by module (Muon and its variants on the hidden matrices, AdamW on embeddings, head, norms and
+# biases; ``fo.muon_labels(model)`` shows the split). ``lr`` is the Muon learning rate.
+MODEL_REGISTRY: dict[str, tuple[Callable[[nn.Module, float], torch.optim.Optimizer], float]] = {
+    "muon": (lambda m, lr: A.MuonWithAdamW(m, muon_lr=lr), 0.02),
 }
 
 LR_FACTORS = (1 / 3, 1.0, 3.0)
@@ -130,10 +149,15 @@ class MLPTask(Task):
 # ----------------------------------------------------------------------------- running
 
 
-def train(task: Task, factory: Factory, lr: float, steps: int) -> dict[str, list[float]]:
+def train(task: Task, name: str, lr: float, steps: int) -> dict[str, list[float]]:
     """Loss and cumulative wall-clock (s) after every step; step times exclude nothing but logging."""
     model = task.model()
-    opt = factory(model.parameters(), lr)
+    if name in MODEL_REGISTRY:
+        opt = MODEL_REGISTRY[name][0](model, lr)
+    else:
+        opt = REGISTRY[name][0](model.parameters(), lr)
+    if hasattr(opt, "train"):  # schedule-free: training mode (the loss is of the training point)
+        opt.train()
     losses, clock, per_step = [], [], []
     elapsed = 0.0
     for step in range(steps):
@@ -161,11 +185,11 @@ def run(tasks: list[Task], names: list[str], factors: tuple[float, ...], steps: 
     for task in tasks:
         results[task.name] = {}
         for name in names:
-            factory, base = REGISTRY[name]
+            base = (MODEL_REGISTRY.get(name) or REGISTRY[name])[1]
             runs = {}
             for f in factors:
                 lr = base * f
-                runs[lr] = train(task, factory, lr, steps or task.steps)
+                runs[lr] = train(task, name, lr, steps or task.steps)
             best = min(runs, key=lambda lr: final_loss(runs[lr]["loss"]))
             results[task.name][name] = {"best_lr": best, "runs": runs}
             r = runs[best]
@@ -242,10 +266,11 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the PNGs into this directory (e.g. docs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = [n for n in args.only.split(",") if n] or list(REGISTRY)
-    unknown = [n for n in names if n not in REGISTRY]
+    known = {**REGISTRY, **MODEL_REGISTRY}
+    names = [n for n in args.only.split(",") if n] or list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown algorithm(s) {unknown}; known: {sorted(REGISTRY)}")
+        raise SystemExit(f"unknown algorithm(s) {unknown}; known: {sorted(known)}")
     makers = {"transformer": TransformerTask, "mlp": MLPTask}
     tasks = [makers[t]() for t in args.tasks.split(",")]
     factors, steps = ((1.0,), 15) if args.quick else (LR_FACTORS, args.steps)
