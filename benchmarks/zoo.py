@@ -214,7 +214,34 @@ def print_table(results: dict) -> None:
         print(f"{name:10}" + "".join(cells))
 
 
+def figure(task: str, entries: dict[str, Any]) -> Any:
+    """Loss against step and against wall-clock of the best learning rate of every algorithm."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    cmap = plt.get_cmap("tab20")
+    styles = ["-", "--", ":"]
+    for i, (name, entry) in enumerate(entries.items()):
+        r = entry["runs"][entry["best_lr"]]
+        style = styles[(i // 20) % len(styles)] if i >= 20 else ("-" if i < 10 else "--")
+        label = f"{name} ({entry['best_lr']:.0e})"
+        smooth = _smooth(r["loss"])
+        axes[0].plot(range(1, len(smooth) + 1), smooth, style, color=cmap(i % 20), label=label, lw=1.2)
+        axes[1].plot(r["time"], smooth, style, color=cmap(i % 20), lw=1.2)
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("wall-clock (s, 1 thread)")
+    axes[0].set_ylabel("training loss (moving average of 10 steps)")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=6, ncol=3)
+    n_lrs = len(next(iter(entries.values()))["runs"])
+    sweep = f"best of {n_lrs} learning rates each" if n_lrs > 1 else "one learning rate each"
+    fig.suptitle(f"optimizer zoo: {task} ({sweep})")
+    fig.tight_layout()
+    return fig
+
+
 def plot(results: dict, out: Path) -> None:
+    """Write ``out/zoo_<task>.png`` for every task (non-interactive backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,24 +249,7 @@ def plot(results: dict, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     for task, entries in results.items():
-        fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
-        cmap = plt.get_cmap("tab20")
-        for i, (name, entry) in enumerate(entries.items()):
-            r = entry["runs"][entry["best_lr"]]
-            style = "-" if i < 12 else "--"
-            label = f"{name} ({entry['best_lr']:.0e})"
-            smooth = _smooth(r["loss"])
-            axes[0].plot(range(1, len(smooth) + 1), smooth, style, color=cmap(i % 20), label=label, lw=1.2)
-            axes[1].plot(r["time"], smooth, style, color=cmap(i % 20), lw=1.2)
-        axes[0].set_xlabel("step")
-        axes[1].set_xlabel("wall-clock (s, 1 thread)")
-        axes[0].set_ylabel("training loss (moving average of 10 steps)")
-        axes[0].set_yscale("log")
-        axes[0].legend(fontsize=7, ncol=2)
-        n_lrs = len(next(iter(entries.values()))["runs"])
-        sweep = f"best of {n_lrs} learning rates each" if n_lrs > 1 else "one learning rate each"
-        fig.suptitle(f"optimizer zoo: {task} ({sweep})")
-        fig.tight_layout()
+        fig = figure(task, entries)
         fig.savefig(out / f"zoo_{task}.png", dpi=110)
         plt.close(fig)
         print(f"wrote {out / f'zoo_{task}.png'}")

@@ -12,7 +12,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # the figures (image outputs) each notebook must draw
-FIGURES = {"differentiable": 4, "muon_vs_adamw": 1, "quickstart": 1, "schedules": 2}
+FIGURES = {"differentiable": 4, "muon_vs_adamw": 1, "quickstart": 1, "schedules": 2, "zoo": 2}
 
 
 def test_demo_trains_and_reports_the_final_loss():
