@@ -37,7 +37,7 @@ names = list({**zoo.REGISTRY, **zoo.MODEL_REGISTRY})
 results = zoo.run([zoo.MLPTask()], names, factors=(1.0,), steps=150)
 
 # %%
-zoo.figure("mlp", results["mlp"])
+fig = zoo.figure("mlp", results["mlp"])
 # %% [markdown]
 # The final loss (mean of the last 15 steps) of each algorithm, best first:
 
