@@ -19,7 +19,7 @@ pickled Python function.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -54,7 +54,7 @@ def register_all() -> list[type]:
     """
     new = [cls for cls in _library_classes() if cls not in _REGISTERED]
     if new:
-        torch.serialization.add_safe_globals(new)
+        torch.serialization.add_safe_globals(cast("list[Any]", new))  # classes are callables
         _REGISTERED.update(new)
     return new
 

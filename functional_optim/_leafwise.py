@@ -16,8 +16,10 @@ from torch import Tensor
 
 from functional_optim import _layout, tree
 
+# The third argument is ``list[Tensor] | None``; ``Any`` lets a function that needs the parameters
+# declare ``list[Tensor]`` (``update_leaves(..., need_params=True)`` guarantees them).
 LeafFn = Callable[
-    [list[Tensor], list[list[Tensor]], "list[Tensor] | None"],
+    [list[Tensor], list[list[Tensor]], Any],
     tuple[list[Tensor], Sequence[list[Tensor]]],
 ]
 
@@ -82,7 +84,7 @@ def update_leaves(
         return updates, tuple(fields)
     if len(present) == len(grads):
         new_updates, new_fields = fn(grads, field_leaves, param_leaves)
-        out_updates = list(new_updates)
+        out_updates: list[Tensor | None] = list(new_updates)
         out_fields = [list(f) for f in new_fields]
     else:
         sel_params = None if param_leaves is None else [param_leaves[i] for i in present]
@@ -106,7 +108,7 @@ def _field_names(state: Any, fields: Sequence[Any], name: str) -> list[str]:
             f"{name}: expected the transform's NamedTuple state, got a {type(state).__qualname__}"
         )
     used = {id(f) for f in fields}
-    out = {}
+    out: dict[int, str] = {}
     for field, value in zip(names, state, strict=True):
         if id(value) in used:
             out.setdefault(id(value), field)

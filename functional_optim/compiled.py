@@ -32,7 +32,7 @@ from __future__ import annotations
 import operator
 import types
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import optree
 import torch
@@ -83,7 +83,7 @@ def _tensor_layout(tensors: list[Tensor]) -> tuple:
 try:  # Dynamo's C++ tensor check: dtype, device, dispatch keys, requires_grad, sizes, strides
     from torch._C._dynamo.guards import TensorGuards as _TensorGuards
 except ImportError:  # pragma: no cover - older or stripped builds: the Python tuples
-    _TensorGuards = None
+    _TensorGuards = None  # type: ignore[misc,assignment]
 
 
 class _LayoutCheck:
@@ -97,8 +97,9 @@ class _LayoutCheck:
         if _TensorGuards is not None and tensors:
             self.guard = _TensorGuards(
                 *tensors,
-                dynamic_dims_sizes=[list(t.shape) for t in tensors],
-                dynamic_dims_strides=[list(t.stride()) for t in tensors],
+                # the stub wants lists of SymInt | None; Dynamo itself passes lists of ints
+                dynamic_dims_sizes=cast(Any, [list(t.shape) for t in tensors]),
+                dynamic_dims_strides=cast(Any, [list(t.stride()) for t in tensors]),
             )
         self.layout = _tensor_layout(tensors)
         self.pointers = tuple(map(Tensor.data_ptr, tensors)) if pointers else None
@@ -382,7 +383,8 @@ class _DynamicVariant:
             return self.compiled(*args)
         # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
         # symbols and restart the analysis when Inductor needs them specialized
-        with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
+        # (``patch`` is installed at runtime by torch's config module: no stub)
+        with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):  # type: ignore[attr-defined]
             out = self.compiled(*args)
         self.ready = True
         return out
@@ -424,7 +426,9 @@ class _Planner:
         )
 
     def _positions(self, k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        per_param, shared, pos = [], [], 0
+        per_param: list[int] = []
+        shared: list[int] = []
+        pos = 0
         for isf in self.is_field:
             if isf:
                 per_param.extend(range(pos, pos + k))
@@ -442,7 +446,7 @@ class _Planner:
             if g is None:
                 continue  # no update, state untouched
             p_view = _flat_view(p)
-            views = [_field_view(fl[i], p) for fl in per_param_fields]
+            views: list[Any] = [_field_view(fl[i], p) for fl in per_param_fields]
             if (
                 p_view is None
                 or not isinstance(g, Tensor)

@@ -192,11 +192,13 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     _warnings.warn_if_growing_graph(params, updates)
     p_leaves, spec = tree.flatten(params)
     try:
-        u_leaves = spec.flatten_up_to(updates)
+        u_leaves: list[Any] = spec.flatten_up_to(updates)
     except (ValueError, TypeError):
         return tree.map(_add_update, params, updates)  # optree's own error message
     out = list(p_leaves)
-    fast_p, fast_u, fast_i = [], [], []
+    fast_p: list[torch.Tensor] = []
+    fast_u: list[torch.Tensor] = []
+    fast_i: list[int] = []
     grad_mode = torch.is_grad_enabled()
     for i, (p, u) in enumerate(zip(p_leaves, u_leaves, strict=True)):
         if u is None or p is None:

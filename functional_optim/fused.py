@@ -99,7 +99,8 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
     if rest and isinstance(rest[-1][0].role, DecoupledWeightDecay):
         weight_decay = rest[-1][0].role.weight_decay
         rest = rest[:-1]
-    rule, rule_path = None, ()
+    rule: Rule | None = None
+    rule_path: Path = ()
     if rest and isinstance(rest[-1][0].role, Rule):
         rule, rule_path = rest[-1][0].role, rest[-1][1]
         rest = rest[:-1]

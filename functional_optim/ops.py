@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast, overload
 
 import torch
 from torch import Tensor
@@ -67,7 +67,7 @@ def _broadcast(value: ScalarOrList, n: int) -> Sequence[Scalar]:
         if len(value) != n:
             raise ValueError(f"expected {n} per-tensor values, got {len(value)}")
         return value
-    return [value] * n
+    return [cast(Scalar, value)] * n  # not a list or tuple: one scalar
 
 
 def _is_scalar_list(value: Any) -> bool:
@@ -84,14 +84,17 @@ _PY_NUMBER_TYPES = {float, int, bool}
 # ----------------------------------------------------------------------------- scalars
 
 
-def scalar(x: Scalar) -> Scalar:
-    """A hyperparameter as a Python number when that is safe (concrete tensor), else unchanged."""
+def scalar(x: Scalar | Callable[[Any], Any]) -> Scalar:
+    """A hyperparameter as a Python number when that is safe (concrete tensor), else unchanged.
+
+    Accepts a ``Hyperparam`` as the factories declare it; a schedule never gets here (``@schedulable``
+    rebuilds the transform with the schedule's current value), hence the cast."""
     if isinstance(x, Tensor) and not is_traced(x):
-        return x.item()
-    return x
+        return cast(Scalar, x.item())  # a real tensor's item() is a float or an int
+    return cast(Scalar, x)
 
 
-def step_values(steps: Sequence[Tensor]) -> list[float] | list[Tensor]:
+def step_values(steps: Sequence[Tensor]) -> list[Any]:
     """Per-parameter step counters as Python floats (concrete) or 0-dim float64 tensors (traced)."""
     if not steps:
         return []
@@ -516,9 +519,11 @@ def _clamp(xs: list[Tensor], min: Scalar | None, max: Scalar | None, inplace: bo
         if max is not None:
             out = _run_foreach("_foreach_clamp_max_" if inplace else "_foreach_clamp_max", out, max)
         return out
+    # torch's stubs type min/max as all-tensor or all-number overloads; a mix works at runtime
+    lo, hi = cast(Any, min), cast(Any, max)
     if inplace:
-        return [x.clamp_(min=min, max=max) for x in xs]
-    return [torch.clamp(x, min=min, max=max) for x in xs]
+        return [x.clamp_(min=lo, max=hi) for x in xs]
+    return [torch.clamp(x, min=lo, max=hi) for x in xs]
 
 
 def norm(xs: list[Tensor]) -> list[Tensor]:
@@ -531,7 +536,11 @@ def norm(xs: list[Tensor]) -> list[Tensor]:
 # ----------------------------------------------------------------------------- complex numbers
 
 
-def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]:
+@overload
+def view_as_real(xs: Sequence[Tensor]) -> list[Tensor]: ...
+@overload
+def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]: ...
+def view_as_real(xs: Sequence[Tensor | None]) -> list[Any]:
     """Complex tensors as real views of shape ``(..., 2)`` (``torch.optim``'s treatment of complex
     parameters); real tensors and ``None`` are returned as they are."""
     if _all_real(xs):

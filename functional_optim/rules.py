@@ -99,6 +99,7 @@ class StepFn(Protocol):
         grads: list[Tensor],
         fields: list[list[Any]],
         params: list[Tensor] | None,
+        /,
         *,
         in_place: bool,
     ) -> RuleStep: ...

@@ -8,10 +8,13 @@ parameter tree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import optree
 import torch
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 PyTree = Any
 TreeSpec = optree.PyTreeSpec
@@ -138,7 +141,7 @@ def global_norm(tree: PyTree) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].dtype) for n in norms]))
 
 
-def is_dtensor(x: Any) -> bool:
+def is_dtensor(x: Any) -> TypeGuard[DTensor]:
     """Whether ``x`` is a ``torch.distributed.tensor.DTensor`` (False where torch.distributed is absent)."""
     dtensor = _dtensor_type()
     return dtensor is not None and isinstance(x, dtensor)
@@ -189,9 +192,10 @@ def _dtensor_type() -> type | None:
     if _DTENSOR is False:
         try:
             from torch.distributed.tensor import DTensor
+
+            _DTENSOR = DTensor
         except ImportError:  # pragma: no cover - builds without torch.distributed
-            DTensor = None
-        _DTENSOR = DTensor
+            _DTENSOR = None
     return _DTENSOR  # type: ignore[return-value]
 
 

@@ -11,7 +11,7 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -83,7 +83,7 @@ def read(steps: Sequence[Any]) -> list[Any]:
         and _LAST.versions == versions
         and all(map(operator.is_, map(_DEREF, last), steps))  # C-level: this runs every step
     ):
-        return list(_LAST.values)
+        return list(cast("list[float]", _LAST.values))  # set with the tensors
     values = ops.step_values(steps)
     if values and isinstance(values[0], float):
         _LAST.tensors, _LAST.versions, _LAST.values = list(map(weakref.ref, steps)), versions, values
