@@ -53,7 +53,7 @@ import inspect
 import itertools
 import operator
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -182,7 +182,7 @@ class FunctionalOptimizer(Optimizer):
                     "GradientTransformation; pass a factory (e.g. fo.adamw) to keep hyperparameters "
                     "in param_groups"
                 )
-            self._transform = transform_or_factory
+            self._transform: GradientTransformation | None = transform_or_factory
             self._factory = None
             self._hp_names: tuple[str, ...] = ()
             defaults = dict(hyperparams)
@@ -261,6 +261,7 @@ class FunctionalOptimizer(Optimizer):
     # ------------------------------------------------------------------ per-group machinery
     def _transform_for(self, index: int, group: dict[str, Any]) -> GradientTransformation:
         if self._factory is None:
+            assert self._transform is not None  # a ready-made transform was given
             return self._transform
         names = self._hp_names
         key = tuple(freeze_exact(group[n]) for n in names)
@@ -341,7 +342,7 @@ class FunctionalOptimizer(Optimizer):
         transform = self._transform_for(index, group)
         layout, has_globals, init_state = self._layout_for(index, group, transform)
         state = self.state
-        torch_states = [state.get(p) for p in present]
+        torch_states: list[Any] = [state.get(p) for p in present]
         cache = None if (has_globals or compiling) else self._fo_steps.get(index)
         if cache is not None and None not in torch_states and cache.fits(layout, present, torch_states):
             # Nothing replaced a state tensor since the last step: reuse its functional state
@@ -552,7 +553,7 @@ class FunctionalOptimizer(Optimizer):
             u is not None and u.layout is strided and u.dtype is p.dtype
             for p, u in zip(params, updates, strict=True)
         ):
-            torch._foreach_add_(params, updates)  # the common case: one call
+            torch._foreach_add_(params, cast("list[Tensor]", updates))  # the common case: one call
             return
         dense_p, dense_u = [], []
         for p, u in zip(params, updates, strict=True):
@@ -611,7 +612,9 @@ class FunctionalOptimizer(Optimizer):
         """``torch.optim``'s ``load_state_dict``, with full validation first: a different number
         of groups or of parameters in a group, or a state tensor whose shape does not fit its
         parameter raises ``ValueError`` naming the group/parameter, and nothing is changed."""
-        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: opt._validate_state_dict(sd))
+        handle = self.register_load_state_dict_pre_hook(
+            lambda opt, sd: cast(Any, opt)._validate_state_dict(sd)  # opt is self: this class
+        )
         try:
             super().load_state_dict(state_dict)
         finally:
@@ -668,6 +671,7 @@ class FunctionalOptimizer(Optimizer):
     def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
         """The torch-format state ``p`` starts with under ``group``'s hyperparameters."""
         if self._factory is None:
+            assert self._transform is not None  # a ready-made transform was given
             transform = self._transform
         else:
             transform = self._factory(**{n: group[n] for n in self._hp_names if n in group})

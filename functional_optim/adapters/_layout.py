@@ -146,6 +146,7 @@ def assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:
     if kind == "dict":
         return {k: assemble(c, sts, glob) for k, c in zip(t[1], t[2], strict=True)}
     if kind == "global":
+        assert glob is not None  # a layout with globals is always given its dict
         value = glob[t[1]]
         meta = t[2]
         if meta is not None:
@@ -178,6 +179,7 @@ def scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
         for c, v in zip(t[1], value, strict=True):
             scatter(c, v, sts, glob)
     elif kind == "global":
+        assert glob is not None  # a layout with globals is always given its dict
         glob[t[1]] = value
 
 

@@ -765,7 +765,7 @@ class LBFGS(_DropIn):
     def _decode(self, st: dict) -> tuple:
         if not st or "n_iter" not in st:
             return self._transform_for(0, self.param_groups[0]).init(list(self.param_groups[0]["params"]))
-        values = {k: st.get(k) for k in _LBFGS_KEYS}
+        values: dict[str, Any] = {k: st.get(k) for k in _LBFGS_KEYS}
         for k in _LBFGS_LISTS:
             if values[k] is not None:
                 values[k] = tuple(values[k])
