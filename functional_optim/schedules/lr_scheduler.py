@@ -347,12 +347,12 @@ def _restart_position(c: Any, T_0: int, T_mult: int) -> tuple[Any, Any]:
         return torch.remainder(c, T_0), torch.full_like(c, float(T_0))
     n = torch.floor(torch.log(c / T_0 * (T_mult - 1) + 1) / math.log(T_mult))
 
-    def start(k: Tensor) -> Tensor:
+    def start_of(k: Tensor) -> Tensor:
         return T_0 * (T_mult**k - 1) / (T_mult - 1)
 
-    n = torch.where(c < start(n), n - 1, n)  # correct the rounding of the logarithm
-    n = torch.where(c >= start(n + 1), n + 1, n)
-    return c - start(n), T_0 * T_mult**n
+    n = torch.where(c < start_of(n), n - 1, n)  # correct the rounding of the logarithm
+    n = torch.where(c >= start_of(n + 1), n + 1, n)
+    return c - start_of(n), T_0 * T_mult**n
 
 
 def cosine_annealing_warm_restarts(
