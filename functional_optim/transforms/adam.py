@@ -66,7 +66,7 @@ def scale_by_adam(
     def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, v = fields[0], fields[1], fields[2]
-        vmax = fields[3] if amsgrad else None
+        vmax = fields[3] if amsgrad else []  # read only with amsgrad
         for g in grads:
             if g.is_sparse:
                 raise RuntimeError(
@@ -93,7 +93,7 @@ def scale_by_adam(
         return [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
 
     def as_state(new: Any) -> ScaleByAdamState:
-        return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState(*new, ())
+        return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState._make((*new, ()))
 
     return rule_transform(
         init_fn,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import torch
 from torch import Tensor
@@ -31,6 +31,10 @@ class ScaleByAsgdState(NamedTuple):
     ax: Any
 
 
+@overload
+def _scalar_like(p: Tensor, value: Any, dtype: torch.dtype | None = None) -> Tensor: ...
+@overload
+def _scalar_like(p: None, value: Any, dtype: torch.dtype | None = None) -> None: ...
 def _scalar_like(p: Tensor | None, value: Any, dtype: torch.dtype | None = None) -> Tensor | None:
     if p is None:
         return None
@@ -174,7 +178,7 @@ def scale_by_asgd(
             new_ax[:] = ops.view_as_complex_like(avg, ax)
 
         new_eta, new_mu = next_schedule(steps, etas, mus, in_place=in_place)
-        terms = [
+        terms: list[Term | After] = [
             Term(None, None, lambda s: [1 + s * (lambd_ * e) for e in eta_v]),
             Term(ops.view_as_real(grads), None, lambda s: [s * e for e in eta_v]),
             After(average),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -117,7 +117,8 @@ def scale_by_belief(
             return ops.div(ops.div(m, denom), bc1), new_fields
         if not ops.is_python_number(beta1, beta2) or ops.is_traced(steps[0]):
             raise TypeError("scale_by_belief: rectify=True needs concrete float betas and step counters")
-        rule = _steps.coefficients(steps, lambda t: _rectified(t, beta1, beta2, degenerated_to_sgd))
+        b1f, b2f = cast(float, beta1), cast(float, beta2)  # Python numbers (checked above)
+        rule = _steps.coefficients(steps, lambda t: _rectified(t, b1f, b2f, degenerated_to_sgd))
         out = []
         # the adaptive rectified step divides by s_t, not by its AMSGrad maximum (as the package)
         for mi, si, (kind, c) in zip(m, s, rule, strict=True):
@@ -131,6 +132,6 @@ def scale_by_belief(
         del params, extra
         fields = [state.step, state.exp_avg, state.exp_avg_var, *([state.max_exp_avg_var] if amsgrad else [])]
         new_updates, new = update_leaves(belief, updates, fields, name="scale_by_belief")
-        return new_updates, ScaleByBeliefState(*new) if amsgrad else ScaleByBeliefState(*new, ())
+        return new_updates, ScaleByBeliefState(*new) if amsgrad else ScaleByBeliefState._make((*new, ()))
 
     return GradientTransformation(init_fn, update_fn)

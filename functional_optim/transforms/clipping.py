@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -61,7 +61,10 @@ def clip(max_delta: Hyperparam) -> GradientTransformation:
             dense = [i for i, g in enumerate(grads) if not g.is_sparse]
             for i, g in enumerate(grads):
                 if g.is_sparse:
-                    out[i] = _sparse_map_values(g, lambda v: torch.clamp(v, -delta, delta))
+                    # torch's stub wants both bounds tensors or both numbers; either works here
+                    out[i] = _sparse_map_values(
+                        g, lambda v: torch.clamp(v, cast(Any, -delta), cast(Any, delta))
+                    )
             if dense:
                 xs = [grads[i] for i in dense]
                 real = ops.view_as_real(xs)

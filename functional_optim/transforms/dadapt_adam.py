@@ -152,6 +152,6 @@ def scale_by_dadapt_adam(
 
         out, new = update_leaves(second, grads, list(new), params, name="scale_by_dadapt_adam")
         k = state.k + active.to(torch.int64)
-        return out, ScaleByDAdaptAdamState(*new, k, d_new, weighted)
+        return out, ScaleByDAdaptAdamState._make((*new, k, d_new, weighted))
 
     return GradientTransformation(init_fn, update_fn)

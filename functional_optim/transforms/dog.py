@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ class ScaleByDoGState(NamedTuple):
     init_buffer: Any
     rbar: Tensor
     G: Tensor
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
 
 
 def _norm_of_norms(xs: list[Tensor]) -> Tensor:
@@ -106,7 +106,8 @@ def scale_by_dog(
                 grads = _scalars.axpy(grads, ps, wd)
             rbar = torch.maximum(state.rbar, _norm_of_norms(ops.sub(ps, fields[0])))
             G = state.G + torch.stack([(g * g).sum() for g in grads]).sum()
-            eta = lr * rbar / torch.sqrt(G)
+            # inside a @schedulable factory a hyperparameter is a value, never a schedule
+            eta = cast("float | Tensor", lr) * rbar / torch.sqrt(G)
             if init_eta is not None:
                 eta = torch.where(state.count == 0, torch.full_like(eta, init_eta), eta)
             new.update(rbar=rbar, G=G)

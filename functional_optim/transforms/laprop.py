@@ -92,6 +92,6 @@ def scale_by_laprop(
         del params, extra
         fields = [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
         new_updates, new = update_leaves(laprop, updates, fields, name="scale_by_laprop")
-        return new_updates, ScaleByLapropState(*new) if amsgrad else ScaleByLapropState(*new, ())
+        return new_updates, ScaleByLapropState(*new) if amsgrad else ScaleByLapropState._make((*new, ()))
 
     return GradientTransformation(init_fn, update_fn)

@@ -76,7 +76,7 @@ def trace(
         values = _steps.read(started)  # cached: the flags are not written once set
         if values and isinstance(values[0], float) and all(values):
             # every parameter past its first update: the common case, without list surgery
-            new_bufs = ops.add_(ops.mul(bufs, mu, in_place=in_place), grads, alpha=1 - tau)
+            new_bufs: list[Any] = ops.add_(ops.mul(bufs, mu, in_place=in_place), grads, alpha=1 - tau)
             new_started = list(started)
         elif values and isinstance(values[0], float):
             later = [i for i, c in enumerate(values) if c != 0]

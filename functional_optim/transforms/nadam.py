@@ -10,7 +10,7 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, rule_transform
+from functional_optim.rules import After, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByNAdamState", "scale_by_nadam"]
@@ -118,7 +118,7 @@ def scale_by_nadam(
         denom = ops.add_(ops.sqrt_(ops.div(v_r, bc2)), eps_)
         new_fields = [steps, mu_products, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
         # torch.optim.NAdam: two addcdiv_ with -lr·(1-μ)/(1-Π) on g/denom and -lr·μ'/(1-Π·μ') on m/denom
-        terms = [
+        terms: list[Term | After] = [
             Term(
                 g_r, denom, lambda s: [s * (1.0 - mu) / (1.0 - pr) for mu, pr in zip(mus, prods, strict=True)]
             ),

@@ -9,7 +9,7 @@ instead of one chain per parameter.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -17,6 +17,9 @@ from torch import Tensor
 from functional_optim import tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "NS_METHODS",
@@ -293,7 +296,7 @@ def _chunks(indices: list[int], sizes: list[int], budget: int) -> list[list[int]
     return out
 
 
-def _is_dtensor(x: Tensor) -> bool:
+def _is_dtensor(x: Tensor) -> TypeGuard[DTensor]:
     if type(x) is Tensor:
         return False
     try:

@@ -25,10 +25,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 from functional_optim import tree
 from functional_optim._leafwise import update_leaves
@@ -210,7 +213,7 @@ def orthogonalize_distributed(
             if kind == "other":
                 out[i] = _redundant(g, ns)
                 continue
-            group = g.device_mesh.get_group() if kind != "plain" else process_group
+            group = cast("DTensor", g).device_mesh.get_group() if kind != "plain" else process_group
             buckets.setdefault(group, []).append(i)
         for group, idx in buckets.items():
             world = dist.get_world_size(group)
@@ -246,6 +249,7 @@ def _redundant(g: Tensor, ns: Any) -> Tensor:
     """Fallback for DTensor layouts not divided here: orthogonalise the gathered matrix on every rank."""
     from torch.distributed.tensor import Replicate, distribute_tensor
 
+    g = cast("DTensor", g)  # "other" placements: a DTensor
     (y,) = ns([g.full_tensor()])
     mesh = g.device_mesh
     full = distribute_tensor(y, mesh, [Replicate()] * mesh.ndim, src_data_rank=None)
@@ -302,7 +306,7 @@ def _exchange_sharded(
     """``Shard(d)`` DTensors: all_to_all to the owner, whole-matrix NS there, all_to_all back."""
     import torch.distributed as dist
 
-    locals_ = [g.to_local() for g in grads]
+    locals_ = [cast("DTensor", g).to_local() for g in grads]  # Shard(d) placements: DTensors
     device = locals_[0].device
     dims = [_placement_kind(g)[1] for g in grads]
 

@@ -82,8 +82,8 @@ def scale_by_rms(
                 raise RuntimeError("RMSprop does not support sparse gradients")
         steps, v = _steps.increment(fields[0], in_place=in_place), fields[1]
         rest = iter(fields[2:])
-        buf = next(rest) if use_momentum else None
-        ga = next(rest) if centered else None
+        buf = next(rest) if use_momentum else []  # read only with momentum
+        ga = next(rest) if centered else []  # read only when centered
         g_r, v_r = ops.view_as_real(grads), ops.view_as_real(v)
         v_r = ops.addcmul_(ops.mul(v_r, alpha_, in_place=in_place), g_r, g_r, 1 - alpha_)
         new_fields = [steps, ops.view_as_complex_like(v_r, v)]

@@ -35,7 +35,7 @@ class ScheduleFreeState(NamedTuple):
 
     z: Any
     base_state: Any
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
     lr_max: Tensor
     weight_sum: Tensor
     b1: Tensor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -267,8 +267,9 @@ def scale_by_soap(
             new_step = step + 1
             t = float(new_step)
             gp = _rotate(gv, qs, back=False).reshape(g.shape)
-            m = torch.add(m * beta1, gp, alpha=1 - beta1)
-            v = torch.add(v * beta2, gp.square(), alpha=1 - beta2)
+            # torch's stub types alpha as a number; a 0-dim tensor (traced beta) works at runtime
+            m = torch.add(m * beta1, gp, alpha=cast(Any, 1 - beta1))
+            v = torch.add(v * beta2, gp.square(), alpha=cast(Any, 1 - beta2))
             ratio = (m / (v.sqrt() + eps_)).reshape(view)
             u = _rotate(ratio, qs, back=True).reshape(g.shape)
             if normalize_grads:
