@@ -226,7 +226,7 @@ def muon_with_adamw(
       >>> opt = fo.muon_with_adamw(model=model)
       >>> state = opt.init(params)
     """
-    muon_kw = {
+    muon_kw: dict[str, Any] = {
         "lr": muon_lr,
         "weight_decay": muon_weight_decay,
         "momentum": momentum,
@@ -237,7 +237,12 @@ def muon_with_adamw(
         "reshape": "flatten",
     }
     muon_kw.update(muon_kwargs or {})
-    adamw_kw = {"lr": adamw_lr, "weight_decay": adamw_weight_decay, "betas": betas, "eps": eps}
+    adamw_kw: dict[str, Any] = {
+        "lr": adamw_lr,
+        "weight_decay": adamw_weight_decay,
+        "betas": betas,
+        "eps": eps,
+    }
     adamw_kw.update(adamw_kwargs or {})
     if labels is None:
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -67,7 +67,8 @@ def scion(
     _validation.learning_rate(lr)
     _validation.require(lambda v: 0.0 < v <= 1.0, momentum, f"momentum must be in (0, 1], got {momentum}")
     return chain(
-        scale_by_ema_momentum(1.0 - momentum, nesterov=False),
+        # inside a @schedulable factory a hyperparameter is a value, never a schedule
+        scale_by_ema_momentum(1.0 - cast("float | torch.Tensor", momentum), nesterov=False),
         scale_by_lmo(norm, ns_dtype=ns_dtype, **(norm_kwargs or {})),
         _scale(scale),
         *([] if unconstrained else [add_decayed_weights(1.0)]),
