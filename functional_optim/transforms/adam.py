@@ -16,7 +16,7 @@ __all__ = ["ScaleByAdamState", "scale_by_adam"]
 
 
 class ScaleByAdamState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adam` (names and meaning as ``torch.optim.Adam``)."""
+    """Per-parameter state of [`scale_by_adam`][] (names and meaning as ``torch.optim.Adam``)."""
 
     step: Any
     exp_avg: Any
@@ -32,10 +32,13 @@ def scale_by_adam(
 
     With ``t`` the parameter's step count after increment:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
-        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+    &\hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
+    &u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    \end{aligned}
+    $$
 
     ``eps`` is added after bias-correcting ``sqrt(v)`` and the AMSGrad maximum is taken of the
     uncorrected ``v``, exactly as ``torch.optim.Adam``. Complex tensors are treated as real

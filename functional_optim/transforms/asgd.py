@@ -17,7 +17,7 @@ __all__ = ["ScaleByAsgdState", "scale_by_asgd"]
 
 
 class ScaleByAsgdState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_asgd` (names, dtypes and devices as ``torch.optim.ASGD``).
+    """Per-parameter state of [`scale_by_asgd`][] (names, dtypes and devices as ``torch.optim.ASGD``).
 
     ``step``, ``eta`` and ``mu`` are 0-dim tensors on the parameter's device (``step``'s dtype
     is torch's scalar dtype); ``ax`` is the running average of the parameter. When a
@@ -96,11 +96,14 @@ def scale_by_asgd(
     With ``η`` the step size stored at the previous step (initially ``lr``), ``μ`` the
     averaging weight (initially 1) and ``t`` the step count after increment:
 
-    .. math::
-        p' = p\,(1 - \lambda\eta) - \eta\, g,\qquad u = p - p' \\
-        ax \leftarrow p' \text{ if } \mu = 1 \text{, else } ax + \mu\,(p' - ax) \\
-        \eta \leftarrow \frac{\mathrm{lr}}{(1 + \lambda\,\mathrm{lr}\,t)^{\alpha}},\qquad
-        \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+    $$
+    \begin{aligned}
+    &p' = p\,(1 - \lambda\eta) - \eta\, g,\qquad u = p - p' \\
+    &ax \leftarrow p' \text{ if } \mu = 1 \text{, else } ax + \mu\,(p' - ax) \\
+    &\eta \leftarrow \frac{\mathrm{lr}}{(1 + \lambda\,\mathrm{lr}\,t)^{\alpha}},\qquad
+    \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+    \end{aligned}
+    $$
 
     ``u`` is the whole descent step (the learning rate is inside ``η``), so
     ``chain(scale_by_asgd(lr, ...), scale_by_learning_rate(1.0))`` is ``torch.optim.ASGD``: the

@@ -18,7 +18,7 @@ __all__ = ["ScaleByBeliefState", "scale_by_belief"]
 
 
 class ScaleByBeliefState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_belief` (names as adabelief-pytorch)."""
+    """Per-parameter state of [`scale_by_belief`][] (names as adabelief-pytorch)."""
 
     step: Any
     exp_avg: Any
@@ -54,11 +54,14 @@ def scale_by_belief(
 
     With ``t`` the parameter's step count:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
-        s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon \\
-        \hat s_t = \max(\hat s_{t-1}, s_t)\ \text{(amsgrad)},\ \text{else } s_t \\
-        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat s_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+    s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon \\
+    &\hat s_t = \max(\hat s_{t-1}, s_t)\ \text{(amsgrad)},\ \text{else } s_t \\
+    &u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat s_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    \end{aligned}
+    $$
 
     ``eps`` enters twice, as in the paper's Algorithm 2 and adabelief-pytorch: it is added to
     the stored ``s_t`` and again to the denominator (optax adds its ``eps_root`` to the stored

@@ -13,7 +13,7 @@ on it, and the results are exchanged:
   assembles the whole matrix (whole-matrix semantics, as ``torch.optim.Muon``), orthogonalises it
   and sends each rank its shard back with a second ``all_to_all``.
 
-NS itself is the public :func:`~functional_optim.transforms.orthogonalize.orthogonalize` run on
+NS itself is the public [`orthogonalize`][] run on
 plain, whole matrices, so every owned matrix gets exactly the single-process computation (up to
 the batching of same-shape matrices into one ``bmm``, which can change the last bit). Data travel
 in the NS dtype when it is narrower than the gradient's (the cast happens once either way, so the
@@ -144,14 +144,14 @@ def orthogonalize_distributed(
     process_group: Any = None,
     ns_method: str = "direct",
 ) -> GradientTransformation:
-    r""":func:`~functional_optim.transforms.orthogonalize.orthogonalize`, with the Newton–Schulz
+    r"""[`orthogonalize`][], with the Newton–Schulz
     work divided across ranks: each rank orthogonalises only the matrices it owns.
 
-    .. code-block:: text
-
-        owner(G) = assign_owners(cost = batch·m·n·min(m, n))      (same on every rank)
-        on owner(G):  O = orthogonalize(whole G)                   (the single-process maths)
-        exchange:     replicated G: all_gather(O);  Shard(d) DTensor G: all_to_all there and back
+    ```text
+    owner(G) = assign_owners(cost = batch·m·n·min(m, n))      (same on every rank)
+    on owner(G):  O = orthogonalize(whole G)                   (the single-process maths)
+    exchange:     replicated G: all_gather(O);  Shard(d) DTensor G: all_to_all there and back
+    ```
 
     The result on every rank is what the single-process ``orthogonalize`` gives for the whole
     matrix (bitwise up to the batching of same-shape matrices), returned in the layout of the
@@ -165,7 +165,7 @@ def orthogonalize_distributed(
 
     Args:
       ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape: as
-        :func:`~functional_optim.transforms.orthogonalize.orthogonalize`.
+        [`orthogonalize`][].
       process_group: the group plain (replicated) tensors are divided over; ``None`` = the default
         (world) group.
 
