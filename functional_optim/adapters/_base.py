@@ -19,7 +19,7 @@ At every ``step`` and for every parameter group, the adapter
 A step is all-or-nothing: every group is *prepared* first (steps 1-2, the checks, and the pure
 parts of step 3: nothing is written), then every group is *committed* with ``KeyboardInterrupt``
 held back. Outside ``differentiable=True``, a chain whose roles the fused step recognises
-(:mod:`functional_optim.fused`: ``[rule], [decoupled decay], learning rate``) is committed as
+(`fo.fused`: ``[rule], [decoupled decay], learning rate``) is committed as
 torch.optim does it, with the same numbers: the algorithm's rule updates the state buffers in
 place and the parameters move with ``p.mul_(1 - lr·wd)`` and ``p.addcdiv_``/``p.add_``; while no
 state tensor was replaced between two steps, the functional state of the last step is reused.
@@ -144,7 +144,7 @@ class FunctionalOptimizer(Optimizer):
     """
 
     fuse = True
-    """Run chains the fused step recognises in place (:mod:`functional_optim.fused`: the
+    """Run chains the fused step recognises in place (`fo.fused`: the
     algorithm's rule updates its state buffers in place and the parameters move with
     ``torch.optim``'s kernels, same numbers as the pure ``update``). ``opt.fuse = False`` runs
     the pure ``update`` and stores its new state tensors instead (e.g. when other code keeps
@@ -414,7 +414,7 @@ class FunctionalOptimizer(Optimizer):
         new_state: Any,
     ) -> None:
         """Store the new functional state in ``self.state`` (torch's format) and remember it for
-        the next step (:class:`StepCache`)."""
+        the next step (`StepCache`)."""
         if cache is not None and same_param_tensors(layout, new_state, gathered.fstate):
             cache.fstate = new_state  # the tensors were updated in place: nothing to store
             return
@@ -522,7 +522,7 @@ class FunctionalOptimizer(Optimizer):
     def _fusable(
         self, transform: GradientTransformation, params: list[Tensor], grads: list[Tensor]
     ) -> tuple[fused.FusedPlan, float, float] | None:
-        """``(plan, -lr, 1 - lr·wd)`` when the step can run in place (:mod:`functional_optim.fused`):
+        """``(plan, -lr, 1 - lr·wd)`` when the step can run in place (`fo.fused`):
         a chain whose roles end in a descent learning rate with concrete values, dense gradients
         of their parameters' dtype."""
         if not self.fuse:

@@ -10,8 +10,8 @@ A layout is a small tree that mirrors the transform's state::
     ("const", value)          None
     ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
 
-:func:`build_layout` makes it from a freshly initialised state; :func:`assemble` builds the
-functional state from the per-parameter dicts and :func:`scatter` writes one back.
+`build_layout` makes it from a freshly initialised state; `assemble` builds the
+functional state from the per-parameter dicts and `scatter` writes one back.
 """
 
 from __future__ import annotations
