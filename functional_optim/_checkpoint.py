@@ -2,9 +2,9 @@
 
 Since PyTorch 2.6 ``torch.load`` only rebuilds classes listed as *safe globals*. The library's
 states are NamedTuples (``ScaleByAdamState``, ``InjectHyperparamsState``, ``EmptyState``...)
-and its schedules small :class:`~functional_optim.schedules._base.ScheduleObject` instances; all
+and its schedules small [`ScheduleObject`][functional_optim.schedules.ScheduleObject] instances; all
 of them hold only tensors, numbers, strings, tuples, lists, dicts and each other. When
-``functional_optim`` is imported, :func:`register_all` adds to ``torch.serialization``'s safe
+``functional_optim`` is imported, `register_all` adds to ``torch.serialization``'s safe
 globals every NamedTuple class and every schedule class defined in a ``functional_optim``
 module, so new state classes are covered without registering them by hand::
 

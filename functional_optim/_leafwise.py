@@ -1,7 +1,7 @@
 """Run a list-level update on the parameters that have a gradient.
 
-Transforms write their maths once, over lists of tensors (see :mod:`functional_optim.ops`).
-:func:`update_leaves` does the tree plumbing around it: flatten the gradient tree and the
+Transforms write their maths once, over lists of tensors (see `fo.ops`).
+[`update_leaves`][] does the tree plumbing around it: flatten the gradient tree and the
 per-parameter state fields, drop the leaves whose gradient is ``None`` (their update stays
 ``None`` and their state is returned untouched, as ``torch.optim`` skips them), call the
 maths, and rebuild the trees.
@@ -60,7 +60,7 @@ def update_leaves(
       dense: as ``sparse`` for dense gradients (``"SparseAdam does not support dense gradients,
         please consider Adam instead"``).
 
-    Every call checks, once per layout (see :mod:`functional_optim._layout`), that the gradients
+    Every call checks, once per layout (see `functional_optim._layout`), that the gradients
     are floating-point tensors that fit their parameters (shape, dtype, device, layout) and that
     the state fields were made for them; a mismatch raises before any maths, naming the leaf.
 

@@ -2,7 +2,7 @@
 
 ``torch.compile(tx.update)`` gives Inductor kernels that fuse each parameter's update into one
 loop (one read and one write of every buffer, like ``torch.optim``'s ``fused=True``), but every
-call then pays Dynamo's guard checks on every input tensor (~1 µs each). :func:`compile_step`
+call then pays Dynamo's guard checks on every input tensor (~1 µs each). [`compile_step`][]
 keeps the kernels and replaces those guards by checks made once per call at C speed: the
 layout of every tensor it is given (parameters, state and gradients: dtype, device, shape,
 strides, storage offset, which tensors share memory, which gradients are ``None``) and the tree
@@ -233,7 +233,7 @@ def _flat_grad(g: Tensor) -> Tensor:
 
 class CompiledStep:
     """``step(params, grads, state)``: ``transform.update`` + ``apply_updates`` compiled, writing
-    the new parameters and state into the given tensors. See :func:`compile_step`."""
+    the new parameters and state into the given tensors. See [`compile_step`][]."""
 
     def __init__(
         self,
@@ -397,7 +397,7 @@ def _elementwise_applies(params: Params) -> bool:
 
 
 class _Planner:
-    """Splits a step into chunks of 1-D views for :class:`CompiledStep`'s elementwise mode."""
+    """Splits a step into chunks of 1-D views for [`CompiledStep`][]'s elementwise mode."""
 
     def __init__(self, step: CompiledStep, params: Params, grad_leaves: list[Any], state: State) -> None:
         self.step = step
@@ -554,8 +554,8 @@ def compile_step(
     graph covers every tensor (41-111 s for 100 tensors on the same CPU). Inductor keeps what
     it built in its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, default
     ``/tmp/torchinductor_$USER``): a new process with the same transform and layouts reuses it
-    (Dynamo still traces the transform: 6-8 s of CPU there). :meth:`CompiledStep.warmup`
-    compiles ahead of the first step.
+    (Dynamo still traces the transform: 6-8 s of CPU there).
+    [`CompiledStep.warmup`][functional_optim.compiled.CompiledStep.warmup] compiles ahead of the first step.
 
     Args:
       transform: any ``GradientTransformation`` that ``torch.compile`` can trace with

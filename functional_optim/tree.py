@@ -105,7 +105,7 @@ def zeros_like(tree: PyTree, dtype: torch.dtype | None = None) -> PyTree:
 
 
 def full_like(tree: PyTree, value: float | complex, dtype: torch.dtype | None = None) -> PyTree:
-    """A tree of tensors like ``tree`` filled with ``value`` (refuses what :func:`zeros_like` refuses)."""
+    """A tree of tensors like ``tree`` filled with ``value`` (refuses what [`zeros_like`][] refuses)."""
     if dtype is None:
         _require_optimizable(tree)
     return map(lambda t: None if t is None else torch.full_like(t, value, dtype=dtype), tree)
@@ -131,7 +131,7 @@ def global_norm(tree: PyTree) -> torch.Tensor:
     """The L2 norm of all leaves taken together: ``sqrt(sum_i ||x_i||²)`` (``None`` leaves skipped).
 
     DTensor leaves (FSDP2 / tensor-parallel shards) count with their *global* norm: the result is a
-    plain tensor, the same on every rank (see :func:`norm_of_norms`)."""
+    plain tensor, the same on every rank (see [`norm_of_norms`][])."""
     ts = [t for t in leaves(tree) if t is not None]
     if not ts:
         return torch.tensor(0.0)
