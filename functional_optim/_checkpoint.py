@@ -2,9 +2,9 @@
 
 Since PyTorch 2.6 ``torch.load`` only rebuilds classes listed as *safe globals*. The library's
 states are NamedTuples (``ScaleByAdamState``, ``InjectHyperparamsState``, ``EmptyState``...)
-and its schedules small :class:`~functional_optim.schedules._base.ScheduleObject` instances; all
+and its schedules small [`ScheduleObject`][functional_optim.schedules.ScheduleObject] instances; all
 of them hold only tensors, numbers, strings, tuples, lists, dicts and each other. When
-``functional_optim`` is imported, :func:`register_all` adds to ``torch.serialization``'s safe
+``functional_optim`` is imported, `register_all` adds to ``torch.serialization``'s safe
 globals every NamedTuple class and every schedule class defined in a ``functional_optim``
 module, so new state classes are covered without registering them by hand::
 
@@ -19,7 +19,7 @@ pickled Python function.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -54,7 +54,7 @@ def register_all() -> list[type]:
     """
     new = [cls for cls in _library_classes() if cls not in _REGISTERED]
     if new:
-        torch.serialization.add_safe_globals(new)
+        torch.serialization.add_safe_globals(cast("list[Any]", new))  # classes are callables
         _REGISTERED.update(new)
     return new
 

@@ -1,7 +1,7 @@
 """Check that gradients, parameters and per-parameter state fit each other, once per layout.
 
-Every transform that goes through :func:`functional_optim._leafwise.update_leaves` gets these
-checks. For each leaf with a gradient:
+Every transform that goes through [`functional_optim._leafwise.update_leaves`][functional_optim.update_leaves]
+gets these checks. For each leaf with a gradient:
 
 * the gradient is a floating-point or complex ``torch.Tensor`` (not a Python number, not a
   numpy array, not an integer tensor);
@@ -241,8 +241,9 @@ def _check_state(name: str, leaf: str, field: str, s: Any, ref: Tensor, what: st
 def check_optimizable(params: Any, name: str = "init") -> None:
     """Refuse parameters that cannot be optimised (integer or bool tensors, non-tensor leaves;
     ``torch.optim`` cannot give them a gradient either) with a ``TypeError`` naming the leaf.
-    ``None`` leaves are allowed. For the places that build no state with :func:`tree.zeros_like`
-    (which refuses them itself), e.g. the ``init`` of a chain of stateless transforms."""
+    ``None`` leaves are allowed. For the places that build no state with
+    [`tree.zeros_like`][functional_optim.tree.zeros_like] (which refuses them itself), e.g. the ``init`` of a
+    chain of stateless transforms."""
     try:
         tree._require_optimizable(params)
     except TypeError as err:
@@ -251,7 +252,7 @@ def check_optimizable(params: Any, name: str = "init") -> None:
 
 def check_gradients(updates: Any, params: Any, name: str, sparse: bool | str = True) -> None:
     """Check a whole gradient tree against the parameter tree (structure, then each leaf as
-    :func:`check_leaves`), once per layout. For code paths without per-parameter state, e.g. a
+    `check_leaves`), once per layout. For code paths without per-parameter state, e.g. a
     chain of stateless transforms (plain SGD): ``_layout.check_gradients(updates, params, "chain")``.
     Does nothing when ``params`` is ``None``."""
     if params is None:

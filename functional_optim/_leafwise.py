@@ -1,7 +1,7 @@
 """Run a list-level update on the parameters that have a gradient.
 
-Transforms write their maths once, over lists of tensors (see :mod:`functional_optim.ops`).
-:func:`update_leaves` does the tree plumbing around it: flatten the gradient tree and the
+Transforms write their maths once, over lists of tensors (see `fo.ops`).
+[`update_leaves`][] does the tree plumbing around it: flatten the gradient tree and the
 per-parameter state fields, drop the leaves whose gradient is ``None`` (their update stays
 ``None`` and their state is returned untouched, as ``torch.optim`` skips them), call the
 maths, and rebuild the trees.
@@ -16,8 +16,10 @@ from torch import Tensor
 
 from functional_optim import _layout, tree
 
+# The third argument is ``list[Tensor] | None``; ``Any`` lets a function that needs the parameters
+# declare ``list[Tensor]`` (``update_leaves(..., need_params=True)`` guarantees them).
 LeafFn = Callable[
-    [list[Tensor], list[list[Tensor]], "list[Tensor] | None"],
+    [list[Tensor], list[list[Tensor]], Any],
     tuple[list[Tensor], Sequence[list[Tensor]]],
 ]
 
@@ -58,7 +60,7 @@ def update_leaves(
       dense: as ``sparse`` for dense gradients (``"SparseAdam does not support dense gradients,
         please consider Adam instead"``).
 
-    Every call checks, once per layout (see :mod:`functional_optim._layout`), that the gradients
+    Every call checks, once per layout (see `functional_optim._layout`), that the gradients
     are floating-point tensors that fit their parameters (shape, dtype, device, layout) and that
     the state fields were made for them; a mismatch raises before any maths, naming the leaf.
 
@@ -82,7 +84,7 @@ def update_leaves(
         return updates, tuple(fields)
     if len(present) == len(grads):
         new_updates, new_fields = fn(grads, field_leaves, param_leaves)
-        out_updates = list(new_updates)
+        out_updates: list[Tensor | None] = list(new_updates)
         out_fields = [list(f) for f in new_fields]
     else:
         sel_params = None if param_leaves is None else [param_leaves[i] for i in present]
@@ -106,7 +108,7 @@ def _field_names(state: Any, fields: Sequence[Any], name: str) -> list[str]:
             f"{name}: expected the transform's NamedTuple state, got a {type(state).__qualname__}"
         )
     used = {id(f) for f in fields}
-    out = {}
+    out: dict[int, str] = {}
     for field, value in zip(names, state, strict=True):
         if id(value) in used:
             out.setdefault(id(value), field)

@@ -66,7 +66,7 @@ def pair(name: str, values: Any) -> tuple[Any, Any]:
 def betas(values: Any) -> tuple[Any, Any]:
     """Two betas in ``[0, 1)``, both floats or both tensors (as ``torch.optim.Adam``).
 
-    Returns the betas as a tuple (any sequence of two is accepted, see :func:`pair`).
+    Returns the betas as a tuple (any sequence of two is accepted, see `pair`).
     """
     values = pair("betas", values)
     b1, b2 = values
@@ -82,7 +82,7 @@ def betas(values: Any) -> tuple[Any, Any]:
 def not_nan(name: str, value: Any) -> None:
     """``ValueError("Invalid <name>: nan")`` for a NaN value (torch refuses a NaN ``lr``: its check
     ``0.0 <= lr`` is false). For hyperparameters whose sign is free, e.g. ``scale_by_learning_rate``
-    (``flip_sign=False`` with a negative rate ascends), where :func:`learning_rate` is too strict.
+    (``flip_sign=False`` with a negative rate ascends), where `learning_rate` is too strict.
     A schedule's value is checked each time the transform is rebuilt from it (every step under
-    :func:`~functional_optim.inject_hyperparams`), as ``fo.adam(lr=schedule)`` does."""
+    [`inject_hyperparams`][]), as ``fo.adam(lr=schedule)`` does."""
     require(lambda v: v == v, value, f"Invalid {name}: {value}")

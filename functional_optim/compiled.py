@@ -2,7 +2,7 @@
 
 ``torch.compile(tx.update)`` gives Inductor kernels that fuse each parameter's update into one
 loop (one read and one write of every buffer, like ``torch.optim``'s ``fused=True``), but every
-call then pays Dynamo's guard checks on every input tensor (~1 µs each). :func:`compile_step`
+call then pays Dynamo's guard checks on every input tensor (~1 µs each). [`compile_step`][]
 keeps the kernels and replaces those guards by checks made once per call at C speed: the
 layout of every tensor it is given (parameters, state and gradients: dtype, device, shape,
 strides, storage offset, which tensors share memory, which gradients are ``None``) and the tree
@@ -32,7 +32,7 @@ from __future__ import annotations
 import operator
 import types
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import optree
 import torch
@@ -83,7 +83,7 @@ def _tensor_layout(tensors: list[Tensor]) -> tuple:
 try:  # Dynamo's C++ tensor check: dtype, device, dispatch keys, requires_grad, sizes, strides
     from torch._C._dynamo.guards import TensorGuards as _TensorGuards
 except ImportError:  # pragma: no cover - older or stripped builds: the Python tuples
-    _TensorGuards = None
+    _TensorGuards = None  # type: ignore[misc,assignment]
 
 
 class _LayoutCheck:
@@ -97,8 +97,9 @@ class _LayoutCheck:
         if _TensorGuards is not None and tensors:
             self.guard = _TensorGuards(
                 *tensors,
-                dynamic_dims_sizes=[list(t.shape) for t in tensors],
-                dynamic_dims_strides=[list(t.stride()) for t in tensors],
+                # the stub wants lists of SymInt | None; Dynamo itself passes lists of ints
+                dynamic_dims_sizes=cast(Any, [list(t.shape) for t in tensors]),
+                dynamic_dims_strides=cast(Any, [list(t.stride()) for t in tensors]),
             )
         self.layout = _tensor_layout(tensors)
         self.pointers = tuple(map(Tensor.data_ptr, tensors)) if pointers else None
@@ -232,7 +233,7 @@ def _flat_grad(g: Tensor) -> Tensor:
 
 class CompiledStep:
     """``step(params, grads, state)``: ``transform.update`` + ``apply_updates`` compiled, writing
-    the new parameters and state into the given tensors. See :func:`compile_step`."""
+    the new parameters and state into the given tensors. See [`compile_step`][]."""
 
     def __init__(
         self,
@@ -382,7 +383,8 @@ class _DynamicVariant:
             return self.compiled(*args)
         # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
         # symbols and restart the analysis when Inductor needs them specialized
-        with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
+        # (``patch`` is installed at runtime by torch's config module: no stub)
+        with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):  # type: ignore[attr-defined]
             out = self.compiled(*args)
         self.ready = True
         return out
@@ -395,7 +397,7 @@ def _elementwise_applies(params: Params) -> bool:
 
 
 class _Planner:
-    """Splits a step into chunks of 1-D views for :class:`CompiledStep`'s elementwise mode."""
+    """Splits a step into chunks of 1-D views for [`CompiledStep`][]'s elementwise mode."""
 
     def __init__(self, step: CompiledStep, params: Params, grad_leaves: list[Any], state: State) -> None:
         self.step = step
@@ -424,7 +426,9 @@ class _Planner:
         )
 
     def _positions(self, k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        per_param, shared, pos = [], [], 0
+        per_param: list[int] = []
+        shared: list[int] = []
+        pos = 0
         for isf in self.is_field:
             if isf:
                 per_param.extend(range(pos, pos + k))
@@ -442,7 +446,7 @@ class _Planner:
             if g is None:
                 continue  # no update, state untouched
             p_view = _flat_view(p)
-            views = [_field_view(fl[i], p) for fl in per_param_fields]
+            views: list[Any] = [_field_view(fl[i], p) for fl in per_param_fields]
             if (
                 p_view is None
                 or not isinstance(g, Tensor)
@@ -550,8 +554,8 @@ def compile_step(
     graph covers every tensor (41-111 s for 100 tensors on the same CPU). Inductor keeps what
     it built in its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, default
     ``/tmp/torchinductor_$USER``): a new process with the same transform and layouts reuses it
-    (Dynamo still traces the transform: 6-8 s of CPU there). :meth:`CompiledStep.warmup`
-    compiles ahead of the first step.
+    (Dynamo still traces the transform: 6-8 s of CPU there).
+    [`CompiledStep.warmup`][functional_optim.compiled.CompiledStep.warmup] compiles ahead of the first step.
 
     Args:
       transform: any ``GradientTransformation`` that ``torch.compile`` can trace with

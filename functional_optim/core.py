@@ -12,7 +12,7 @@ such parameters too). ``update`` never mutates its inputs, so it composes with
 ``torch.func.grad``, ``torch.func.vmap`` and ``torch.compile``.
 
 Updates are *added* to the parameters (``apply_updates``); the sign flip of gradient
-descent lives in :func:`functional_optim.scale_by_learning_rate` only.
+descent lives in [`fo.scale_by_learning_rate`][functional_optim.scale_by_learning_rate] only.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Role:
     """What a transform *is*, declared by the transform itself (typed metadata).
 
     The pure ``update`` never looks at it. The adapters' fused step
-    (:mod:`functional_optim.fused`) reads only roles to decide how to apply a chain in place:
+    (`fo.fused`) reads only roles to decide how to apply a chain in place:
     never a position in the chain, a function attribute or a name. A transform without a role
     is an opaque pure function (always correct, run as it is).
     """
@@ -61,7 +61,8 @@ class Role:
 
 @dataclass(frozen=True)
 class LearningRate(Role):
-    """``u = -lr · g`` (``flip_sign``) or ``u = lr · g``: :func:`functional_optim.scale_by_learning_rate`."""
+    """``u = -lr · g`` (``flip_sign``) or ``u = lr · g``:
+    [`fo.scale_by_learning_rate`][functional_optim.scale_by_learning_rate]."""
 
     learning_rate: Any
     flip_sign: bool
@@ -70,7 +71,7 @@ class LearningRate(Role):
 @dataclass(frozen=True)
 class DecoupledWeightDecay(Role):
     """``u = g + wd · p`` meant as decoupled weight decay (AdamW, Loshchilov & Hutter): placed
-    right before a :class:`LearningRate` it is applied as ``p ← (1 - lr·wd) · p``, as
+    right before a `LearningRate` it is applied as ``p ← (1 - lr·wd) · p``, as
     ``torch.optim`` does."""
 
     weight_decay: Any
@@ -86,7 +87,7 @@ class L2Regularization(Role):
 
 @dataclass(frozen=True)
 class Chain(Role):
-    """:func:`chain` of ``children``; the state is the tuple of their states, in order."""
+    """[`chain`][] of ``children``; the state is the tuple of their states, in order."""
 
     children: tuple[GradientTransformation, ...]
 
@@ -109,9 +110,9 @@ class GradientTransformation(NamedTuple):
     Extra keyword arguments (``value``, ``value_fn``, ``metric``...) are passed to every
     transform of a chain; a transform ignores the extras it does not use.
 
-    ``role`` optionally declares what the transform is (:class:`Role`): the learning rate, a
+    ``role`` optionally declares what the transform is (`Role`): the learning rate, a
     weight decay, a chain, a combinator, or an algorithm's explicit update rule
-    (:class:`functional_optim.rules.Rule`). Only the adapters' fused step reads it.
+    (`functional_optim.rules.Rule`). Only the adapters' fused step reads it.
     """
 
     init: InitFn
@@ -124,7 +125,7 @@ class EmptyState(NamedTuple):
 
 
 def identity() -> GradientTransformation:
-    """The transform that returns its input unchanged: ``u = g``. It is the unit of :func:`chain`."""
+    """The transform that returns its input unchanged: ``u = g``. It is the unit of [`chain`][]."""
 
     def init_fn(params: Params) -> EmptyState:
         del params
@@ -141,7 +142,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply transforms one after the other: ``u = t_n(...t_2(t_1(g)))``.
 
     The state is the tuple of the inner states, in order. ``chain`` is associative up to the
-    nesting of that tuple, and :func:`identity` is its unit.
+    nesting of that tuple, and [`identity`][] is its unit.
 
     Example::
 
@@ -197,11 +198,13 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     _warnings.warn_if_growing_graph(params, updates)
     p_leaves, spec = tree.flatten(params)
     try:
-        u_leaves = spec.flatten_up_to(updates)
+        u_leaves: list[Any] = spec.flatten_up_to(updates)
     except (ValueError, TypeError):
         return tree.map(_add_update, params, updates)  # optree's own error message
     out = list(p_leaves)
-    fast_p, fast_u, fast_i = [], [], []
+    fast_p: list[torch.Tensor] = []
+    fast_u: list[torch.Tensor] = []
+    fast_i: list[int] = []
     grad_mode = torch.is_grad_enabled()
     for i, (p, u) in enumerate(zip(p_leaves, u_leaves, strict=True)):
         if u is None or p is None:

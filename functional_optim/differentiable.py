@@ -13,7 +13,7 @@ tensors::
     meta_grads = torch.func.grad(meta_loss, argnums=(0, 1))(params, torch.tensor(0.01))
 
 Backpropagating through ``K`` steps keeps every step's intermediate tensors alive, so memory
-grows linearly in ``K``. :func:`unroll`'s ``truncate=T`` stops gradients through the
+grows linearly in ``K``. [`unroll`][]'s ``truncate=T`` stops gradients through the
 parameters *and* the optimizer state before the last ``T`` steps (truncated backpropagation
 through time): memory is ``O(T)``, the meta-gradient is the biased, short-horizon estimate
 ``d L / d θ_{K-T}`` chained only through the last ``T`` updates.
@@ -54,7 +54,7 @@ def stop_gradient(values: Any) -> Any:
 
 
 class UnrollResult(NamedTuple):
-    """What :func:`unroll` returns: the trained parameters and optimizer state (both still
+    """What [`unroll`][] returns: the trained parameters and optimizer state (both still
     differentiable w.r.t. the inputs unless truncated) and the per-step training losses
     (detached 0-dim tensors, for logging)."""
 
@@ -84,7 +84,7 @@ def unroll(
     included unless ``first_order``).
 
     Args:
-      opt: the optimizer (any :class:`GradientTransformation` whose update needs only
+      opt: the optimizer (any [`GradientTransformation`][] whose update needs only
         ``(grads, state, params)``).
       loss_fn: ``loss_fn(params, batch) -> 0-dim tensor`` when ``batches`` is given, else
         ``loss_fn(params)``.
@@ -94,7 +94,7 @@ def unroll(
         unpacked: ``loss_fn(params, *batch)``.
       steps: ``K`` when ``batches`` is ``None`` (full-batch inner loop).
       truncate: if given (``0 <= T``), gradients flow only through the last ``T`` steps: the
-        parameters and the state are passed through :func:`stop_gradient` before step
+        parameters and the state are passed through [`stop_gradient`][] before step
         ``K - T`` (nothing is cut if ``T >= K``). ``T = 0`` detaches the result entirely.
       first_order: detach the inner gradients (first-order MAML / FOMAML): the meta-gradient
         ignores the Hessian terms, and the graph is much smaller.
@@ -102,10 +102,10 @@ def unroll(
         result can be differentiated by ``torch.func`` transforms and by plain autograd.
         ``"autograd"``: ``torch.autograd.grad(..., create_graph=True)``; for plain
         ``.backward()`` only (not under ``torch.func``), and needed when saved-tensor hooks are
-        active (:class:`SavedTensorsMeter`; ``torch.func.grad`` refuses them). Same numbers.
+        active ([`SavedTensorsMeter`][]; ``torch.func.grad`` refuses them). Same numbers.
 
     Returns:
-      :class:`UnrollResult` ``(params, state, losses)``.
+      [`UnrollResult`][] ``(params, state, losses)``.
 
     Example:
         >>> def mse(theta, x, y):
@@ -203,7 +203,7 @@ class SavedTensorsMeter:
     seen; the meter's own bookkeeping is a small Python object per save.
 
     Plain autograd only: ``torch.func.grad``/``vjp`` refuse saved-tensor hooks, so measure an
-    unrolled run with :func:`unroll`'s ``inner_grad="autograd"`` (the same numbers).
+    unrolled run with [`unroll`][]'s ``inner_grad="autograd"`` (the same numbers).
 
     Example:
         >>> w = torch.ones(100, requires_grad=True)

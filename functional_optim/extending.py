@@ -1,7 +1,7 @@
 """Helpers for writing your own transform with the library's ``None``-gradient semantics.
 
 A transform's maths is easiest written once over flat lists of tensors.
-:func:`update_leaves` does the tree plumbing around it: it flattens the gradient tree and the
+[`update_leaves`][] does the tree plumbing around it: it flattens the gradient tree and the
 per-parameter state fields, drops the leaves whose gradient is ``None`` (their update stays
 ``None`` and their state is returned untouched, as ``torch.optim`` skips them), calls the maths
 on the remaining leaves, and rebuilds the trees.

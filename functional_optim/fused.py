@@ -7,21 +7,21 @@ A chain whose flattened transforms end in ::
 (with a concrete ``lr`` and ``wd``) moves the parameters by ``p ← (1 - lr·wd)·p + (-lr)·rule_update``.
 ``torch.optim`` applies exactly this in place: ``p.mul_(1 - lr * wd)`` (decoupled weight decay)
 and one ``p.add_(u, alpha=-lr)`` or, for the adaptive methods, ``p.addcdiv_(num, den, value)``
-that never materialises the update. :func:`plan` recognises such chains by the **roles** the
-transforms declare (:class:`functional_optim.core.LearningRate`,
-:class:`~functional_optim.core.DecoupledWeightDecay`, :class:`~functional_optim.rules.Rule`,
-:class:`~functional_optim.core.Chain`) — never by position alone or by function attributes.
+that never materialises the update. `plan` recognises such chains by the **roles** the
+transforms declare (`functional_optim.core.LearningRate`,
+`DecoupledWeightDecay`, `Rule`,
+`Chain`) — never by position alone or by function attributes.
 
 A fused step has two phases, so that an adapter step is all-or-nothing:
 
-1. :func:`prepare` (may raise; writes nothing): runs the ``pre`` transforms through their pure
+1. `prepare` (may raise; writes nothing): runs the ``pre`` transforms through their pure
    ``update`` (new tensors) — e.g. ``negate`` for ``maximize``, an L2 ``add_decayed_weights``,
    clipping, a momentum that is not the rule;
-2. :func:`commit` (writes; runs library kernels only): the rule's step with ``in_place=True``
+2. `commit` (writes; runs library kernels only): the rule's step with ``in_place=True``
    (its state buffers updated in place, as ``torch.optim``), then its terms applied to the
-   parameters (:func:`functional_optim.rules.apply_terms`).
+   parameters (`functional_optim.rules.apply_terms`).
 
-The rule's maths is the same function the pure ``update`` evaluates (:mod:`functional_optim.rules`),
+The rule's maths is the same function the pure ``update`` evaluates (`fo.rules`),
 so the two paths cannot disagree. Everything else (schedules, ``inject_hyperparams``, combinators
 that may keep an old state such as ``apply_if_finite``, unknown transforms at the end of a chain)
 is not fused: the adapters run the pure ``update`` and write its result.
@@ -50,7 +50,7 @@ class FusedPlan(NamedTuple):
 
     Attributes:
       pre: the transforms run purely before the rule, with the path of each one's state.
-      rule: the core's :class:`~functional_optim.rules.Rule` (``None``: the updates of ``pre``
+      rule: the core's `Rule` (``None``: the updates of ``pre``
         are applied as they are, ``p.add_(u, alpha=-lr)``).
       rule_path: the path of the rule's state.
       learning_rate: the learning-rate hyperparameter (read at every step).
@@ -79,7 +79,7 @@ def _flatten(transform: GradientTransformation, path: Path) -> list[tuple[Gradie
 
 
 def plan(transform: GradientTransformation) -> FusedPlan | None:
-    """The :class:`FusedPlan` of a transform, or ``None`` when it cannot be fused (cached)."""
+    """The `FusedPlan` of a transform, or ``None`` when it cannot be fused (cached)."""
     cached = _PLANS.get(transform.update, None)
     if cached is None:
         cached = _make_plan(transform)
@@ -99,7 +99,8 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
     if rest and isinstance(rest[-1][0].role, DecoupledWeightDecay):
         weight_decay = rest[-1][0].role.weight_decay
         rest = rest[:-1]
-    rule, rule_path = None, ()
+    rule: Rule | None = None
+    rule_path: Path = ()
     if rest and isinstance(rest[-1][0].role, Rule):
         rule, rule_path = rest[-1][0].role, rest[-1][1]
         rest = rest[:-1]
@@ -134,7 +135,7 @@ def set_path(state: Any, path: Path, value: Any) -> Any:
 
 
 class Prepared(NamedTuple):
-    """The result of :func:`prepare`: the rule's input updates and the new state so far."""
+    """The result of `prepare`: the rule's input updates and the new state so far."""
 
     updates: list[Tensor]
     state: Any

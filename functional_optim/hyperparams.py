@@ -19,7 +19,7 @@ P = ParamSpec("P")
 
 
 class InjectHyperparamsState(NamedTuple):
-    """State of :func:`inject_hyperparams`.
+    """State of [`inject_hyperparams`][].
 
     Attributes:
       count: number of updates done so far (0-dim int64 tensor); schedules are evaluated at it.
@@ -91,7 +91,7 @@ def inject_hyperparams(
     """Wrap a transform factory so that its numeric hyperparameters live in the state.
 
     ``inject_hyperparams(factory)(**kwargs)`` builds a transform whose state is an
-    :class:`InjectHyperparamsState`. Every hyperparameter that is a float, a tensor, a schedule
+    [`InjectHyperparamsState`][]. Every hyperparameter that is a float, a tensor, a schedule
     (``count -> value``) or a tuple of those (``betas``) is stored in ``state.hyperparams`` as a
     0-dim tensor; at each update schedules are evaluated at ``state.count``, the inner transform
     is rebuilt from the current values and applied. Values written into ``state.hyperparams``
@@ -221,7 +221,7 @@ def schedulable(
     *names: str,
 ) -> Callable[[Callable[P, GradientTransformation]], Callable[P, GradientTransformation]]:
     """Declare a factory's hyperparameters; passing a schedule for any of them wraps the result
-    in :func:`inject_hyperparams`, so every hyperparameter of every transform accepts a schedule.
+    in [`inject_hyperparams`][], so every hyperparameter of every transform accepts a schedule.
 
     The decorated factory keeps its signature for type checkers and editors (``ParamSpec``).
     An unknown keyword (an optax name such as ``learning_rate=`` given to ``fo.adamw``) raises a

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast, overload
 
 import torch
 from torch import Tensor
@@ -67,7 +67,7 @@ def _broadcast(value: ScalarOrList, n: int) -> Sequence[Scalar]:
         if len(value) != n:
             raise ValueError(f"expected {n} per-tensor values, got {len(value)}")
         return value
-    return [value] * n
+    return [cast(Scalar, value)] * n  # not a list or tuple: one scalar
 
 
 def _is_scalar_list(value: Any) -> bool:
@@ -84,14 +84,17 @@ _PY_NUMBER_TYPES = {float, int, bool}
 # ----------------------------------------------------------------------------- scalars
 
 
-def scalar(x: Scalar) -> Scalar:
-    """A hyperparameter as a Python number when that is safe (concrete tensor), else unchanged."""
+def scalar(x: Scalar | Callable[[Any], Any]) -> Scalar:
+    """A hyperparameter as a Python number when that is safe (concrete tensor), else unchanged.
+
+    Accepts a ``Hyperparam`` as the factories declare it; a schedule never gets here (``@schedulable``
+    rebuilds the transform with the schedule's current value), hence the cast."""
     if isinstance(x, Tensor) and not is_traced(x):
-        return x.item()
-    return x
+        return cast(Scalar, x.item())  # a real tensor's item() is a float or an int
+    return cast(Scalar, x)
 
 
-def step_values(steps: Sequence[Tensor]) -> list[float] | list[Tensor]:
+def step_values(steps: Sequence[Tensor]) -> list[Any]:
     """Per-parameter step counters as Python floats (concrete) or 0-dim float64 tensors (traced)."""
     if not steps:
         return []
@@ -141,7 +144,7 @@ def writable(xs: Sequence[Tensor], *others: Any) -> bool:
 
 
 def _foreach_ok(inplace: bool, xs: Sequence[Tensor], *others: Sequence[Tensor]) -> bool:
-    """``use_foreach(xs, *others)``, skipping ``xs`` when :func:`writable` already checked it."""
+    """``use_foreach(xs, *others)``, skipping ``xs`` when `writable` already checked it."""
     return use_foreach(*others) if inplace else use_foreach(xs, *others)
 
 
@@ -164,7 +167,7 @@ def add(xs: list[Tensor], other: Any, alpha: Scalar = 1, *, in_place: bool = Fal
 
 
 def add_(xs: list[Tensor], other: Any, alpha: Scalar = 1) -> list[Tensor]:
-    """:func:`add` written into ``xs`` (temporaries only, see above)."""
+    """`add` written into ``xs`` (temporaries only, see above)."""
     return _add(xs, other, alpha, writable(xs, other, alpha))
 
 
@@ -205,7 +208,7 @@ def sub(xs: list[Tensor], ys: list[Tensor], *, in_place: bool = False) -> list[T
 
 
 def sub_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
-    """:func:`sub` written into ``xs`` (temporaries only)."""
+    """`sub` written into ``xs`` (temporaries only)."""
     return _sub(xs, ys, writable(xs, ys))
 
 
@@ -226,7 +229,7 @@ def mul(xs: list[Tensor], other: Any, *, in_place: bool = False) -> list[Tensor]
 
 
 def mul_(xs: list[Tensor], other: Any) -> list[Tensor]:
-    """:func:`mul` written into ``xs`` (temporaries only)."""
+    """`mul` written into ``xs`` (temporaries only)."""
     return _binary("mul", xs, other, writable(xs, other))
 
 
@@ -236,7 +239,7 @@ def div(xs: list[Tensor], other: Any, *, in_place: bool = False) -> list[Tensor]
 
 
 def div_(xs: list[Tensor], other: Any) -> list[Tensor]:
-    """:func:`div` written into ``xs`` (temporaries only)."""
+    """`div` written into ``xs`` (temporaries only)."""
     return _binary("div", xs, other, writable(xs, other))
 
 
@@ -246,7 +249,7 @@ def maximum(xs: list[Tensor], ys: list[Tensor], *, in_place: bool = False) -> li
 
 
 def maximum_(xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
-    """:func:`maximum` written into ``xs`` (temporaries only)."""
+    """`maximum` written into ``xs`` (temporaries only)."""
     return _maximum(xs, ys, writable(xs, ys))
 
 
@@ -323,7 +326,7 @@ def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, *, in_place: bool =
 
 
 def lerp_(xs: list[Tensor], ys: list[Tensor], weight: Scalar) -> list[Tensor]:
-    """:func:`lerp` written into ``xs`` (temporaries only)."""
+    """`lerp` written into ``xs`` (temporaries only)."""
     return _lerp(xs, ys, weight, writable(xs, ys, weight))
 
 
@@ -343,7 +346,7 @@ def addcmul(
 
 
 def addcmul_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
-    """:func:`addcmul` written into ``xs`` (temporaries only)."""
+    """`addcmul` written into ``xs`` (temporaries only)."""
     return _addc("addcmul", xs, ys, zs, value, writable(xs, ys, zs, value))
 
 
@@ -355,7 +358,7 @@ def addcdiv(
 
 
 def addcdiv_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
-    """:func:`addcdiv` written into ``xs`` (temporaries only)."""
+    """`addcdiv` written into ``xs`` (temporaries only)."""
     return _addc("addcdiv", xs, ys, zs, value, writable(xs, ys, zs, value))
 
 
@@ -388,11 +391,11 @@ def _addc(
 
 
 def rdiv_(ys: list[Tensor], xs: list[Tensor]) -> list[Tensor]:
-    """``x / y`` per tensor, written into ``ys`` when :func:`writable` allows (``ys`` must be
+    """``x / y`` per tensor, written into ``ys`` when `writable` allows (``ys`` must be
     temporaries, e.g. a denominator computed in this update; use the returned list).
 
     For large tensors the quotient goes into ``ys`` (``torch.div(x, y, out=y)``, the same kernel
-    as :func:`div`), so no third buffer is allocated; for small ones (overhead-bound) one
+    as `div`), so no third buffer is allocated; for small ones (overhead-bound) one
     ``torch._foreach_div`` is cheaper and is used instead.
     """
     if (
@@ -427,7 +430,7 @@ def sqrt(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
 
 
 def sqrt_(xs: list[Tensor]) -> list[Tensor]:
-    """:func:`sqrt` written into ``xs`` (temporaries only)."""
+    """`sqrt` written into ``xs`` (temporaries only)."""
     if not writable(xs):
         return sqrt(xs)
     return _unary("sqrt", xs, True)
@@ -447,7 +450,7 @@ def neg(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
 
 
 def neg_(xs: list[Tensor]) -> list[Tensor]:
-    """:func:`neg` written into ``xs`` (temporaries only)."""
+    """`neg` written into ``xs`` (temporaries only)."""
     return _unary("neg", xs, writable(xs))
 
 
@@ -456,7 +459,7 @@ def sign(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
 
 
 def sign_(xs: list[Tensor]) -> list[Tensor]:
-    """:func:`sign` written into ``xs`` (temporaries only)."""
+    """`sign` written into ``xs`` (temporaries only)."""
     return _unary("sign", xs, writable(xs))
 
 
@@ -466,7 +469,7 @@ def reciprocal(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
 
 
 def reciprocal_(xs: list[Tensor]) -> list[Tensor]:
-    """:func:`reciprocal` written into ``xs`` (temporaries only)."""
+    """`reciprocal` written into ``xs`` (temporaries only)."""
     return _unary("reciprocal", xs, writable(xs))
 
 
@@ -504,7 +507,7 @@ def clamp(
 
 
 def clamp_(xs: list[Tensor], min: Scalar | None = None, max: Scalar | None = None) -> list[Tensor]:
-    """:func:`clamp` written into ``xs`` (temporaries only)."""
+    """`clamp` written into ``xs`` (temporaries only)."""
     return _clamp(xs, min, max, writable(xs, min, max))
 
 
@@ -516,9 +519,11 @@ def _clamp(xs: list[Tensor], min: Scalar | None, max: Scalar | None, inplace: bo
         if max is not None:
             out = _run_foreach("_foreach_clamp_max_" if inplace else "_foreach_clamp_max", out, max)
         return out
+    # torch's stubs type min/max as all-tensor or all-number overloads; a mix works at runtime
+    lo, hi = cast(Any, min), cast(Any, max)
     if inplace:
-        return [x.clamp_(min=min, max=max) for x in xs]
-    return [torch.clamp(x, min=min, max=max) for x in xs]
+        return [x.clamp_(min=lo, max=hi) for x in xs]
+    return [torch.clamp(x, min=lo, max=hi) for x in xs]
 
 
 def norm(xs: list[Tensor]) -> list[Tensor]:
@@ -531,7 +536,11 @@ def norm(xs: list[Tensor]) -> list[Tensor]:
 # ----------------------------------------------------------------------------- complex numbers
 
 
-def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]:
+@overload
+def view_as_real(xs: Sequence[Tensor]) -> list[Tensor]: ...
+@overload
+def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]: ...
+def view_as_real(xs: Sequence[Tensor | None]) -> list[Any]:
     """Complex tensors as real views of shape ``(..., 2)`` (``torch.optim``'s treatment of complex
     parameters); real tensors and ``None`` are returned as they are."""
     if _all_real(xs):
@@ -540,7 +549,7 @@ def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]:
 
 
 def view_as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
-    """Undo :func:`view_as_real` for the tensors whose counterpart in ``like`` is complex (a
+    """Undo `view_as_real` for the tensors whose counterpart in ``like`` is complex (a
     tensor that is complex already is returned as it is)."""
     if _all_real(like):
         return list(xs)

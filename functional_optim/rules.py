@@ -1,22 +1,22 @@
 """Explicit update rules: an algorithm's per-step maths, written once.
 
-A :class:`Rule` is the whole step of an algorithm's core (Adam's moments, RMSprop's averages,
+A `Rule` is the whole step of an algorithm's core (Adam's moments, RMSprop's averages,
 ASGD's descent and average...) as one function::
 
     rule.step(grads, fields, params, in_place=...) -> RuleStep(new_fields, terms)
 
 over flat lists of tensors: the gradients, the per-parameter state fields the rule reads (in the
-order of :attr:`Rule.fields`), and the parameters (when the rule needs them). It returns the new
-state fields and the update described as :class:`Term` s, e.g. Adam's update is the single term
+order of `Rule.fields`), and the parameters (when the rule needs them). It returns the new
+state fields and the update described as `Term` s, e.g. Adam's update is the single term
 ``(m, √v̂ + ε)`` with coefficient ``s / (1 - β₁ᵗ)``: applied with a step scale ``s`` it moves the
 parameters by ``s · m / ((√v̂ + ε) · (1 - β₁ᵗ))``.
 
 Two callers derive everything else from that one function, so they cannot disagree:
 
-* the pure ``update`` of the transform (:func:`rule_transform`) calls it with ``in_place=False``
+* the pure ``update`` of the transform (`rule_transform`) calls it with ``in_place=False``
   (every new state field is a new tensor) and turns the terms into the update tensor
-  (:func:`materialize`);
-* the adapters' fused step (:mod:`functional_optim.fused`) calls it with ``in_place=True`` on
+  (`materialize`);
+* the adapters' fused step (`fo.fused`) calls it with ``in_place=True`` on
   state buffers it owns (the same kernels write into them, as ``torch.optim`` does) and applies
   the terms to the parameters in place with ``torch.optim``'s kernels (``p.addcdiv_(m, denom,
   value=-lr / bc1)``), never materialising the update.
@@ -79,11 +79,11 @@ class After(NamedTuple):
 
 
 class RuleStep(NamedTuple):
-    """What :meth:`Rule.step` returns.
+    """What `Rule.step` returns.
 
     Attributes:
       fields: the new per-parameter state fields (same order as the fields it was given).
-      terms: the update as terms (:class:`Term`, :class:`After`), or ``None`` when the update
+      terms: the update as terms (`Term`, `After`), or ``None`` when the update
         cannot be written as terms (then ``update`` holds it, e.g. Adagrad's sparse gradients).
       update: the update itself, when ``terms`` is ``None``.
     """
@@ -99,6 +99,7 @@ class StepFn(Protocol):
         grads: list[Tensor],
         fields: list[list[Any]],
         params: list[Tensor] | None,
+        /,
         *,
         in_place: bool,
     ) -> RuleStep: ...
@@ -154,7 +155,7 @@ def materialize(terms: Sequence[Term | After], params: list[Tensor] | None) -> l
     the terms applied with step scale ``s``.
 
     Additive terms give ``u = Σ coefficient(1) · num / den`` (new tensors; nothing given is
-    written). Rules whose terms decay the parameters or read the new parameters (:class:`After`,
+    written). Rules whose terms decay the parameters or read the new parameters (`After`,
     ASGD) are evaluated as a unit descent step on a copy of the parameters, in the terms' own op
     order: ``p' = terms(p, s=-1)``, ``u = p - p'`` (so such a rule's update is meant for
     ``scale_by_learning_rate(1.0)``, as ASGD's alias uses it).
@@ -193,11 +194,11 @@ def materialize(terms: Sequence[Term | After], params: list[Tensor] | None) -> l
 
 def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale: Any) -> list[Tensor]:
     """``p ← terms(p, step_scale)`` with ``torch.optim``'s kernels: ``mul_``, ``add_(num,
-    alpha=c)`` or ``addcdiv_(num, den, c)``; :class:`After` callbacks run where they appear (with
+    alpha=c)`` or ``addcdiv_(num, den, c)``; `After` callbacks run where they appear (with
     the real views of the new parameters). Returns the new parameters (real views).
 
-    The parameters are written in place when :func:`functional_optim.ops.writable` allows (the
-    adapters' fused step, or a copy made by :func:`materialize`); otherwise (autograd recording,
+    The parameters are written in place when `functional_optim.ops.writable` allows (the
+    adapters' fused step, or a copy made by `materialize`); otherwise (autograd recording,
     ``torch.func``) new tensors are returned. Complex parameters are written through their real
     views, except by a term whose ``num`` is complex itself (native complex arithmetic, e.g. SGD's
     momentum: ``torch.optim``'s complex ``add_``)."""
@@ -236,7 +237,7 @@ def _add_to(p: Tensor, y: Tensor, v: Any) -> Tensor:
 
 
 def _add_scaled(x: Tensor, y: Tensor, v: Any) -> Tensor:
-    """``x.add_(y, alpha=v)`` (written into ``x`` when :func:`functional_optim.ops.writable`)."""
+    """``x.add_(y, alpha=v)`` (written into ``x`` when `functional_optim.ops.writable`)."""
     if ops.writable([x], [y]):
         return x.add_(y, alpha=v) if isinstance(v, float | int) else x.add_(v * y)
     return torch.add(x, y, alpha=v) if isinstance(v, float | int) else x + v * y
@@ -253,7 +254,7 @@ def _add_scaled_all(xs: list[Tensor], ys: list[Tensor], value: Any) -> list[Tens
 
 def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
     """The pure transform of ``rule``: ``update`` runs ``rule.step(..., in_place=False)`` on the
-    leaves that have a gradient and returns :func:`materialize` of its terms. Its role is the rule
+    leaves that have a gradient and returns `materialize` of its terms. Its role is the rule
     itself, which the adapters' fused step runs in place instead."""
 
     def leaf_step(grads: list[Tensor], fields: list[list[Any]], params: list[Tensor] | None):

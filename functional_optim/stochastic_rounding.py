@@ -16,10 +16,10 @@ _HIGH16_MASK = -_LOW16  # 0xFFFF0000 as a signed int32
 
 def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     r"""Round a float32 tensor to bfloat16 stochastically: up with probability equal to the
-    distance to the lower neighbour over the gap, so that :math:`\mathbb E[\mathrm{round}(x)] = x`.
+    distance to the lower neighbour over the gap, so that $\mathbb E[\mathrm{round}(x)] = x$.
 
     bfloat16 is the upper half of float32's bits: adding a uniform random integer in
-    :math:`[0, 2^{16})` to the lower half and truncating rounds the magnitude up with exactly that
+    $[0, 2^{16})$ to the lower half and truncating rounds the magnitude up with exactly that
     probability (the sign bit is untouched; inf and NaN stay inf and NaN).
 
     Example:
@@ -39,11 +39,11 @@ def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = 
 def apply_updates_stochastic(
     params: Params, updates: Updates, generator: torch.Generator | None = None
 ) -> Params:
-    r"""``params + updates`` (as :func:`apply_updates`), with every bfloat16 parameter computed in
+    r"""``params + updates`` (as [`apply_updates`][]), with every bfloat16 parameter computed in
     float32 and stochastically rounded back to bfloat16 (unbiased:
-    :math:`\mathbb E[p'] = p + u` up to float32 precision), so that updates smaller than half a
+    $\mathbb E[p'] = p + u$ up to float32 precision), so that updates smaller than half a
     bfloat16 ulp are not lost on average. Other dtypes are added exactly as
-    :func:`apply_updates`. Pure: new tensors are returned; ``None`` updates keep the parameter.
+    [`apply_updates`][]. Pure: new tensors are returned; ``None`` updates keep the parameter.
 
     Args:
       params: the parameter tree.

@@ -8,10 +8,13 @@ parameter tree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import optree
 import torch
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 PyTree = Any
 TreeSpec = optree.PyTreeSpec
@@ -102,7 +105,7 @@ def zeros_like(tree: PyTree, dtype: torch.dtype | None = None) -> PyTree:
 
 
 def full_like(tree: PyTree, value: float | complex, dtype: torch.dtype | None = None) -> PyTree:
-    """A tree of tensors like ``tree`` filled with ``value`` (refuses what :func:`zeros_like` refuses)."""
+    """A tree of tensors like ``tree`` filled with ``value`` (refuses what [`zeros_like`][] refuses)."""
     if dtype is None:
         _require_optimizable(tree)
     return map(lambda t: None if t is None else torch.full_like(t, value, dtype=dtype), tree)
@@ -128,7 +131,7 @@ def global_norm(tree: PyTree) -> torch.Tensor:
     """The L2 norm of all leaves taken together: ``sqrt(sum_i ||x_i||²)`` (``None`` leaves skipped).
 
     DTensor leaves (FSDP2 / tensor-parallel shards) count with their *global* norm: the result is a
-    plain tensor, the same on every rank (see :func:`norm_of_norms`)."""
+    plain tensor, the same on every rank (see [`norm_of_norms`][])."""
     ts = [t for t in leaves(tree) if t is not None]
     if not ts:
         return torch.tensor(0.0)
@@ -138,7 +141,7 @@ def global_norm(tree: PyTree) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].dtype) for n in norms]))
 
 
-def is_dtensor(x: Any) -> bool:
+def is_dtensor(x: Any) -> TypeGuard[DTensor]:
     """Whether ``x`` is a ``torch.distributed.tensor.DTensor`` (False where torch.distributed is absent)."""
     dtensor = _dtensor_type()
     return dtensor is not None and isinstance(x, dtensor)
@@ -189,9 +192,10 @@ def _dtensor_type() -> type | None:
     if _DTENSOR is False:
         try:
             from torch.distributed.tensor import DTensor
+
+            _DTENSOR = DTensor
         except ImportError:  # pragma: no cover - builds without torch.distributed
-            DTensor = None
-        _DTENSOR = DTensor
+            _DTENSOR = None
     return _DTENSOR  # type: ignore[return-value]
 
 

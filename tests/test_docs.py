@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 import subprocess
@@ -63,3 +64,24 @@ def test_the_site_builds_strictly_with_every_name_and_every_notebook_figure(tmp_
     for stem, figures in {"quickstart": 1, "schedules": 2, "differentiable": 4, "muon_vs_adamw": 1}.items():
         html = (site / "notebooks" / stem / "index.html").read_text(encoding="utf-8")
         assert html.count("data:image/png") >= figures, f"notebooks/{stem} is rendered without its figures"
+
+
+_RST = re.compile(r":(?:math|func|class|meth|mod|attr|data|obj|exc):`|^\s*\.\. (?:math|code-block)::", re.M)
+
+
+def test_docstrings_use_markdown_not_rst() -> None:
+    """mkdocstrings renders docstrings as markdown: RST roles and directives would show as raw text
+    (maths as ``$...$``/``$$...$$``, links as ``[`name`][]``; see CONTRIBUTING.md)."""
+    found = []
+    for path in sorted((ROOT / "functional_optim").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # docstrings of modules, classes, functions and (as griffe reads them) attributes
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                doc = node.value.value if isinstance(node.value.value, str) else ""
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}: {m.group(0).strip()}"
+                    for m in _RST.finditer(doc)
+                ]
+    assert not found, (
+        "RST markup in docstrings (tools/docstrings_rst_to_markdown.py converts it):\n" + "\n".join(found)
+    )

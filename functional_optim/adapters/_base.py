@@ -19,7 +19,7 @@ At every ``step`` and for every parameter group, the adapter
 A step is all-or-nothing: every group is *prepared* first (steps 1-2, the checks, and the pure
 parts of step 3: nothing is written), then every group is *committed* with ``KeyboardInterrupt``
 held back. Outside ``differentiable=True``, a chain whose roles the fused step recognises
-(:mod:`functional_optim.fused`: ``[rule], [decoupled decay], learning rate``) is committed as
+(`fo.fused`: ``[rule], [decoupled decay], learning rate``) is committed as
 torch.optim does it, with the same numbers: the algorithm's rule updates the state buffers in
 place and the parameters move with ``p.mul_(1 - lr·wd)`` and ``p.addcdiv_``/``p.add_``; while no
 state tensor was replaced between two steps, the functional state of the last step is reused.
@@ -54,7 +54,7 @@ import inspect
 import itertools
 import operator
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -152,7 +152,7 @@ class FunctionalOptimizer(Optimizer):
     """
 
     fuse = True
-    """Run chains the fused step recognises in place (:mod:`functional_optim.fused`: the
+    """Run chains the fused step recognises in place (`fo.fused`: the
     algorithm's rule updates its state buffers in place and the parameters move with
     ``torch.optim``'s kernels, same numbers as the pure ``update``). ``opt.fuse = False`` runs
     the pure ``update`` and stores its new state tensors instead (e.g. when other code keeps
@@ -192,7 +192,7 @@ class FunctionalOptimizer(Optimizer):
                     "GradientTransformation; pass a factory (e.g. fo.adamw) to keep hyperparameters "
                     "in param_groups"
                 )
-            self._transform = transform_or_factory
+            self._transform: GradientTransformation | None = transform_or_factory
             self._factory = None
             self._hp_names: tuple[str, ...] = ()
             defaults = dict(hyperparams)
@@ -286,6 +286,7 @@ class FunctionalOptimizer(Optimizer):
     # ------------------------------------------------------------------ per-group machinery
     def _transform_for(self, index: int, group: dict[str, Any]) -> GradientTransformation:
         if self._factory is None:
+            assert self._transform is not None  # a ready-made transform was given
             return self._transform
         names = self._hp_names
         key = tuple(freeze_exact(group[n]) for n in names)
@@ -370,7 +371,7 @@ class FunctionalOptimizer(Optimizer):
         transform = self._transform_for(index, group)
         layout, has_globals, stateless, init_state = self._layout_for(index, group, transform)
         state = self.state
-        torch_states = [state.get(p) for p in present]
+        torch_states: list[Any] = [state.get(p) for p in present]
         cache = None if (has_globals or compiling) else self._fo_steps.get(index)
         if stateless and cache is not None:  # no entries are kept: every state is empty
             torch_states = [{} if st is None else st for st in torch_states]
@@ -447,7 +448,7 @@ class FunctionalOptimizer(Optimizer):
         new_state: Any,
     ) -> None:
         """Store the new functional state in ``self.state`` (torch's format) and remember it for
-        the next step (:class:`StepCache`)."""
+        the next step (`StepCache`)."""
         if cache is not None and same_param_tensors(layout, new_state, gathered.fstate):
             cache.fstate = new_state  # the tensors were updated in place: nothing to store
             return
@@ -555,7 +556,7 @@ class FunctionalOptimizer(Optimizer):
     def _fusable(
         self, transform: GradientTransformation, params: list[Tensor], grads: list[Tensor]
     ) -> tuple[fused.FusedPlan, float, float] | None:
-        """``(plan, -lr, 1 - lr·wd)`` when the step can run in place (:mod:`functional_optim.fused`):
+        """``(plan, -lr, 1 - lr·wd)`` when the step can run in place (`fo.fused`):
         a chain whose roles end in a descent learning rate with concrete values, dense gradients
         of their parameters' dtype."""
         if not self.fuse:
@@ -587,7 +588,7 @@ class FunctionalOptimizer(Optimizer):
             u is not None and u.layout is strided and u.dtype is p.dtype
             for p, u in zip(params, updates, strict=True)
         ):
-            torch._foreach_add_(params, updates)  # the common case: one call
+            torch._foreach_add_(params, cast("list[Tensor]", updates))  # the common case: one call
             return
         dense_p, dense_u = [], []
         for p, u in zip(params, updates, strict=True):
@@ -750,6 +751,7 @@ class FunctionalOptimizer(Optimizer):
     def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
         """The torch-format state ``p`` starts with under ``group``'s hyperparameters."""
         if self._factory is None:
+            assert self._transform is not None  # a ready-made transform was given
             transform = self._transform
         else:
             transform = self._factory(**{n: group[n] for n in self._hp_names if n in group})

@@ -10,8 +10,8 @@ A layout is a small tree that mirrors the transform's state::
     ("const", value)          None
     ("nt", cls, children) / ("tuple", children) / ("list", children) / ("dict", keys, children)
 
-:func:`build_layout` makes it from a freshly initialised state; :func:`assemble` builds the
-functional state from the per-parameter dicts and :func:`scatter` writes one back.
+`build_layout` makes it from a freshly initialised state; `assemble` builds the
+functional state from the per-parameter dicts and `scatter` writes one back.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def assemble(t: tuple, sts: list[dict], glob: dict | None) -> Any:
     if kind == "dict":
         return {k: assemble(c, sts, glob) for k, c in zip(t[1], t[2], strict=True)}
     if kind == "global":
+        assert glob is not None  # a layout with globals is always given its dict
         value = glob[t[1]]
         meta = t[2]
         if meta is not None:
@@ -174,6 +175,7 @@ def scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
         for c, v in zip(t[1], value, strict=True):
             scatter(c, v, sts, glob)
     elif kind == "global":
+        assert glob is not None  # a layout with globals is always given its dict
         glob[t[1]] = value
 
 

@@ -1,4 +1,4 @@
-"""What a group's next step can reuse from the last one (see :class:`StepCache`)."""
+"""What a group's next step can reuse from the last one (see `StepCache`)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ __all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adan", "LaProp", "Yogi"]
 
 class AdaBelief(_DropIn):
     """adabelief-pytorch's ``AdaBelief`` (0.2, ``rectify=True`` by default) over
-    :func:`functional_optim.adabelief`."""
+    [`fo.adabelief`][functional_optim.optimizers.adabelief]."""
 
     def __init__(
         self,
@@ -64,7 +64,7 @@ class AdaBelief(_DropIn):
 
 
 class Yogi(_DropIn):
-    """``Yogi`` (the authors' defaults) over :func:`functional_optim.yogi`."""
+    """``Yogi`` (the authors' defaults) over [`fo.yogi`][functional_optim.optimizers.yogi]."""
 
     def __init__(
         self,
@@ -89,7 +89,8 @@ class Yogi(_DropIn):
 
 
 class ADOPT(_DropIn):
-    """The authors' ``ADOPT`` over :func:`functional_optim.adopt` (clipping at the paper's step)."""
+    """The authors' ``ADOPT`` over [`fo.adopt`][functional_optim.optimizers.adopt] (clipping at the paper's
+    step)."""
 
     def __init__(
         self,
@@ -116,7 +117,8 @@ class ADOPT(_DropIn):
 
 
 class AdEMAMix(_DropIn):
-    """The authors' ``AdEMAMix`` (apple/ml-ademamix) over :func:`functional_optim.ademamix`."""
+    """The authors' ``AdEMAMix`` (apple/ml-ademamix) over
+    [`fo.ademamix`][functional_optim.optimizers.ademamix]."""
 
     def __init__(
         self,
@@ -145,7 +147,7 @@ class AdEMAMix(_DropIn):
 
 
 class Adan(_DropIn):
-    """The authors' ``Adan`` (sail-sg/Adan) over :func:`functional_optim.adan`."""
+    """The authors' ``Adan`` (sail-sg/Adan) over [`fo.adan`][functional_optim.optimizers.adan]."""
 
     def __init__(
         self,
@@ -172,7 +174,7 @@ class Adan(_DropIn):
 
 
 class LaProp(_DropIn):
-    """The authors' ``LaProp`` over :func:`functional_optim.laprop`."""
+    """The authors' ``LaProp`` over [`fo.laprop`][functional_optim.optimizers.laprop]."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 Each class has its authors' name, constructor arguments and defaults; the maths is the pure alias
 (``fo.soap``, ``fo.normuon``, ``fo.adamuon``, ``fo.scion``) run by
-:class:`~functional_optim.adapters.FunctionalOptimizer`.
+[`FunctionalOptimizer`][].
 """
 
 # No ``from __future__ import annotations``: the signatures are the reference classes'.
@@ -25,7 +25,7 @@ __all__ = ["SOAP", "AdaMuon", "NorMuon", "Scion"]
 
 
 class SOAP(_DropIn):
-    r"""SOAP (Vyas et al. 2024) over :func:`functional_optim.soap`, with the official class's
+    r"""SOAP (Vyas et al. 2024) over [`fo.soap`][functional_optim.optimizers.soap], with the official class's
     arguments and defaults (github.com/nikhilvyas/SOAP).
 
     Adam in the eigenbasis of Shampoo's preconditioner; the first step of each parameter only
@@ -149,9 +149,9 @@ def _check_matrices(name: str, param_groups: list) -> None:
 
 
 class NorMuon(_DropIn):
-    r"""NorMuon over :func:`functional_optim.normuon` with the official ``SingleDeviceNorMuon``'s
-    arguments and defaults (github.com/zichongli5/NorMuon): Muon's EMA-Nesterov momentum,
-    Newton–Schulz in bfloat16, per-neuron second-moment normalisation keeping the Frobenius norm,
+    r"""NorMuon over [`fo.normuon`][functional_optim.optimizers.normuon] with the official
+    ``SingleDeviceNorMuon``'s arguments and defaults (github.com/zichongli5/NorMuon): Muon's EMA-Nesterov
+    momentum, Newton–Schulz in bfloat16, per-neuron second-moment normalisation keeping the Frobenius norm,
     ``√max(1, rows/cols)``, decoupled decay.
 
     State as the official code: ``momentum_buffer`` and ``second_momentum_buffer`` (``rows × 1``).
@@ -185,8 +185,8 @@ class NorMuon(_DropIn):
 
 
 class AdaMuon(_DropIn):
-    r"""AdaMuon over :func:`functional_optim.adamuon` with the official class's arguments and
-    defaults (github.com/Chongjie-Si/AdaMuon; its ``rank``/``world_size`` are not needed here):
+    r"""AdaMuon over [`fo.adamuon`][functional_optim.optimizers.adamuon] with the official class's arguments
+    and defaults (github.com/Chongjie-Si/AdaMuon; its ``rank``/``world_size`` are not needed here):
     Nesterov EMA momentum, sign, Newton–Schulz in bfloat16, element-wise second moment of the
     orthogonalised update (``β₂ = momentum``), RMS matched to 0.2, decoupled decay.
 
@@ -231,9 +231,9 @@ _scion_bf16 = functools.partial(scion, ns_dtype=torch.bfloat16)
 
 
 class Scion(_DropIn):
-    r"""Scion / uScion over :func:`functional_optim.scion` with the official class's arguments and
-    defaults (github.com/LIONS-EPFL/scion): ``d = (1-α) d + α g``, ``p ← (1 - lr)·p - lr·ρ·lmo(d)``
-    (``unconstrained=True``: no ``(1 - lr)``), Newton–Schulz in bfloat16 as the official code.
+    r"""Scion / uScion over [`fo.scion`][functional_optim.optimizers.scion] with the official class's
+    arguments and defaults (github.com/LIONS-EPFL/scion): ``d = (1-α) d + α g``, ``p ← (1 - lr)·p -
+    lr·ρ·lmo(d)`` (``unconstrained=True``: no ``(1 - lr)``), Newton–Schulz in bfloat16 as the official code.
 
     Give each layer type its own parameter group with its ``norm``/``norm_kwargs``/``scale``.
     State: ``momentum_buffer`` (kept also when ``momentum = 1``, where it equals the gradient).

@@ -30,8 +30,8 @@ def muon_or_adamw(
     eps: float = _D["eps"],
     ns_dtype: torch.dtype | None = None,
 ) -> GradientTransformation:
-    """The transform of one parameter group of :class:`MuonWithAdamW`: :func:`~functional_optim.muon`
-    (conv kernels as ``(out, in·kh·kw)``) when ``use_muon`` else :func:`~functional_optim.adamw`
+    """The transform of one parameter group of [`MuonWithAdamW`][]: [`muon`][]
+    (conv kernels as ``(out, in·kh·kw)``) when ``use_muon`` else [`adamw`][]
     (each reads only its own arguments)."""
     if use_muon:
         return muon(
@@ -90,14 +90,14 @@ def _named_groups(params: Any, model: nn.Module | None) -> list[dict[str, Any]]:
 class MuonWithAdamW(FunctionalOptimizer):
     """One ``torch.optim.Optimizer`` that trains a whole model with Muon and AdamW.
 
-    The parameters are split by :func:`functional_optim.muon_labels` -- by module type when the
+    The parameters are split by [`fo.muon_labels`][functional_optim.muon_labels] -- by module type when the
     model is known (``params`` is the model, or ``model=`` is given): hidden ``Linear``/``Conv``
     weights → Muon; embeddings, the output head (tied or not), norms, biases, 0/1-D parameters →
     AdamW; by name otherwise; ``rule`` overrides either -- into groups with ``use_muon=True`` and
     ``use_muon=False``, each with its own ``lr`` and ``weight_decay``, so LR schedulers,
     ``state_dict`` and checkpoints work as for any optimizer. The numbers equal
-    :func:`functional_optim.muon_with_adamw` with the same arguments (same defaults:
-    :data:`~functional_optim.optimizers.muon_split.MUON_WITH_ADAMW_DEFAULTS`).
+    [`fo.muon_with_adamw`][functional_optim.muon_with_adamw] with the same arguments (same defaults:
+    [`MUON_WITH_ADAMW_DEFAULTS`][]).
 
     ``params`` may be ``model.named_parameters()``, the model itself, an iterable of tensors, or
     param groups (dicts, as the transformers Trainer passes): each group is split in two; its

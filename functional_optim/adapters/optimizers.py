@@ -3,7 +3,7 @@
 Each class has ``torch.optim``'s name, its exact constructor signature and ``defaults``, and
 keeps per-parameter state under torch's keys with torch's shapes and dtypes, so checkpoints
 move freely between ``torch.optim.X`` and ``functional_optim.adapters.X``. The maths is the
-pure alias ``fo.<name>`` run by :class:`~functional_optim.adapters.FunctionalOptimizer`.
+pure alias ``fo.<name>`` run by [`FunctionalOptimizer`][].
 
 Implementation flags (``foreach``, ``fused``, ``capturable``, ``differentiable``) are accepted
 and kept in ``defaults``/``param_groups``. ``differentiable=True`` runs the step with autograd
@@ -96,8 +96,8 @@ transform returns a set flag as it is)."""
 
 
 class SGD(_DropIn):
-    r"""``torch.optim.SGD`` over :func:`functional_optim.sgd` (momentum, dampening, Nesterov, L2
-    decay, maximize; sparse gradients supported).
+    r"""``torch.optim.SGD`` over [`fo.sgd`][functional_optim.optimizers.sgd] (momentum, dampening, Nesterov,
+    L2 decay, maximize; sparse gradients supported).
 
     State as torch: nothing without momentum, else only ``momentum_buffer`` (the functional
     first-step flag ``started`` is derived from the buffer's presence).
@@ -152,10 +152,12 @@ class SGD(_DropIn):
 
 
 class Adam(_DropIn):
-    r"""``torch.optim.Adam`` over :func:`functional_optim.adam`.
+    r"""``torch.optim.Adam`` over [`fo.adam`][functional_optim.optimizers.adam].
 
-    .. math:: m_t = \beta_1 m + (1-\beta_1) g,\ v_t = \beta_2 v + (1-\beta_2) g^2,\
-        p \leftarrow p - \mathrm{lr}\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+    $$
+    m_t = \beta_1 m + (1-\beta_1) g,\ v_t = \beta_2 v + (1-\beta_2) g^2,\quad
+    p \leftarrow p - \mathrm{lr}\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+    $$
 
     State as torch: ``step``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` with amsgrad).
     """
@@ -197,7 +199,7 @@ class Adam(_DropIn):
 
 
 class AdamW(Adam):
-    r"""``torch.optim.AdamW``: :class:`Adam` with ``decoupled_weight_decay=True``
+    r"""``torch.optim.AdamW``: [`Adam`][] with ``decoupled_weight_decay=True``
     (``p ← p·(1 - lr·wd)`` beside the Adam step). State as torch's Adam."""
 
     def __init__(
@@ -237,7 +239,7 @@ class AdamW(Adam):
 
 
 class Adamax(_DropIn):
-    r"""``torch.optim.Adamax`` over :func:`functional_optim.adamax`:
+    r"""``torch.optim.Adamax`` over [`fo.adamax`][functional_optim.optimizers.adamax]:
     ``u = max(β2·u, |g| + eps)``, ``p ← p - lr/(1-β1^t) · m/u``. State: ``step``, ``exp_avg``, ``exp_inf``."""
 
     def __init__(
@@ -270,7 +272,7 @@ class Adamax(_DropIn):
 
 
 class NAdam(_DropIn):
-    r"""``torch.optim.NAdam`` over :func:`functional_optim.nadam` (momentum schedule
+    r"""``torch.optim.NAdam`` over [`fo.nadam`][functional_optim.optimizers.nadam] (momentum schedule
     ``μ_t = β1(1 - ½·0.96^{tψ})``). State: ``step``, ``mu_product``, ``exp_avg``, ``exp_avg_sq``."""
 
     def __init__(
@@ -307,8 +309,8 @@ class NAdam(_DropIn):
 
 
 class RAdam(_DropIn):
-    r"""``torch.optim.RAdam`` over :func:`functional_optim.radam` (rectified Adam: plain momentum
-    steps until ``ρ_t > 5``). State: ``step``, ``exp_avg``, ``exp_avg_sq``."""
+    r"""``torch.optim.RAdam`` over [`fo.radam`][functional_optim.optimizers.radam] (rectified Adam: plain
+    momentum steps until ``ρ_t > 5``). State: ``step``, ``exp_avg``, ``exp_avg_sq``."""
 
     def __init__(
         self,
@@ -342,7 +344,7 @@ class RAdam(_DropIn):
 
 
 class Adagrad(_DropIn):
-    r"""``torch.optim.Adagrad`` over :func:`functional_optim.adagrad`:
+    r"""``torch.optim.Adagrad`` over [`fo.adagrad`][functional_optim.optimizers.adagrad]:
     ``sum += g²``, ``p ← p - lr/(1+(t-1)·lr_decay) · g/(√sum + eps)``.
 
     As torch, the state (``step``, ``sum``) of the constructor's parameters is created eagerly
@@ -385,7 +387,7 @@ class Adagrad(_DropIn):
 
 
 class Adadelta(_DropIn):
-    r"""``torch.optim.Adadelta`` over :func:`functional_optim.adadelta`:
+    r"""``torch.optim.Adadelta`` over [`fo.adadelta`][functional_optim.optimizers.adadelta]:
     ``δ = √(acc+eps)/√(v+eps)·g``, ``p ← p - lr·δ``. State: ``step``, ``square_avg``, ``acc_delta``."""
 
     def __init__(
@@ -418,8 +420,8 @@ class Adadelta(_DropIn):
 
 
 class Adafactor(_DropIn):
-    r"""``torch.optim.Adafactor`` over :func:`functional_optim.adafactor` (factored second
-    moments, relative step size). State as torch: ``step`` and ``row_var``/``col_var`` for
+    r"""``torch.optim.Adafactor`` over [`fo.adafactor`][functional_optim.optimizers.adafactor] (factored
+    second moments, relative step size). State as torch: ``step`` and ``row_var``/``col_var`` for
     parameters with more than one dimension, ``variance`` otherwise."""
 
     def __init__(
@@ -450,7 +452,7 @@ class Adafactor(_DropIn):
 
 
 class RMSprop(_DropIn):
-    r"""``torch.optim.RMSprop`` over :func:`functional_optim.rmsprop`:
+    r"""``torch.optim.RMSprop`` over [`fo.rmsprop`][functional_optim.optimizers.rmsprop]:
     ``v = αv + (1-α)g²``, ``p ← p - lr·g/(√v + eps)`` (centered, momentum variants). State as
     torch: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0), ``grad_avg`` (centered)."""
 
@@ -487,7 +489,7 @@ class RMSprop(_DropIn):
 
 
 class Rprop(_DropIn):
-    r"""``torch.optim.Rprop`` over :func:`functional_optim.rprop` (sign-based steps with
+    r"""``torch.optim.Rprop`` over [`fo.rprop`][functional_optim.optimizers.rprop] (sign-based steps with
     per-element step sizes). State: ``step``, ``prev``, ``step_size`` (seeded with the ``lr``
     of the first step, so later lr changes do not affect it, as torch)."""
 
@@ -519,8 +521,8 @@ class Rprop(_DropIn):
 
 
 class ASGD(_DropIn):
-    r"""``torch.optim.ASGD`` over :func:`functional_optim.asgd` (averaged SGD). State as torch:
-    ``step``, ``eta``, ``mu`` (0-dim tensors on the parameter's device) and ``ax``."""
+    r"""``torch.optim.ASGD`` over [`fo.asgd`][functional_optim.optimizers.asgd] (averaged SGD). State as
+    torch: ``step``, ``eta``, ``mu`` (0-dim tensors on the parameter's device) and ``ax``."""
 
     def __init__(
         self,
@@ -553,9 +555,9 @@ class ASGD(_DropIn):
 
 
 class SparseAdam(_DropIn):
-    r"""``torch.optim.SparseAdam`` over :func:`functional_optim.sparse_adam` (lazy Adam for sparse
-    gradients: only the rows present in the gradient are updated). State as torch: ``step`` is a
-    Python ``int``; ``exp_avg`` and ``exp_avg_sq`` are dense."""
+    r"""``torch.optim.SparseAdam`` over [`fo.sparse_adam`][functional_optim.optimizers.sparse_adam] (lazy Adam
+    for sparse gradients: only the rows present in the gradient are updated). State as torch: ``step``
+    is a Python ``int``; ``exp_avg`` and ``exp_avg_sq`` are dense."""
 
     _has_codec = True
     _tensor_step = False
@@ -624,7 +626,7 @@ def _muon_chunks(params: list[Tensor]) -> list[list[Tensor]]:
 
 
 class Muon(_DropIn):
-    r"""``torch.optim.Muon`` over :func:`functional_optim.muon`: EMA momentum, Newton–Schulz
+    r"""``torch.optim.Muon`` over [`fo.muon`][functional_optim.optimizers.muon]: EMA momentum, Newton–Schulz
     orthogonalisation, shape-adjusted learning rate and decoupled decay.
 
     Only 2-D parameters are accepted (``ValueError`` at construction, as torch). State as torch:
@@ -635,11 +637,11 @@ class Muon(_DropIn):
     Args:
       params, lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn:
         as ``torch.optim.Muon`` (``ns_coefficients`` also takes a preset name of
-        :func:`functional_optim.orthogonalize`).
+        [`fo.orthogonalize`][functional_optim.transforms.orthogonalize]).
       ns_dtype: keyword-only; the dtype of Newton–Schulz. ``None`` (default) =
-        :func:`functional_optim.transforms.orthogonalize.default_ns_dtype`: bfloat16 on CUDA and on
-        CPUs with native bf16 matmul (then the numbers are torch's), float32 on other CPUs (where
-        torch's bf16 Newton–Schulz is 20-30× slower). Pass ``torch.bfloat16`` for torch's numbers
+        [`functional_optim.transforms.orthogonalize.default_ns_dtype`][functional_optim.default_ns_dtype]:
+        bfloat16 on CUDA and on CPUs with native bf16 matmul (then the numbers are torch's), float32 on other
+        CPUs (where torch's bf16 Newton–Schulz is 20-30× slower). Pass ``torch.bfloat16`` for torch's numbers
         everywhere.
     """
 
@@ -718,7 +720,7 @@ _LBFGS_LISTS = ("al", "old_dirs", "old_stps", "ro")
 
 
 class LBFGS(_DropIn):
-    r"""``torch.optim.LBFGS`` over :func:`functional_optim.lbfgs`.
+    r"""``torch.optim.LBFGS`` over [`fo.lbfgs`][functional_optim.optimizers.lbfgs].
 
     ``step(closure)`` runs one functional ``update`` (up to ``max_iter`` iterations, optional
     strong-Wolfe line search); every objective evaluation the algorithm asks for writes the
@@ -765,7 +767,7 @@ class LBFGS(_DropIn):
     def _decode(self, st: dict) -> tuple:
         if not st or "n_iter" not in st:
             return self._transform_for(0, self.param_groups[0]).init(list(self.param_groups[0]["params"]))
-        values = {k: st.get(k) for k in _LBFGS_KEYS}
+        values: dict[str, Any] = {k: st.get(k) for k in _LBFGS_KEYS}
         for k in _LBFGS_LISTS:
             if values[k] is not None:
                 values[k] = tuple(values[k])

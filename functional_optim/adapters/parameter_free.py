@@ -22,7 +22,7 @@ __all__ = ["DAdaptAdam", "DoG", "Prodigy"]
 
 
 class Prodigy(_DropIn):
-    r"""``prodigyopt.Prodigy`` over :func:`functional_optim.prodigy`.
+    r"""``prodigyopt.Prodigy`` over [`fo.prodigy`][functional_optim.optimizers.prodigy].
 
     Example:
       >>> model = torch.nn.Linear(3, 1)
@@ -73,8 +73,8 @@ class Prodigy(_DropIn):
 
 
 class DAdaptAdam(_DropIn):
-    r"""``dadaptation.DAdaptAdam`` over :func:`functional_optim.dadapt_adam` (``decouple=True``:
-    D-Adapted AdamW).
+    r"""``dadaptation.DAdaptAdam`` over [`fo.dadapt_adam`][functional_optim.optimizers.dadapt_adam]
+    (``decouple=True``: D-Adapted AdamW).
 
     Example:
       >>> model = torch.nn.Linear(3, 1)
@@ -120,7 +120,7 @@ class DAdaptAdam(_DropIn):
 
 
 class DoG(_DropIn):
-    r"""The ``dog-optimizer`` package's ``DoG`` over :func:`functional_optim.dog`.
+    r"""The ``dog-optimizer`` package's ``DoG`` over [`fo.dog`][functional_optim.optimizers.dog].
 
     Example:
       >>> model = torch.nn.Linear(3, 1)

@@ -1,12 +1,12 @@
 """Drop-in Schedule-Free optimizers: ``schedulefree.AdamWScheduleFree`` and ``SGDScheduleFree``.
 
-The parameters hold the training point :math:`y` in train mode and the evaluation point
-:math:`x` in eval mode; ``train()`` / ``eval()`` swap them, as the ``schedulefree`` package.
+The parameters hold the training point $y$ in train mode and the evaluation point
+$x$ in eval mode; ``train()`` / ``eval()`` swap them, as the ``schedulefree`` package.
 Two differences, both so that a checkpoint is right whichever mode it is saved in:
 
 * ``eval()`` keeps the training point (``state[p]["y"]``, one copy of the parameters while in
-  eval mode) and ``train()`` restores it exactly. The package recomputes :math:`y` from
-  :math:`x` and :math:`z` (``lerp(x, z, 1-β1)``), which moves it by rounding at every
+  eval mode) and ``train()`` restores it exactly. The package recomputes $y$ from
+  $x$ and $z$ (``lerp(x, z, 1-β1)``), which moves it by rounding at every
   ``eval()``/``train()`` round trip, so training that evaluates (or checkpoints in eval mode,
   as its documentation asks) does not continue with the same numbers as training that does not.
   Here save in eval mode → load → ``train()`` → continue gives bit-identical results to never
@@ -52,8 +52,8 @@ class _ScheduleFree(_DropIn):
 
     @torch.no_grad()
     def eval(self) -> None:
-        """Put the evaluation point :math:`x = y + (1 - 1/β_1)(z - y)` into the parameters
-        (keeping :math:`y` to restore it exactly)."""
+        """Put the evaluation point $x = y + (1 - 1/β_1)(z - y)$ into the parameters
+        (keeping $y$ to restore it exactly)."""
         for group in self.param_groups:
             if not group["train_mode"]:
                 continue
@@ -67,8 +67,8 @@ class _ScheduleFree(_DropIn):
 
     @torch.no_grad()
     def train(self) -> None:
-        """Put the training point :math:`y` back into the parameters (the kept copy; else, for a
-        state saved without one, :math:`y = (1-β_1) z + β_1 x` as the package)."""
+        """Put the training point $y$ back into the parameters (the kept copy; else, for a
+        state saved without one, $y = (1-β_1) z + β_1 x$ as the package)."""
         for group in self.param_groups:
             if group["train_mode"]:
                 continue
@@ -92,9 +92,10 @@ class _ScheduleFree(_DropIn):
 
 
 class AdamWScheduleFree(_ScheduleFree):
-    r"""``schedulefree.AdamWScheduleFree`` over :func:`functional_optim.schedule_free_adamw`
-    (same constructor and defaults; state ``z``, ``exp_avg_sq``, ``step`` per parameter and the
-    group counters ``k``/``lr_max``/``weight_sum`` in the first parameter's ``functional_state``).
+    r"""``schedulefree.AdamWScheduleFree`` over
+    [`fo.schedule_free_adamw`][functional_optim.schedule_free_adamw] (same constructor and defaults; state
+    ``z``, ``exp_avg_sq``, ``step`` per parameter and the group counters ``k``/``lr_max``/``weight_sum`` in
+    the first parameter's ``functional_state``).
 
     Example:
       >>> model = torch.nn.Linear(3, 1)
@@ -138,7 +139,7 @@ class AdamWScheduleFree(_ScheduleFree):
 
 
 class SGDScheduleFree(_ScheduleFree):
-    r"""``schedulefree.SGDScheduleFree`` over :func:`functional_optim.schedule_free_sgd`
+    r"""``schedulefree.SGDScheduleFree`` over [`fo.schedule_free_sgd`][functional_optim.schedule_free_sgd]
     (same constructor and defaults; state ``z`` per parameter).
 
     Example:

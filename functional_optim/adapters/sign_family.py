@@ -25,7 +25,7 @@ __all__ = ["LARS", "Lamb", "Lion", "Novograd", "Signum"]
 
 
 class Lion(_DropIn):
-    """lion-pytorch's ``Lion`` over :func:`functional_optim.lion` (state: ``exp_avg``)."""
+    """lion-pytorch's ``Lion`` over [`fo.lion`][functional_optim.optimizers.lion] (state: ``exp_avg``)."""
 
     def __init__(
         self,
@@ -38,7 +38,8 @@ class Lion(_DropIn):
 
 
 class Signum(_DropIn):
-    """``Signum`` (sign of momentum; sign SGD with ``momentum=0``) over :func:`functional_optim.signum`."""
+    """``Signum`` (sign of momentum; sign SGD with ``momentum=0``) over
+    [`fo.signum`][functional_optim.optimizers.signum]."""
 
     def __init__(
         self, params: ParamsT, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0
@@ -47,7 +48,8 @@ class Signum(_DropIn):
 
 
 class LARS(_DropIn):
-    """``LARS`` over :func:`functional_optim.lars` (optax's arguments; state: ``momentum_buffer``)."""
+    """``LARS`` over [`fo.lars`][functional_optim.optimizers.lars] (optax's arguments; state:
+    ``momentum_buffer``)."""
 
     def __init__(
         self,
@@ -74,8 +76,8 @@ class LARS(_DropIn):
 
 
 class Lamb(_DropIn):
-    """``Lamb`` (pytorch-lamb's arguments) over :func:`functional_optim.lamb`, with the paper's
-    bias correction (state: ``step``, ``exp_avg``, ``exp_avg_sq``)."""
+    """``Lamb`` (pytorch-lamb's arguments) over [`fo.lamb`][functional_optim.optimizers.lamb], with the
+    paper's bias correction (state: ``step``, ``exp_avg``, ``exp_avg_sq``)."""
 
     def __init__(
         self,
@@ -89,8 +91,8 @@ class Lamb(_DropIn):
 
 
 class Novograd(_DropIn):
-    """NVIDIA's ``Novograd`` over :func:`functional_optim.novograd` (state: ``step``, ``exp_avg``,
-    ``exp_avg_sq`` — the latter one 0-dim tensor per parameter)."""
+    """NVIDIA's ``Novograd`` over [`fo.novograd`][functional_optim.optimizers.novograd] (state: ``step``,
+    ``exp_avg``, ``exp_avg_sq`` — the latter one 0-dim tensor per parameter)."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 Each function returns **new** tensors (nothing is written into its inputs) and reproduces the
 expression ``torch.optim.swa_utils`` evaluates, so that the pure averagers, the ``get_*_fn``
-factories and :class:`~functional_optim.averaging.AveragedModel` give torch's numbers exactly:
+factories and [`AveragedModel`][] give torch's numbers exactly:
 
 * ``swa_lerp``   -- ``get_swa_multi_avg_fn``: ``lerp(avg, cur, 1/(n+1))`` (float/complex),
 * ``swa_div``    -- ``get_swa_avg_fn``: ``avg + (cur - avg) / (n+1)``,

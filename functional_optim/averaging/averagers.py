@@ -1,6 +1,6 @@
 r"""Pure running averages of parameters (SWA, EMA) and the ``with_average`` wrapper transform.
 
-An :class:`Averager` is a pair of pure functions, usable beside any optimizer
+An [`Averager`][] is a pair of pure functions, usable beside any optimizer
 (a functional transform, a ``torch.optim`` optimizer, or a hand-written loop)::
 
     avg = fo.averaging.ema(0.999)
@@ -40,7 +40,7 @@ not given, e.g. BatchNorm buffers, are taken from the module)::
     logits = torch.func.functional_call(model, fo.averaging.averaged_params(avg_state), (x,))
 
 or load them into a copy of the model (``copy.deepcopy(model).load_state_dict(averaged,
-strict=False)``) and refresh its BatchNorm statistics with :func:`update_bn`.
+strict=False)``) and refresh its BatchNorm statistics with [`update_bn`][].
 
 References:
   Izmailov et al., "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018.
@@ -72,7 +72,7 @@ __all__ = [
 
 
 class AverageState(NamedTuple):
-    """State of an :class:`Averager`.
+    """State of an [`Averager`][].
 
     Attributes:
       count: number of ``update`` calls so far (0-dim int64 tensor).
@@ -93,7 +93,7 @@ class Averager(NamedTuple):
     """A running average of parameters as two pure functions.
 
     ``init(params) -> AverageState`` and ``update(params, state) -> AverageState``; read the
-    average with :func:`averaged_params`.
+    average with [`averaged_params`][].
     """
 
     init: Callable[[Params], AverageState]
@@ -181,14 +181,15 @@ def swa(start_step: int = 0, period: int = 1, *, dtype: torch.dtype | None = Non
     ``k >= start_step`` and ``(k - start_step) % period == 0``; other calls only count. With
     ``n`` parameter sets already averaged:
 
-    .. math::
-        \bar w \leftarrow p \ (n = 0), \qquad \bar w \leftarrow \bar w + \frac{p - \bar w}{n+1}\ (n \ge 1)
+    $$
+    \bar w \leftarrow p \ (n = 0), \qquad \bar w \leftarrow \bar w + \frac{p - \bar w}{n+1}\ (n \ge 1)
+    $$
 
     so after ``N`` averaged calls ``\bar w = \frac1N\sum_i p_i``. The arithmetic is exactly
     ``AveragedModel``'s default: ``avg + (p - avg)/(n+1)`` on the CPU, ``lerp(avg, p, 1/(n+1))``
     on devices with foreach kernels. Pair it with a constant or cyclic learning rate such as
     ``fo.schedules.swa_lr`` (``torch.optim.swa_utils.SWALR``) and refresh BatchNorm statistics
-    with :func:`update_bn` before evaluating.
+    with [`update_bn`][] before evaluating.
 
     Args:
       start_step: index of the first ``update`` call that is averaged.
@@ -244,10 +245,13 @@ def ema(
 
     With ``n`` parameter sets already averaged and ``d_n`` the decay of this update:
 
-    .. math::
-        \bar w \leftarrow p\ (n = 0), \qquad \bar w \leftarrow \bar w + w_n (p - \bar w)\ (n \ge 1), \\
-        d_n = \min\!\big(d, \tfrac{1+n}{10+n}\big)\ \text{if warmup else}\ d, \qquad
-        w_n = \frac{1-d_n}{1-\prod_{k=0}^{n} d_k}\ \text{if debias else}\ 1-d_n.
+    $$
+    \begin{aligned}
+    &\bar w \leftarrow p\ (n = 0), \qquad \bar w \leftarrow \bar w + w_n (p - \bar w)\ (n \ge 1), \\
+    &d_n = \min\!\big(d, \tfrac{1+n}{10+n}\big)\ \text{if warmup else}\ d, \qquad
+    w_n = \frac{1-d_n}{1-\prod_{k=0}^{n} d_k}\ \text{if debias else}\ 1-d_n.
+    \end{aligned}
+    $$
 
     Without ``warmup``/``debias`` this is ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d))``
     to the last bit (``lerp(avg, p, 1-d)``). ``debias`` gives Adam's bias correction: the result
@@ -315,7 +319,7 @@ def ema(
 
 
 class WithAverageState(NamedTuple):
-    """State of :func:`with_average`: the wrapped transform's state and the averager's state."""
+    """State of [`with_average`][]: the wrapped transform's state and the averager's state."""
 
     inner_state: Any
     average_state: AverageState
@@ -329,13 +333,14 @@ def with_average(transform: GradientTransformation, averager: Averager) -> Gradi
     what ``apply_updates`` produces, without a second call in the training loop. The updates are
     returned untouched, so the wrapped optimizer's trajectory is unchanged.
 
-    .. math::
-        u_t, s_t = \text{transform}(g_t, s_{t-1}, p_{t-1}), \qquad
-        \bar s_t = \text{averager.update}(p_{t-1} + u_t, \bar s_{t-1})
+    $$
+    u_t, s_t = \text{transform}(g_t, s_{t-1}, p_{t-1}), \qquad
+    \bar s_t = \text{averager.update}(p_{t-1} + u_t, \bar s_{t-1})
+    $$
 
     Args:
       transform: any gradient transformation (an optimizer alias, a chain...).
-      averager: :func:`swa`, :func:`ema` or any :class:`Averager`.
+      averager: [`swa`][], [`ema`][] or any [`Averager`][].
 
     Example:
         >>> params = {"w": torch.ones(3)}
@@ -388,8 +393,8 @@ def _find_average_states(node: Any, found: list[AverageState]) -> None:
 def averaged_params(state: Any) -> Params:
     """The averaged parameters held by ``state``.
 
-    ``state`` may be an :class:`AverageState` or any optimizer state containing exactly one
-    (the state of :func:`with_average`, possibly inside a chain or ``inject_hyperparams``).
+    ``state`` may be an [`AverageState`][] or any optimizer state containing exactly one
+    (the state of [`with_average`][], possibly inside a chain or ``inject_hyperparams``).
     Before any parameter set was averaged this is the copy taken by ``init``.
 
     Evaluate a module with them through ``torch.func.functional_call(model, averaged, (x,))``.

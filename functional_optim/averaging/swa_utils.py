@@ -1,9 +1,9 @@
 r"""``torch.optim.swa_utils`` equivalents built on the pure averaging maths.
 
-:class:`AveragedModel`, :func:`update_bn` and the ``get_*_avg_fn`` factories have torch's
+[`AveragedModel`][], [`update_bn`][] and the ``get_*_avg_fn`` factories have torch's
 signatures, behaviour and numbers; a checkpoint (``state_dict``) of one ``AveragedModel`` loads
-into the other. The maths lives in :mod:`functional_optim.averaging._maths`, shared with the pure
-averagers :func:`~functional_optim.averaging.swa` and :func:`~functional_optim.averaging.ema`;
+into the other. The maths lives in `functional_optim.averaging._maths`, shared with the pure
+averagers [`swa`][] and [`ema`][];
 the classes here only copy its results into the module's tensors. For the SWA learning rate,
 ``fo.schedules.swa_lr`` is the schedule form of ``torch.optim.swa_utils.SWALR``.
 
@@ -65,7 +65,9 @@ def _copy_into(targets: ParamList, values: list[Tensor]) -> None:
 def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[ParamList, ParamList, Any], None]:
     r"""In-place EMA over lists of tensors (``torch.optim.swa_utils.get_ema_multi_avg_fn``).
 
-    .. math:: W^{EMA} \leftarrow \mathrm{lerp}(W^{EMA}, W^{model}, 1-\text{decay})
+    $$
+    W^{EMA} \leftarrow \mathrm{lerp}(W^{EMA}, W^{model}, 1-\text{decay})
+    $$
 
     (``decay*ema + (1-decay)*cur`` for non-float tensors, cast back). ``decay`` must be in [0, 1].
     """
@@ -81,7 +83,9 @@ def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[ParamList, ParamList
 def get_swa_multi_avg_fn() -> Callable[[ParamList, ParamList, Tensor | int], None]:
     r"""In-place equal-weight average over lists (``torch.optim.swa_utils.get_swa_multi_avg_fn``).
 
-    .. math:: W^{SWA} \leftarrow \mathrm{lerp}\big(W^{SWA}, W^{model}, \tfrac{1}{n+1}\big)
+    $$
+    W^{SWA} \leftarrow \mathrm{lerp}\big(W^{SWA}, W^{model}, \tfrac{1}{n+1}\big)
+    $$
 
     with ``n`` the number of models already averaged (non-float tensors: ``avg + (cur-avg)/(n+1)``).
     """
@@ -151,7 +155,7 @@ class AveragedModel(Module):
         >>> int(ema_model.n_averaged)
         1
 
-    For a functional training loop, :func:`~functional_optim.averaging.with_average` keeps the
+    For a functional training loop, [`with_average`][] keeps the
     same average inside the optimizer state instead.
     """
 
@@ -238,7 +242,7 @@ def update_bn(loader: Iterable[Any], model: Module, device: int | torch.device |
 
     Args:
       loader: iterable of batches (tensor, or list/tuple whose first element is the input).
-      model: the model (e.g. an :class:`AveragedModel`) whose statistics to recompute.
+      model: the model (e.g. an [`AveragedModel`][]) whose statistics to recompute.
       device: if given, each input is moved there before the forward pass.
 
     Example:

@@ -1,6 +1,6 @@
 """Chain-level wrappers that hold other transforms: partition, masked, apply_if_finite,
 multi_steps, lookahead, skip_large_updates (and ``inject_hyperparams``, defined in
-:mod:`functional_optim.hyperparams`)."""
+`fo.hyperparams`)."""
 
 from functional_optim.combinators.apply_if_finite import *
 from functional_optim.combinators.lookahead import *

@@ -4,7 +4,7 @@
 concrete tensor (not traced by ``torch.func``/``torch.compile``) and ``select`` is false, it is
 read on the host and only one branch runs (cheapest in eager mode; used with counters that
 live on the CPU, so no device synchronisation). Otherwise both branches are computed and the
-results are merged leaf by leaf with ``torch.where`` (:func:`select_tree`), which keeps the
+results are merged leaf by leaf with ``torch.where`` (`select_tree`), which keeps the
 update pure and traceable: no Python branch depends on a tensor value, so ``vmap`` (one
 decision per batch element), ``grad`` and ``torch.compile(fullgraph=True)`` work.
 """

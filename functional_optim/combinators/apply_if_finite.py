@@ -15,7 +15,7 @@ __all__ = ["ApplyIfFiniteState", "all_finite", "apply_if_finite"]
 
 
 class ApplyIfFiniteState(NamedTuple):
-    """State of :func:`apply_if_finite`.
+    """State of [`apply_if_finite`][].
 
     Attributes:
       notfinite_count: consecutive non-finite steps so far (0-dim int64).
@@ -55,12 +55,12 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
     r"""Apply ``inner`` only when the gradient is finite; otherwise return zero updates and keep
     the inner state bit for bit.
 
-    .. code-block:: text
-
-        finite  = all(isfinite(g))
-        count   = 0 if finite else count + 1          # consecutive non-finite steps
-        apply   = finite or count > max_consecutive_errors
-        u, s    = inner(g, s)   if apply   else   0, s
+    ```text
+    finite  = all(isfinite(g))
+    count   = 0 if finite else count + 1          # consecutive non-finite steps
+    apply   = finite or count > max_consecutive_errors
+    u, s    = inner(g, s)   if apply   else   0, s
+    ```
 
     After more than ``max_consecutive_errors`` consecutive bad steps the update is applied
     anyway (optax's semantics: a persistent problem surfaces instead of silently stalling).

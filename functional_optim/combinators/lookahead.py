@@ -15,7 +15,7 @@ __all__ = ["LookaheadState", "lookahead"]
 
 
 class LookaheadState(NamedTuple):
-    """State of :func:`lookahead`.
+    """State of [`lookahead`][].
 
     Attributes:
       fast_state: the fast transform's state.
@@ -34,10 +34,13 @@ def lookahead(
     r"""Lookahead: the fast transform moves the parameters, and every ``sync_period`` steps the
     slow weights move a fraction ``alpha`` towards them and the parameters jump back to them.
 
-    .. math::
-        \theta_{t+1} = \theta_t + T(g_t) \\
-        \text{if } (t+1) \bmod k = 0:\quad \phi \leftarrow \phi + \alpha(\theta_{t+1} - \phi),\quad
-        \theta_{t+1} \leftarrow \phi
+    $$
+    \begin{aligned}
+    &\theta_{t+1} = \theta_t + T(g_t) \\
+    &\text{if } (t+1) \bmod k = 0:\quad \phi \leftarrow \phi + \alpha(\theta_{t+1} - \phi),\quad
+    \theta_{t+1} \leftarrow \phi
+    \end{aligned}
+    $$
 
     The slow weights live in the state (initialised to a copy of the parameters), so the
     parameters the user holds are the fast weights; on a sync step the returned update is

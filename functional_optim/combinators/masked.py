@@ -13,7 +13,7 @@ __all__ = ["MaskedState", "masked"]
 
 
 class MaskedState(NamedTuple):
-    """State of :func:`masked`.
+    """State of [`masked`][].
 
     Attributes:
       inner_state: the wrapped transform's state, built for the parameter tree with ``()`` (an
@@ -26,8 +26,9 @@ class MaskedState(NamedTuple):
 def masked(inner: GradientTransformation, mask: Any | Callable[[Params], Any]) -> GradientTransformation:
     r"""Apply ``inner`` only where ``mask`` is true; the other updates pass through untouched.
 
-    .. math::
-        u_i = \begin{cases} T(g_{\text{mask}})_i & \text{mask}_i \\ g_i & \text{otherwise} \end{cases}
+    $$
+    u_i = \begin{cases} T(g_{\text{mask}})_i & \text{mask}_i \\ g_i & \text{otherwise} \end{cases}
+    $$
 
     The inner transform sees the tree with the masked-out leaves replaced by ``()`` (an empty
     sub-tree: no gradient, no parameter): its state has the parameters' structure with ``()``

@@ -15,7 +15,7 @@ __all__ = ["MultiStepsState", "multi_steps"]
 
 
 class MultiStepsState(NamedTuple):
-    """State of :func:`multi_steps`.
+    """State of [`multi_steps`][].
 
     Attributes:
       mini_step: calls since the last inner step, in ``[0, every_k)`` (0-dim int64, CPU).
@@ -35,10 +35,11 @@ def multi_steps(
 ) -> GradientTransformation:
     r"""Accumulate gradients over ``every_k`` calls and step ``inner`` on their mean.
 
-    .. math::
-        a \leftarrow a + g_t;\quad
-        u_t = \begin{cases} T\big(a / k\big), \ a \leftarrow 0 & t \equiv k-1 \pmod k \\
-                            0 & \text{otherwise}\end{cases}
+    $$
+    a \leftarrow a + g_t;\quad
+    u_t = \begin{cases} T\big(a / k\big), \ a \leftarrow 0 & t \equiv k-1 \pmod k \\
+                        0 & \text{otherwise}\end{cases}
+    $$
 
     The inner transform (and its state) only sees the mean gradient, once every ``k`` calls;
     the other calls return zero updates. One accumulator per parameter.

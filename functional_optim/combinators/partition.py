@@ -13,7 +13,7 @@ __all__ = ["PartitionState", "partition"]
 
 
 class PartitionState(NamedTuple):
-    """State of :func:`partition`.
+    """State of [`partition`][].
 
     Attributes:
       inner_states: ``{label: state}``; each inner state has the structure of the full parameter
@@ -29,8 +29,9 @@ def partition(
 ) -> GradientTransformation:
     r"""Route each parameter to the transform of its label.
 
-    .. math::
-        u_i = T_{\ell(i)}\big(\{g_j : \ell(j) = \ell(i)\}\big)_i
+    $$
+    u_i = T_{\ell(i)}\big(\{g_j : \ell(j) = \ell(i)\}\big)_i
+    $$
 
     Each inner transform sees the whole tree with the leaves of the other labels replaced by
     ``()`` (an empty sub-tree: no gradient, no parameter, no state), so its state covers only

@@ -16,7 +16,7 @@ __all__ = ["SkipLargeUpdatesState", "skip_large_updates"]
 
 
 class SkipLargeUpdatesState(NamedTuple):
-    """State of :func:`skip_large_updates`.
+    """State of [`skip_large_updates`][].
 
     Attributes:
       skipped: whether the last step was skipped (0-dim bool).
@@ -51,12 +51,13 @@ def skip_large_updates(inner: GradientTransformation, max_squared_norm: float) -
     r"""Skip the step (zero updates, inner state kept bit for bit) when the squared norm of the
     inner transform's update exceeds ``max_squared_norm`` or is not finite.
 
-    .. math::
-        u, s' = T(g, s);\qquad (u, s) \leftarrow \begin{cases}(u, s') & \sum_i \|u_i\|^2 \le \tau \\
-        (0, s) & \text{otherwise}\end{cases}
+    $$
+    u, s' = T(g, s);\qquad (u, s) \leftarrow \begin{cases}(u, s') & \sum_i \|u_i\|^2 \le \tau \\
+    (0, s) & \text{otherwise}\end{cases}
+    $$
 
     The test is on the step actually taken (the inner transform's output). As in
-    :func:`apply_if_finite`, the choice is made with ``torch.where`` (pure, traceable, no device
+    [`apply_if_finite`][], the choice is made with ``torch.where`` (pure, traceable, no device
     sync).
 
     Args:

@@ -23,12 +23,12 @@ def adadelta(
 ) -> GradientTransformation:
     r"""Adadelta, with ``torch.optim.Adadelta``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                       if maximize,
-              add_decayed_weights(weight_decay),   # L2: g += wd·p
-              scale_by_adadelta(rho, eps),         # Δ = √(acc+eps)/√(v+eps) · g
-              scale_by_learning_rate(lr))          # p -= lr·Δ
+    ```text
+    chain(negate()                       if maximize,
+          add_decayed_weights(weight_decay),   # L2: g += wd·p
+          scale_by_adadelta(rho, eps),         # Δ = √(acc+eps)/√(v+eps) · g
+          scale_by_learning_rate(lr))          # p -= lr·Δ
+    ```
 
     Args:
       lr: coefficient that scales the delta (float, 0-dim tensor or schedule).

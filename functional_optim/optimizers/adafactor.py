@@ -26,12 +26,12 @@ def adafactor(
 ) -> GradientTransformation:
     r"""Adafactor, with ``torch.optim.Adafactor``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                       if maximize,
-              scale_by_factored_rms(lr, beta2_decay, eps, d),  # α/lr · U / max(1, RMS(U)/d)
-              add_decayed_weights(wd, decoupled=True),            # decoupled: p *= 1 - lr·wd
-              scale_by_learning_rate(lr))
+    ```text
+    chain(negate()                       if maximize,
+          scale_by_factored_rms(lr, beta2_decay, eps, d),  # α/lr · U / max(1, RMS(U)/d)
+          add_decayed_weights(wd, decoupled=True),            # decoupled: p *= 1 - lr·wd
+          scale_by_learning_rate(lr))
+    ```
 
     With ``ρ_t = min(lr, 1/√t)`` and ``α = max(eps2, RMS(p))·ρ_t``, the step is
     ``p ← p(1 - lr·wd) - α·U/max(1, RMS(U)/d)`` where ``U = g/√V̂`` uses the factored second

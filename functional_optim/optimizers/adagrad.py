@@ -24,12 +24,12 @@ def adagrad(
 ) -> GradientTransformation:
     r"""Adagrad, with ``torch.optim.Adagrad``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                       if maximize,
-              add_decayed_weights(weight_decay),            # L2: g += wd·p
-              scale_by_adagrad(lr_decay, initial_accumulator_value, eps),
-              scale_by_learning_rate(lr))                   # p -= lr/(1+(t-1)·lr_decay) · g/(√sum+eps)
+    ```text
+    chain(negate()                       if maximize,
+          add_decayed_weights(weight_decay),            # L2: g += wd·p
+          scale_by_adagrad(lr_decay, initial_accumulator_value, eps),
+          scale_by_learning_rate(lr))                   # p -= lr/(1+(t-1)·lr_decay) · g/(√sum+eps)
+    ```
 
     Sparse gradients are supported (torch's sparse path); ``weight_decay != 0`` with a sparse
     gradient raises ``RuntimeError`` at the step, as in torch.

@@ -25,13 +25,13 @@ def adam(
 ) -> GradientTransformation:
     r"""Adam, with ``torch.optim.Adam``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()            if maximize,
-              add_decayed_weights(weight_decay)   # L2: g += wd·p   (unless decoupled)
-              scale_by_adam(β1, β2, eps, amsgrad),
-              add_decayed_weights(wd, decoupled=True)   # decoupled: p *= 1 - lr·wd (if decoupled)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(negate()            if maximize,
+          add_decayed_weights(weight_decay)   # L2: g += wd·p   (unless decoupled)
+          scale_by_adam(β1, β2, eps, amsgrad),
+          add_decayed_weights(wd, decoupled=True)   # decoupled: p *= 1 - lr·wd (if decoupled)
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).
@@ -40,7 +40,7 @@ def adam(
       weight_decay: L2 penalty, or decoupled decay if ``decoupled_weight_decay``.
       amsgrad: use the AMSGrad maximum of the second moment.
       maximize: maximize the objective instead of minimizing.
-      decoupled_weight_decay: AdamW-style decay (equivalent to :func:`adamw`).
+      decoupled_weight_decay: AdamW-style decay (equivalent to [`adamw`][]).
 
     Example:
         >>> params = {"w": torch.ones(3)}
@@ -81,10 +81,15 @@ def adamw(
     r"""AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``).
 
     The parameters decay beside the Adam step instead of the decay entering the moments; per
-    parameter, at step ``t``:
+    parameter, at step $t$:
 
-        m ← β1·m + (1 - β1)·g,    v ← β2·v + (1 - β2)·g²
-        p ← p - lr·wd·p - lr · (m / (1 - β1ᵗ)) / (sqrt(v / (1 - β2ᵗ)) + eps)
+    $$
+    \begin{aligned}
+    m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2 \\
+    p_t &= p_{t-1} - \mathrm{lr}\cdot\mathrm{wd}\cdot p_{t-1}
+        - \mathrm{lr}\,\frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+    \end{aligned}
+    $$
 
     i.e. ``chain(scale_by_adam(β1, β2, eps), add_decayed_weights(wd), scale_by_learning_rate(lr))``.
 

@@ -23,12 +23,12 @@ def adamax(
 ) -> GradientTransformation:
     r"""Adamax (Adam with the infinity norm), with ``torch.optim.Adamax``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                              if maximize,
-              add_decayed_weights(weight_decay),    # L2: g += wd·p
-              scale_by_adamax(β1, β2, eps),         # m/(u·(1-β1^t)), u = max(β2·u, |g|+eps)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(negate()                              if maximize,
+          add_decayed_weights(weight_decay),    # L2: g += wd·p
+          scale_by_adamax(β1, β2, eps),         # m/(u·(1-β1^t)), u = max(β2·u, |g|+eps)
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).

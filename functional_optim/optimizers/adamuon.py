@@ -41,15 +41,15 @@ def adamuon(
 ) -> GradientTransformation:
     r"""AdaMuon: Muon with an element-wise second moment of the orthogonalised update (official code).
 
-    .. code-block:: text
-
-        chain(scale_by_ema_momentum(momentum, nesterov),     # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
-              scale_by_sign(),                                # sign(u)            (if sign)
-              orthogonalize(ns_coefficients, ns_steps),       # O ≈ U Vᵀ
-              scale_by_update_second_moment(beta2, eps),      # v = β₂v + (1-β₂)O²;  O / (√v + ε)
-              scale_to_rms(rms, eps),                         # · rms·√(mn) / (‖·‖_F + ε)
-              add_decayed_weights(weight_decay),
-              scale_by_learning_rate(lr))                     # p ← p(1 - lr·wd) - lr·u
+    ```text
+    chain(scale_by_ema_momentum(momentum, nesterov),     # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
+          scale_by_sign(),                                # sign(u)            (if sign)
+          orthogonalize(ns_coefficients, ns_steps),       # O ≈ U Vᵀ
+          scale_by_update_second_moment(beta2, eps),      # v = β₂v + (1-β₂)O²;  O / (√v + ε)
+          scale_to_rms(rms, eps),                         # · rms·√(mn) / (‖·‖_F + ε)
+          add_decayed_weights(weight_decay),
+          scale_by_learning_rate(lr))                     # p ← p(1 - lr·wd) - lr·u
+    ```
 
     The defaults are the official code's (``β₂ = momentum``, sign before Newton–Schulz, Nesterov,
     no bias correction). pytorch-optimizer's ``AdaMuon`` is ``momentum=0.9, nesterov=False,
@@ -66,7 +66,7 @@ def adamuon(
       sign: take the sign of the momentum before Newton–Schulz (the official code).
       bias_correction: divide the second moment by ``1-β₂ᵗ``.
       rms: target RMS of the update (0.2 = AdamW's).
-      ns_coefficients: Newton–Schulz coefficients (see :func:`~functional_optim.orthogonalize`).
+      ns_coefficients: Newton–Schulz coefficients (see [`orthogonalize`][]).
       ns_dtype: dtype of Newton–Schulz (``None``: bf16 where fast, else float32; the official
         code: bf16).
       reshape: matrix view of non-2-D parameters (``"flatten"``, as the official code for conv).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from functional_optim import _validation
 from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
@@ -55,8 +57,11 @@ def ademamix(
     _validation.learning_rate(lr)
     if not isinstance(betas, tuple | list) or len(betas) != 3:
         raise ValueError(f"ademamix: betas must be (beta1, beta2, beta3), got {betas!r}")
-    b3 = betas[2] if beta3_warmup is None else ademamix_beta3_warmup(betas[0], betas[2], beta3_warmup)
-    a = alpha if alpha_warmup is None else ademamix_alpha_warmup(alpha, alpha_warmup)
+    # inside a @schedulable factory a hyperparameter is a value (a float, or a 0-dim tensor that
+    # the warmups' maths accept), never a schedule
+    b1_, b3_, alpha_ = cast("tuple[float, float, float]", (betas[0], betas[2], alpha))
+    b3 = betas[2] if beta3_warmup is None else ademamix_beta3_warmup(b1_, b3_, beta3_warmup)
+    a = alpha if alpha_warmup is None else ademamix_alpha_warmup(alpha_, alpha_warmup)
     return chain(
         scale_by_ademamix(betas[0], betas[1], b3, a, eps),
         add_decayed_weights(weight_decay),

@@ -26,15 +26,15 @@ def adopt(
 ) -> GradientTransformation:
     r"""ADOPT, with the authors' arguments and defaults (iShohei220/adopt).
 
-    .. code-block:: text
-
-        chain(add_decayed_weights(weight_decay)   # L2 (unless decouple)
-              scale_by_adopt(β1, β2, eps, clip_lambda),
-              add_decayed_weights(weight_decay)   # decoupled: p ← p - lr·wd·p (decouple)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(add_decayed_weights(weight_decay)   # L2 (unless decouple)
+          scale_by_adopt(β1, β2, eps, clip_lambda),
+          add_decayed_weights(weight_decay)   # decoupled: p ← p - lr·wd·p (decouple)
+          scale_by_learning_rate(lr))
+    ```
 
     ``clip_lambda(t)`` is evaluated at the paper's ``t`` (1 at the first parameter update);
-    see :func:`functional_optim.scale_by_adopt` for the one-step shift of the authors' code.
+    see [`fo.scale_by_adopt`][functional_optim.scale_by_adopt] for the one-step shift of the authors' code.
 
     Args:
       lr: learning rate.

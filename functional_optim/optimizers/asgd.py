@@ -24,12 +24,12 @@ def asgd(
 ) -> GradientTransformation:
     r"""ASGD, with ``torch.optim.ASGD``'s arguments, defaults and for-loop numerics.
 
-    .. code-block:: text
-
-        chain(negate()                       if maximize,
-              add_decayed_weights(weight_decay),       # L2: g += wd·p
-              scale_by_asgd(lr, lambd, alpha, t0),     # u = p - (p·(1-λη) - η·g); ax, η, μ
-              scale_by_learning_rate(1.0))             # p -= u
+    ```text
+    chain(negate()                       if maximize,
+          add_decayed_weights(weight_decay),       # L2: g += wd·p
+          scale_by_asgd(lr, lambd, alpha, t0),     # u = p - (p·(1-λη) - η·g); ax, η, μ
+          scale_by_learning_rate(1.0))             # p -= u
+    ```
 
     The averaged parameters are ``state[...].ax`` (``torch.optim.ASGD``'s ``state[p]["ax"]``).
 

@@ -27,13 +27,13 @@ def cautious_adamw(
     r"""C-AdamW (Liang et al., 2024): AdamW whose update keeps only the components that agree in
     sign with the gradient.
 
-    .. code-block:: text
+    ```text
+    chain(cautious(scale_by_adam(β1, β2, eps), rescale),
+          add_decayed_weights(wd)  (or add_cautious_decayed_weights(wd)),
+          scale_by_learning_rate(lr))
+    ```
 
-        chain(cautious(scale_by_adam(β1, β2, eps), rescale),
-              add_decayed_weights(wd)  (or add_cautious_decayed_weights(wd)),
-              scale_by_learning_rate(lr))
-
-    Args: as :func:`adamw`; ``rescale`` as :func:`cautious`; ``cautious_weight_decay`` decays
+    Args: as [`adamw`][]; ``rescale`` as [`cautious`][]; ``cautious_weight_decay`` decays
     only where the update agrees with the parameter's sign (Chen et al., 2025).
 
     Example:

@@ -58,7 +58,7 @@ def dadapt_adamw(
     *,
     maximize: bool = False,
 ) -> GradientTransformation:
-    r"""D-Adapted AdamW: :func:`dadapt_adam` with ``decouple=True`` (``DAdaptAdam(decouple=True)``).
+    r"""D-Adapted AdamW: [`dadapt_adam`][] with ``decouple=True`` (``DAdaptAdam(decouple=True)``).
 
     Example:
       >>> opt = fo.dadapt_adamw(weight_decay=0.01)

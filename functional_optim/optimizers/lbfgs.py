@@ -23,7 +23,7 @@ def lbfgs(
 
     One ``update`` is one ``LBFGS.step(closure)``: up to ``max_iter`` iterations and ``max_eval``
     objective evaluations. The objective is passed as keyword extras (see
-    :func:`functional_optim.scale_by_lbfgs`): ``value_fn(params) -> loss`` or
+    [`fo.scale_by_lbfgs`][functional_optim.scale_by_lbfgs]): ``value_fn(params) -> loss`` or
     ``value_and_grad_fn(params) -> (loss, grads)``, optionally with ``value`` (the loss at
     ``params``, with ``grads`` its gradient) to skip the first evaluation.
 

@@ -18,11 +18,11 @@ def lion(
 ) -> GradientTransformation:
     r"""Lion (EvoLved Sign Momentum), with lion-pytorch's arguments and defaults.
 
-    .. code-block:: text
-
-        chain(scale_by_lion(β1, β2),               # sign(β1 m + (1-β1) g); m ← β2 m + (1-β2) g
-              add_decayed_weights(weight_decay),   # decoupled: p ← p - lr·wd·p
-              scale_by_learning_rate(lr))
+    ```text
+    chain(scale_by_lion(β1, β2),               # sign(β1 m + (1-β1) g); m ← β2 m + (1-β2) g
+          add_decayed_weights(weight_decay),   # decoupled: p ← p - lr·wd·p
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate (3-10x smaller than AdamW's, the paper advises).

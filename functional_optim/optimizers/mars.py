@@ -35,12 +35,12 @@ def mars_adamw(
 ) -> GradientTransformation:
     r"""MARS-AdamW, as the authors' ``MARS(mars_type="mars-adamw", is_approx=True)``.
 
-    .. code-block:: text
-
-        mars:      chain(scale_by_mars(β1, γ), scale_by_adam(β1, β2, eps, amsgrad),
-                         add_decayed_weights(weight_decay), scale_by_learning_rate(lr))
-        1-D (unless optimize_1d): chain(scale_by_adam(*betas_1d, eps, amsgrad),
-                         add_decayed_weights(weight_decay_1d), scale_by_learning_rate(lr_1d))
+    ```text
+    mars:      chain(scale_by_mars(β1, γ), scale_by_adam(β1, β2, eps, amsgrad),
+                     add_decayed_weights(weight_decay), scale_by_learning_rate(lr))
+    1-D (unless optimize_1d): chain(scale_by_adam(*betas_1d, eps, amsgrad),
+                     add_decayed_weights(weight_decay_1d), scale_by_learning_rate(lr_1d))
+    ```
 
     Tensors with ``ndim >= 2`` (all tensors with ``optimize_1d``) get MARS, the others plain
     AdamW, as the authors' code. Its denominator is torch's Adam one,

@@ -43,15 +43,15 @@ def muon(
 ) -> GradientTransformation:
     r"""Muon, with ``torch.optim.Muon``'s arguments, defaults and update rule.
 
-    .. code-block:: text
+    ```text
+    chain(scale_by_ema_momentum(momentum, nesterov),   # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
+          orthogonalize(ns_coefficients, ns_steps, eps, ns_dtype=ns_dtype),   # O ≈ U Vᵀ
+          scale_by_shape(adjust_lr_fn),                # u = f(A, B)·O
+          add_decayed_weights(wd, decoupled=True),        # decoupled: uses the unadjusted lr
+          scale_by_learning_rate(lr))                  # p ← p(1 - lr·wd) - lr·f(A, B)·O
+    ```
 
-        chain(scale_by_ema_momentum(momentum, nesterov),   # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
-              orthogonalize(ns_coefficients, ns_steps, eps, ns_dtype=ns_dtype),   # O ≈ U Vᵀ
-              scale_by_shape(adjust_lr_fn),                # u = f(A, B)·O
-              add_decayed_weights(wd, decoupled=True),        # decoupled: uses the unadjusted lr
-              scale_by_learning_rate(lr))                  # p ← p(1 - lr·wd) - lr·f(A, B)·O
-
-    For hidden 2-D matrices only; see :func:`muon_with_adamw` for a whole model.
+    For hidden 2-D matrices only; see [`muon_with_adamw`][] for a whole model.
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).
@@ -59,10 +59,10 @@ def muon(
       momentum: EMA momentum factor ``μ``.
       nesterov: Nesterov look-ahead.
       ns_coefficients: ``(a, b, c)`` (torch's default: Keller Jordan's), a list of per-step
-        triples, or a preset name of :func:`orthogonalize` (``"keller"``, ``"cesista_you"``,
+        triples, or a preset name of [`orthogonalize`][] (``"keller"``, ``"cesista_you"``,
         ``"polar_express"``).
       eps: floor of the Frobenius normaliser in Newton–Schulz (for the ``polar_express`` preset it is
-        added to the norm instead, see :func:`orthogonalize`).
+        added to the norm instead, see [`orthogonalize`][]).
       ns_steps: number of Newton–Schulz steps (< 100).
       adjust_lr_fn: ``None``/``"original"`` (``sqrt(max(1, A/B))``), ``"match_rms_adamw"``
         (``0.2·sqrt(max(A, B))``) or a callable ``(lr, shape) -> adjusted lr``.
@@ -70,11 +70,11 @@ def muon(
         elsewhere (torch.optim.Muon always uses bfloat16: pass ``torch.bfloat16`` for its exact numbers).
       safety_factor: multiplies the Frobenius norm before normalising (preset default).
       reshape: matrix view of non-2-D parameters (``None`` raises torch's error; ``"flatten"``,
-        ``"batch"`` or a callable, see :func:`orthogonalize`).
+        ``"batch"`` or a callable, see [`orthogonalize`][]).
       ns_method: ``"direct"`` (torch's matmul sequence), ``"gram"`` or ``"auto"`` (iterate on the
-        small Gram matrix of rectangular matrices: same maths, fewer flops; see :func:`orthogonalize`).
+        small Gram matrix of rectangular matrices: same maths, fewer flops; see [`orthogonalize`][]).
       distributed: ``True`` (default group) or a ``ProcessGroup``: divide Newton–Schulz across ranks,
-        each orthogonalising the whole matrices it owns (:func:`orthogonalize_distributed`; DDP and
+        each orthogonalising the whole matrices it owns ([`orthogonalize_distributed`][]; DDP and
         FSDP2/DTensor parameters; same numbers). ``False``: every rank does all of it.
 
     Example::

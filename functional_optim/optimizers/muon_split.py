@@ -35,7 +35,7 @@ MUON_WITH_ADAMW_DEFAULTS: dict[str, Any] = {
     "betas": (0.9, 0.95),
     "eps": 1e-8,
 }
-"""The one set of defaults of :func:`muon_with_adamw` and ``adapters.MuonWithAdamW`` (both
+"""The one set of defaults of [`muon_with_adamw`][] and ``adapters.MuonWithAdamW`` (both
 signatures read them from here)."""
 
 _D = MUON_WITH_ADAMW_DEFAULTS
@@ -67,7 +67,7 @@ _NORMS: tuple[type, ...] = tuple(
 
 def default_muon_rule(name: str, param: Tensor) -> str:
     """The name rule (no model): ``"muon"`` for 2-D matrices whose name matches no component of
-    :data:`MUON_EXCLUDE_PATTERN`, ``"adamw"`` for everything else."""
+    [`MUON_EXCLUDE_PATTERN`][], ``"adamw"`` for everything else."""
     if param.ndim != 2:
         return "adamw"
     return "adamw" if MUON_EXCLUDE_PATTERN.search(name) else "muon"
@@ -135,14 +135,14 @@ def _check_label(name: str, label: Any) -> str:
 def muon_labels(
     params: nn.Module | Params, rule: Rule | None = None, *, model: nn.Module | None = None
 ) -> Any:
-    """One label, ``"muon"`` or ``"adamw"``, per parameter: the split of :func:`muon_with_adamw`.
+    """One label, ``"muon"`` or ``"adamw"``, per parameter: the split of [`muon_with_adamw`][].
 
     With a model (``params`` is an ``nn.Module``, or ``model=`` is given) the split is by module
     type: the 2-D+ weights of hidden ``Linear``/``Conv`` layers → Muon; embeddings, the output
     head (found by weight tying, ``get_output_embeddings()``, a vocabulary-sized ``out_features``,
     or else as the last ``Linear``), norms, biases, 0/1-D parameters and the parameters of other
     modules (e.g. a position table) → AdamW. Without a model the name rule
-    :func:`default_muon_rule` decides. ``rule(name, param)`` overrides either: it returns
+    [`default_muon_rule`][] decides. ``rule(name, param)`` overrides either: it returns
     ``"muon"``, ``"adamw"`` or ``None`` (keep the default label).
 
     Args:
@@ -201,19 +201,19 @@ def muon_with_adamw(
     ns_dtype: torch.dtype | None = None,
 ) -> GradientTransformation:
     """``partition({"muon": muon(...), "adamw": adamw(...)}, labels)``: Muon for the hidden
-    matrices, AdamW for the rest (see :func:`muon_labels` for the split).
+    matrices, AdamW for the rest (see [`muon_labels`][] for the split).
 
-    The keyword defaults are :data:`MUON_WITH_ADAMW_DEFAULTS`, the same as
+    The keyword defaults are [`MUON_WITH_ADAMW_DEFAULTS`][], the same as
     ``adapters.MuonWithAdamW``'s. Muon sees conv kernels as ``(out, in·kh·kw)`` matrices
     (``reshape="flatten"``).
 
     Args:
-      muon_kwargs: further arguments of :func:`muon` (e.g. ``{"ns_coefficients": "polar_express"}``);
+      muon_kwargs: further arguments of [`muon`][] (e.g. ``{"ns_coefficients": "polar_express"}``);
         they override the keywords below (``{"lr": 0.02}`` = ``muon_lr=0.02``).
-      adamw_kwargs: further arguments of :func:`adamw`; they override the keywords below.
+      adamw_kwargs: further arguments of [`adamw`][]; they override the keywords below.
       labels: a label tree (``"muon"``/``"adamw"`` per leaf) or a callable ``params -> labels``;
         default ``muon_labels(params, rule, model=model)``.
-      rule: per-parameter override of the default labels (see :func:`muon_labels`).
+      rule: per-parameter override of the default labels (see [`muon_labels`][]).
       model: the model whose ``named_parameters()`` the tree holds (split by module type;
         without it, by name).
       muon_lr, muon_weight_decay, momentum, nesterov, ns_steps, adjust_lr_fn, ns_dtype: Muon's.
@@ -226,7 +226,7 @@ def muon_with_adamw(
       >>> opt = fo.muon_with_adamw(model=model)
       >>> state = opt.init(params)
     """
-    muon_kw = {
+    muon_kw: dict[str, Any] = {
         "lr": muon_lr,
         "weight_decay": muon_weight_decay,
         "momentum": momentum,
@@ -237,7 +237,12 @@ def muon_with_adamw(
         "reshape": "flatten",
     }
     muon_kw.update(muon_kwargs or {})
-    adamw_kw = {"lr": adamw_lr, "weight_decay": adamw_weight_decay, "betas": betas, "eps": eps}
+    adamw_kw: dict[str, Any] = {
+        "lr": adamw_lr,
+        "weight_decay": adamw_weight_decay,
+        "betas": betas,
+        "eps": eps,
+    }
     adamw_kw.update(adamw_kwargs or {})
     if labels is None:
 

@@ -25,13 +25,13 @@ def nadam(
 ) -> GradientTransformation:
     r"""NAdam (Adam with Nesterov momentum), with ``torch.optim.NAdam``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                              if maximize,
-              add_decayed_weights(weight_decay)     # L2: g += wd·p   (unless decoupled)
-              scale_by_nadam(β1, β2, eps, momentum_decay),
-              add_decayed_weights(wd, decoupled=True)     # decoupled: p *= 1 - lr·wd (if decoupled)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(negate()                              if maximize,
+          add_decayed_weights(weight_decay)     # L2: g += wd·p   (unless decoupled)
+          scale_by_nadam(β1, β2, eps, momentum_decay),
+          add_decayed_weights(wd, decoupled=True)     # decoupled: p *= 1 - lr·wd (if decoupled)
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).

@@ -37,17 +37,17 @@ def normuon(
 ) -> GradientTransformation:
     r"""NorMuon: Muon with per-neuron second-moment normalisation (the official code's defaults).
 
-    .. code-block:: text
-
-        chain(scale_by_ema_momentum(momentum, nesterov),   # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
-              orthogonalize(ns_coefficients, ns_steps),     # O ≈ U Vᵀ (Newton–Schulz)
-              scale_by_neuron_norm(beta2, eps),             # rows / (√v_row + ε), Frobenius norm kept
-              scale_by_shape(),                             # · √max(1, rows/cols)
-              add_decayed_weights(weight_decay),
-              scale_by_learning_rate(lr))                   # p ← p(1 - lr·wd) - lr·u
+    ```text
+    chain(scale_by_ema_momentum(momentum, nesterov),   # B = lerp(B, g, 1-μ); u = lerp(g, B, μ)
+          orthogonalize(ns_coefficients, ns_steps),     # O ≈ U Vᵀ (Newton–Schulz)
+          scale_by_neuron_norm(beta2, eps),             # rows / (√v_row + ε), Frobenius norm kept
+          scale_by_shape(),                             # · √max(1, rows/cols)
+          add_decayed_weights(weight_decay),
+          scale_by_learning_rate(lr))                   # p ← p(1 - lr·wd) - lr·u
+    ```
 
     For matrices (conv kernels are seen as ``out × in·kh·kw``); pair it with AdamW for the rest
-    (e.g. :func:`~functional_optim.partition`).
+    (e.g. [`partition`][]).
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).
@@ -57,7 +57,7 @@ def normuon(
       nesterov: Nesterov look-ahead (the official code always uses it).
       ns_steps: Newton–Schulz steps.
       eps: of the normalisation (the official ``1e-10``).
-      ns_coefficients: Newton–Schulz coefficients (see :func:`~functional_optim.orthogonalize`).
+      ns_coefficients: Newton–Schulz coefficients (see [`orthogonalize`][]).
       ns_dtype: dtype of Newton–Schulz (``None``: bf16 where fast, else float32; the official
         code always uses bf16, and also keeps the normalisation in bf16).
       reshape: matrix view of non-2-D parameters (``"flatten"``, as the official code for conv).

@@ -30,7 +30,7 @@ def prodigy(
     maximize: bool = False,
 ) -> GradientTransformation:
     r"""Prodigy, as ``prodigyopt.Prodigy`` (arguments and defaults; ``fsdp_in_use`` has no
-    meaning here): ``chain([negate()], scale_by_prodigy(...))``, see :func:`scale_by_prodigy`.
+    meaning here): ``chain([negate()], scale_by_prodigy(...))``, see [`scale_by_prodigy`][].
 
     Example:
       >>> opt = fo.prodigy(weight_decay=0.01)

@@ -24,13 +24,13 @@ def radam(
 ) -> GradientTransformation:
     r"""RAdam (Rectified Adam), with ``torch.optim.RAdam``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                              if maximize,
-              add_decayed_weights(weight_decay)     # L2: g += wd·p   (unless decoupled)
-              scale_by_radam(β1, β2, eps),          # rectified when rho_t > 5
-              add_decayed_weights(wd, decoupled=True)     # decoupled: p *= 1 - lr·wd (if decoupled)
-              scale_by_learning_rate(lr))
+    ```text
+    chain(negate()                              if maximize,
+          add_decayed_weights(weight_decay)     # L2: g += wd·p   (unless decoupled)
+          scale_by_radam(β1, β2, eps),          # rectified when rho_t > 5
+          add_decayed_weights(wd, decoupled=True)     # decoupled: p *= 1 - lr·wd (if decoupled)
+          scale_by_learning_rate(lr))
+    ```
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).

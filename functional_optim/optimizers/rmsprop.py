@@ -25,12 +25,12 @@ def rmsprop(
 ) -> GradientTransformation:
     r"""RMSprop, with ``torch.optim.RMSprop``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                       if maximize,
-              add_decayed_weights(weight_decay),          # L2: g += wd·p
-              scale_by_rms(alpha, eps, centered, momentum),  # buf = μ·buf + g/(√(v[-ḡ²])+eps)
-              scale_by_learning_rate(lr))                 # p -= lr·buf
+    ```text
+    chain(negate()                       if maximize,
+          add_decayed_weights(weight_decay),          # L2: g += wd·p
+          scale_by_rms(alpha, eps, centered, momentum),  # buf = μ·buf + g/(√(v[-ḡ²])+eps)
+          scale_by_learning_rate(lr))                 # p -= lr·buf
+    ```
 
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).

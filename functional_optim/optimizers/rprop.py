@@ -21,11 +21,11 @@ def rprop(
 ) -> GradientTransformation:
     r"""Rprop, with ``torch.optim.Rprop``'s arguments, defaults and numerics (bit for bit).
 
-    .. code-block:: text
-
-        chain(negate()                       if maximize,
-              scale_by_rprop(lr, etas, step_sizes),   # u = sign(g')·step_size (full step)
-              scale_by_learning_rate(1.0))            # p -= u
+    ```text
+    chain(negate()                       if maximize,
+          scale_by_rprop(lr, etas, step_sizes),   # u = sign(g')·step_size (full step)
+          scale_by_learning_rate(1.0))            # p -= u
+    ```
 
     ``lr`` only seeds the per-element step sizes at ``init``; as in torch, changing it later
     (or scheduling it) has no effect.

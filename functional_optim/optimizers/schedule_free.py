@@ -24,14 +24,14 @@ def schedule_free_adamw(
 ) -> GradientTransformation:
     r"""Schedule-Free AdamW, as ``schedulefree.AdamWScheduleFree`` (arguments and defaults).
 
-    .. code-block:: text
+    ```text
+    schedule_free(chain(scale_by_bias_corrected_rms(β2, eps),   # g / (sqrt(v/bc2) + eps)
+                        add_decayed_weights(weight_decay)),     # + wd·y (at y)
+                  lr, β1, warmup_steps, r, weight_lr_power)
+    ```
 
-        schedule_free(chain(scale_by_bias_corrected_rms(β2, eps),   # g / (sqrt(v/bc2) + eps)
-                            add_decayed_weights(weight_decay)),     # + wd·y (at y)
-                      lr, β1, warmup_steps, r, weight_lr_power)
-
-    The parameters the transform updates are the training point :math:`y`; evaluate (and save a
-    model for inference) at :func:`functional_optim.schedule_free_eval_params`.
+    The parameters the transform updates are the training point $y$; evaluate (and save a
+    model for inference) at [`fo.schedule_free_eval_params`][functional_optim.schedule_free_eval_params].
 
     Example:
       >>> opt = fo.schedule_free_adamw(lr=1e-3, warmup_steps=10)
@@ -59,10 +59,10 @@ def schedule_free_sgd(
 ) -> GradientTransformation:
     r"""Schedule-Free SGD, as ``schedulefree.SGDScheduleFree`` (arguments and defaults).
 
-    .. code-block:: text
-
-        schedule_free(add_decayed_weights(weight_decay) or identity(), lr, momentum,
-                      warmup_steps, r, weight_lr_power)
+    ```text
+    schedule_free(add_decayed_weights(weight_decay) or identity(), lr, momentum,
+                  warmup_steps, r, weight_lr_power)
+    ```
 
     Example:
       >>> opt = fo.schedule_free_sgd(lr=0.1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -31,14 +31,14 @@ def scion(
 ) -> GradientTransformation:
     r"""Scion / uScion (Pethick et al. 2025) with the official code's arguments and defaults.
 
-    .. code-block:: text
-
-        chain(scale_by_ema_momentum(1 - momentum, nesterov=False),  # d = (1-α) d + α g   (α = momentum)
-              scale_by_lmo(norm, **norm_kwargs),                    # lmo(d) of the layer's norm ball
-              scale(scale),                                         # radius ρ
-              add_decayed_weights(1.0),                             # Scion only (constrained)
-              scale_by_learning_rate(lr))
-        Scion:  p ← (1 - lr)·p - lr·ρ·lmo(d)          uScion (unconstrained=True):  p ← p - lr·ρ·lmo(d)
+    ```text
+    chain(scale_by_ema_momentum(1 - momentum, nesterov=False),  # d = (1-α) d + α g   (α = momentum)
+          scale_by_lmo(norm, **norm_kwargs),                    # lmo(d) of the layer's norm ball
+          scale(scale),                                         # radius ρ
+          add_decayed_weights(1.0),                             # Scion only (constrained)
+          scale_by_learning_rate(lr))
+    Scion:  p ← (1 - lr)·p - lr·ρ·lmo(d)          uScion (unconstrained=True):  p ← p - lr·ρ·lmo(d)
+    ```
 
     ``momentum`` is the official *one minus* the usual factor (``1.0`` = no momentum). Use one
     parameter group per layer type (``Spectral`` for hidden matrices, ``Sign``/``ColNorm``/``RowNorm``
@@ -47,7 +47,7 @@ def scion(
     Args:
       lr: learning rate (float, 0-dim tensor or schedule).
       momentum: ``α`` of ``d = (1-α) d + α g``, in ``(0, 1]``.
-      norm: the LMO's norm (:data:`~functional_optim.transforms.lmo.LMO_NORMS`).
+      norm: the LMO's norm ([`LMO_NORMS`][]).
       norm_kwargs: arguments of that norm (``normalized``, ``transpose``, ``max``, ``steps``).
       scale: the radius ``ρ`` of the norm ball.
       unconstrained: uScion (no ``(1 - lr)`` shrinkage).
@@ -67,7 +67,8 @@ def scion(
     _validation.learning_rate(lr)
     _validation.require(lambda v: 0.0 < v <= 1.0, momentum, f"momentum must be in (0, 1], got {momentum}")
     return chain(
-        scale_by_ema_momentum(1.0 - momentum, nesterov=False),
+        # inside a @schedulable factory a hyperparameter is a value, never a schedule
+        scale_by_ema_momentum(1.0 - cast("float | torch.Tensor", momentum), nesterov=False),
         scale_by_lmo(norm, ns_dtype=ns_dtype, **(norm_kwargs or {})),
         _scale(scale),
         *([] if unconstrained else [add_decayed_weights(1.0)]),

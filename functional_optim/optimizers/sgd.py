@@ -24,12 +24,12 @@ def sgd(
 ) -> GradientTransformation:
     r"""Stochastic gradient descent, with ``torch.optim.SGD``'s arguments, defaults and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                              if maximize,
-              add_decayed_weights(weight_decay),    # L2: g += wd·p
-              trace(momentum, dampening, nesterov)  unless momentum == 0,
-              scale_by_learning_rate(lr))           # p -= lr·g
+    ```text
+    chain(negate()                              if maximize,
+          add_decayed_weights(weight_decay),    # L2: g += wd·p
+          trace(momentum, dampening, nesterov)  unless momentum == 0,
+          scale_by_learning_rate(lr))           # p -= lr·g
+    ```
 
     The momentum buffer starts as the first gradient (no dampening on that step), then
     ``b = μ·b + (1-τ)·g``; with Nesterov the update is ``g + μ·b``. Without momentum the state holds

@@ -46,7 +46,7 @@ def soap(
       shampoo_beta: EMA factor of the preconditioner; ``< 0`` = ``β₂``.
       eps: added to ``√v``.
       weight_decay: decay applied after the step (``p ← p(1 - lr·wd)`` on the updated ``p``).
-      precondition_frequency: see :func:`~functional_optim.scale_by_soap` (as the next five).
+      precondition_frequency: see [`scale_by_soap`][] (as the next five).
       max_precond_dim: largest dimension that gets a preconditioner.
       merge_dims: merge dimensions so that each is at most ``max_precond_dim``.
       precondition_1d: precondition 1-D parameters too.

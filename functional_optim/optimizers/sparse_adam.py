@@ -23,14 +23,14 @@ def sparse_adam(
 ) -> GradientTransformation:
     r"""SparseAdam, with ``torch.optim.SparseAdam``'s arguments, defaults, validation and numerics.
 
-    .. code-block:: text
-
-        chain(negate()                          if maximize,
-              scale_by_sparse_adam(β1, β2, eps),  # lazy moments at the grad's indices, sparse u
-              scale_by_learning_rate(lr))         # p[I] -= lr·sqrt(bc2)/bc1 · m_I/(sqrt(v_I)+eps)
+    ```text
+    chain(negate()                          if maximize,
+          scale_by_sparse_adam(β1, β2, eps),  # lazy moments at the grad's indices, sparse u
+          scale_by_learning_rate(lr))         # p[I] -= lr·sqrt(bc2)/bc1 · m_I/(sqrt(v_I)+eps)
+    ```
 
     Gradients must be sparse COO tensors (``nn.Embedding(sparse=True)``); parameters must be
-    dense and real. Unlike :func:`adam`, ``lr`` and ``eps`` must be strictly positive.
+    dense and real. Unlike [`adam`][], ``lr`` and ``eps`` must be strictly positive.
 
     Args:
       lr: learning rate (``> 0``; float, 0-dim tensor or schedule).

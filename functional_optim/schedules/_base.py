@@ -3,7 +3,7 @@
 A schedule is an instance of a module-level class holding its arguments as attributes, not a
 closure: it pickles (``torch.save(opt.state_dict())`` of an optimizer whose learning rate is a
 schedule), loads with ``torch.load(..., weights_only=True)`` (the classes are registered as safe
-globals, see :mod:`functional_optim._checkpoint`), prints its arguments and compares equal to a
+globals, see `functional_optim._checkpoint`), prints its arguments and compares equal to a
 schedule built with the same arguments. Calling it is the same formula as before, so tensor
 arguments keep hyper-gradients flowing and ``torch.compile(fullgraph=True)`` traces it.
 """

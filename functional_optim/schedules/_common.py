@@ -10,7 +10,7 @@ so that hyper-gradients flow to tensor arguments and a count of any shape (e.g.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -64,14 +64,14 @@ def floor(x: Number) -> Number:
 
 def minimum(a: Number, b: Number) -> Number:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
-        ref = a if isinstance(a, Tensor) else b
+        ref = a if isinstance(a, Tensor) else cast(Tensor, b)  # one of them is a tensor
         return torch.minimum(_t(a, ref), _t(b, ref))
     return min(a, b)
 
 
 def maximum(a: Number, b: Number) -> Number:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
-        ref = a if isinstance(a, Tensor) else b
+        ref = a if isinstance(a, Tensor) else cast(Tensor, b)  # one of them is a tensor
         return torch.maximum(_t(a, ref), _t(b, ref))
     return max(a, b)
 

@@ -62,10 +62,10 @@ def _positive(name: str, value: Any) -> None:
 
 
 def lambda_lr(base: Number, lr_lambda: Callable[[Any], Any]) -> Schedule:
-    r"""``torch.optim.lr_scheduler.LambdaLR``: :math:`\eta_t = \eta_0 \cdot \lambda(t)`.
+    r"""``torch.optim.lr_scheduler.LambdaLR``: $\eta_t = \eta_0 \cdot \lambda(t)$.
 
     Args:
-      base: the initial learning rate :math:`\eta_0` (float or 0-dim tensor).
+      base: the initial learning rate $\eta_0$ (float or 0-dim tensor).
       lr_lambda: a function of the count (it receives what the schedule receives: an ``int`` or a
         tensor).
 
@@ -81,7 +81,7 @@ def lambda_lr(base: Number, lr_lambda: Callable[[Any], Any]) -> Schedule:
 
 
 class LambdaLRSchedule(ScheduleObject):
-    """:func:`lambda_lr` (picklable when ``lr_lambda`` is a module-level function)."""
+    """[`lambda_lr`][] (picklable when ``lr_lambda`` is a module-level function)."""
 
     def __init__(self, base: Number, lr_lambda: Callable[[Any], Any]) -> None:
         self.base, self.lr_lambda = base, lr_lambda
@@ -91,14 +91,14 @@ class LambdaLRSchedule(ScheduleObject):
 
 
 def multiplicative_lr(base: Number, lr_lambda: Callable[[int], Any]) -> Schedule:
-    r"""``torch.optim.lr_scheduler.MultiplicativeLR``: :math:`\eta_t = \eta_{t-1}\,\lambda(t)`, i.e.
-    :math:`\eta_t = \eta_0 \prod_{k=1}^{t} \lambda(k)`.
+    r"""``torch.optim.lr_scheduler.MultiplicativeLR``: $\eta_t = \eta_{t-1}\,\lambda(t)$, i.e.
+    $\eta_t = \eta_0 \prod_{k=1}^{t} \lambda(k)$.
 
     ``lr_lambda`` is called with Python ints ``1..t`` (as torch does); a tensor count is read on the
     host (the factors are the user's Python function), the cumulative product is a tensor.
 
     Args:
-      base: the initial learning rate :math:`\eta_0`.
+      base: the initial learning rate $\eta_0$.
       lr_lambda: the factor applied at each step ``k >= 1``.
     """
     if not callable(lr_lambda):
@@ -108,7 +108,7 @@ def multiplicative_lr(base: Number, lr_lambda: Callable[[int], Any]) -> Schedule
 
 
 class MultiplicativeLRSchedule(ScheduleObject):
-    """:func:`multiplicative_lr` (picklable when ``lr_lambda`` is a module-level function)."""
+    """[`multiplicative_lr`][] (picklable when ``lr_lambda`` is a module-level function)."""
 
     def __init__(self, base: Number, lr_lambda: Callable[[int], Any]) -> None:
         self.base, self.lr_lambda = base, lr_lambda
@@ -128,11 +128,11 @@ class MultiplicativeLRSchedule(ScheduleObject):
 
 
 def step_lr(base: Number, step_size: int, gamma: Number = 0.1) -> Schedule:
-    r"""``torch.optim.lr_scheduler.StepLR``: :math:`\eta_t = \eta_0\,\gamma^{\lfloor t / s \rfloor}`.
+    r"""``torch.optim.lr_scheduler.StepLR``: $\eta_t = \eta_0\,\gamma^{\lfloor t / s \rfloor}$.
 
     Args:
       base: the initial learning rate.
-      step_size: period :math:`s` of the decay (positive int).
+      step_size: period $s$ of the decay (positive int).
       gamma: multiplicative factor of the decay.
     """
     _positive("step_size", step_size)
@@ -141,7 +141,7 @@ def step_lr(base: Number, step_size: int, gamma: Number = 0.1) -> Schedule:
 
 
 class StepLRSchedule(ScheduleObject):
-    """:func:`step_lr`."""
+    """[`step_lr`][]."""
 
     def __init__(self, base: Number, step_size: int, gamma: Number) -> None:
         self.base, self.step_size, self.gamma = base, step_size, gamma
@@ -152,7 +152,7 @@ class StepLRSchedule(ScheduleObject):
 
 
 def multi_step_lr(base: Number, milestones: Sequence[int], gamma: Number = 0.1) -> Schedule:
-    r"""``torch.optim.lr_scheduler.MultiStepLR``: :math:`\eta_t = \eta_0\,\gamma^{\#\{m_i \le t\}}`.
+    r"""``torch.optim.lr_scheduler.MultiStepLR``: $\eta_t = \eta_0\,\gamma^{\#\{m_i \le t\}}$.
 
     A milestone listed twice decays twice, as in torch (a ``Counter`` of milestones).
 
@@ -167,7 +167,7 @@ def multi_step_lr(base: Number, milestones: Sequence[int], gamma: Number = 0.1) 
 
 
 class MultiStepLRSchedule(ScheduleObject):
-    """:func:`multi_step_lr` (``milestones`` sorted)."""
+    """[`multi_step_lr`][] (``milestones`` sorted)."""
 
     def __init__(self, base: Number, milestones: list[int], gamma: Number) -> None:
         self.base, self.milestones, self.gamma = base, milestones, gamma
@@ -180,13 +180,13 @@ class MultiStepLRSchedule(ScheduleObject):
 
 
 def constant_lr(base: Number, factor: float = 1.0 / 3, total_iters: int = 5) -> Schedule:
-    r"""``torch.optim.lr_scheduler.ConstantLR``: :math:`\eta_t = \eta_0\,f` for :math:`t < T`, then
-    :math:`\eta_0`.
+    r"""``torch.optim.lr_scheduler.ConstantLR``: $\eta_t = \eta_0\,f$ for $t < T$, then
+    $\eta_0$.
 
     Args:
       base: the initial learning rate.
-      factor: the constant factor :math:`f \in [0, 1]` used until ``total_iters``.
-      total_iters: number of steps :math:`T` at the reduced rate (``<= 0``: torch's recursion
+      factor: the constant factor $f \in [0, 1]$ used until ``total_iters``.
+      total_iters: number of steps $T$ at the reduced rate (``<= 0``: torch's recursion
         never restores the rate, so neither does this function).
     """
     if factor > 1.0 or factor < 0:
@@ -196,7 +196,7 @@ def constant_lr(base: Number, factor: float = 1.0 / 3, total_iters: int = 5) -> 
 
 
 class ConstantLRSchedule(ScheduleObject):
-    """:func:`constant_lr`."""
+    """[`constant_lr`][]."""
 
     def __init__(self, base: Number, factor: float, total_iters: int) -> None:
         self.base, self.factor, self.total_iters = base, factor, total_iters
@@ -213,13 +213,13 @@ def linear_lr(
     base: Number, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5
 ) -> Schedule:
     r"""``torch.optim.lr_scheduler.LinearLR``:
-    :math:`\eta_t = \eta_0\,\big(f_s + (f_e - f_s)\,\min(t, T)/T\big)`.
+    $\eta_t = \eta_0\,\big(f_s + (f_e - f_s)\,\min(t, T)/T\big)$.
 
     Args:
       base: the initial learning rate.
-      start_factor: :math:`f_s \in (0, 1]`, the factor at step 0.
-      end_factor: :math:`f_e \in [0, 1]`, the factor from step ``total_iters`` on.
-      total_iters: number of steps :math:`T` of the linear ramp (with ``T = 0`` torch keeps the
+      start_factor: $f_s \in (0, 1]$, the factor at step 0.
+      end_factor: $f_e \in [0, 1]$, the factor from step ``total_iters`` on.
+      total_iters: number of steps $T$ of the linear ramp (with ``T = 0`` torch keeps the
         start factor forever, and so does this function).
     """
     if start_factor > 1.0 or start_factor <= 0:
@@ -233,7 +233,7 @@ def linear_lr(
 
 
 class LinearLRSchedule(ScheduleObject):
-    """:func:`linear_lr`."""
+    """[`linear_lr`][]."""
 
     def __init__(self, base: Number, start_factor: float, end_factor: float, total_iters: int) -> None:
         self.base, self.start_factor, self.end_factor = base, start_factor, end_factor
@@ -254,7 +254,7 @@ class LinearLRSchedule(ScheduleObject):
 
 
 def exponential_lr(base: Number, gamma: Number) -> Schedule:
-    r"""``torch.optim.lr_scheduler.ExponentialLR``: :math:`\eta_t = \eta_0\,\gamma^t`.
+    r"""``torch.optim.lr_scheduler.ExponentialLR``: $\eta_t = \eta_0\,\gamma^t$.
 
     Args:
       base: the initial learning rate.
@@ -265,7 +265,7 @@ def exponential_lr(base: Number, gamma: Number) -> Schedule:
 
 
 class ExponentialLRSchedule(ScheduleObject):
-    """:func:`exponential_lr`."""
+    """[`exponential_lr`][]."""
 
     def __init__(self, base: Number, gamma: Number) -> None:
         self.base, self.gamma = base, gamma
@@ -276,12 +276,12 @@ class ExponentialLRSchedule(ScheduleObject):
 
 
 def polynomial_lr(base: Number, total_iters: int = 5, power: Number = 1.0) -> Schedule:
-    r"""``torch.optim.lr_scheduler.PolynomialLR``: :math:`\eta_t = \eta_0\,(1 - \min(t, T)/T)^p`.
+    r"""``torch.optim.lr_scheduler.PolynomialLR``: $\eta_t = \eta_0\,(1 - \min(t, T)/T)^p$.
 
     Args:
       base: the initial learning rate.
-      total_iters: number of steps :math:`T` until the rate reaches 0 (positive int).
-      power: the power :math:`p` of the polynomial.
+      total_iters: number of steps $T$ until the rate reaches 0 (positive int).
+      power: the power $p$ of the polynomial.
     """
     _positive("total_iters", total_iters)
 
@@ -289,7 +289,7 @@ def polynomial_lr(base: Number, total_iters: int = 5, power: Number = 1.0) -> Sc
 
 
 class PolynomialLRSchedule(ScheduleObject):
-    """:func:`polynomial_lr`."""
+    """[`polynomial_lr`][]."""
 
     def __init__(self, base: Number, total_iters: int, power: Number) -> None:
         self.base, self.total_iters, self.power = base, total_iters, power
@@ -301,19 +301,19 @@ class PolynomialLRSchedule(ScheduleObject):
 
 def cosine_annealing_lr(base: Number, T_max: int, eta_min: Number = 0.0) -> Schedule:
     r"""``torch.optim.lr_scheduler.CosineAnnealingLR``:
-    :math:`\eta_t = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})(1 + \cos(\pi t / T_{max}))`.
+    $\eta_t = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})(1 + \cos(\pi t / T_{max}))$.
 
     Torch computes the rate recursively,
-    :math:`\eta_t = \eta_{min} + (\eta_{t-1} - \eta_{min})\,\frac{1 + \cos(\pi t/T)}{1 + \cos(\pi(t-1)/T)}`
-    (with an additive branch at :math:`t - 1 - T \equiv 0 \pmod{2T}`); that recursion is exactly
-    the closed form above (also past :math:`T_{max}`, where the rate oscillates back up with period
-    :math:`2T_{max}`), up to rounding: over 3000 steps (``T_max`` from 7 to 1000, ``eta_min`` 0 or
+    $\eta_t = \eta_{min} + (\eta_{t-1} - \eta_{min})\,\frac{1 + \cos(\pi t/T)}{1 + \cos(\pi(t-1)/T)}$
+    (with an additive branch at $t - 1 - T \equiv 0 \pmod{2T}$); that recursion is exactly
+    the closed form above (also past $T_{max}$, where the rate oscillates back up with period
+    $2T_{max}$), up to rounding: over 3000 steps (``T_max`` from 7 to 1000, ``eta_min`` 0 or
     not) the largest relative difference measured is 7e-13, where the recursion divides two tiny
     numbers near a trough (``tests/schedules`` asserts ``rtol=1e-10`` for it, ``1e-12`` elsewhere).
 
     Args:
-      base: the initial (maximum) learning rate :math:`\eta_0`.
-      T_max: half period :math:`T_{max}` (positive int).
+      base: the initial (maximum) learning rate $\eta_0$.
+      T_max: half period $T_{max}$ (positive int).
       eta_min: the minimum learning rate.
     """
     if isinstance(T_max, bool) or not isinstance(T_max, int | float) or T_max <= 0:
@@ -323,7 +323,7 @@ def cosine_annealing_lr(base: Number, T_max: int, eta_min: Number = 0.0) -> Sche
 
 
 class CosineAnnealingLRSchedule(ScheduleObject):
-    """:func:`cosine_annealing_lr`."""
+    """[`cosine_annealing_lr`][]."""
 
     def __init__(self, base: Number, T_max: int, eta_min: Number) -> None:
         self.base, self.T_max, self.eta_min = base, T_max, eta_min
@@ -347,21 +347,21 @@ def _restart_position(c: Any, T_0: int, T_mult: int) -> tuple[Any, Any]:
         return torch.remainder(c, T_0), torch.full_like(c, float(T_0))
     n = torch.floor(torch.log(c / T_0 * (T_mult - 1) + 1) / math.log(T_mult))
 
-    def start(k: Tensor) -> Tensor:
+    def start_of(k: Tensor) -> Tensor:
         return T_0 * (T_mult**k - 1) / (T_mult - 1)
 
-    n = torch.where(c < start(n), n - 1, n)  # correct the rounding of the logarithm
-    n = torch.where(c >= start(n + 1), n + 1, n)
-    return c - start(n), T_0 * T_mult**n
+    n = torch.where(c < start_of(n), n - 1, n)  # correct the rounding of the logarithm
+    n = torch.where(c >= start_of(n + 1), n + 1, n)
+    return c - start_of(n), T_0 * T_mult**n
 
 
 def cosine_annealing_warm_restarts(
     base: Number, T_0: int, T_mult: int = 1, eta_min: Number = 0.0
 ) -> Schedule:
     r"""``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`` (SGDR):
-    :math:`\eta_t = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})(1 + \cos(\pi T_{cur} / T_i))`, where the
-    period :math:`T_i` starts at :math:`T_0`, is multiplied by :math:`T_{mult}` at every restart and
-    :math:`T_{cur}` counts the steps since the last restart.
+    $\eta_t = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})(1 + \cos(\pi T_{cur} / T_i))$, where the
+    period $T_i$ starts at $T_0$, is multiplied by $T_{mult}$ at every restart and
+    $T_{cur}$ counts the steps since the last restart.
 
     Args:
       base: the initial (maximum) learning rate.
@@ -383,7 +383,7 @@ def cosine_annealing_warm_restarts(
 
 
 class CosineAnnealingWarmRestartsSchedule(ScheduleObject):
-    """:func:`cosine_annealing_warm_restarts`."""
+    """[`cosine_annealing_warm_restarts`][]."""
 
     def __init__(self, base: Number, T_0: int, T_mult: int, eta_min: Number) -> None:
         self.base, self.T_0, self.T_mult, self.eta_min = base, T_0, T_mult, eta_min
@@ -416,7 +416,7 @@ def _cyclic(
 
 
 class CyclicSchedule(ScheduleObject):
-    """:func:`cyclic_lr` (``inverse=False``) and :func:`cyclic_momentum` (``inverse=True``)."""
+    """[`cyclic_lr`][] (``inverse=False``) and [`cyclic_momentum`][] (``inverse=True``)."""
 
     def __init__(
         self,
@@ -467,16 +467,17 @@ def cyclic_lr(
 ) -> Schedule:
     r"""``torch.optim.lr_scheduler.CyclicLR``: a triangular wave between ``base_lr`` and ``max_lr``.
 
-    With :math:`S = s_{up} + s_{down}`, :math:`r = s_{up}/S`, cycle :math:`k = \lfloor 1 + t/S\rfloor`
-    and :math:`x = 1 + t/S - k`:
+    With $S = s_{up} + s_{down}$, $r = s_{up}/S$, cycle $k = \lfloor 1 + t/S\rfloor$
+    and $x = 1 + t/S - k$:
 
-    .. math::
-        h = x / r \ (x \le r), \quad h = (x - 1)/(r - 1) \ (x > r), \qquad
-        \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\,h\,\sigma
+    $$
+    h = x / r \ (x \le r), \quad h = (x - 1)/(r - 1) \ (x > r), \qquad
+    \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})\,h\,\sigma
+    $$
 
-    where :math:`\sigma` is the scale: 1 (``triangular``), :math:`2^{-(k-1)}` (``triangular2``),
-    :math:`\gamma^t` (``exp_range``) or ``scale_fn`` of :math:`k` (``scale_mode="cycle"``) or of
-    :math:`t` (``"iterations"``). :func:`cyclic_momentum` gives the momentum torch cycles with it.
+    where $\sigma$ is the scale: 1 (``triangular``), $2^{-(k-1)}$ (``triangular2``),
+    $\gamma^t$ (``exp_range``) or ``scale_fn`` of $k$ (``scale_mode="cycle"``) or of
+    $t$ (``"iterations"``). [`cyclic_momentum`][] gives the momentum torch cycles with it.
 
     Args:
       base_lr: the lower boundary (the value at step 0).
@@ -485,7 +486,7 @@ def cyclic_lr(
       step_size_down: steps of the decreasing half (default: ``step_size_up``).
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"`` (ignored if ``scale_fn``).
       gamma: the base of ``exp_range``'s scale.
-      scale_fn: a custom scale :math:`\sigma(\cdot)` with values in [0, 1].
+      scale_fn: a custom scale $\sigma(\cdot)$ with values in [0, 1].
       scale_mode: what ``scale_fn`` receives: the cycle number or the step count.
 
     References:
@@ -505,8 +506,8 @@ def cyclic_momentum(
     scale_mode: Literal["cycle", "iterations"] = "cycle",
 ) -> Schedule:
     r"""The momentum (or Adam's ``beta1``) that ``CyclicLR(cycle_momentum=True)`` cycles inversely to
-    the learning rate: :math:`\mu_t = \mu_{max} - (\mu_{max} - \mu_{base})\,h\,\sigma` (see
-    :func:`cyclic_lr` for :math:`h, \sigma`; pass it the same cycle arguments).
+    the learning rate: $\mu_t = \mu_{max} - (\mu_{max} - \mu_{base})\,h\,\sigma$ (see
+    [`cyclic_lr`][] for $h, \sigma$; pass it the same cycle arguments).
 
     Example:
         >>> kw = dict(step_size_up=100, mode="triangular2")
@@ -565,7 +566,7 @@ def _phased(total_steps: int, ends: list[float], values: list[Any], strategy: st
 
 
 class PhasedSchedule(ScheduleObject):
-    """:func:`one_cycle_lr` and :func:`one_cycle_momentum`: annealing phases ending at ``ends``."""
+    """[`one_cycle_lr`][] and [`one_cycle_momentum`][]: annealing phases ending at ``ends``."""
 
     def __init__(self, total_steps: int, ends: list[float], values: list[Any], strategy: str) -> None:
         self.total_steps, self.ends, self.values, self.strategy = total_steps, ends, values, strategy
@@ -601,14 +602,14 @@ def one_cycle_lr(
     r"""``torch.optim.lr_scheduler.OneCycleLR``: warm up from ``max_lr/div_factor`` to ``max_lr`` over
     ``pct_start`` of the steps, then anneal to ``max_lr/div_factor/final_div_factor``.
 
-    Phases end at :math:`e_1 = p\,N - 1` and :math:`e_2 = N - 1` (``three_phase``:
-    :math:`e_1 = pN-1, e_2 = 2pN-2, e_3 = N-1`, going back down to the initial rate before the final
-    annihilation). Within a phase from :math:`a` to :math:`b` with progress
-    :math:`\rho = (t - e_{i-1}) / (e_i - e_{i-1})`: ``cos``:
-    :math:`b + \tfrac12(a - b)(1 + \cos\pi\rho)`; ``linear``: :math:`a + (b - a)\rho`.
+    Phases end at $e_1 = p\,N - 1$ and $e_2 = N - 1$ (``three_phase``:
+    $e_1 = pN-1, e_2 = 2pN-2, e_3 = N-1$, going back down to the initial rate before the final
+    annihilation). Within a phase from $a$ to $b$ with progress
+    $\rho = (t - e_{i-1}) / (e_i - e_{i-1})$: ``cos``:
+    $b + \tfrac12(a - b)(1 + \cos\pi\rho)$; ``linear``: $a + (b - a)\rho$.
 
     Torch raises when stepped past ``total_steps``; this function holds the value at
-    ``total_steps`` instead. :func:`one_cycle_momentum` gives the momentum/``beta1`` torch cycles.
+    ``total_steps`` instead. [`one_cycle_momentum`][] gives the momentum/``beta1`` torch cycles.
 
     Args:
       max_lr: the peak learning rate (float or tensor; hyper-gradients flow to it).
@@ -643,7 +644,7 @@ def one_cycle_momentum(
 ) -> Schedule:
     r"""The momentum (or Adam's ``beta1``) that ``OneCycleLR(cycle_momentum=True)`` cycles: from
     ``max_momentum`` down to ``base_momentum`` while the rate rises, then back up (three-phase:
-    back up, then constant), with the same phases as :func:`one_cycle_lr`.
+    back up, then constant), with the same phases as [`one_cycle_lr`][].
 
     Example:
         >>> kw = dict(total_steps=1000, pct_start=0.25)
@@ -661,8 +662,8 @@ def one_cycle_momentum(
 
 
 def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> Schedule:
-    r"""``torch.optim.lr_scheduler.SequentialLR``: schedule :math:`i` runs from milestone
-    :math:`m_{i-1}` on, restarted: :math:`\eta_t = s_i(t - m_{i-1})` for :math:`m_{i-1} \le t < m_i`.
+    r"""``torch.optim.lr_scheduler.SequentialLR``: schedule $i$ runs from milestone
+    $m_{i-1}$ on, restarted: $\eta_t = s_i(t - m_{i-1})$ for $m_{i-1} \le t < m_i$.
 
     Torch restarts each scheduler at its milestone through its closed form at epoch 0; for
     ``MultiplicativeLR`` (no closed form) torch instead continues from the previous scheduler's
@@ -688,7 +689,7 @@ def _join(schedules: list[Schedule], boundaries: list[int]) -> Schedule:
 
 
 class JoinedSchedule(ScheduleObject):
-    """:func:`sequential_lr` and :func:`~functional_optim.schedules.join_schedules`."""
+    """[`sequential_lr`][] and [`join_schedules`][]."""
 
     def __init__(self, schedules: list[Schedule], boundaries: list[int]) -> None:
         self.schedules, self.boundaries = schedules, boundaries
@@ -708,11 +709,11 @@ class JoinedSchedule(ScheduleObject):
 
 def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
     r"""``torch.optim.lr_scheduler.ChainedScheduler``: the product of chained schedules,
-    :math:`\eta_t = \eta_0 \prod_i s_i(t)/\eta_0`.
+    $\eta_t = \eta_0 \prod_i s_i(t)/\eta_0$.
 
     Torch's chainable schedulers each multiply the shared learning rate by their own factor at every
     step, so the chained rate is the base times the product of each one's factor
-    :math:`s_i(t)/\eta_0`. Build every schedule with the same ``base`` :math:`\eta_0` (the optimizer's
+    $s_i(t)/\eta_0$. Build every schedule with the same ``base`` $\eta_0$ (the optimizer's
     initial lr, as the torch schedulers share it). This is exact for the multiplicative schedulers
     (step, multi-step, constant, linear, exponential, polynomial, multiplicative, lambda, and cosine
     annealing with ``eta_min=0`` up to ``T_max``); torch's additive branches (cosine with
@@ -721,7 +722,7 @@ def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
 
     Args:
       schedules: the schedules to chain (at least one).
-      base: the initial learning rate :math:`\eta_0` all of them start from.
+      base: the initial learning rate $\eta_0$ all of them start from.
 
     Example:
         >>> lr = fo.schedules.chained_scheduler(
@@ -742,7 +743,7 @@ def chained_scheduler(schedules: Sequence[Schedule], base: Number) -> Schedule:
 
 
 class ChainedSchedule(ScheduleObject):
-    """:func:`chained_scheduler`."""
+    """[`chained_scheduler`][]."""
 
     def __init__(self, schedules: list[Schedule], base: Number) -> None:
         self.schedules, self.base = schedules, base
@@ -763,11 +764,12 @@ def swa_lr(
     r"""``torch.optim.swa_utils.SWALR``: anneal from the previous learning rate ``base`` to ``swa_lr``
     over ``anneal_epochs`` steps, then hold ``swa_lr``:
 
-    .. math::
-        \tau = \min(1, t / \max(1, E)), \quad \alpha = \tfrac12(1 - \cos\pi\tau)\ (\text{cos})
-        \text{ or } \tau\ (\text{linear}), \qquad \eta_t = \alpha\,\eta_{swa} + (1 - \alpha)\,\eta_0
+    $$
+    \tau = \min(1, t / \max(1, E)), \quad \alpha = \tfrac12(1 - \cos\pi\tau)\ (\text{cos})
+    \text{ or } \tau\ (\text{linear}), \qquad \eta_t = \alpha\,\eta_{swa} + (1 - \alpha)\,\eta_0
+    $$
 
-    (``anneal_epochs=0``: ``swa_lr`` from step 0.) Torch recovers :math:`\eta_0` at each step by
+    (``anneal_epochs=0``: ``swa_lr`` from step 0.) Torch recovers $\eta_0$ at each step by
     inverting the previous interpolation, which is this closed form up to rounding.
 
     Args:
@@ -787,7 +789,7 @@ def swa_lr(
 
 
 class SWALRSchedule(ScheduleObject):
-    """:func:`swa_lr`."""
+    """[`swa_lr`][]."""
 
     def __init__(self, base: Number, swa_lr: Number, anneal_epochs: int, anneal_strategy: str) -> None:
         self.base, self.swa_lr = base, swa_lr

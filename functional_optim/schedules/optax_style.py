@@ -1,7 +1,7 @@
 """optax-style schedules: ``constant``, ``linear``, ``cosine_decay``, ``piecewise_constant``,
 ``join_schedules``, ``linear_warmup`` (``warmup``) and ``warmup_cosine_decay``.
 
-Same conventions as :mod:`functional_optim.schedules.lr_scheduler`: ``count`` is the number of
+Same conventions as `functional_optim.schedules.lr_scheduler`: ``count`` is the number of
 completed steps; Python numbers in give a Python float, a tensor count or tensor arguments give a
 float64 tensor through which hyper-gradients flow.
 """
@@ -45,7 +45,7 @@ def constant(value: Number) -> Schedule:
 
 
 class ConstantSchedule(ScheduleObject):
-    """:func:`constant`."""
+    """[`constant`][]."""
 
     def __init__(self, value: Number) -> None:
         self.value = value
@@ -61,14 +61,15 @@ def linear(
 ) -> Schedule:
     r"""Linear interpolation from ``init_value`` to ``end_value`` (``optax.linear_schedule``):
 
-    .. math::
-        \tau = \mathrm{clip}(t - t_0, 0, T) / T, \qquad v_t = v_0 + (v_1 - v_0)\,\tau
+    $$
+    \tau = \mathrm{clip}(t - t_0, 0, T) / T, \qquad v_t = v_0 + (v_1 - v_0)\,\tau
+    $$
 
     Args:
       init_value: value before and at ``transition_begin``.
       end_value: value from ``transition_begin + transition_steps`` on.
-      transition_steps: length :math:`T` of the ramp (``0``: the constant ``init_value``, as optax).
-      transition_begin: step :math:`t_0` at which the ramp starts.
+      transition_steps: length $T$ of the ramp (``0``: the constant ``init_value``, as optax).
+      transition_begin: step $t_0$ at which the ramp starts.
     """
     _nonnegative_int("transition_steps", transition_steps)
     _nonnegative_int("transition_begin", transition_begin)
@@ -77,7 +78,7 @@ def linear(
 
 
 class LinearSchedule(ScheduleObject):
-    """:func:`linear`."""
+    """[`linear`][]."""
 
     def __init__(
         self, init_value: Number, end_value: Number, transition_steps: int, transition_begin: int
@@ -99,14 +100,15 @@ def cosine_decay(
 ) -> Schedule:
     r"""Cosine decay from ``init_value`` to ``alpha * init_value`` (``optax.cosine_decay_schedule``):
 
-    .. math::
-        v_t = v_0\,\big((1-\alpha)\,\big(\tfrac12(1 + \cos(\pi \min(t, T)/T))\big)^p + \alpha\big)
+    $$
+    v_t = v_0\,\big((1-\alpha)\,\big(\tfrac12(1 + \cos(\pi \min(t, T)/T))\big)^p + \alpha\big)
+    $$
 
     Args:
-      init_value: the initial value :math:`v_0`.
-      decay_steps: number of decay steps :math:`T` (positive int).
+      init_value: the initial value $v_0$.
+      decay_steps: number of decay steps $T$ (positive int).
       alpha: the final value as a fraction of ``init_value``.
-      exponent: the power :math:`p` of the cosine.
+      exponent: the power $p$ of the cosine.
 
     References:
       Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
@@ -118,7 +120,7 @@ def cosine_decay(
 
 
 class CosineDecaySchedule(ScheduleObject):
-    """:func:`cosine_decay`."""
+    """[`cosine_decay`][]."""
 
     def __init__(self, init_value: Number, decay_steps: int, alpha: Number, exponent: Number) -> None:
         self.init_value, self.decay_steps = init_value, decay_steps
@@ -141,9 +143,9 @@ def piecewise_constant(
     r"""A piecewise-constant schedule, given either way:
 
     * ``piecewise_constant(init_value, {b_1: s_1, b_2: s_2})`` (``optax.piecewise_constant_schedule``):
-      :math:`v_t = v_0 \prod_{b_i \le t} s_i`;
+      $v_t = v_0 \prod_{b_i \le t} s_i$;
     * ``piecewise_constant(boundaries=[b_1, b_2], values=[v_0, v_1, v_2])`` (TF's
-      ``PiecewiseConstantDecay``): :math:`v_t = v_i` for :math:`b_i \le t < b_{i+1}`.
+      ``PiecewiseConstantDecay``): $v_t = v_i$ for $b_i \le t < b_{i+1}$.
 
     Args:
       init_value: the value before the first boundary (first form).
@@ -178,7 +180,7 @@ def piecewise_constant(
 
 
 class PiecewiseConstantSchedule(ScheduleObject):
-    """:func:`piecewise_constant` given ``(init_value, boundaries_and_scales)``."""
+    """[`piecewise_constant`][] given ``(init_value, boundaries_and_scales)``."""
 
     def __init__(self, init_value: Number, items: list[tuple[int, Number]]) -> None:
         self.init_value, self.items = init_value, items
@@ -193,7 +195,7 @@ class PiecewiseConstantSchedule(ScheduleObject):
 
 def join_schedules(schedules: Sequence[Any], boundaries: Sequence[int]) -> Schedule:
     r"""Run ``schedules[i]`` from ``boundaries[i-1]`` on, restarted at 0 (``optax.join_schedules``):
-    :math:`v_t = s_i(t - b_{i-1})` for :math:`b_{i-1} \le t < b_i`.
+    $v_t = s_i(t - b_{i-1})$ for $b_{i-1} \le t < b_i$.
 
     Args:
       schedules: ``len(boundaries) + 1`` schedules.
@@ -213,12 +215,13 @@ def linear_warmup(
     r"""Put a linear warmup in front of any schedule: from ``init_value`` to the schedule's first
     value over ``warmup_steps`` steps, then the schedule (started at 0):
 
-    .. math::
-        v_t = v_{init} + (s(0) - v_{init})\,t / W \ (t < W), \qquad v_t = s(t - W) \ (t \ge W)
+    $$
+    v_t = v_{init} + (s(0) - v_{init})\,t / W \ (t < W), \qquad v_t = s(t - W) \ (t \ge W)
+    $$
 
     Args:
       schedule: the schedule after the warmup (or a constant value).
-      warmup_steps: number of warmup steps :math:`W` (int >= 0).
+      warmup_steps: number of warmup steps $W$ (int >= 0).
       init_value: the value at step 0.
       peak_value: the value reached at the end of the warmup (default ``schedule(0)``).
 
@@ -249,17 +252,18 @@ def warmup_cosine_decay(
 ) -> Schedule:
     r"""Linear warmup then cosine decay (``optax.warmup_cosine_decay_schedule``):
 
-    .. math::
-        v_t = v_0 + (v_p - v_0)\,t/W \ (t < W), \qquad
-        v_t = v_e + (v_p - v_e)\big(\tfrac12(1 + \cos(\pi \min(t - W, D - W)/(D - W)))\big)^p
+    $$
+    v_t = v_0 + (v_p - v_0)\,t/W \ (t < W), \qquad
+    v_t = v_e + (v_p - v_e)\big(\tfrac12(1 + \cos(\pi \min(t - W, D - W)/(D - W)))\big)^p
+    $$
 
     Args:
       init_value: value at step 0.
       peak_value: value at the end of the warmup (tensor: hyper-gradients flow to it).
-      warmup_steps: warmup length :math:`W`.
-      decay_steps: total length :math:`D` **including** the warmup (as optax).
+      warmup_steps: warmup length $W$.
+      decay_steps: total length $D$ **including** the warmup (as optax).
       end_value: final value.
-      exponent: power :math:`p` of the cosine.
+      exponent: power $p$ of the cosine.
     """
     _nonnegative_int("warmup_steps", warmup_steps)
     if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps <= warmup_steps:
@@ -274,7 +278,7 @@ def warmup_cosine_decay(
 
 
 class CosineDecayToSchedule(ScheduleObject):
-    """The decay of :func:`warmup_cosine_decay`: cosine from ``peak_value`` to ``end_value``."""
+    """The decay of [`warmup_cosine_decay`][]: cosine from ``peak_value`` to ``end_value``."""
 
     def __init__(self, peak_value: Number, end_value: Number, steps: int, exponent: Number) -> None:
         self.peak_value, self.end_value, self.steps, self.exponent = peak_value, end_value, steps, exponent

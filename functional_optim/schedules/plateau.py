@@ -15,7 +15,7 @@ __all__ = ["ReduceLROnPlateauState", "reduce_lr_on_plateau"]
 
 
 class ReduceLROnPlateauState(NamedTuple):
-    """State of :func:`reduce_lr_on_plateau`, torch's scheduler attributes as 0-dim tensors.
+    """State of [`reduce_lr_on_plateau`][], torch's scheduler attributes as 0-dim tensors.
 
     Attributes:
       best: the best metric seen so far (float64; ``inf`` / ``-inf`` before the first one).
@@ -48,19 +48,19 @@ def reduce_lr_on_plateau(
     without ``value`` (or ``value=None``) only scales. With ``mode="min"``, ``threshold_mode="rel"``
     (the other modes analogously):
 
-    .. code-block:: text
+    ```text
+    if metric < best · (1 - threshold): best = metric; num_bad_epochs = 0
+    else:                                num_bad_epochs += 1
+    if cooldown_counter > 0:             cooldown_counter -= 1; num_bad_epochs = 0
+    if num_bad_epochs > patience:
+        new = max(lr · factor, min_lr);  if lr - new > eps: lr = new
+        cooldown_counter = cooldown;     num_bad_epochs = 0
+    ```
 
-        if metric < best · (1 - threshold): best = metric; num_bad_epochs = 0
-        else:                                num_bad_epochs += 1
-        if cooldown_counter > 0:             cooldown_counter -= 1; num_bad_epochs = 0
-        if num_bad_epochs > patience:
-            new = max(lr · factor, min_lr);  if lr - new > eps: lr = new
-            cooldown_counter = cooldown;     num_bad_epochs = 0
-
-    Passing the metric of the current parameters at step :math:`k + 1` reproduces torch's loop
+    Passing the metric of the current parameters at step $k + 1$ reproduces torch's loop
     ``train epoch k; scheduler.step(val_metric)`` exactly: ``state.lr`` equals torch's
     ``param_groups[0]["lr"]`` (set ``lr`` to the optimizer's lr and put this transform in place
-    of :func:`~functional_optim.scale_by_learning_rate` after a ``negate``-free chain, or keep the
+    of [`scale_by_learning_rate`][] after a ``negate``-free chain, or keep the
     default ``lr=1.0`` to use it as a factor after an optimizer; ``min_lr`` and ``eps`` are then in
     the same units). The state is tensors only, so the transform is pure and compilable.
 

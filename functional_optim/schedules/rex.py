@@ -16,18 +16,20 @@ Number = float | Tensor
 
 
 def rex(init_value: Number, total_steps: int, end_value: Number = 0.0) -> Schedule:
-    r"""REX (Chen, Wolfe & Kyrillidis, 2022): with :math:`z = \min(t, T)/T`,
+    r"""REX (Chen, Wolfe & Kyrillidis, 2022): with $z = \min(t, T)/T$,
 
-    .. math:: v_t = v_e + (v_0 - v_e)\,\frac{1 - z}{\tfrac12 + \tfrac12 (1 - z)}
+    $$
+    v_t = v_e + (v_0 - v_e)\,\frac{1 - z}{\tfrac12 + \tfrac12 (1 - z)}
+    $$
 
-    It stays near :math:`v_0` longer than linear decay and reaches :math:`v_e` at :math:`T`
+    It stays near $v_0$ longer than linear decay and reaches $v_e$ at $T$
     (held afterwards). ``count`` is the number of completed steps; tensors in give a float64
     tensor out (hyper-gradients flow to tensor values).
 
     Args:
-      init_value: :math:`v_0`.
-      total_steps: :math:`T` (int >= 1).
-      end_value: :math:`v_e`.
+      init_value: $v_0$.
+      total_steps: $T$ (int >= 1).
+      end_value: $v_e$.
 
     Examples:
         >>> lr = fo.schedules.rex(1.0, total_steps=4)
@@ -45,7 +47,7 @@ def rex(init_value: Number, total_steps: int, end_value: Number = 0.0) -> Schedu
 
 
 class RexSchedule(ScheduleObject):
-    """:func:`rex` as a picklable object."""
+    """[`rex`][] as a picklable object."""
 
     def __init__(self, init_value: Number, total_steps: int, end_value: Number) -> None:
         self.init_value, self.total_steps, self.end_value = init_value, total_steps, end_value

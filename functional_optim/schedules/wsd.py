@@ -37,25 +37,26 @@ def warmup_stable_decay(
     decay_type: str = "linear",
 ) -> Schedule:
     r"""Warmup–stable–decay (Zhai et al., 2022; Hu et al., 2024; Hägele et al., 2024): a linear
-    warmup over :math:`W` steps, the constant peak for :math:`S` steps, then a decay over
-    :math:`D` steps to ``end_value`` (held afterwards):
+    warmup over $W$ steps, the constant peak for $S$ steps, then a decay over
+    $D$ steps to ``end_value`` (held afterwards):
 
-    .. math::
-        v_t = v_0 + (v_p - v_0)\,\tfrac tW\ (t < W),\quad v_p\ (W \le t < W + S),\quad
-        v_e + (v_p - v_e)\, f\Big(\tfrac{\min(t - W - S,\ D)}{D}\Big)\ (t \ge W + S)
+    $$
+    v_t = v_0 + (v_p - v_0)\,\tfrac tW\ (t < W),\quad v_p\ (W \le t < W + S),\quad
+    v_e + (v_p - v_e)\, f\Big(\tfrac{\min(t - W - S,\ D)}{D}\Big)\ (t \ge W + S)
+    $$
 
-    with :math:`f(\tau) = 1 - \tau` (``"linear"``), :math:`\tfrac12(1 + \cos\pi\tau)`
-    (``"cosine"``) or :math:`1 - \sqrt\tau` (``"1-sqrt"``, the best cooldown of Hägele et al.).
+    with $f(\tau) = 1 - \tau$ (``"linear"``), $\tfrac12(1 + \cos\pi\tau)$
+    (``"cosine"``) or $1 - \sqrt\tau$ (``"1-sqrt"``, the best cooldown of Hägele et al.).
     ``count`` is the number of completed steps; Python numbers give a Python float, a tensor
     count or tensor values a float64 tensor (hyper-gradients flow to tensor values).
 
     Args:
-      peak_value: :math:`v_p`.
-      warmup_steps: :math:`W` (int >= 0).
-      stable_steps: :math:`S` (int >= 0).
-      decay_steps: :math:`D` (int >= 1).
-      init_value: :math:`v_0`, the value at step 0.
-      end_value: :math:`v_e`, the value after the decay.
+      peak_value: $v_p$.
+      warmup_steps: $W$ (int >= 0).
+      stable_steps: $S$ (int >= 0).
+      decay_steps: $D$ (int >= 1).
+      init_value: $v_0$, the value at step 0.
+      end_value: $v_e$, the value after the decay.
       decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
 
     Examples:
@@ -79,7 +80,7 @@ def warmup_stable_decay(
 
 
 class WarmupStableDecaySchedule(ScheduleObject):
-    """:func:`warmup_stable_decay` as a picklable object."""
+    """[`warmup_stable_decay`][] as a picklable object."""
 
     def __init__(
         self,

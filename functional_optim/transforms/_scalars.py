@@ -25,7 +25,7 @@ def axpy(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
 
 
 def axpy_(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
-    """:func:`axpy` written into ``xs`` where allowed (``xs`` must be temporaries of this update)."""
+    """`axpy` written into ``xs`` where allowed (``xs`` must be temporaries of this update)."""
     if isinstance(alpha, Tensor):
         return ops.add_(xs, ops.mul(ys, alpha))
     return ops.add_(xs, ys, alpha=alpha)

@@ -11,7 +11,7 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ def zeros(params: Any) -> Any:
 def increment(steps: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
     """``step + 1`` for each counter (new tensors; with ``in_place=True`` the counters themselves
     are incremented, as ``torch.optim`` does — for the adapters' fused step, see
-    :mod:`functional_optim.rules`).
+    `fo.rules`).
 
     Concrete CPU counters are incremented as ``torch.optim`` does, with a CPU tensor ``1`` and
     ``alpha=1.0`` (``_foreach_add_(steps, one, alpha=1.0)``): a Python ``1`` would be wrapped
@@ -83,7 +83,7 @@ def read(steps: Sequence[Any]) -> list[Any]:
         and _LAST.versions == versions
         and all(map(operator.is_, map(_DEREF, last), steps))  # C-level: this runs every step
     ):
-        return list(_LAST.values)
+        return list(cast("list[float]", _LAST.values))  # set with the tensors
     values = ops.step_values(steps)
     if values and isinstance(values[0], float):
         _LAST.tensors, _LAST.versions, _LAST.values = list(map(weakref.ref, steps)), versions, values
@@ -91,7 +91,7 @@ def read(steps: Sequence[Any]) -> list[Any]:
 
 
 def coefficients(steps: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:
-    """``fn(t)`` for every step value ``t`` (see :func:`functional_optim.ops.step_values`).
+    """``fn(t)`` for every step value ``t`` (see `functional_optim.ops.step_values`).
 
     For concrete counters ``t`` is a Python float and ``fn`` runs in Python double, as in
     ``torch.optim``; equal steps share one evaluation. For traced counters ``t`` is a 0-dim

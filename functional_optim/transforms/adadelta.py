@@ -16,7 +16,7 @@ __all__ = ["ScaleByAdadeltaState", "scale_by_adadelta"]
 
 
 class ScaleByAdadeltaState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adadelta` (names and meaning as ``torch.optim.Adadelta``)."""
+    """Per-parameter state of [`scale_by_adadelta`][] (names and meaning as ``torch.optim.Adadelta``)."""
 
     step: Any  # incremented but unused by the maths, as in torch
     square_avg: Any
@@ -27,10 +27,11 @@ class ScaleByAdadeltaState(NamedTuple):
 def scale_by_adadelta(rho: Hyperparam = 0.9, eps: Hyperparam = 1e-6) -> GradientTransformation:
     r"""Scale updates by Adadelta's ratio of running RMS values.
 
-    .. math::
-        v_t = \rho v_{t-1} + (1-\rho) g_t^2,\qquad
-        \Delta_t = \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t,\qquad
-        a_t = \rho a_{t-1} + (1-\rho) \Delta_t^2,\qquad u_t = \Delta_t
+    $$
+    v_t = \rho v_{t-1} + (1-\rho) g_t^2,\qquad
+    \Delta_t = \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t,\qquad
+    a_t = \rho a_{t-1} + (1-\rho) \Delta_t^2,\qquad u_t = \Delta_t
+    $$
 
     ``eps`` sits inside both square roots, and the ops run in ``torch.optim.Adadelta``'s order
     (``sqrt(a+ε) / sqrt(v+ε) · g``). Follow it with ``scale_by_learning_rate(lr)`` (torch's

@@ -17,7 +17,7 @@ __all__ = ["ScaleByAdagradState", "scale_by_adagrad"]
 
 
 class ScaleByAdagradState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adagrad` (names and meaning as ``torch.optim.Adagrad``)."""
+    """Per-parameter state of [`scale_by_adagrad`][] (names and meaning as ``torch.optim.Adagrad``)."""
 
     step: Any
     sum: Any
@@ -50,12 +50,13 @@ def scale_by_adagrad(
 
     With ``t`` the parameter's step count after increment:
 
-    .. math::
-        s_t = s_{t-1} + g_t^2,\qquad
-        u_t = \frac{1}{1 + (t-1)\,\mathrm{lr\_decay}} \cdot \frac{g_t}{\sqrt{s_t} + \epsilon}
+    $$
+    s_t = s_{t-1} + g_t^2,\qquad
+    u_t = \frac{1}{1 + (t-1)\,\mathrm{lr\_decay}} \cdot \frac{g_t}{\sqrt{s_t} + \epsilon}
+    $$
 
     ``torch.optim.Adagrad``'s step is ``-clr · g/(√s+ε)`` with ``clr = lr/(1+(t-1)·lr_decay)``;
-    here the decay factor is applied and ``lr`` is left to :func:`scale_by_learning_rate`, so
+    here the decay factor is applied and ``lr`` is left to [`scale_by_learning_rate`][], so
     ``chain(scale_by_adagrad(...), scale_by_learning_rate(lr))`` is Adagrad (equal up to float
     rounding of the product order). ``eps`` is added outside the square root. ``sum`` starts at
     ``initial_accumulator_value`` (``complex(iav, iav)`` for complex parameters, as torch); complex

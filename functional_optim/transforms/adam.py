@@ -16,7 +16,7 @@ __all__ = ["ScaleByAdamState", "scale_by_adam"]
 
 
 class ScaleByAdamState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adam` (names and meaning as ``torch.optim.Adam``)."""
+    """Per-parameter state of [`scale_by_adam`][] (names and meaning as ``torch.optim.Adam``)."""
 
     step: Any
     exp_avg: Any
@@ -32,10 +32,13 @@ def scale_by_adam(
 
     With ``t`` the parameter's step count after increment:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
-        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+    &\hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
+    &u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    \end{aligned}
+    $$
 
     ``eps`` is added after bias-correcting ``sqrt(v)`` and the AMSGrad maximum is taken of the
     uncorrected ``v``, exactly as ``torch.optim.Adam``. Complex tensors are treated as real
@@ -66,7 +69,7 @@ def scale_by_adam(
     def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, v = fields[0], fields[1], fields[2]
-        vmax = fields[3] if amsgrad else None
+        vmax = fields[3] if amsgrad else []  # read only with amsgrad
         for g in grads:
             if g.is_sparse:
                 raise RuntimeError(
@@ -93,7 +96,7 @@ def scale_by_adam(
         return [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
 
     def as_state(new: Any) -> ScaleByAdamState:
-        return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState(*new, ())
+        return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState._make((*new, ()))
 
     return rule_transform(
         init_fn,

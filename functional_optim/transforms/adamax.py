@@ -16,7 +16,7 @@ __all__ = ["ScaleByAdamaxState", "scale_by_adamax"]
 
 
 class ScaleByAdamaxState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adamax` (names and meaning as ``torch.optim.Adamax``)."""
+    """Per-parameter state of [`scale_by_adamax`][] (names and meaning as ``torch.optim.Adamax``)."""
 
     step: Any
     exp_avg: Any
@@ -31,10 +31,13 @@ def scale_by_adamax(
 
     With ``t`` the parameter's step count after increment:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
-        u^{\infty}_t = \max(\beta_2 u^{\infty}_{t-1},\ |g_t| + \epsilon) \\
-        u_t = \frac{m_t}{u^{\infty}_t\,(1-\beta_1^t)}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+    u^{\infty}_t = \max(\beta_2 u^{\infty}_{t-1},\ |g_t| + \epsilon) \\
+    &u_t = \frac{m_t}{u^{\infty}_t\,(1-\beta_1^t)}
+    \end{aligned}
+    $$
 
     ``eps`` sits *inside* the maximum, exactly as ``torch.optim.Adamax``. Complex tensors are
     treated as real tensors of shape ``(..., 2)``, as in torch.

@@ -16,7 +16,7 @@ __all__ = ["ScaleByAdanState", "scale_by_adan"]
 
 
 class ScaleByAdanState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adan` (names as the authors' ``Adan``)."""
+    """Per-parameter state of [`scale_by_adan`][] (names as the authors' ``Adan``)."""
 
     step: Any
     exp_avg: Any
@@ -33,11 +33,14 @@ def scale_by_adan(
 
     With ``t`` the parameter's step count and ``Δ_t = g_t - g_{t-1}`` (``Δ_1 = 0``):
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
-        d_t = \beta_2 d_{t-1} + (1-\beta_2) \Delta_t \\
-        n_t = \beta_3 n_{t-1} + (1-\beta_3) (g_t + \beta_2 \Delta_t)^2 \\
-        u_t = \frac{m_t/(1-\beta_1^t) + \beta_2\, d_t/(1-\beta_2^t)}{\sqrt{n_t}/\sqrt{1-\beta_3^t} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+    d_t = \beta_2 d_{t-1} + (1-\beta_2) \Delta_t \\
+    &n_t = \beta_3 n_{t-1} + (1-\beta_3) (g_t + \beta_2 \Delta_t)^2 \\
+    &u_t = \frac{m_t/(1-\beta_1^t) + \beta_2\, d_t/(1-\beta_2^t)}{\sqrt{n_t}/\sqrt{1-\beta_3^t} + \epsilon}
+    \end{aligned}
+    $$
 
     This is Algorithm 1 of the paper, whose ``β`` are one minus these (paper ``β_2 = 0.08`` is
     ``b2 = 0.92`` here, and its ``(1-β_2)Δ`` is ``b2·Δ``), with the authors' bias correction.

@@ -28,10 +28,11 @@ def adaptive_grad_clip(clipping: Hyperparam = 0.01, eps: Hyperparam = 1e-3) -> G
 
     Per unit ``i`` (a row of a ``Linear`` weight, a filter of a convolution, a whole vector):
 
-    .. math::
-        m_i = \lambda\,\max(\|W_i\|, \epsilon),\qquad
-        u_i = \begin{cases} g_i & \|g_i\| < m_i \\
-                            g_i\, m_i / \max(\|g_i\|, 10^{-6}) & \text{otherwise}\end{cases}
+    $$
+    m_i = \lambda\,\max(\|W_i\|, \epsilon),\qquad
+    u_i = \begin{cases} g_i & \|g_i\| < m_i \\
+                        g_i\, m_i / \max(\|g_i\|, 10^{-6}) & \text{otherwise}\end{cases}
+    $$
 
     ``update`` needs ``params``. Stateless; ``None`` gradients stay ``None``.
 

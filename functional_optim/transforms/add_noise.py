@@ -18,7 +18,7 @@ _LEAF = 0x94D049BB133111EB  # separates the leaves' streams
 
 
 class AddNoiseState(NamedTuple):
-    """State of :func:`add_noise`.
+    """State of [`add_noise`][].
 
     Attributes:
       count: updates done so far (0-dim int64, CPU).
@@ -38,8 +38,9 @@ def _step_seed(seed: int, count: int) -> int:
 def add_noise(eta: Hyperparam = 0.01, gamma: Hyperparam = 0.55, seed: int = 0) -> GradientTransformation:
     r"""Add annealed Gaussian noise to the updates.
 
-    .. math::
-        \sigma_t^2 = \frac{\eta}{(1 + t)^\gamma},\qquad u_t = g_t + \mathcal N(0, \sigma_t^2)
+    $$
+    \sigma_t^2 = \frac{\eta}{(1 + t)^\gamma},\qquad u_t = g_t + \mathcal N(0, \sigma_t^2)
+    $$
 
     with ``t`` the number of previous updates (the first step has ``σ² = η``). The noise of leaf
     ``i`` at step ``t`` comes from a ``torch.Generator`` on the update's device seeded from

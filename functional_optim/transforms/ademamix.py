@@ -18,7 +18,7 @@ __all__ = ["ScaleByAdemamixState", "ademamix_alpha_warmup", "ademamix_beta3_warm
 
 
 class ScaleByAdemamixState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_ademamix` (names as the authors' ``AdEMAMix``)."""
+    """Per-parameter state of [`scale_by_ademamix`][] (names as the authors' ``AdEMAMix``)."""
 
     step: Any
     exp_avg_fast: Any
@@ -61,14 +61,17 @@ def scale_by_ademamix(
 
     With ``t`` the parameter's step count:
 
-    .. math::
-        m^{(1)}_t = \beta_1 m^{(1)}_{t-1} + (1-\beta_1) g_t,\quad
-        m^{(2)}_t = \beta_3 m^{(2)}_{t-1} + (1-\beta_3) g_t,\quad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        u_t = \frac{m^{(1)}_t / (1-\beta_1^t) + \alpha\, m^{(2)}_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+    $$
+    \begin{aligned}
+    &m^{(1)}_t = \beta_1 m^{(1)}_{t-1} + (1-\beta_1) g_t,\quad
+    m^{(2)}_t = \beta_3 m^{(2)}_{t-1} + (1-\beta_3) g_t,\quad
+    v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+    &u_t = \frac{m^{(1)}_t / (1-\beta_1^t) + \alpha\, m^{(2)}_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+    \end{aligned}
+    $$
 
-    ``b3`` and ``alpha`` accept schedules: :func:`ademamix_beta3_warmup` and
-    :func:`ademamix_alpha_warmup` are the paper's warmups.
+    ``b3`` and ``alpha`` accept schedules: [`ademamix_beta3_warmup`][] and
+    [`ademamix_alpha_warmup`][] are the paper's warmups.
 
     Args:
       b1: decay of the fast momentum.

@@ -17,7 +17,7 @@ __all__ = ["ScaleByAdoptState", "adopt_clip", "scale_by_adopt"]
 
 
 class ScaleByAdoptState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_adopt` (names as the authors' ``ADOPT``)."""
+    """Per-parameter state of [`scale_by_adopt`][] (names as the authors' ``ADOPT``)."""
 
     step: Any
     exp_avg: Any
@@ -47,11 +47,14 @@ def scale_by_adopt(
     A parameter's first gradient only initialises ``v_0 = g_0^2`` (the update is zero). Then,
     for its ``t``-th update (``t = 1, 2, ...``):
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1)\,
-              \operatorname{clip}\Big(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)}, c_t\Big),\qquad
-        u_t = m_t \\
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1)\,
+          \operatorname{clip}\Big(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)}, c_t\Big),\qquad
+    u_t = m_t \\
+    &v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
+    \end{aligned}
+    $$
 
     with ``c_t = clip_lambda(t)`` (``t^{1/4}`` by default; ``None``: no clipping).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import torch
 from torch import Tensor
@@ -17,7 +17,7 @@ __all__ = ["ScaleByAsgdState", "scale_by_asgd"]
 
 
 class ScaleByAsgdState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_asgd` (names, dtypes and devices as ``torch.optim.ASGD``).
+    """Per-parameter state of [`scale_by_asgd`][] (names, dtypes and devices as ``torch.optim.ASGD``).
 
     ``step``, ``eta`` and ``mu`` are 0-dim tensors on the parameter's device (``step``'s dtype
     is torch's scalar dtype); ``ax`` is the running average of the parameter. When a
@@ -31,6 +31,10 @@ class ScaleByAsgdState(NamedTuple):
     ax: Any
 
 
+@overload
+def _scalar_like(p: Tensor, value: Any, dtype: torch.dtype | None = None) -> Tensor: ...
+@overload
+def _scalar_like(p: None, value: Any, dtype: torch.dtype | None = None) -> None: ...
 def _scalar_like(p: Tensor | None, value: Any, dtype: torch.dtype | None = None) -> Tensor | None:
     if p is None:
         return None
@@ -92,11 +96,14 @@ def scale_by_asgd(
     With ``η`` the step size stored at the previous step (initially ``lr``), ``μ`` the
     averaging weight (initially 1) and ``t`` the step count after increment:
 
-    .. math::
-        p' = p\,(1 - \lambda\eta) - \eta\, g,\qquad u = p - p' \\
-        ax \leftarrow p' \text{ if } \mu = 1 \text{, else } ax + \mu\,(p' - ax) \\
-        \eta \leftarrow \frac{\mathrm{lr}}{(1 + \lambda\,\mathrm{lr}\,t)^{\alpha}},\qquad
-        \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+    $$
+    \begin{aligned}
+    &p' = p\,(1 - \lambda\eta) - \eta\, g,\qquad u = p - p' \\
+    &ax \leftarrow p' \text{ if } \mu = 1 \text{, else } ax + \mu\,(p' - ax) \\
+    &\eta \leftarrow \frac{\mathrm{lr}}{(1 + \lambda\,\mathrm{lr}\,t)^{\alpha}},\qquad
+    \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+    \end{aligned}
+    $$
 
     ``u`` is the whole descent step (the learning rate is inside ``η``), so
     ``chain(scale_by_asgd(lr, ...), scale_by_learning_rate(1.0))`` is ``torch.optim.ASGD``: the
@@ -174,7 +181,7 @@ def scale_by_asgd(
             new_ax[:] = ops.view_as_complex_like(avg, ax)
 
         new_eta, new_mu = next_schedule(steps, etas, mus, in_place=in_place)
-        terms = [
+        terms: list[Term | After] = [
             Term(None, None, lambda s: [1 + s * (lambd_ * e) for e in eta_v]),
             Term(ops.view_as_real(grads), None, lambda s: [s * e for e in eta_v]),
             After(average),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ __all__ = ["ScaleByBeliefState", "scale_by_belief"]
 
 
 class ScaleByBeliefState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_belief` (names as adabelief-pytorch)."""
+    """Per-parameter state of [`scale_by_belief`][] (names as adabelief-pytorch)."""
 
     step: Any
     exp_avg: Any
@@ -54,11 +54,14 @@ def scale_by_belief(
 
     With ``t`` the parameter's step count:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
-        s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon \\
-        \hat s_t = \max(\hat s_{t-1}, s_t)\ \text{(amsgrad)},\ \text{else } s_t \\
-        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat s_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+    s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon \\
+    &\hat s_t = \max(\hat s_{t-1}, s_t)\ \text{(amsgrad)},\ \text{else } s_t \\
+    &u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat s_t} / \sqrt{1-\beta_2^t} + \epsilon}
+    \end{aligned}
+    $$
 
     ``eps`` enters twice, as in the paper's Algorithm 2 and adabelief-pytorch: it is added to
     the stored ``s_t`` and again to the denominator (optax adds its ``eps_root`` to the stored
@@ -117,7 +120,8 @@ def scale_by_belief(
             return ops.div(ops.div(m, denom), bc1), new_fields
         if not ops.is_python_number(beta1, beta2) or ops.is_traced(steps[0]):
             raise TypeError("scale_by_belief: rectify=True needs concrete float betas and step counters")
-        rule = _steps.coefficients(steps, lambda t: _rectified(t, beta1, beta2, degenerated_to_sgd))
+        b1f, b2f = cast(float, beta1), cast(float, beta2)  # Python numbers (checked above)
+        rule = _steps.coefficients(steps, lambda t: _rectified(t, b1f, b2f, degenerated_to_sgd))
         out = []
         # the adaptive rectified step divides by s_t, not by its AMSGrad maximum (as the package)
         for mi, si, (kind, c) in zip(m, s, rule, strict=True):
@@ -131,6 +135,6 @@ def scale_by_belief(
         del params, extra
         fields = [state.step, state.exp_avg, state.exp_avg_var, *([state.max_exp_avg_var] if amsgrad else [])]
         new_updates, new = update_leaves(belief, updates, fields, name="scale_by_belief")
-        return new_updates, ScaleByBeliefState(*new) if amsgrad else ScaleByBeliefState(*new, ())
+        return new_updates, ScaleByBeliefState(*new) if amsgrad else ScaleByBeliefState._make((*new, ()))
 
     return GradientTransformation(init_fn, update_fn)

@@ -16,7 +16,7 @@ __all__ = ["ScaleByBiasCorrectedRmsState", "scale_by_bias_corrected_rms"]
 
 
 class ScaleByBiasCorrectedRmsState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_bias_corrected_rms` (torch's names)."""
+    """Per-parameter state of [`scale_by_bias_corrected_rms`][] (torch's names)."""
 
     step: Any
     exp_avg_sq: Any
@@ -26,9 +26,10 @@ class ScaleByBiasCorrectedRmsState(NamedTuple):
 def scale_by_bias_corrected_rms(b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8) -> GradientTransformation:
     r"""Adam's second moment alone: the gradient over the bias-corrected RMS of past gradients.
 
-    .. math::
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
-        u_t = \frac{g_t}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+    $$
+    v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
+    u_t = \frac{g_t}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+    $$
 
     computed as the ``schedulefree`` package computes it (``sqrt(v / bc2) + eps``); the base rule
     of Schedule-Free AdamW (``optax.scale_by_rms(bias_correction=True, eps_in_sqrt=False)``).

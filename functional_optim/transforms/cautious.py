@@ -15,7 +15,7 @@ _RESCALES = ("mean", "numel", "none")
 
 
 class CautiousState(NamedTuple):
-    """State of :func:`cautious`: the wrapped transform's state."""
+    """State of [`cautious`][]: the wrapped transform's state."""
 
     inner_state: Any
 
@@ -23,11 +23,12 @@ class CautiousState(NamedTuple):
 def cautious_mask(update: Tensor, grad: Tensor, rescale: str = "mean") -> Tensor:
     r"""``update`` with the components whose sign disagrees with ``grad`` set to zero, rescaled.
 
-    .. math::
-        \phi = \mathbb 1[u \odot g > 0],\qquad
-        u' = u \odot \phi / \max(\operatorname{mean}\phi, 10^{-3})\ (\texttt{"mean"}),\quad
-        u \odot \phi\,\frac{n}{\textstyle\sum\phi + 1}\ (\texttt{"numel"}),\quad
-        u \odot \phi\ (\texttt{"none"})
+    $$
+    \phi = \mathbb 1[u \odot g > 0],\qquad
+    u' = u \odot \phi / \max(\operatorname{mean}\phi, 10^{-3})\ (\texttt{"mean"}),\quad
+    u \odot \phi\,\frac{n}{\textstyle\sum\phi + 1}\ (\texttt{"numel"}),\quad
+    u \odot \phi\ (\texttt{"none"})
+    $$
     """
     mask = (update * grad > 0).to(update.dtype)
     if rescale == "mean":
@@ -40,11 +41,12 @@ def cautious_mask(update: Tensor, grad: Tensor, rescale: str = "mean") -> Tensor
 def cautious(inner: GradientTransformation, rescale: str = "mean") -> GradientTransformation:
     r"""Cautious masking of any transform's update (Liang et al., 2024).
 
-    ``inner`` maps the incoming gradient :math:`g` to a *direction* :math:`u` (the same sign
-    convention as :math:`g`, i.e. before :func:`scale_by_learning_rate`). Per tensor:
+    ``inner`` maps the incoming gradient $g$ to a *direction* $u$ (the same sign
+    convention as $g$, i.e. before [`scale_by_learning_rate`][]). Per tensor:
 
-    .. math::
-        \phi = \mathbb 1[u \odot g > 0],\qquad u' = u \odot \phi \,/\, \max(\operatorname{mean}\phi, 10^{-3})
+    $$
+    \phi = \mathbb 1[u \odot g > 0],\qquad u' = u \odot \phi \,/\, \max(\operatorname{mean}\phi, 10^{-3})
+    $$
 
     ``rescale="mean"`` is the authors' current code (``mask.div_(mask.mean().clamp_(min=1e-3))``);
     ``"numel"`` is the paper's first version, ``mask · numel / (sum(mask) + 1)`` (as

@@ -19,16 +19,18 @@ def add_cautious_decayed_weights(weight_decay: Hyperparam = 0.0) -> GradientTran
     r"""Cautious weight decay (Chen et al., 2025): decay a coordinate only where the update
     already moves it towards zero.
 
-    Placed where decoupled decay goes (just before :func:`scale_by_learning_rate`), with
-    :math:`u` the incoming direction and :math:`x` the parameters:
+    Placed where decoupled decay goes (just before [`scale_by_learning_rate`][]), with
+    $u$ the incoming direction and $x$ the parameters:
 
-    .. math:: u' = u + \lambda\, \mathbb 1[u \odot x \ge 0] \odot x
+    $$
+    u' = u + \lambda\, \mathbb 1[u \odot x \ge 0] \odot x
+    $$
 
-    so that the step :math:`x \leftarrow x - \eta u'` decays exactly the coordinates whose update
+    so that the step $x \leftarrow x - \eta u'$ decays exactly the coordinates whose update
     has the sign of the parameter.
 
     Args:
-      weight_decay: :math:`\lambda` (float, 0-dim tensor or schedule).
+      weight_decay: $\lambda$ (float, 0-dim tensor or schedule).
 
     Examples:
         >>> opt = fo.chain(fo.scale_by_adam(), fo.add_cautious_decayed_weights(0.1),

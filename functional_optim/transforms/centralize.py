@@ -15,8 +15,9 @@ __all__ = ["centralize"]
 def centralize() -> GradientTransformation:
     r"""Subtract from each multi-dimensional gradient its mean over all dimensions but the first.
 
-    .. math::
-        u = g - \operatorname{mean}_{\text{dims } 1..n-1}(g) \qquad (g.\text{ndim} > 1;\ \text{else } u = g)
+    $$
+    u = g - \operatorname{mean}_{\text{dims } 1..n-1}(g) \qquad (g.\text{ndim} > 1;\ \text{else } u = g)
+    $$
 
     For a ``Linear`` weight ``(out, in)`` each output unit's gradient row gets zero mean; for a
     convolution ``(out, in, kh, kw)`` each filter's. Vectors and scalars pass unchanged.

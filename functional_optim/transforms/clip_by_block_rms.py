@@ -18,9 +18,10 @@ __all__ = ["clip_by_block_rms"]
 def clip_by_block_rms(threshold: Hyperparam) -> GradientTransformation:
     r"""Scale each update tensor (block) so that its RMS is at most ``threshold``.
 
-    .. math::
-        \operatorname{rms}(g) = \sqrt{\operatorname{mean}(|g|^2)},\qquad
-        u = \frac{g}{\max\big(1, \operatorname{rms}(g) / \tau\big)}
+    $$
+    \operatorname{rms}(g) = \sqrt{\operatorname{mean}(|g|^2)},\qquad
+    u = \frac{g}{\max\big(1, \operatorname{rms}(g) / \tau\big)}
+    $$
 
     Stateless; ``None`` gradients stay ``None``. Complex entries use ``|g|²``.
 

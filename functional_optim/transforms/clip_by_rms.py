@@ -11,17 +11,19 @@ __all__ = ["clip_by_rms"]
 
 @schedulable("threshold")
 def clip_by_rms(threshold: Hyperparam = 1.0) -> GradientTransformation:
-    r"""Update clipping by RMS, per tensor: Adafactor's :math:`d` (Shazeer & Stern, 2018), the
+    r"""Update clipping by RMS, per tensor: Adafactor's $d$ (Shazeer & Stern, 2018), the
     clipping StableAdamW applies to AdamW's update (Wortsman et al., 2023).
 
-    .. math:: u = \frac{g}{\max\big(1, \operatorname{rms}(g)/d\big)},\qquad
-        \operatorname{rms}(g) = \sqrt{\operatorname{mean}(g^2)}
+    $$
+    u = \frac{g}{\max\big(1, \operatorname{rms}(g)/d\big)},\qquad
+    \operatorname{rms}(g) = \sqrt{\operatorname{mean}(g^2)}
+    $$
 
-    The same maths as :func:`clip_by_block_rms`, with Adafactor's default :math:`d = 1`; place it
+    The same maths as [`clip_by_block_rms`][], with Adafactor's default $d = 1$; place it
     after the rule whose update it clips (``chain(scale_by_adam(), clip_by_rms(1.0), ...)``).
 
     Args:
-      threshold: :math:`d` (> 0; float, 0-dim tensor or schedule).
+      threshold: $d$ (> 0; float, 0-dim tensor or schedule).
 
     Example:
       >>> opt = fo.clip_by_rms(1.0)

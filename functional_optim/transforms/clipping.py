@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -27,8 +27,9 @@ def _sparse_map_values(x: Tensor, fn: Any) -> Tensor:
 def clip(max_delta: Hyperparam) -> GradientTransformation:
     r"""Clip every update elementwise to ``[-max_delta, max_delta]``.
 
-    .. math::
-        u_i = \min(\max(g_i, -\delta), \delta)
+    $$
+    u_i = \min(\max(g_i, -\delta), \delta)
+    $$
 
     Sparse COO updates are coalesced (duplicate indices summed) and their values clipped;
     zeros stay zeros, so the result stays sparse. Complex updates are clipped on their real
@@ -61,7 +62,10 @@ def clip(max_delta: Hyperparam) -> GradientTransformation:
             dense = [i for i, g in enumerate(grads) if not g.is_sparse]
             for i, g in enumerate(grads):
                 if g.is_sparse:
-                    out[i] = _sparse_map_values(g, lambda v: torch.clamp(v, -delta, delta))
+                    # torch's stub wants both bounds tensors or both numbers; either works here
+                    out[i] = _sparse_map_values(
+                        g, lambda v: torch.clamp(v, cast(Any, -delta), cast(Any, delta))
+                    )
             if dense:
                 xs = [grads[i] for i in dense]
                 real = ops.view_as_real(xs)
@@ -90,10 +94,11 @@ def _global_norm(xs: list[Tensor]) -> Tensor:
 def clip_by_global_norm(max_norm: Hyperparam) -> GradientTransformation:
     r"""Rescale all updates together so that their global L2 norm is at most ``max_norm``.
 
-    .. math::
-        \|g\| = \sqrt{\textstyle\sum_i \|g_i\|_2^2},\qquad
-        u_i = \begin{cases} g_i & \|g\| < \text{max\_norm} \\
-                            (g_i / \|g\|) \cdot \text{max\_norm} & \text{otherwise} \end{cases}
+    $$
+    \|g\| = \sqrt{\textstyle\sum_i \|g_i\|_2^2},\qquad
+    u_i = \begin{cases} g_i & \|g\| < \text{max\_norm} \\
+                        (g_i / \|g\|) \cdot \text{max\_norm} & \text{otherwise} \end{cases}
+    $$
 
     i.e. ``u = g · max_norm / max(||g||, max_norm)``, computed as optax does (divide by the
     norm, then multiply by ``max_norm``). ``None`` leaves are skipped (they neither count

@@ -18,7 +18,7 @@ __all__ = ["ScaleByDAdaptAdamState", "scale_by_dadapt_adam"]
 
 
 class ScaleByDAdaptAdamState(NamedTuple):
-    """State of :func:`scale_by_dadapt_adam`: per parameter as ``dadaptation.DAdaptAdam``
+    """State of [`scale_by_dadapt_adam`][]: per parameter as ``dadaptation.DAdaptAdam``
     (``step``, ``s``, ``exp_avg``, ``exp_avg_sq``), and its group values as 0-dim float64 tensors."""
 
     step: Any
@@ -42,26 +42,29 @@ def scale_by_dadapt_adam(
     d0: float = 1e-6,
     growth_rate: float = math.inf,
 ) -> GradientTransformation:
-    r"""D-Adapted Adam (Defazio & Mishchenko, 2023): Adam whose step size :math:`d\cdot\mathrm{lr}`
+    r"""D-Adapted Adam (Defazio & Mishchenko, 2023): Adam whose step size $d\cdot\mathrm{lr}$
     is a lower bound of the distance to the solution, grown as the iterates move. The returned
     update is the whole step (learning rate and sign included).
 
-    With :math:`\hat\eta_k = d_k\,\mathrm{lr}\,\rho_k` (:math:`\rho_k` Adam's bias correction
+    With $\hat\eta_k = d_k\,\mathrm{lr}\,\rho_k$ ($\rho_k$ Adam's bias correction
     with ``use_bias_correction``, else 1) and sums over every tensor:
 
-    .. math::
-        r_k &= \sqrt{\beta_2}\, r_{k-1} + (1-\sqrt{\beta_2})\,\hat\eta_k
-            \big\langle g_k, s_{k-1} / (\sqrt{v_{k-1}} + \epsilon)\big\rangle \\
-        m_k &= \beta_1 m_{k-1} + \hat\eta_k (1-\beta_1) g_k,\quad
-        v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2,\quad
-        s_k = \sqrt{\beta_2}\, s_{k-1} + \hat\eta_k (1-\sqrt{\beta_2}) g_k \\
-        d_{k+1} &= \max\big(d_k, \min(r_k / ((1-\sqrt{\beta_2})\lVert s_k\rVert_1), G d_k)\big),\qquad
-        u_k = -m_k / (\sqrt{v_k} + \epsilon) - \lambda\hat\eta_k x_k
+    $$
+    \begin{aligned}
+    r_k &= \sqrt{\beta_2}\, r_{k-1} + (1-\sqrt{\beta_2})\,\hat\eta_k
+        \big\langle g_k, s_{k-1} / (\sqrt{v_{k-1}} + \epsilon)\big\rangle \\
+    m_k &= \beta_1 m_{k-1} + \hat\eta_k (1-\beta_1) g_k,\quad
+    v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2,\quad
+    s_k = \sqrt{\beta_2}\, s_{k-1} + \hat\eta_k (1-\sqrt{\beta_2}) g_k \\
+    d_{k+1} &= \max\big(d_k, \min(r_k / ((1-\sqrt{\beta_2})\lVert s_k\rVert_1), G d_k)\big),\qquad
+    u_k = -m_k / (\sqrt{v_k} + \epsilon) - \lambda\hat\eta_k x_k
+    \end{aligned}
+    $$
 
     (``decouple=True``: AdamW-style decay as written, the dadaptation package's
-    ``DAdaptAdam(decouple=True)``; ``decouple=False`` adds :math:`\lambda x` to the gradient).
+    ``DAdaptAdam(decouple=True)``; ``decouple=False`` adds $\lambda x$ to the gradient).
     Numerics as ``dadaptation`` 3.2 (group scalars in double; a step where
-    :math:`\lVert s\rVert_1 = 0` changes no parameter and no counter).
+    $\lVert s\rVert_1 = 0$ changes no parameter and no counter).
 
     Args: ``dadaptation.DAdaptAdam``'s, with ``betas`` split into ``b1``, ``b2``.
 
@@ -152,6 +155,6 @@ def scale_by_dadapt_adam(
 
         out, new = update_leaves(second, grads, list(new), params, name="scale_by_dadapt_adam")
         k = state.k + active.to(torch.int64)
-        return out, ScaleByDAdaptAdamState(*new, k, d_new, weighted)
+        return out, ScaleByDAdaptAdamState._make((*new, k, d_new, weighted))
 
     return GradientTransformation(init_fn, update_fn)

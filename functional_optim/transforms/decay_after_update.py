@@ -16,7 +16,7 @@ __all__ = ["DecayAfterUpdateState", "decay_after_update"]
 
 
 class DecayAfterUpdateState(NamedTuple):
-    """Per-parameter state of :func:`decay_after_update`.
+    """Per-parameter state of [`decay_after_update`][].
 
     Attributes:
       count: calls that had a gradient for this parameter (0-dim int64), to skip the first
@@ -32,9 +32,11 @@ def decay_after_update(
 ) -> GradientTransformation:
     r"""Decay the parameters *after* the update is applied: ``p ← (p + u)(1 - lr·wd)``.
 
-    .. math:: u \leftarrow u - \mathrm{lr}\cdot\mathrm{wd}\,(p + u)
+    $$
+    u \leftarrow u - \mathrm{lr}\cdot\mathrm{wd}\,(p + u)
+    $$
 
-    Put it last in a chain (after :func:`scale_by_learning_rate`). It differs from decoupled decay
+    Put it last in a chain (after [`scale_by_learning_rate`][]). It differs from decoupled decay
     before the step (``p(1 - lr·wd) + u``) by the factor ``1 - lr·wd`` on ``u``; the official SOAP
     code decays this way (``p.add_(p, alpha=-lr·wd)`` after ``p.add_(u)``).
 

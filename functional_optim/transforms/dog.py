@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -17,11 +17,11 @@ __all__ = ["ScaleByDoGState", "scale_by_dog"]
 
 
 class ScaleByDoGState(NamedTuple):
-    """State of :func:`scale_by_dog`.
+    """State of [`scale_by_dog`][].
 
     Attributes:
-      init_buffer: per parameter, the initial point :math:`x_0` (the ``dog`` package's name).
-      rbar: :math:`\\bar r`, the largest distance from :math:`x_0` so far (parameters' dtype).
+      init_buffer: per parameter, the initial point $x_0$ (the ``dog`` package's name).
+      rbar: $\\bar r$, the largest distance from $x_0$ so far (parameters' dtype).
       G: the running sum of squared gradient norms plus ``eps`` (parameters' dtype).
       count: number of updates done.
     """
@@ -29,7 +29,7 @@ class ScaleByDoGState(NamedTuple):
     init_buffer: Any
     rbar: Tensor
     G: Tensor
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
 
 
 def _norm_of_norms(xs: list[Tensor]) -> Tensor:
@@ -46,24 +46,25 @@ def scale_by_dog(
 ) -> GradientTransformation:
     r"""DoG, "Distance over Gradients" (Ivgi, Hinder & Carmon, 2023): SGD with the step size
 
-    .. math::
-        \bar r_t = \max\big(\bar r_{t-1}, \lVert x_t - x_0\rVert\big),\quad
-        \bar r_{-1} = r_\epsilon (1 + \lVert x_0\rVert),\quad
-        G_t = \epsilon + \sum_{i \le t} \lVert g_i\rVert^2,\quad
-        u_t = -\,\mathrm{lr}\,\frac{\bar r_t}{\sqrt{G_t}}\, g_t
+    $$
+    \bar r_t = \max\big(\bar r_{t-1}, \lVert x_t - x_0\rVert\big),\quad
+    \bar r_{-1} = r_\epsilon (1 + \lVert x_0\rVert),\quad
+    G_t = \epsilon + \sum_{i \le t} \lVert g_i\rVert^2,\quad
+    u_t = -\,\mathrm{lr}\,\frac{\bar r_t}{\sqrt{G_t}}\, g_t
+    $$
 
     with norms over all tensors (one step size, the ``dog`` package's ``DoG``) and the L2 decay
-    :math:`g \leftarrow g + \lambda x` applied first. ``init_eta`` replaces the first step size
-    (and :math:`r_\epsilon` is then 0). :math:`\bar r` and :math:`G` are kept in the parameters'
+    $g \leftarrow g + \lambda x$ applied first. ``init_eta`` replaces the first step size
+    (and $r_\epsilon$ is then 0). $\bar r$ and $G$ are kept in the parameters'
     dtype, as the package. The returned update is the whole step. Iterate averaging
     (``fo.averaging``) is recommended by the authors.
 
     Args:
-      lr: the multiplier :math:`c` (1.0; the authors advise against changing it).
-      reps_rel: :math:`r_\epsilon`, the relative initial distance.
-      eps: :math:`\epsilon` added to the sum of squared gradient norms.
+      lr: the multiplier $c$ (1.0; the authors advise against changing it).
+      reps_rel: $r_\epsilon$, the relative initial distance.
+      eps: $\epsilon$ added to the sum of squared gradient norms.
       init_eta: the first step size (overrides ``reps_rel``).
-      weight_decay: L2 penalty :math:`\lambda`.
+      weight_decay: L2 penalty $\lambda$.
 
     Examples:
         >>> opt = fo.scale_by_dog()
@@ -106,7 +107,8 @@ def scale_by_dog(
                 grads = _scalars.axpy(grads, ps, wd)
             rbar = torch.maximum(state.rbar, _norm_of_norms(ops.sub(ps, fields[0])))
             G = state.G + torch.stack([(g * g).sum() for g in grads]).sum()
-            eta = lr * rbar / torch.sqrt(G)
+            # inside a @schedulable factory a hyperparameter is a value, never a schedule
+            eta = cast("float | Tensor", lr) * rbar / torch.sqrt(G)
             if init_eta is not None:
                 eta = torch.where(state.count == 0, torch.full_like(eta, init_eta), eta)
             new.update(rbar=rbar, G=G)

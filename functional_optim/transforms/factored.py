@@ -17,7 +17,7 @@ __all__ = ["ScaleByFactoredRmsState", "scale_by_factored_rms"]
 
 
 class ScaleByFactoredRmsState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_factored_rms` (names and shapes as ``torch.optim.Adafactor``).
+    """Per-parameter state of [`scale_by_factored_rms`][] (names and shapes as ``torch.optim.Adafactor``).
 
     For a parameter with ``dim > 1``: ``row_var`` of shape ``shape[:-1] + (1,)`` and ``col_var`` of
     shape ``shape[:-2] + (1, shape[-1])`` (its ``variance`` leaf is ``()``); otherwise (vectors and
@@ -70,19 +70,22 @@ def scale_by_factored_rms(
     eps: tuple[Hyperparam | None, Hyperparam] = (None, 1e-3),
     d: Hyperparam = 1.0,
 ) -> GradientTransformation:
-    r"""Adafactor's update, divided by the learning rate that :func:`scale_by_learning_rate` applies.
+    r"""Adafactor's update, divided by the learning rate that [`scale_by_learning_rate`][] applies.
 
     With ``t`` the step count after increment, ``β̂_t = t^{beta2_decay}`` (``= 1 - β2_t``) and
     ``RMS(x) = ‖x‖₂/√numel``:
 
-    .. math::
-        R_t = R_{t-1} + \hat\beta_t(\mathrm{mean}_{-1}(g^2) - R_{t-1}),\quad
-        C_t = C_{t-1} + \hat\beta_t(\mathrm{mean}_{-2}(g^2) - C_{t-1}) \\
-        \hat V_t = \frac{R_t C_t}{\max(\epsilon_1, \mathrm{mean}_{-2}(R_t))}\ (\dim > 1),\qquad
-        \hat V_t = V_{t-1} + \hat\beta_t(g^2 - V_{t-1})\ (\dim \le 1) \\
-        U_t = g / \sqrt{\max(\hat V_t, \epsilon_1^2)},\qquad
-        u_t = \max(\epsilon_2, \mathrm{RMS}(p))\cdot\min\!\Big(1, \frac{1}{\mathrm{lr}\sqrt t}\Big)
-              \cdot \frac{U_t}{\max(1, \mathrm{RMS}(U_t)/d)}
+    $$
+    \begin{aligned}
+    &R_t = R_{t-1} + \hat\beta_t(\mathrm{mean}_{-1}(g^2) - R_{t-1}),\quad
+    C_t = C_{t-1} + \hat\beta_t(\mathrm{mean}_{-2}(g^2) - C_{t-1}) \\
+    &\hat V_t = \frac{R_t C_t}{\max(\epsilon_1, \mathrm{mean}_{-2}(R_t))}\ (\dim > 1),\qquad
+    \hat V_t = V_{t-1} + \hat\beta_t(g^2 - V_{t-1})\ (\dim \le 1) \\
+    &U_t = g / \sqrt{\max(\hat V_t, \epsilon_1^2)},\qquad
+    u_t = \max(\epsilon_2, \mathrm{RMS}(p))\cdot\min\!\Big(1, \frac{1}{\mathrm{lr}\sqrt t}\Big)
+          \cdot \frac{U_t}{\max(1, \mathrm{RMS}(U_t)/d)}
+    \end{aligned}
+    $$
 
     ``torch.optim.Adafactor`` steps by ``-α/max(1, RMS(U)/d) · U`` with the relative step size
     ``ρ_t = min(lr, 1/√t)`` and ``α = max(ε2, RMS(p))·ρ_t``. Here ``ρ_t/lr = min(1, 1/(lr√t))`` is

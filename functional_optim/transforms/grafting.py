@@ -14,7 +14,7 @@ __all__ = ["GraftState", "graft"]
 
 
 class GraftState(NamedTuple):
-    """State of :func:`graft`: the states of both rules."""
+    """State of [`graft`][]: the states of both rules."""
 
     magnitude_state: Any
     direction_state: Any
@@ -29,8 +29,10 @@ def graft(magnitude: GradientTransformation, direction: GradientTransformation) 
     r"""Layer-wise grafting (Agarwal et al., 2020): run both rules on the same input and return,
     per tensor, the direction of one scaled to the norm of the other.
 
-    .. math:: u = \frac{\lVert M(g)\rVert}{\lVert D(g)\rVert}\, D(g)
-        \qquad (u = 0 \text{ where } D(g) = 0)
+    $$
+    u = \frac{\lVert M(g)\rVert}{\lVert D(g)\rVert}\, D(g)
+    \qquad (u = 0 \text{ where } D(g) = 0)
+    $$
 
     As Shampoo's grafting (``D`` = the preconditioned gradient, ``M`` = Adagrad/Adam). Both rules
     keep their own state; ``None`` gradients stay ``None``.

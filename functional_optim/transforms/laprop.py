@@ -16,7 +16,7 @@ __all__ = ["ScaleByLapropState", "scale_by_laprop"]
 
 
 class ScaleByLapropState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_laprop` (names as ``torch.optim.Adam``)."""
+    """Per-parameter state of [`scale_by_laprop`][] (names as ``torch.optim.Adam``)."""
 
     step: Any
     exp_avg: Any
@@ -32,11 +32,14 @@ def scale_by_laprop(
 
     With ``t`` the parameter's step count:
 
-    .. math::
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
-        \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) \frac{g_t}{\sqrt{\hat v_t / (1-\beta_2^t)} + \epsilon},\qquad
-        u_t = \frac{m_t}{1-\beta_1^t}
+    $$
+    \begin{aligned}
+    &v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
+    \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)},\ \text{else } v_t \\
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) \frac{g_t}{\sqrt{\hat v_t / (1-\beta_2^t)} + \epsilon},\qquad
+    u_t = \frac{m_t}{1-\beta_1^t}
+    \end{aligned}
+    $$
 
     The authors' code keeps the learning rate inside the momentum (``m ← β1 m + (1-β1)·lr·ĝ``,
     with a matching lr-weighted bias correction); with a constant learning rate the two are
@@ -92,6 +95,6 @@ def scale_by_laprop(
         del params, extra
         fields = [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
         new_updates, new = update_leaves(laprop, updates, fields, name="scale_by_laprop")
-        return new_updates, ScaleByLapropState(*new) if amsgrad else ScaleByLapropState(*new, ())
+        return new_updates, ScaleByLapropState(*new) if amsgrad else ScaleByLapropState._make((*new, ()))
 
     return GradientTransformation(init_fn, update_fn)

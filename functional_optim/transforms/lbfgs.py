@@ -17,7 +17,7 @@ __all__ = ["ScaleByLBFGSState", "scale_by_lbfgs"]
 
 
 class ScaleByLBFGSState(NamedTuple):
-    """State of :func:`scale_by_lbfgs`: ``torch.optim.LBFGS``'s (global) state entries, same names,
+    """State of [`scale_by_lbfgs`][]: ``torch.optim.LBFGS``'s (global) state entries, same names,
     order and Python types, plus ``loss``.
 
     Attributes:
@@ -127,9 +127,10 @@ def scale_by_lbfgs(
     Each iteration, with flat gradient ``g_k`` and curvature pairs ``s_i = t_i d_i``,
     ``y_i = g_{i+1} - g_i`` (kept when ``y·s > 1e-10``, at most ``history_size``, FIFO):
 
-    .. math::
-        d_k = -H_k g_k \quad\text{(two-loop recursion, } H_0 = \tfrac{y^\top s}{y^\top y} I\text{)},\qquad
-        x_{k+1} = x_k + t_k d_k
+    $$
+    d_k = -H_k g_k \quad\text{(two-loop recursion, } H_0 = \tfrac{y^\top s}{y^\top y} I\text{)},\qquad
+    x_{k+1} = x_k + t_k d_k
+    $$
 
     with ``t_0 = min(1, 1/||g_0||_1)·lr`` on the very first iteration, ``t_k = lr`` afterwards, or
     the strong-Wolfe step (``line_search_fn="strong_wolfe"``, ``c1=1e-4``, ``c2=0.9``, at most
@@ -141,7 +142,7 @@ def scale_by_lbfgs(
     descent sign included, since the objective is evaluated along the way), so this transform
     goes last in a chain. The displacement is rounding-compensated so that ``x + u`` equals
     ``x_final`` bit for bit (plain ``x_final - x`` can miss by an ulp, which L-BFGS amplifies
-    over steps): :func:`functional_optim.apply_updates` lands exactly on torch's parameters.
+    over steps): [`fo.apply_updates`][functional_optim.apply_updates] lands exactly on torch's parameters.
 
     **The objective** comes through keyword extras of ``update``::
 

@@ -34,9 +34,12 @@ def cubic_interpolate(
 ) -> Number:
     r"""The minimiser of the cubic through ``(x1, f1, f'=g1)`` and ``(x2, f2, f'=g2)``, clamped to ``bounds``.
 
-    .. math::
-        d_1 = g_1 + g_2 - 3\frac{f_1 - f_2}{x_1 - x_2},\quad d_2 = \sqrt{d_1^2 - g_1 g_2} \\
-        x^* = x_2 - (x_2 - x_1)\frac{g_2 + d_2 - d_1}{g_2 - g_1 + 2 d_2}\quad (x_1 \le x_2)
+    $$
+    \begin{aligned}
+    &d_1 = g_1 + g_2 - 3\frac{f_1 - f_2}{x_1 - x_2},\quad d_2 = \sqrt{d_1^2 - g_1 g_2} \\
+    &x^* = x_2 - (x_2 - x_1)\frac{g_2 + d_2 - d_1}{g_2 - g_1 + 2 d_2}\quad (x_1 \le x_2)
+    \end{aligned}
+    $$
 
     If ``d_1² < g_1 g_2`` (no real minimiser) the midpoint of the bounds is returned.
 
@@ -80,9 +83,10 @@ def strong_wolfe(
 ) -> tuple[float, Tensor, Number, int]:
     r"""Find a step length ``t`` along ``d`` satisfying the strong Wolfe conditions.
 
-    .. math::
-        f(x + t d) \le f(x) + c_1 t\, g^\top d \quad\text{(sufficient decrease)},\qquad
-        |g(x + t d)^\top d| \le -c_2\, g^\top d \quad\text{(curvature)}
+    $$
+    f(x + t d) \le f(x) + c_1 t\, g^\top d \quad\text{(sufficient decrease)},\qquad
+    |g(x + t d)^\top d| \le -c_2\, g^\top d \quad\text{(curvature)}
+    $$
 
     A bracketing phase extrapolates with cubic interpolation (bounded to
     ``[t + 0.01 (t - t_prev), 10 t]``) until an interval containing such a point is found, then a

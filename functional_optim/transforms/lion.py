@@ -15,7 +15,7 @@ __all__ = ["ScaleByLionState", "scale_by_lion"]
 
 
 class ScaleByLionState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_lion` (``exp_avg`` as in lion-pytorch)."""
+    """Per-parameter state of [`scale_by_lion`][] (``exp_avg`` as in lion-pytorch)."""
 
     exp_avg: Any
 
@@ -24,9 +24,10 @@ class ScaleByLionState(NamedTuple):
 def scale_by_lion(b1: Hyperparam = 0.9, b2: Hyperparam = 0.99) -> GradientTransformation:
     r"""Lion's direction: the sign of an interpolation of the momentum and the gradient.
 
-    .. math::
-        u_t = \operatorname{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t),\qquad
-        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t \quad (m_0 = 0)
+    $$
+    u_t = \operatorname{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t),\qquad
+    m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t \quad (m_0 = 0)
+    $$
 
     The momentum used for the update (``b1``) and the one kept (``b2``) differ; the update is
     computed from the *old* momentum, as in the paper's Program 1 and lion-pytorch.

@@ -86,24 +86,24 @@ def scale_by_lmo(
     ``u = -lmo(g) = argmax_{‖d‖ ≤ 1} ⟨g, d⟩`` (the sign flip is left to the learning rate), with the
     official Scion norms (``d_out × d_in`` = the matrix's shape):
 
-    .. code-block:: text
-
-        Spectral      U Vᵀ (Newton–Schulz) · √(d_out/d_in)   (√d_out if not normalized; max(1, ·) if max)
-        SpectralConv  U Vᵀ of the (out, in·k...) view · √(d_out/d_in) / (kernel size)
-        Sign          sign(g) / d_in                          (sign(g) if not normalized)
-        ColNorm       g_{:,j} / (‖g_{:,j}‖/√d_out · (d_in if normalized) + 1e-8)
-        RowNorm       g_{i,:} / (‖g_{i,:}‖ · (√d_in if normalized) + 1e-8)
-        BiasRMS       g / (rms(g) + 1e-8)
-        Auto          SpectralConv for 3-/4-D, Spectral for 2-D, BiasRMS for 0-/1-D
+    ```text
+    Spectral      U Vᵀ (Newton–Schulz) · √(d_out/d_in)   (√d_out if not normalized; max(1, ·) if max)
+    SpectralConv  U Vᵀ of the (out, in·k...) view · √(d_out/d_in) / (kernel size)
+    Sign          sign(g) / d_in                          (sign(g) if not normalized)
+    ColNorm       g_{:,j} / (‖g_{:,j}‖/√d_out · (d_in if normalized) + 1e-8)
+    RowNorm       g_{i,:} / (‖g_{i,:}‖ · (√d_in if normalized) + 1e-8)
+    BiasRMS       g / (rms(g) + 1e-8)
+    Auto          SpectralConv for 3-/4-D, Spectral for 2-D, BiasRMS for 0-/1-D
+    ```
 
     Args:
-      norm: one of :data:`LMO_NORMS` (the official class names).
+      norm: one of [`LMO_NORMS`][] (the official class names).
       ns_dtype: dtype of Newton–Schulz (``None``: bf16 where fast, else float32; the official code
         always uses bf16).
       **norm_kwargs: the official class's arguments (``normalized``, ``transpose``, ``max``,
         ``steps``; ``zero_init`` only matters for initialisation and is accepted and ignored).
 
-    Pure maths (the spectral oracles as :func:`orthogonalize`): ``torch.func.grad`` and ``vmap``
+    Pure maths (the spectral oracles as [`orthogonalize`][]): ``torch.func.grad`` and ``vmap``
     apply as to ``orthogonalize``.
 
     Example:

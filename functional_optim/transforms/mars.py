@@ -16,7 +16,7 @@ __all__ = ["ScaleByMarsState", "scale_by_mars"]
 
 
 class ScaleByMarsState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_mars` (name as the authors' code)."""
+    """Per-parameter state of [`scale_by_mars`][] (name as the authors' code)."""
 
     last_grad: Any
 
@@ -27,19 +27,20 @@ def scale_by_mars(
 ) -> GradientTransformation:
     r"""Replace the gradient by MARS's corrected gradient (Yuan et al., 2024), per tensor:
 
-    .. math::
-        c_t = g_t + \gamma\,\frac{\beta_1}{1-\beta_1}\,(g_t - g_{t-1}),\qquad
-        c_t \leftarrow c_t \,/\, \max(1, \lVert c_t\rVert / C)
+    $$
+    c_t = g_t + \gamma\,\frac{\beta_1}{1-\beta_1}\,(g_t - g_{t-1}),\qquad
+    c_t \leftarrow c_t \,/\, \max(1, \lVert c_t\rVert / C)
+    $$
 
-    with :math:`g_0 = 0` (the first step uses :math:`g_{t-1} = 0`, as the authors' code). Put
+    with $g_0 = 0$ (the first step uses $g_{t-1} = 0$, as the authors' code). Put
     it in front of any moment-based rule: ``chain(scale_by_mars(β1), scale_by_adam(β1, β2))`` is
-    MARS-AdamW (:func:`functional_optim.mars_adamw`), ``scale_by_mars`` before a Lion rule is
+    MARS-AdamW ([`fo.mars_adamw`][functional_optim.mars_adamw]), ``scale_by_mars`` before a Lion rule is
     MARS-Lion. ``β1`` should be the momentum of that rule.
 
     Args:
-      b1: the following rule's momentum :math:`\beta_1`.
-      gamma: the scale :math:`\gamma` of the correction.
-      max_norm: :math:`C`, the maximum norm of each tensor's :math:`c_t` (``None``: no clipping).
+      b1: the following rule's momentum $\beta_1$.
+      gamma: the scale $\gamma$ of the correction.
+      max_norm: $C$, the maximum norm of each tensor's $c_t$ (``None``: no clipping).
 
     Example:
       >>> opt = fo.chain(fo.scale_by_mars(0.95), fo.scale_by_adam(0.95, 0.99),

@@ -18,7 +18,7 @@ __all__ = ["EmaState", "TraceState", "ema", "trace"]
 
 
 class TraceState(NamedTuple):
-    """Per-parameter state of :func:`trace`.
+    """Per-parameter state of [`trace`][].
 
     Attributes:
       momentum_buffer: the momentum buffer, as ``torch.optim.SGD``'s ``momentum_buffer``.
@@ -40,10 +40,13 @@ def trace(
 
     With ``\mu`` the momentum and ``\tau`` the dampening:
 
-    .. math::
-        b_1 = g_1 \quad\text{(first step: no dampening)},\qquad
-        b_t = \mu\, b_{t-1} + (1-\tau)\, g_t \\
-        u_t = g_t + \mu\, b_t \ \text{(nesterov)},\quad\text{else } u_t = b_t
+    $$
+    \begin{aligned}
+    &b_1 = g_1 \quad\text{(first step: no dampening)},\qquad
+    b_t = \mu\, b_{t-1} + (1-\tau)\, g_t \\
+    &u_t = g_t + \mu\, b_t \ \text{(nesterov)},\quad\text{else } u_t = b_t
+    \end{aligned}
+    $$
 
     A momentum equal to ``0`` (e.g. a tensor hyperparameter set to 0) passes the updates through
     and leaves the state untouched, as torch skips the buffer then. Complex tensors use native
@@ -76,7 +79,7 @@ def trace(
         values = _steps.read(started)  # cached: the flags are not written once set
         if values and isinstance(values[0], float) and all(values):
             # every parameter past its first update: the common case, without list surgery
-            new_bufs = ops.add_(ops.mul(bufs, mu, in_place=in_place), grads, alpha=1 - tau)
+            new_bufs: list[Any] = ops.add_(ops.mul(bufs, mu, in_place=in_place), grads, alpha=1 - tau)
             new_started = list(started)
         elif values and isinstance(values[0], float):
             later = [i for i, c in enumerate(values) if c != 0]
@@ -119,7 +122,7 @@ def trace(
 
 
 class EmaState(NamedTuple):
-    """Per-parameter state of :func:`ema`.
+    """Per-parameter state of [`ema`][functional_optim.ema].
 
     Attributes:
       count: number of updates this parameter has received (0-dim CPU float tensor).
@@ -134,9 +137,10 @@ class EmaState(NamedTuple):
 def ema(decay: Hyperparam, debias: bool = False) -> GradientTransformation:
     r"""Exponential moving average of the updates (optax's ``ema``).
 
-    .. math::
-        e_t = \delta\, e_{t-1} + (1-\delta)\, g_t \quad (e_0 = 0),\qquad
-        u_t = e_t / (1 - \delta^t)\ \text{(debias)},\quad\text{else } u_t = e_t
+    $$
+    e_t = \delta\, e_{t-1} + (1-\delta)\, g_t \quad (e_0 = 0),\qquad
+    u_t = e_t / (1 - \delta^t)\ \text{(debias)},\quad\text{else } u_t = e_t
+    $$
 
     ``e_t`` is computed as ``lerp(e, g, 1 - decay)`` (the form ``torch.optim`` uses for its moving
     averages) and ``t`` counts the updates each parameter has received, so a parameter whose

@@ -15,7 +15,7 @@ __all__ = ["EmaMomentumState", "scale_by_ema_momentum"]
 
 
 class EmaMomentumState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_ema_momentum`.
+    """Per-parameter state of [`scale_by_ema_momentum`][].
 
     Attributes:
       momentum_buffer: the EMA of the gradients (torch.optim.Muon's ``momentum_buffer``; no ``step``).
@@ -28,13 +28,14 @@ class EmaMomentumState(NamedTuple):
 def scale_by_ema_momentum(momentum: Hyperparam = 0.95, nesterov: bool = True) -> GradientTransformation:
     r"""EMA momentum, as torch.optim.Muon keeps it.
 
-    .. math::
-        B_t = \mu B_{t-1} + (1-\mu) g_t\ \ (B_0 = 0,\ \text{as } \mathrm{lerp}(B, g, 1-\mu)),\qquad
-        u_t = \begin{cases} (1-\mu) g_t + \mu B_t = \mathrm{lerp}(g_t, B_t, \mu) & \text{nesterov} \\
-                             B_t & \text{otherwise} \end{cases}
+    $$
+    B_t = \mu B_{t-1} + (1-\mu) g_t\ \ (B_0 = 0,\ \text{as } \mathrm{lerp}(B, g, 1-\mu)),\qquad
+    u_t = \begin{cases} (1-\mu) g_t + \mu B_t = \mathrm{lerp}(g_t, B_t, \mu) & \text{nesterov} \\
+                         B_t & \text{otherwise} \end{cases}
+    $$
 
     This is ``(1-μ)`` times the sum-form momentum of SGD (``B = μB + g``); followed by a
-    scale-invariant step such as :func:`orthogonalize`, both give the same direction.
+    scale-invariant step such as [`orthogonalize`][], both give the same direction.
 
     Args:
       momentum: ``μ`` (float, 0-dim tensor or schedule), ``>= 0``.

@@ -10,14 +10,14 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, rule_transform
+from functional_optim.rules import After, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByNAdamState", "scale_by_nadam"]
 
 
 class ScaleByNAdamState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_nadam` (names and meaning as ``torch.optim.NAdam``).
+    """Per-parameter state of [`scale_by_nadam`][] (names and meaning as ``torch.optim.NAdam``).
 
     ``mu_product`` is a 0-dim CPU tensor of ``step``'s dtype starting at 1: the running product
     of the momentum coefficients ``mu_1 ... mu_t``.
@@ -59,13 +59,16 @@ def scale_by_nadam(
 
     With ``t`` the parameter's step count after increment and ``\psi`` the momentum decay:
 
-    .. math::
-        \mu_t = \beta_1 (1 - \tfrac12\, 0.96^{t\psi}),\qquad
-        \mu_{t+1} = \beta_1 (1 - \tfrac12\, 0.96^{(t+1)\psi}),\qquad
-        \Pi_t = \Pi_{t-1}\,\mu_t\ (\Pi_0 = 1) \\
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
-        d_t = \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\
-        u_t = \frac{1-\mu_t}{1-\Pi_t}\,\frac{g_t}{d_t} + \frac{\mu_{t+1}}{1-\Pi_t\,\mu_{t+1}}\,\frac{m_t}{d_t}
+    $$
+    \begin{aligned}
+    &\mu_t = \beta_1 (1 - \tfrac12\, 0.96^{t\psi}),\qquad
+    \mu_{t+1} = \beta_1 (1 - \tfrac12\, 0.96^{(t+1)\psi}),\qquad
+    \Pi_t = \Pi_{t-1}\,\mu_t\ (\Pi_0 = 1) \\
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\qquad
+    d_t = \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\
+    &u_t = \frac{1-\mu_t}{1-\Pi_t}\,\frac{g_t}{d_t} + \frac{\mu_{t+1}}{1-\Pi_t\,\mu_{t+1}}\,\frac{m_t}{d_t}
+    \end{aligned}
+    $$
 
     Numerics follow ``torch.optim.NAdam``'s for-loop implementation: ``\mu_t`` in Python double,
     ``\Pi_t`` updated in the state's (float32 by default) tensor arithmetic and read back as a
@@ -118,7 +121,7 @@ def scale_by_nadam(
         denom = ops.add_(ops.sqrt_(ops.div(v_r, bc2)), eps_)
         new_fields = [steps, mu_products, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
         # torch.optim.NAdam: two addcdiv_ with -lr·(1-μ)/(1-Π) on g/denom and -lr·μ'/(1-Π·μ') on m/denom
-        terms = [
+        terms: list[Term | After] = [
             Term(
                 g_r, denom, lambda s: [s * (1.0 - mu) / (1.0 - pr) for mu, pr in zip(mus, prods, strict=True)]
             ),

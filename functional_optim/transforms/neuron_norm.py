@@ -16,7 +16,7 @@ __all__ = ["NeuronNormState", "scale_by_neuron_norm"]
 
 
 class NeuronNormState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_neuron_norm`.
+    """Per-parameter state of [`scale_by_neuron_norm`][].
 
     Attributes:
       second_momentum_buffer: EMA of each row's mean squared update, shape ``(rows, 1)`` (the
@@ -41,12 +41,13 @@ def scale_by_neuron_norm(beta2: Hyperparam = 0.95, eps: float = 1e-10) -> Gradie
 
     For an update ``O`` seen as ``rows × (everything else)``:
 
-    .. math::
-        v \leftarrow \beta_2 v + (1-\beta_2)\,\mathrm{mean}_j O_{ij}^2,\qquad
-        \hat O = O \cdot \frac{1}{\sqrt{v} + \epsilon},\qquad
-        u = \hat O\,\frac{\lVert O\rVert_F}{\lVert \hat O\rVert_F + \epsilon}
+    $$
+    v \leftarrow \beta_2 v + (1-\beta_2)\,\mathrm{mean}_j O_{ij}^2,\qquad
+    \hat O = O \cdot \frac{1}{\sqrt{v} + \epsilon},\qquad
+    u = \hat O\,\frac{\lVert O\rVert_F}{\lVert \hat O\rVert_F + \epsilon}
+    $$
 
-    Put it after :func:`orthogonalize` (the official NorMuon). Pure, list-level maths: works under
+    Put it after [`orthogonalize`][] (the official NorMuon). Pure, list-level maths: works under
     ``torch.func.grad``, ``vmap`` and ``torch.compile``.
 
     Args:

@@ -17,7 +17,7 @@ __all__ = ["ScaleByNovogradState", "scale_by_novograd"]
 
 
 class ScaleByNovogradState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_novograd` (names as NVIDIA's ``Novograd``).
+    """Per-parameter state of [`scale_by_novograd`][] (names as NVIDIA's ``Novograd``).
 
     Attributes:
       step: updates received (0-dim CPU float tensor).
@@ -43,10 +43,13 @@ def scale_by_novograd(
 
     With ``t`` the parameter's step count and ``c = 1 - β1`` if ``grad_averaging`` else ``1``:
 
-    .. math::
-        v_1 = \lVert g_1\rVert^2,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2)\lVert g_t\rVert^2 \\
-        m_t = \beta_1 m_{t-1} + c\,\Big(\frac{g_t}{\sqrt{v_t} + \epsilon} + \lambda\, p\Big)
-        \quad (m_0 = 0),\qquad u_t = m_t
+    $$
+    \begin{aligned}
+    &v_1 = \lVert g_1\rVert^2,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2)\lVert g_t\rVert^2 \\
+    &m_t = \beta_1 m_{t-1} + c\,\Big(\frac{g_t}{\sqrt{v_t} + \epsilon} + \lambda\, p\Big)
+    \quad (m_0 = 0),\qquad u_t = m_t
+    \end{aligned}
+    $$
 
     ``λ`` (``weight_decay``) enters the momentum, as in the paper and NVIDIA's implementation;
     ``eps`` is added outside the square root.

@@ -9,7 +9,7 @@ instead of one chain per parameter.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -17,6 +17,9 @@ from torch import Tensor
 from functional_optim import tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 __all__ = [
     "NS_METHODS",
@@ -257,7 +260,7 @@ def newton_schulz(
       results follow torch.optim.Muon's rounding steps; float32/float64 on CPU use ``bmm`` + in-place
       ``add_``, which is faster there).
     * ``method="gram"``: the same polynomial iteration on the ``m × m`` Gram matrix (see
-      :func:`_gram_steps`): fewer flops for ``n > 1.5·m``, different rounding.
+      `_gram_steps`): fewer flops for ``n > 1.5·m``, different rounding.
     * ``method="auto"``: ``"gram"`` when ``n ≥ 2·m``, ``"direct"`` otherwise.
 
     Safe on DTensors and tensor subclasses (no in-place arithmetic on matmul results there).
@@ -293,7 +296,7 @@ def _chunks(indices: list[int], sizes: list[int], budget: int) -> list[list[int]
     return out
 
 
-def _is_dtensor(x: Tensor) -> bool:
+def _is_dtensor(x: Tensor) -> TypeGuard[DTensor]:
     if type(x) is Tensor:
         return False
     try:
@@ -324,30 +327,30 @@ def orthogonalize(
 ) -> GradientTransformation:
     r"""Replace each matrix update by (an approximation of) its orthogonal polar factor.
 
-    .. code-block:: text
-
-        G  (m × n; transposed first if m > n, as torch)
-        X₀ = G / max(s·‖G‖_F, eps)            (polar_express: G / (1.02·‖G‖_F + 1e-6))
-        for k in 1..ns_steps:  A = X Xᵀ;  X ← a_k X + (b_k A + c_k A²) X
-        u  = X   (cast back to G's dtype; ≈ U Vᵀ for G = U S Vᵀ)
+    ```text
+    G  (m × n; transposed first if m > n, as torch)
+    X₀ = G / max(s·‖G‖_F, eps)            (polar_express: G / (1.02·‖G‖_F + 1e-6))
+    for k in 1..ns_steps:  A = X Xᵀ;  X ← a_k X + (b_k A + c_k A²) X
+    u  = X   (cast back to G's dtype; ≈ U Vᵀ for G = U S Vᵀ)
+    ```
 
     Leaves are grouped by (matrix shape up to transposition, dtype, device); each group is stacked
     and orthogonalised with one batched ``bmm``/``baddbmm`` chain.
 
     Args:
       ns_coefficients: ``"keller"`` (default, = torch.optim.Muon's (3.4445, -4.7750, 2.0315)),
-        ``"cesista_you"``, ``"polar_express"`` (see :data:`NS_PRESETS`), one ``(a, b, c)`` used at
+        ``"cesista_you"``, ``"polar_express"`` (see [`NS_PRESETS`][]), one ``(a, b, c)`` used at
         every step, or a list of per-step triples (its last triple repeats if ``ns_steps`` is longer).
       ns_steps: number of NS steps (< 100, as torch).
       eps: ``None`` = the preset's: 1e-7 as a floor of the norm (``X / max(s·‖X‖_F, eps)``, torch),
         for ``polar_express`` 1e-6 added to it (``X / (s·‖X‖_F + eps)``); a number overrides the value.
       safety_factor: the Frobenius norm is multiplied by it before dividing (default 1.0;
         1.02 for ``polar_express``), so the spectral norm is safely below 1.
-      ns_dtype: dtype the iteration runs in. ``None`` = :func:`default_ns_dtype` per device
+      ns_dtype: dtype the iteration runs in. ``None`` = [`default_ns_dtype`][] per device
         (bfloat16 on CUDA and on CPUs with native bf16 matmul, float32 otherwise). Pass
         ``torch.bfloat16`` to reproduce torch.optim.Muon's numbers exactly, ``torch.float32`` or
         ``torch.float64`` for accuracy.
-      reshape: how non-2-D parameters are seen as matrices (:func:`matrix_view_shape`): ``None``
+      reshape: how non-2-D parameters are seen as matrices ([`matrix_view_shape`][]): ``None``
         raises torch's ``ValueError``; ``"flatten"`` (conv kernels as ``(out, in·kh·kw)``);
         ``"batch"`` (leading dims = independent matrices); or a callable ``shape -> (batch, m, n)``.
       ns_method: ``"direct"`` (default: torch's sequence of matmuls), ``"gram"`` (the same

@@ -13,7 +13,7 @@ on it, and the results are exchanged:
   assembles the whole matrix (whole-matrix semantics, as ``torch.optim.Muon``), orthogonalises it
   and sends each rank its shard back with a second ``all_to_all``.
 
-NS itself is the public :func:`~functional_optim.transforms.orthogonalize.orthogonalize` run on
+NS itself is the public [`orthogonalize`][] run on
 plain, whole matrices, so every owned matrix gets exactly the single-process computation (up to
 the batching of same-shape matrices into one ``bmm``, which can change the last bit). Data travel
 in the NS dtype when it is narrower than the gradient's (the cast happens once either way, so the
@@ -25,10 +25,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 from functional_optim import tree
 from functional_optim._leafwise import update_leaves
@@ -141,14 +144,14 @@ def orthogonalize_distributed(
     process_group: Any = None,
     ns_method: str = "direct",
 ) -> GradientTransformation:
-    r""":func:`~functional_optim.transforms.orthogonalize.orthogonalize`, with the Newton–Schulz
+    r"""[`orthogonalize`][], with the Newton–Schulz
     work divided across ranks: each rank orthogonalises only the matrices it owns.
 
-    .. code-block:: text
-
-        owner(G) = assign_owners(cost = batch·m·n·min(m, n))      (same on every rank)
-        on owner(G):  O = orthogonalize(whole G)                   (the single-process maths)
-        exchange:     replicated G: all_gather(O);  Shard(d) DTensor G: all_to_all there and back
+    ```text
+    owner(G) = assign_owners(cost = batch·m·n·min(m, n))      (same on every rank)
+    on owner(G):  O = orthogonalize(whole G)                   (the single-process maths)
+    exchange:     replicated G: all_gather(O);  Shard(d) DTensor G: all_to_all there and back
+    ```
 
     The result on every rank is what the single-process ``orthogonalize`` gives for the whole
     matrix (bitwise up to the batching of same-shape matrices), returned in the layout of the
@@ -162,7 +165,7 @@ def orthogonalize_distributed(
 
     Args:
       ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape: as
-        :func:`~functional_optim.transforms.orthogonalize.orthogonalize`.
+        [`orthogonalize`][].
       process_group: the group plain (replicated) tensors are divided over; ``None`` = the default
         (world) group.
 
@@ -210,7 +213,7 @@ def orthogonalize_distributed(
             if kind == "other":
                 out[i] = _redundant(g, ns)
                 continue
-            group = g.device_mesh.get_group() if kind != "plain" else process_group
+            group = cast("DTensor", g).device_mesh.get_group() if kind != "plain" else process_group
             buckets.setdefault(group, []).append(i)
         for group, idx in buckets.items():
             world = dist.get_world_size(group)
@@ -246,6 +249,7 @@ def _redundant(g: Tensor, ns: Any) -> Tensor:
     """Fallback for DTensor layouts not divided here: orthogonalise the gathered matrix on every rank."""
     from torch.distributed.tensor import Replicate, distribute_tensor
 
+    g = cast("DTensor", g)  # "other" placements: a DTensor
     (y,) = ns([g.full_tensor()])
     mesh = g.device_mesh
     full = distribute_tensor(y, mesh, [Replicate()] * mesh.ndim, src_data_rank=None)
@@ -302,7 +306,7 @@ def _exchange_sharded(
     """``Shard(d)`` DTensors: all_to_all to the owner, whole-matrix NS there, all_to_all back."""
     import torch.distributed as dist
 
-    locals_ = [g.to_local() for g in grads]
+    locals_ = [cast("DTensor", g).to_local() for g in grads]  # Shard(d) placements: DTensors
     device = locals_[0].device
     dims = [_placement_kind(g)[1] for g in grads]
 

@@ -18,7 +18,7 @@ __all__ = ["ScaleByProdigyState", "scale_by_prodigy"]
 
 
 class ScaleByProdigyState(NamedTuple):
-    """State of :func:`scale_by_prodigy`: per parameter as ``prodigyopt`` (``step``, ``s``, ``p0``,
+    """State of [`scale_by_prodigy`][]: per parameter as ``prodigyopt`` (``step``, ``s``, ``p0``,
     ``exp_avg``, ``exp_avg_sq``), and its group values as 0-dim float64 tensors."""
 
     step: Any
@@ -52,27 +52,30 @@ def scale_by_prodigy(
     growth_rate: float = math.inf,
     slice_p: int = 1,
 ) -> GradientTransformation:
-    r"""Prodigy (Mishchenko & Defazio, 2024): Adam whose step size :math:`d\cdot\mathrm{lr}`
+    r"""Prodigy (Mishchenko & Defazio, 2024): Adam whose step size $d\cdot\mathrm{lr}$
     estimates the distance to the solution. The returned update is the whole step (it contains
-    the learning rate and the sign; do not follow it by :func:`scale_by_learning_rate`).
+    the learning rate and the sign; do not follow it by [`scale_by_learning_rate`][]).
 
-    With :math:`\hat\eta = d_k \mathrm{lr}\, \rho_k` (with bias correction
-    :math:`\rho_k = \sqrt{1-\beta_2^{k+1}}/(1-\beta_1^{k+1})`, else 1), :math:`\beta_3 = \sqrt{\beta_2}`
+    With $\hat\eta = d_k \mathrm{lr}\, \rho_k$ (with bias correction
+    $\rho_k = \sqrt{1-\beta_2^{k+1}}/(1-\beta_1^{k+1})$, else 1), $\beta_3 = \sqrt{\beta_2}$
     by default, sums over every
     tensor (on the ``slice_p``-strided entries):
 
-    .. math::
-        r_k &= \beta_3 r_{k-1} + \tfrac{d_k}{d_0}\hat\eta\,\langle g_k, x_0 - x_k\rangle,\qquad
-        s_k = \beta_3 s_{k-1} + \tfrac{d_k}{d_0}\hat\eta\, g_k \\
-        m_k &= \beta_1 m_{k-1} + d_k(1-\beta_1) g_k,\qquad v_k = \beta_2 v_{k-1} + d_k^2 (1-\beta_2) g_k^2 \\
-        \hat d &= d_{coef}\, r_k / \lVert s_k\rVert_1,\quad d_{\max} = \max(d_{\max}, \hat d),\quad
-        d_{k+1} = \min(d_{\max}, G\, d_k) \ (\text{and } \max(d_k, \hat d) \text{ while } d_k = d_0) \\
-        u_k &= -\hat\eta\,\big(m_k / (\sqrt{v_k} + d_{k+1}\epsilon) + \lambda x_k\big)
+    $$
+    \begin{aligned}
+    r_k &= \beta_3 r_{k-1} + \tfrac{d_k}{d_0}\hat\eta\,\langle g_k, x_0 - x_k\rangle,\qquad
+    s_k = \beta_3 s_{k-1} + \tfrac{d_k}{d_0}\hat\eta\, g_k \\
+    m_k &= \beta_1 m_{k-1} + d_k(1-\beta_1) g_k,\qquad v_k = \beta_2 v_{k-1} + d_k^2 (1-\beta_2) g_k^2 \\
+    \hat d &= d_{coef}\, r_k / \lVert s_k\rVert_1,\quad d_{\max} = \max(d_{\max}, \hat d),\quad
+    d_{k+1} = \min(d_{\max}, G\, d_k) \ (\text{and } \max(d_k, \hat d) \text{ while } d_k = d_0) \\
+    u_k &= -\hat\eta\,\big(m_k / (\sqrt{v_k} + d_{k+1}\epsilon) + \lambda x_k\big)
+    \end{aligned}
+    $$
 
-    (with ``safeguard_warmup`` :math:`s` grows by :math:`\tfrac{d_k}{d_0} d_k g_k`; with
-    ``decouple=False`` the decay is added to the gradient instead; with :math:`\beta_1 = 0` the
-    step is :math:`-\hat\eta d_{k+1} g_k / (\sqrt{v_k} + d_{k+1}\epsilon)`). Numerics as
-    ``prodigyopt`` 1.1 (group scalars in double; a step where :math:`\lVert s\rVert_1 = 0` changes
+    (with ``safeguard_warmup`` $s$ grows by $\tfrac{d_k}{d_0} d_k g_k$; with
+    ``decouple=False`` the decay is added to the gradient instead; with $\beta_1 = 0$ the
+    step is $-\hat\eta d_{k+1} g_k / (\sqrt{v_k} + d_{k+1}\epsilon)$). Numerics as
+    ``prodigyopt`` 1.1 (group scalars in double; a step where $\lVert s\rVert_1 = 0$ changes
     no parameter and no counter). ``None`` gradients are skipped.
 
     Args: ``prodigyopt.Prodigy``'s, with ``betas`` split into ``b1``, ``b2``.

@@ -19,9 +19,10 @@ def scale_by_proximal_decay(learning_rate: Hyperparam, weight_decay: Hyperparam)
     scale_by_learning_rate(lr))`` it gives the proximal weight decay of Adan (the authors'
     default, ``no_prox=False``):
 
-    .. math::
-        p \leftarrow \frac{p - \mathrm{lr}\, u}{1 + \mathrm{lr}\,\lambda}
-        = p - \mathrm{lr}\,\frac{u + \lambda p}{1 + \mathrm{lr}\,\lambda}
+    $$
+    p \leftarrow \frac{p - \mathrm{lr}\, u}{1 + \mathrm{lr}\,\lambda}
+    = p - \mathrm{lr}\,\frac{u + \lambda p}{1 + \mathrm{lr}\,\lambda}
+    $$
 
     Args:
       learning_rate: the learning rate of the chain (the same value or schedule).

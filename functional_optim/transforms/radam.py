@@ -19,7 +19,7 @@ _THRESHOLD = 5.0
 
 
 class ScaleByRAdamState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_radam` (names and meaning as ``torch.optim.RAdam``)."""
+    """Per-parameter state of [`scale_by_radam`][] (names and meaning as ``torch.optim.RAdam``)."""
 
     step: Any
     exp_avg: Any
@@ -34,13 +34,16 @@ def scale_by_radam(
 
     With ``t`` the parameter's step count after increment:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        \rho_\infty = \frac{2}{1-\beta_2} - 1,\qquad
-        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t} \\
-        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}} \\
-        u_t = \frac{m_t}{1-\beta_1^t}\cdot\frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t}+\epsilon}\cdot r_t
-        \ \text{ if } \rho_t > 5,\quad\text{else } u_t = \frac{m_t}{1-\beta_1^t}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+    &\rho_\infty = \frac{2}{1-\beta_2} - 1,\qquad
+    \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t} \\
+    &r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}} \\
+    &u_t = \frac{m_t}{1-\beta_1^t}\cdot\frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t}+\epsilon}\cdot r_t
+    \ \text{ if } \rho_t > 5,\quad\text{else } u_t = \frac{m_t}{1-\beta_1^t}
+    \end{aligned}
+    $$
 
     ``eps`` is added to the *uncorrected* ``sqrt(v)`` and the threshold is ``rho_t > 5``, exactly
     as ``torch.optim.RAdam`` (with the default betas the first rectified step is ``t = 6``). The

@@ -17,7 +17,7 @@ __all__ = ["ScaleByRmsState", "scale_by_rms"]
 
 
 class ScaleByRmsState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_rms` (names and key order as ``torch.optim.RMSprop``)."""
+    """Per-parameter state of [`scale_by_rms`][] (names and key order as ``torch.optim.RMSprop``)."""
 
     step: Any  # incremented but unused by the maths, as in torch
     square_avg: Any
@@ -31,17 +31,20 @@ def scale_by_rms(
 ) -> GradientTransformation:
     r"""Scale updates by the root mean square of past gradients (RMSprop).
 
-    .. math::
-        v_t = \alpha v_{t-1} + (1-\alpha) g_t^2,\qquad
-        \bar g_t = \bar g_{t-1} + (1-\alpha)(g_t - \bar g_{t-1})\ \text{(centered)} \\
-        d_t = \sqrt{v_t - \bar g_t^2} + \epsilon\ \text{(centered), else } \sqrt{v_t} + \epsilon \\
-        b_t = \mu b_{t-1} + g_t / d_t,\quad
-        u_t = b_t\ \text{(momentum } \mu > 0\text{), else } u_t = g_t / d_t
+    $$
+    \begin{aligned}
+    &v_t = \alpha v_{t-1} + (1-\alpha) g_t^2,\qquad
+    \bar g_t = \bar g_{t-1} + (1-\alpha)(g_t - \bar g_{t-1})\ \text{(centered)} \\
+    &d_t = \sqrt{v_t - \bar g_t^2} + \epsilon\ \text{(centered), else } \sqrt{v_t} + \epsilon \\
+    &b_t = \mu b_{t-1} + g_t / d_t,\quad
+    u_t = b_t\ \text{(momentum } \mu > 0\text{), else } u_t = g_t / d_t
+    \end{aligned}
+    $$
 
     ``eps`` is added outside the square root, as in ``torch.optim.RMSprop``. Torch keeps the
     momentum buffer *without* the learning rate (``buf = μ·buf + g/avg``, ``p -= lr·buf``), so the
     buffer here is the same tensor and ``lr`` is applied afterwards by
-    :func:`scale_by_learning_rate`: ``chain(scale_by_rms(...), scale_by_learning_rate(lr))`` is
+    [`scale_by_learning_rate`][]: ``chain(scale_by_rms(...), scale_by_learning_rate(lr))`` is
     RMSprop. The only numerical difference is where ``lr`` enters the product: torch computes
     ``(-lr·g)/avg`` in one ``addcdiv`` without momentum, here ``-lr·(g/avg)`` (about one ulp).
     Complex tensors are treated as real tensors of shape ``(..., 2)``.
@@ -82,8 +85,8 @@ def scale_by_rms(
                 raise RuntimeError("RMSprop does not support sparse gradients")
         steps, v = _steps.increment(fields[0], in_place=in_place), fields[1]
         rest = iter(fields[2:])
-        buf = next(rest) if use_momentum else None
-        ga = next(rest) if centered else None
+        buf = next(rest) if use_momentum else []  # read only with momentum
+        ga = next(rest) if centered else []  # read only when centered
         g_r, v_r = ops.view_as_real(grads), ops.view_as_real(v)
         v_r = ops.addcmul_(ops.mul(v_r, alpha_, in_place=in_place), g_r, g_r, 1 - alpha_)
         new_fields = [steps, ops.view_as_complex_like(v_r, v)]

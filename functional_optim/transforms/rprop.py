@@ -17,7 +17,7 @@ __all__ = ["ScaleByRpropState", "scale_by_rprop"]
 
 
 class ScaleByRpropState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_rprop` (names and meaning as ``torch.optim.Rprop``)."""
+    """Per-parameter state of [`scale_by_rprop`][] (names and meaning as ``torch.optim.Rprop``)."""
 
     step: Any  # incremented but unused by the maths, as in torch
     prev: Any
@@ -62,11 +62,14 @@ def scale_by_rprop(
 
     With ``s = sign(g_t · prev)``:
 
-    .. math::
-        \eta = \eta_+ \text{ if } s > 0,\ \eta_- \text{ if } s < 0,\ 1 \text{ otherwise} \\
-        \mathrm{step\_size}_t = \mathrm{clamp}(\mathrm{step\_size}_{t-1} \cdot \eta,\ \min,\ \max) \\
-        g'_t = 0 \text{ where } s < 0 \text{ else } g_t,\qquad
-        u_t = \mathrm{sign}(g'_t) \cdot \mathrm{step\_size}_t,\qquad \mathrm{prev} = g'_t
+    $$
+    \begin{aligned}
+    &\eta = \eta_+ \text{ if } s > 0,\ \eta_- \text{ if } s < 0,\ 1 \text{ otherwise} \\
+    &\mathrm{step\_size}_t = \mathrm{clamp}(\mathrm{step\_size}_{t-1} \cdot \eta,\ \min,\ \max) \\
+    &g'_t = 0 \text{ where } s < 0 \text{ else } g_t,\qquad
+    u_t = \mathrm{sign}(g'_t) \cdot \mathrm{step\_size}_t,\qquad \mathrm{prev} = g'_t
+    \end{aligned}
+    $$
 
     ``u`` is the whole step (the learning rate is already inside ``step_size``), so the
     descent sign comes from ``scale_by_learning_rate(1.0)``:

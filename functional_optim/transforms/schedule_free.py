@@ -22,20 +22,20 @@ __all__ = [
 
 
 class ScheduleFreeState(NamedTuple):
-    """State of :func:`schedule_free`.
+    """State of [`schedule_free`][].
 
     Attributes:
-      z: per parameter, the base rule's iterate :math:`z_t` (``schedulefree``'s ``state['z']``).
+      z: per parameter, the base rule's iterate $z_t$ (``schedulefree``'s ``state['z']``).
       base_state: the base rule's state.
       count: number of updates done (``k``), 0-dim int64.
       lr_max: the largest (warmed-up) learning rate seen, 0-dim float64 (``-1`` before any step).
-      weight_sum: :math:`\\sum_i c_i`, 0-dim float64.
-      b1: the interpolation :math:`\\beta_1` of the last update (for the evaluation parameters).
+      weight_sum: $\\sum_i c_i$, 0-dim float64.
+      b1: the interpolation $\\beta_1$ of the last update (for the evaluation parameters).
     """
 
     z: Any
     base_state: Any
-    count: Tensor
+    count: Tensor  # type: ignore[assignment]  # a field named like tuple.count
     lr_max: Tensor
     weight_sum: Tensor
     b1: Tensor
@@ -50,33 +50,36 @@ def schedule_free(
     r: Hyperparam = 0.0,
     weight_lr_power: Hyperparam = 2.0,
 ) -> GradientTransformation:
-    r"""Schedule-Free training around a base rule :math:`D` (e.g. Adam's normalisation).
+    r"""Schedule-Free training around a base rule $D$ (e.g. Adam's normalisation).
 
-    The parameters the transform sees are the *training* point :math:`y_t`; it keeps the base
-    iterate :math:`z_t` and returns the update :math:`y_{t+1} - y_t`. With :math:`k` the number
-    of previous steps, :math:`\gamma_k = \mathrm{lr}\cdot\min(1, (k+1)/W)` (linear warmup over
-    :math:`W` steps):
+    The parameters the transform sees are the *training* point $y_t$; it keeps the base
+    iterate $z_t$ and returns the update $y_{t+1} - y_t$. With $k$ the number
+    of previous steps, $\gamma_k = \mathrm{lr}\cdot\min(1, (k+1)/W)$ (linear warmup over
+    $W$ steps):
 
-    .. math::
-        \gamma_{\max} &= \max(\gamma_{\max}, \gamma_k),\quad
-        c_k = \frac{(k+1)^r \gamma_{\max}^{p}}{\sum_{i \le k} (i+1)^r \gamma_{\max,i}^{p}},\quad
-        d_k = D(g_k) \text{ (at } y_k) \\
-        y_{k+1} &= y_k + c_k (z_k - y_k) + \gamma_k\big(\beta_1 (1 - c_k) - 1\big) d_k,\qquad
-        z_{k+1} = z_k - \gamma_k d_k
+    $$
+    \begin{aligned}
+    \gamma_{\max} &= \max(\gamma_{\max}, \gamma_k),\quad
+    c_k = \frac{(k+1)^r \gamma_{\max}^{p}}{\sum_{i \le k} (i+1)^r \gamma_{\max,i}^{p}},\quad
+    d_k = D(g_k) \text{ (at } y_k) \\
+    y_{k+1} &= y_k + c_k (z_k - y_k) + \gamma_k\big(\beta_1 (1 - c_k) - 1\big) d_k,\qquad
+    z_{k+1} = z_k - \gamma_k d_k
+    \end{aligned}
+    $$
 
-    and the evaluation point :math:`x_k = y_k + (1 - 1/\beta_1)(z_k - y_k)` is
-    :func:`schedule_free_eval_params`. Numerics as the ``schedulefree`` package (scalars in double;
-    :math:`c_k = 0` while the weight sum is 0). ``None`` gradients leave their parameter and its
-    :math:`z` unchanged (the counters still advance, as the package's group counter ``k``).
+    and the evaluation point $x_k = y_k + (1 - 1/\beta_1)(z_k - y_k)$ is
+    [`schedule_free_eval_params`][]. Numerics as the ``schedulefree`` package (scalars in double;
+    $c_k = 0$ while the weight sum is 0). ``None`` gradients leave their parameter and its
+    $z$ unchanged (the counters still advance, as the package's group counter ``k``).
 
     Args:
-      base: the rule :math:`D` (``scale_by_bias_corrected_rms`` for AdamW, ``identity`` for SGD,
-        followed by ``add_decayed_weights`` for weight decay evaluated at :math:`y`).
-      learning_rate: :math:`\mathrm{lr}` (float, 0-dim tensor or schedule).
-      b1: interpolation/momentum :math:`\beta_1` (``betas[0]`` / ``momentum``).
-      warmup_steps: :math:`W`, linear warmup steps (0: none).
-      r: polynomial weighting power :math:`r` of the average.
-      weight_lr_power: :math:`p`, the power of the learning rate in the weights.
+      base: the rule $D$ (``scale_by_bias_corrected_rms`` for AdamW, ``identity`` for SGD,
+        followed by ``add_decayed_weights`` for weight decay evaluated at $y$).
+      learning_rate: $\mathrm{lr}$ (float, 0-dim tensor or schedule).
+      b1: interpolation/momentum $\beta_1$ (``betas[0]`` / ``momentum``).
+      warmup_steps: $W$, linear warmup steps (0: none).
+      r: polynomial weighting power $r$ of the average.
+      weight_lr_power: $p$, the power of the learning rate in the weights.
 
     Example:
       >>> opt = fo.schedule_free(fo.scale_by_bias_corrected_rms(), learning_rate=0.01)
@@ -155,20 +158,20 @@ def _interpolate(params: Params, z_tree: Any, weight: Any) -> Params:
 
 
 def schedule_free_eval_params(state: Any, params: Params) -> Params:
-    r"""The evaluation point :math:`x = y + (1 - 1/\beta_1)(z - y)` of Schedule-Free training,
-    computed from the training parameters :math:`y` (as ``schedulefree``'s ``optimizer.eval()``:
-    ``lerp(y, z, 1 - 1/β1)``). ``state`` is the state of :func:`schedule_free` or of any chain or
+    r"""The evaluation point $x = y + (1 - 1/\beta_1)(z - y)$ of Schedule-Free training,
+    computed from the training parameters $y$ (as ``schedulefree``'s ``optimizer.eval()``:
+    ``lerp(y, z, 1 - 1/β1)``). ``state`` is the state of [`schedule_free`][] or of any chain or
     wrapper holding it. Pure: new tensors.
 
-    Example: see :func:`schedule_free`.
+    Example: see [`schedule_free`][].
     """
     sf = _find_state(state)
     return _interpolate(params, sf.z, ops.scalar(1 - 1 / sf.b1))
 
 
 def schedule_free_train_params(state: Any, eval_params: Params) -> Params:
-    r"""The inverse of :func:`schedule_free_eval_params`: :math:`y = (1-\beta_1) z + \beta_1 x`
+    r"""The inverse of [`schedule_free_eval_params`][]: $y = (1-\beta_1) z + \beta_1 x$
     (``lerp(x, z, 1 - β1)``, as ``schedulefree``'s ``optimizer.train()``; exact only up to
-    rounding, so a round trip through the evaluation point moves :math:`y` by an ulp or so)."""
+    rounding, so a round trip through the evaluation point moves $y$ by an ulp or so)."""
     sf = _find_state(state)
     return _interpolate(eval_params, sf.z, ops.scalar(1 - sf.b1))

@@ -54,13 +54,13 @@ def scale_by_shape(
       without it the factor is ``adjust_lr_fn(1.0, shape)``, exact for any fn linear in lr
       (``lr·h(shape)``). With ``lr == 0`` the factor is taken at ``lr = 1``.
 
-    Placed after :func:`orthogonalize` and before decoupled weight decay, as in torch.optim.Muon
+    Placed after [`orthogonalize`][] and before decoupled weight decay, as in torch.optim.Muon
     (whose weight decay uses the *unadjusted* lr).
 
     Args:
       adjust_lr_fn: ``None``, ``"original"``, ``"match_rms_adamw"`` or a callable ``(lr, shape) -> lr``.
       learning_rate: the learning rate a callable ``adjust_lr_fn`` is evaluated at (ignored otherwise).
-      reshape: the matrix view of non-2-D parameters (see :func:`matrix_view_shape`); default uses
+      reshape: the matrix view of non-2-D parameters (see [`matrix_view_shape`][]); default uses
         ``shape[:2]`` like torch.
 
     Example:

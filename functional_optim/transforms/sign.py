@@ -26,8 +26,9 @@ def _sign(x: Tensor) -> Tensor:
 def scale_by_sign() -> GradientTransformation:
     r"""Replace every update entry by its sign.
 
-    .. math::
-        u_i = \operatorname{sign}(g_i) \in \{-1, 0, 1\}
+    $$
+    u_i = \operatorname{sign}(g_i) \in \{-1, 0, 1\}
+    $$
 
     Complex entries map to ``z / |z|`` (``torch.sgn``; ``0`` stays ``0``). Sparse COO updates
     are coalesced first (duplicate indices summed) and stay sparse. ``None`` leaves stay

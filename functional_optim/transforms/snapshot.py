@@ -15,7 +15,7 @@ __all__ = ["SnapshotState", "read_snapshots", "snapshot"]
 
 
 class SnapshotState(NamedTuple):
-    """State of :func:`snapshot`.
+    """State of [`snapshot`][].
 
     Attributes:
       values: ``{name: value}``, the statistic of the last update (0-dim tensor).
@@ -29,12 +29,13 @@ def snapshot(
 ) -> GradientTransformation:
     r"""Pass the updates through unchanged and store ``fn(updates)`` in the state under ``name``.
 
-    .. math::
-        u = g,\qquad \text{state.values[name]} = f(g)
-        \quad (\text{default } f = \|g\|_2 \text{ over all leaves})
+    $$
+    u = g,\qquad \text{state.values[name]} = f(g)
+    \quad (\text{default } f = \|g\|_2 \text{ over all leaves})
+    $$
 
     Place one at the start of a chain to see the gradient norm, one at the end to see the
-    update norm; read them with :func:`read_snapshots`. The value is a tensor (no host sync);
+    update norm; read them with [`read_snapshots`][]. The value is a tensor (no host sync);
     ``None`` leaves are ignored by the default ``fn``.
 
     Args:
@@ -66,7 +67,7 @@ def snapshot(
 
 
 def read_snapshots(state: Any) -> dict[str, Tensor]:
-    """Every value recorded by a :func:`snapshot` anywhere inside ``state`` (nested chains and
+    """Every value recorded by a [`snapshot`][] anywhere inside ``state`` (nested chains and
     combinators included), as ``{name: tensor}``; the first occurrence of a name wins."""
     found: dict[str, Tensor] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ _NONE: tuple = ()  # the placeholder of a dimension that has no preconditioner
 
 
 class ScaleBySoapState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_soap` (names as the official code where it has them).
+    """Per-parameter state of [`scale_by_soap`][] (names as the official code where it has them).
 
     Attributes:
       step: Adam steps taken (0-dim; the first call only builds the preconditioner, as the official
@@ -147,18 +147,18 @@ def scale_by_soap(
 
     For a matrix view ``G`` of the gradient (``m × n``; vectors have only ``L``):
 
-    .. code-block:: text
-
-        first call:  L = (1-β_s) G Gᵀ,  R = (1-β_s) Gᵀ G,  Q_L, Q_R = eigenvectors (eigh, decreasing);
-                     u = 0   (the official code never uses a gradient in its own projection)
-        then, t = step + 1:
-            G' = Q_Lᵀ G Q_R
-            m  = β₁ m + (1-β₁) G';   v = β₂ v + (1-β₂) G'²              (both kept in the eigenbasis)
-            u  = √(1-β₂ᵗ)/(1-β₁ᵗ) · Q_L (m / (√v + ε)) Q_Rᵀ     (no bias factor if not correct_bias;
-                 u ← u / (1e-30 + rms(u)) before the factor if normalize_grads)
-            L ← β_s L + (1-β_s) G Gᵀ;   R ← β_s R + (1-β_s) Gᵀ G
-            every precondition_frequency steps: Q ← QR(P Q) with Q's columns sorted by diag(Qᵀ P Q)
-                 (one power iteration), v's axes permuted alike, m rotated to the new basis.
+    ```text
+    first call:  L = (1-β_s) G Gᵀ,  R = (1-β_s) Gᵀ G,  Q_L, Q_R = eigenvectors (eigh, decreasing);
+                 u = 0   (the official code never uses a gradient in its own projection)
+    then, t = step + 1:
+        G' = Q_Lᵀ G Q_R
+        m  = β₁ m + (1-β₁) G';   v = β₂ v + (1-β₂) G'²              (both kept in the eigenbasis)
+        u  = √(1-β₂ᵗ)/(1-β₁ᵗ) · Q_L (m / (√v + ε)) Q_Rᵀ     (no bias factor if not correct_bias;
+             u ← u / (1e-30 + rms(u)) before the factor if normalize_grads)
+        L ← β_s L + (1-β_s) G Gᵀ;   R ← β_s R + (1-β_s) Gᵀ G
+        every precondition_frequency steps: Q ← QR(P Q) with Q's columns sorted by diag(Qᵀ P Q)
+             (one power iteration), v's axes permuted alike, m rotated to the new basis.
+    ```
 
     ``β_s = shampoo_beta`` if ``>= 0`` else ``b2``. A dimension larger than ``max_precond_dim``
     has no preconditioner (identity); 1-D parameters have none unless ``precondition_1d``.
@@ -267,8 +267,9 @@ def scale_by_soap(
             new_step = step + 1
             t = float(new_step)
             gp = _rotate(gv, qs, back=False).reshape(g.shape)
-            m = torch.add(m * beta1, gp, alpha=1 - beta1)
-            v = torch.add(v * beta2, gp.square(), alpha=1 - beta2)
+            # torch's stub types alpha as a number; a 0-dim tensor (traced beta) works at runtime
+            m = torch.add(m * beta1, gp, alpha=cast(Any, 1 - beta1))
+            v = torch.add(v * beta2, gp.square(), alpha=cast(Any, 1 - beta2))
             ratio = (m / (v.sqrt() + eps_)).reshape(view)
             u = _rotate(ratio, qs, back=True).reshape(g.shape)
             if normalize_grads:

@@ -17,7 +17,7 @@ __all__ = ["ScaleBySparseAdamState", "scale_by_sparse_adam"]
 
 
 class ScaleBySparseAdamState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_sparse_adam` (names and order as ``torch.optim.SparseAdam``).
+    """Per-parameter state of [`scale_by_sparse_adam`][] (names and order as ``torch.optim.SparseAdam``).
 
     ``step`` is a 0-dim float tensor (like the other transforms' counters) where torch keeps a
     Python ``int``; the values are the same and adapters convert between the two.
@@ -62,15 +62,18 @@ def scale_by_sparse_adam(
     The gradient is coalesced (duplicate indices summed); with ``I`` its indices and ``t`` the
     parameter's step count after increment, at the entries ``I`` only:
 
-    .. math::
-        m_I \leftarrow m_I + (1-\beta_1)(g_I - m_I),\qquad
-        v_I \leftarrow v_I + (1-\beta_2)(g_I^2 - v_I) \\
-        u_I = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\cdot\frac{m_I}{\sqrt{v_I} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_I \leftarrow m_I + (1-\beta_1)(g_I - m_I),\qquad
+    v_I \leftarrow v_I + (1-\beta_2)(g_I^2 - v_I) \\
+    &u_I = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\cdot\frac{m_I}{\sqrt{v_I} + \epsilon}
+    \end{aligned}
+    $$
 
     and ``u = 0`` elsewhere. This is ``torch.optim.SparseAdam``'s "efficient" form: ``eps`` is
     added to the *uncorrected* ``sqrt(v)`` and the bias corrections are folded into the step
     size (torch's ``lr·sqrt(bc2)/bc1``; here the ``lr`` factor is left to
-    :func:`scale_by_learning_rate`). Entries the gradient does not touch are never decayed
+    [`scale_by_learning_rate`][]). Entries the gradient does not touch are never decayed
     (lazy moments). ``step`` is incremented for every parameter with a (sparse) gradient, even
     one with no stored entries, in which case nothing else changes.
 

@@ -21,12 +21,13 @@ def scale_by_trust_ratio(
 ) -> GradientTransformation:
     r"""Scale each parameter's update by its trust ratio.
 
-    .. math::
-        u \leftarrow u \cdot \begin{cases}
-          \eta \,\lVert p\rVert / (\lVert u\rVert + \epsilon)
-            & \lVert p\rVert > 0 \text{ and } \lVert u\rVert > 0\\
-          1 & \text{otherwise}
-        \end{cases}
+    $$
+    u \leftarrow u \cdot \begin{cases}
+      \eta \,\lVert p\rVert / (\lVert u\rVert + \epsilon)
+        & \lVert p\rVert > 0 \text{ and } \lVert u\rVert > 0\\
+      1 & \text{otherwise}
+    \end{cases}
+    $$
 
     with ``η`` the trust coefficient and the norms the L2 norms of the whole tensor (one ratio
     per parameter tensor, "layer-wise"). The ratio is ``1`` where either norm is zero, as in

@@ -17,7 +17,7 @@ __all__ = ["UpdateSecondMomentState", "scale_by_update_second_moment"]
 
 
 class UpdateSecondMomentState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_update_second_moment`.
+    """Per-parameter state of [`scale_by_update_second_moment`][].
 
     Attributes:
       step: steps taken (0-dim, for the bias correction).
@@ -34,11 +34,12 @@ def scale_by_update_second_moment(
 ) -> GradientTransformation:
     r"""Element-wise second-moment scaling of the incoming update (AdaMuon's variance adaptation).
 
-    .. math::
-        v \leftarrow \beta_2 v + (1-\beta_2)\,O \odot O,\qquad
-        u = O / (\sqrt{v / c} + \epsilon),\quad c = 1-\beta_2^t \text{ if bias\_correction else } 1
+    $$
+    v \leftarrow \beta_2 v + (1-\beta_2)\,O \odot O,\qquad
+    u = O / (\sqrt{v / c} + \epsilon),\quad c = 1-\beta_2^t \text{ if bias\_correction else } 1
+    $$
 
-    Put it after :func:`orthogonalize` (AdaMuon) — unlike Adam's, the moment is of the *update*,
+    Put it after [`orthogonalize`][] (AdaMuon) — unlike Adam's, the moment is of the *update*,
     not of the gradient. Pure maths: works under ``torch.func.grad``, ``vmap`` and ``torch.compile``.
 
     Args:

@@ -33,7 +33,7 @@ def add_decayed_weights(weight_decay: Hyperparam = 0.0, *, decoupled: bool = Fal
       adaptive scaling — ``torch.optim``'s ``weight_decay`` of SGD, Adam, RMSprop...
       (``grad = grad + wd * param``);
     * ``decoupled=True``: decoupled weight decay (AdamW, Loshchilov & Hutter 2019), placed right
-      before :func:`scale_by_learning_rate`; the adapters apply it as ``torch.optim``'s
+      before [`scale_by_learning_rate`][]; the adapters apply it as ``torch.optim``'s
       ``param.mul_(1 - lr * wd)``.
 
     Args:

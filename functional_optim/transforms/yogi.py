@@ -16,7 +16,7 @@ __all__ = ["ScaleByYogiState", "scale_by_yogi"]
 
 
 class ScaleByYogiState(NamedTuple):
-    """Per-parameter state of :func:`scale_by_yogi` (names as ``torch.optim.Adam``)."""
+    """Per-parameter state of [`scale_by_yogi`][] (names as ``torch.optim.Adam``)."""
 
     step: Any
     exp_avg: Any
@@ -31,10 +31,13 @@ def scale_by_yogi(
 
     With ``t`` the parameter's step count and both moments starting at ``initial_accumulator``:
 
-    .. math::
-        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
-        v_t = v_{t-1} - (1-\beta_2)\,\operatorname{sign}(v_{t-1} - g_t^2)\, g_t^2 \\
-        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+    $$
+    \begin{aligned}
+    &m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+    v_t = v_{t-1} - (1-\beta_2)\,\operatorname{sign}(v_{t-1} - g_t^2)\, g_t^2 \\
+    &u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+    \end{aligned}
+    $$
 
     Bias correction and the initial accumulator follow optax's ``scale_by_yogi`` (and the
     authors' TensorFlow Addons ``Yogi``, which starts ``v`` at ``1e-6`` too); the paper's

@@ -15,7 +15,7 @@ __all__ = ["ZeroNansState", "zero_nans"]
 
 
 class ZeroNansState(NamedTuple):
-    """State of :func:`zero_nans`.
+    """State of [`zero_nans`][].
 
     Attributes:
       found_nan: per parameter, whether its last gradient held a NaN (0-dim bool tensors).
