@@ -61,7 +61,7 @@ _SIGNATURES = threading.local()
 
 def open_signature_table() -> bool:
     """Start remembering signatures for one (outermost) update; ``True`` if this call opened the
-    table and must close it with :func:`close_signature_table`."""
+    table and must close it with `close_signature_table`."""
     if torch.compiler.is_compiling() or getattr(_SIGNATURES, "table", None) is not None:
         return False
     _SIGNATURES.table = {}
@@ -79,6 +79,7 @@ def _signature(leaves: Sequence[Any], remember: bool = False) -> tuple:
         known = table.get(ids)
         if known is not None:
             return known[1]
+    sig: tuple[Any, ...]
     try:
         sig = tuple(map(_META, leaves))
     except AttributeError:  # None, () placeholders, or something that is not a tensor

@@ -657,7 +657,7 @@ class FunctionalOptimizer(Optimizer):
         validate = functools.partial(
             FunctionalOptimizer._validate_state_dict, fresh_functional_state=fresh_functional_state
         )
-        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: validate(opt, sd))
+        handle = self.register_load_state_dict_pre_hook(lambda opt, sd: validate(cast(Any, opt), sd))
         try:
             super().load_state_dict(state_dict)
         finally:
@@ -722,11 +722,8 @@ class FunctionalOptimizer(Optimizer):
         loaded = [states.get(pid) for pid in pids]
         if not pids or not any(isinstance(st, dict) and st for st in loaded):
             return  # nothing stepped yet: everything starts fresh, as torch
-        params = [p for p in group["params"]]
-        if self._factory is None:
-            transform = self._transform
-        else:
-            transform = self._factory(**{n: group[n] for n in self._hp_names if n in group})
+        params = list(group["params"])
+        transform = self._transform_of(group)
         paths = global_paths(build_layout(transform.init(params), len(params)))
         if not paths:
             return
@@ -748,13 +745,16 @@ class FunctionalOptimizer(Optimizer):
                 "is this a checkpoint of another transform?"
             )
 
+    def _transform_of(self, group: dict[str, Any]) -> GradientTransformation:
+        """The transform of a group (not cached: for validating a checkpoint's groups)."""
+        if self._factory is None:
+            assert self._transform is not None  # set whenever there is no factory
+            return self._transform
+        return self._factory(**{n: group[n] for n in self._hp_names if n in group})
+
     def _expected_param_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
         """The torch-format state ``p`` starts with under ``group``'s hyperparameters."""
-        if self._factory is None:
-            assert self._transform is not None  # a ready-made transform was given
-            transform = self._transform
-        else:
-            transform = self._factory(**{n: group[n] for n in self._hp_names if n in group})
+        transform = self._transform_of(group)
         fields = self._fresh_param_states(transform, group, [p])[0]
         return self._encode_param_state(group, p, fields) if self._has_codec else fields
 

@@ -3,7 +3,7 @@
 ``FunctionalOptimizer(params, fo.chain(..., fo.scale_by_learning_rate(1e-3)))`` is given a
 transform, not a factory, yet torch's LR schedulers, the transformers ``Trainer`` and DCP's
 ``lr=0`` initialisation step all read and write ``param_groups[i]["lr"]``. When the transform's
-learning rate is declared by the :class:`~functional_optim.core.LearningRate` role of exactly one
+learning rate is declared by the `LearningRate` role of exactly one
 transform reachable through (nested) chains, and is a constant (a number or a 0-dim tensor, not a
 schedule), the optimizer exposes it as ``lr`` and builds each group's transform with that
 transform replaced by ``scale_by_learning_rate(group["lr"])`` — the same state layout, the same
