@@ -375,26 +375,12 @@ class Shampoo(_DropIn):
         grafting_config: Any = None,
         preconditioner_config: Any = None,
     ) -> None:
-        wd_type = getattr(weight_decay_type, "name", weight_decay_type)
-        wd_type = wd_type.lower() if isinstance(wd_type, str) else wd_type
-        if wd_type not in ("decoupled", "l2"):
-            raise ValueError(
-                f"Shampoo: weight_decay_type must be 'decoupled' or 'l2' (CORRECTED / INDEPENDENT are not "
-                f"supported), got {weight_decay_type!r}"
-            )
-        grafting, grafting_beta2, grafting_epsilon = _grafting_from_config(grafting_config)
-        override, dtype = _preconditioner_from_config(preconditioner_config)
-        momentum, nesterov = 0.0, False
-        if iterate_averaging_config is not None:
-            if type(iterate_averaging_config).__name__ != "ClassicMomentumConfig" or getattr(
-                iterate_averaging_config, "dampening", 0.0
-            ):
-                raise ValueError(
-                    "Shampoo: iterate_averaging_config must be None or a ClassicMomentumConfig with "
-                    f"dampening=0, got {iterate_averaging_config!r}"
-                )
-            momentum = float(iterate_averaging_config.momentum)
-            nesterov = bool(iterate_averaging_config.use_nesterov)
+        config = dict(
+            weight_decay_type=weight_decay_type,
+            iterate_averaging_config=iterate_averaging_config,
+            grafting_config=grafting_config,
+            preconditioner_config=preconditioner_config,
+        )
         self._dropin_init(
             params,
             shampoo,
@@ -404,20 +390,58 @@ class Shampoo(_DropIn):
                 beta3=beta3,
                 epsilon=epsilon,
                 weight_decay=weight_decay,
-                weight_decay_type=wd_type,
                 max_preconditioner_dim=max_preconditioner_dim,
                 precondition_frequency=precondition_frequency,
                 start_preconditioning_step=start_preconditioning_step,
                 use_bias_correction=use_bias_correction,
-                grafting=grafting,
-                grafting_beta2=grafting_beta2,
-                grafting_epsilon=grafting_epsilon,
-                inverse_exponent_override=override,
-                momentum=momentum,
-                use_nesterov=nesterov,
-                factor_matrix_dtype=dtype,
+                **_shampoo_configs(config),
             ),
         )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """A group may give the reference's config arguments too; they are stored as the alias's
+        hyperparameters (``grafting``, ``momentum``, ``factor_matrix_dtype``...)."""
+        config = {k: param_group.pop(k) for k in _SHAMPOO_CONFIG_KEYS if k in param_group}
+        if "weight_decay_type" in param_group:
+            config["weight_decay_type"] = param_group.pop("weight_decay_type")
+        if config:
+            param_group.update(_shampoo_configs(config, only_given=True))
+        super().add_param_group(param_group)
+
+
+_SHAMPOO_CONFIG_KEYS = ("iterate_averaging_config", "grafting_config", "preconditioner_config")
+
+
+def _shampoo_configs(config: dict[str, Any], only_given: bool = False) -> dict[str, Any]:
+    """The alias's hyperparameters for the reference's config arguments in ``config``."""
+    out: dict[str, Any] = {}
+    if "weight_decay_type" in config:
+        wd_type = getattr(config["weight_decay_type"], "name", config["weight_decay_type"])
+        wd_type = wd_type.lower() if isinstance(wd_type, str) else wd_type
+        if wd_type not in ("decoupled", "l2"):
+            raise ValueError(
+                f"Shampoo: weight_decay_type must be 'decoupled' or 'l2' (CORRECTED / INDEPENDENT are not "
+                f"supported), got {config['weight_decay_type']!r}"
+            )
+        out["weight_decay_type"] = wd_type
+    if "grafting_config" in config or not only_given:
+        grafting, beta2, eps = _grafting_from_config(config.get("grafting_config"))
+        out.update(grafting=grafting, grafting_beta2=beta2, grafting_epsilon=eps)
+    if "preconditioner_config" in config or not only_given:
+        override, dtype = _preconditioner_from_config(config.get("preconditioner_config"))
+        out.update(inverse_exponent_override=override, factor_matrix_dtype=dtype)
+    if "iterate_averaging_config" in config or not only_given:
+        averaging = config.get("iterate_averaging_config")
+        momentum, nesterov = 0.0, False
+        if averaging is not None:
+            if type(averaging).__name__ != "ClassicMomentumConfig" or getattr(averaging, "dampening", 0.0):
+                raise ValueError(
+                    "Shampoo: iterate_averaging_config must be None or a ClassicMomentumConfig with "
+                    f"dampening=0, got {averaging!r}"
+                )
+            momentum, nesterov = float(averaging.momentum), bool(averaging.use_nesterov)
+        out.update(momentum=momentum, use_nesterov=nesterov)
+    return out
 
 
 # ----------------------------------------------------------------------------- Kron

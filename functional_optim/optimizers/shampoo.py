@@ -11,9 +11,12 @@ import torch
 from functional_optim import _validation
 from functional_optim.combinators.blockwise import blockwise
 from functional_optim.combinators.precondition_momentum import precondition_momentum
-from functional_optim.core import GradientTransformation, Hyperparam, chain, identity
+from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
-from functional_optim.transforms.diagonal_preconditioner import scale_by_diagonal_preconditioner
+from functional_optim.transforms.diagonal_preconditioner import (
+    scale_by_diagonal_preconditioner,
+    scale_by_identity_preconditioner,
+)
 from functional_optim.transforms.grafting import graft
 from functional_optim.transforms.momentum import trace
 from functional_optim.transforms.scaling import scale_by_learning_rate
@@ -29,12 +32,13 @@ GRAFTING_RULES: dict[str, dict[str, Any]] = {
     "adam": {"b2": 0.999, "bias_correction": True},
 }
 """Distributed Shampoo's grafting configs as :func:`~functional_optim.scale_by_diagonal_preconditioner`
-arguments (``beta2`` defaults of ``AdaGrad/RMSprop/AdamPreconditionerConfig``; ``sgd``: identity)."""
+arguments (``beta2`` defaults of ``AdaGrad/RMSprop/AdamPreconditionerConfig``; ``sgd``:
+:func:`~functional_optim.scale_by_identity_preconditioner`)."""
 
 
 def _grafting_rule(grafting: str, beta2: float | None, epsilon: float) -> GradientTransformation:
     if grafting == "sgd":
-        return identity()
+        return scale_by_identity_preconditioner()
     kw = dict(GRAFTING_RULES[grafting])
     if beta2 is not None:
         if grafting == "adagrad":
@@ -69,7 +73,7 @@ def shampoo(
 
     ```text
     chain(add_decayed_weights(wd)                                 # weight_decay_type="l2" only
-          blockwise(                                              # merge small dims, blocks <= max_preconditioner_dim
+          blockwise(                                              # merge small dims, cut blocks
               precondition_momentum(                              # ḡ = EMA(g) / (1 - β₃β₁^{t-1})
                   graft(scale_by_diagonal_preconditioner(...),    # |P_graft(ḡ)| ...
                         scale_by_shampoo(β₂, ε, ...),             # ... in the direction F̂_L ḡ F̂_R
@@ -143,7 +147,8 @@ def shampoo(
         or (isinstance(max_preconditioner_dim, int) and max_preconditioner_dim >= 1)
     ):
         raise ValueError(
-            f"shampoo: max_preconditioner_dim must be a positive int or math.inf, got {max_preconditioner_dim!r}"
+            "shampoo: max_preconditioner_dim must be a positive int or math.inf, "
+            f"got {max_preconditioner_dim!r}"
         )
     if use_nesterov and not momentum:
         raise ValueError("shampoo: use_nesterov needs a momentum > 0")

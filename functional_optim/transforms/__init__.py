@@ -149,6 +149,7 @@ __all__ = [
     "scale_by_dog",
     "scale_by_ema_momentum",
     "scale_by_factored_rms",
+    "scale_by_identity_preconditioner",
     "scale_by_kron",
     "scale_by_laprop",
     "scale_by_lbfgs",

@@ -10,11 +10,15 @@ from torch import Tensor
 
 from functional_optim import _validation, ops, tree
 from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
 from functional_optim.transforms import _steps
 
-__all__ = ["ScaleByDiagonalPreconditionerState", "scale_by_diagonal_preconditioner"]
+__all__ = [
+    "ScaleByDiagonalPreconditionerState",
+    "scale_by_diagonal_preconditioner",
+    "scale_by_identity_preconditioner",
+]
 
 
 class ScaleByDiagonalPreconditionerState(NamedTuple):
@@ -115,5 +119,33 @@ def scale_by_diagonal_preconditioner(
             fn, updates, list(state), name="scale_by_diagonal_preconditioner"
         )
         return new_updates, ScaleByDiagonalPreconditionerState(*new_fields)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_identity_preconditioner() -> GradientTransformation:
+    r"""The identity preconditioner (Distributed Shampoo's SGD grafting rule): ``u = x``, where
+    ``x`` is the ``apply_to`` extra if given (see :func:`~functional_optim.precondition_momentum`),
+    else the input. Unlike :func:`~functional_optim.identity`, it honours ``apply_to``.
+
+    Example:
+      >>> tx = fo.scale_by_identity_preconditioner()
+      >>> tx.update({"w": torch.ones(2)}, tx.init({"w": torch.ones(2)}), apply_to={"w": torch.zeros(2)})[0]
+      {'w': tensor([0., 0.])}
+    """
+
+    def init_fn(params: Params) -> EmptyState:
+        del params
+        return EmptyState()
+
+    def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):
+        del params
+        apply_to = extra.get("apply_to")
+        if apply_to is None:
+            return updates, state
+        spec = tree.structure(updates)
+        targets = tree.flatten_like(spec, apply_to, "scale_by_identity_preconditioner: apply_to")
+        out = [None if g is None else x for g, x in zip(tree.leaves(updates), targets, strict=True)]
+        return tree.unflatten(spec, out), state
 
     return GradientTransformation(init_fn, update_fn)

@@ -67,12 +67,13 @@ def precond_update_prob_schedule(
 
 def kron_merged_shape(shape: Sequence[int], merge_dims: bool = True) -> tuple[int, ...]:
     """The shape the reference preconditions a tensor of ``shape`` as: with ``merge_dims``, a tensor
-    of more than 2 dimensions becomes the more square of ``(∏ shape[:-1], shape[-1])`` and
-    ``(shape[0], ∏ shape[1:])`` (the first on a tie, with the reference's signed difference).
+    of more than 2 dimensions becomes ``(∏ shape[:-1], shape[-1])`` or ``(shape[0], ∏ shape[1:])``,
+    the one with the smaller *signed* difference ``columns - rows`` (the reference's
+    ``np.diff(shape1) <= np.diff(shape2)``: the taller one, not necessarily the squarer one).
 
     Example:
       >>> fo.kron_merged_shape((64, 3, 3, 3)), fo.kron_merged_shape((2, 3, 4, 100))
-      ((64, 27), (24, 100))
+      ((576, 3), (24, 100))
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) <= 2 or not merge_dims:
@@ -283,14 +284,15 @@ def scale_by_kron(
     prob = preconditioner_update_probability
     if prob is None:
         prob = precond_update_prob_schedule()
-    elif not callable(prob):
-        if not (isinstance(prob, int | float) and 0.0 < prob <= 1.0):
-            raise ValueError(
-                f"scale_by_kron: preconditioner_update_probability must be in (0, 1], a callable or None, got {prob!r}"
-            )
+    elif not callable(prob) and not (isinstance(prob, int | float) and 0.0 < prob <= 1.0):
+        raise ValueError(
+            "scale_by_kron: preconditioner_update_probability must be in (0, 1], a callable or None, "
+            f"got {prob!r}"
+        )
     if memory_save_mode not in _MEMORY_SAVE_MODES:
         raise ValueError(
-            f"scale_by_kron: memory_save_mode must be one of {list(_MEMORY_SAVE_MODES)}, got {memory_save_mode!r}"
+            f"scale_by_kron: memory_save_mode must be one of {list(_MEMORY_SAVE_MODES)}, "
+            f"got {memory_save_mode!r}"
         )
     for name, value in (
         ("max_size_triangular", max_size_triangular),

@@ -160,7 +160,8 @@ def scale_by_shampoo(
         )
     if not isinstance(start_preconditioning_step, int) or start_preconditioning_step < -1:
         raise ValueError(
-            f"scale_by_shampoo: start_preconditioning_step must be an int >= -1, got {start_preconditioning_step!r}"
+            "scale_by_shampoo: start_preconditioning_step must be an int >= -1, "
+            f"got {start_preconditioning_step!r}"
         )
     for order, rule in (inverse_exponent_override or {}).items():
         values = rule.values() if isinstance(rule, Mapping) else [rule]
@@ -173,7 +174,8 @@ def scale_by_shampoo(
         isinstance(factor_matrix_dtype, torch.dtype) and factor_matrix_dtype.is_floating_point
     ):
         raise ValueError(
-            f"scale_by_shampoo: factor_matrix_dtype must be None or a floating dtype, got {factor_matrix_dtype!r}"
+            "scale_by_shampoo: factor_matrix_dtype must be None or a floating dtype, "
+            f"got {factor_matrix_dtype!r}"
         )
     start = precondition_frequency if start_preconditioning_step == -1 else start_preconditioning_step
 
