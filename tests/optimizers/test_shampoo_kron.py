@@ -398,6 +398,7 @@ def test_shampoo_dropin_reads_distributed_shampoo_config_objects() -> None:
 # ----------------------------------------------------------------------------- the references' quirks
 
 
+@pytest.mark.slow  # importing torch._dynamo (the reference compiles its kernels) takes ~5-10 s
 def test_kron_torch_adds_its_probe_noise_to_the_tensors_it_is_given() -> None:
     # kron_torch 0.3.3 adds sqrt(eps)·mean|G|·V to G *in place*: with momentum_into_precond_update
     # (the default) G is the debiased momentum, which it then preconditions (its update carries the

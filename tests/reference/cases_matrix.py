@@ -446,6 +446,7 @@ CASES += [
         epsilon=1e-4,
         use_bias_correction=False,
         precondition_frequency=2,
+        max_preconditioner_dim=8,
     ),
     _shampoo_case(
         "shampoo-default-eps1e-12",
