@@ -150,6 +150,32 @@ def _norm_lower_bound(a: Tensor, max_abs: Tensor) -> Tensor:
     return x.norm() * max_abs
 
 
+def _mode_product(x: Tensor, q: Tensor, dim: int, transpose: bool = False) -> Tensor:
+    """``x`` with ``q`` applied on dimension ``dim``: ``y[.., a, ..] = Σ_n q[a, n] x[.., n, ..]``
+    (``qᵀ`` with ``transpose``); a vector ``q`` is a diagonal factor."""
+    if q.dim() < 2:
+        return x * q.reshape([-1 if d == dim else 1 for d in range(x.dim())])
+    return torch.movedim(torch.tensordot(q, x, dims=([0 if transpose else 1], [dim])), 0, dim)
+
+
+def _apply_q(x: Tensor, qs: Sequence[Tensor]) -> Tensor:
+    """``Q x`` (the reference's ``exprA`` einsum, one dimension at a time: no path search)."""
+    if x.dim() == 0:
+        return qs[0] * x
+    for i, q in enumerate(qs):
+        x = _mode_product(x, q, i)
+    return x
+
+
+def _apply_qtq(x: Tensor, qs: Sequence[Tensor]) -> Tensor:
+    """``QᵀQ x`` (the reference's ``exprP`` einsum, one dimension at a time)."""
+    if x.dim() == 0:
+        return qs[0] * qs[0] * x
+    for i, q in enumerate(qs):
+        x = _mode_product(_mode_product(x, q, i), q, i, transpose=True)
+    return x
+
+
 def _solve_triangular_right(x: Tensor, a: Tensor) -> Tensor:
     """``x @ inv(a)`` over the last dimension, ``a`` upper triangular (in ``a``'s dtype)."""
     return torch.linalg.solve_triangular(a, x.reshape(-1, x.size(-1)), upper=True, left=False).reshape_as(x)
@@ -171,7 +197,7 @@ def _update_q(
         conj_b = conj_b / q if q.dim() < 2 else _solve_triangular_right(conj_b, q)
         if i < order - 1:
             conj_b = torch.transpose(conj_b, i, order - 1)
-    a = torch.einsum(exprs[0], *qs, g)
+    a = _apply_q(g, qs)
     out = []
     for q, expr in zip(qs, exprs[1], strict=True):
         term1 = torch.einsum(expr, a, a)
@@ -376,7 +402,7 @@ def scale_by_kron(
                     gv = g.reshape(view).to(dtype)
                     v = torch.randn(gv.shape, dtype=dtype, device=gen.device, generator=gen).to(gv.device)
                     qs = _update_q(qs, exprs, gv, v, precond_lr, tiny)
-                u = torch.einsum(exprs[2], *qs, *qs, x.reshape(view).to(dtype))
+                u = _apply_qtq(x.reshape(view).to(dtype), qs)
                 u = u * torch.clamp(1.1 / (u.square().mean().sqrt() + 1e-12), max=1.0)
                 outs.append(u.reshape(x.shape).to(x.dtype))
                 new_qs.append(qs)

@@ -178,6 +178,7 @@ def scale_by_shampoo(
             f"got {factor_matrix_dtype!r}"
         )
     start = precondition_frequency if start_preconditioning_step == -1 else start_preconditioning_step
+    first_root = start if start >= 1 else precondition_frequency
 
     def layout(shape: Sequence[int]) -> tuple[tuple[int, ...], list[bool], list[float]]:
         dims = tuple(int(s) for s in shape) or (1,)
@@ -235,6 +236,8 @@ def scale_by_shampoo(
                     except torch.linalg.LinAlgError:  # pragma: no cover - keep the last good root
                         new_invs.append(inv)
                 invs = tuple(new_invs)
+            if t < first_root and invs:  # the roots are still the identity: x (in their dtype), exactly
+                return x.to(invs[0].dtype).to(x.dtype), [step + 1, new_fms, invs]
             u = _precondition(x.reshape(dims), flags, invs).reshape(x.shape)
             return u, [step + 1, new_fms, invs]
 
