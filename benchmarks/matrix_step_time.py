@@ -17,7 +17,7 @@ with AdaGrad grafting and their other defaults (``max_preconditioner_dim=1024``:
 256 × 256 blocks, the vectors get a 256 × 256 factor): ``precondition_frequency=1`` (a root per
 factor every step: ``eigh``-bound); 20 (``*``: warm-up of 21 steps, past the first root; the timed
 steps recompute none: the steady per-step cost); 100 with the default start (100: the timed steps are
-in the grafting warm-up, where the reference skips Shampoo and we compute its direction and drop it).
+in the grafting warm-up, where only the statistics are updated).
 Kron: ``adapters.Kron`` against kron_torch's ``Kron`` (``pip install --no-deps kron-torch``),
 compiled (its default: ``torch.compile`` on its kernels) and eager.
 """

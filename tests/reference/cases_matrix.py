@@ -12,6 +12,15 @@ and cannot run here; its update is checked against its formula in
   then mixes a float64 ``eigh`` with a float32 ``qr``).
 * NorMuon, AdaMuon, Scion against pytorch-optimizer too (the ``reference`` extra): hidden matrices
   with the Muon rule and the biases with its AdamW groups (ours: ``fo.partition`` with ``fo.adamw``).
+* Shampoo: Distributed Shampoo (github.com/facebookresearch/optimizers; the ``distributed_shampoo``
+  folder on ``PYTHONPATH``: its package ``torch-shampoo`` is not on PyPI), default root-inverse
+  preconditioner with ``factor_matrix_dtype`` = the run dtype; float64 runs make its step counter and
+  learning-rate tensors float64 (its bias corrections are float32 numbers otherwise).
+* PSGD Kron: kron_torch 0.3.3 (``pip install --no-deps kron-torch==0.3.3``; it lists triton), run eager,
+  given a copy of the tensor it adds its probe noise to (it adds it in place: to the momentum it then
+  preconditions, or to ``p.grad``; see ``tests/optimizers/test_shampoo_kron.py``) and, in float64, its
+  triangular solves in the run dtype (it casts them to float32). Ours is the drop-in (parameter order for
+  the probes), both after ``torch.manual_seed(0)``.
 * Newton–Schulz runs in the run's dtype on both sides: the references' bf16 iteration is replaced by
   the same iteration in the run dtype (pytorch-optimizer's own function with ``dtype=``; for the
   official codes Keller's quintic via ``fo.newton_schulz``, normalising by ``max(‖X‖, 1e-7)`` where
