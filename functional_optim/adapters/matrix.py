@@ -434,7 +434,10 @@ def _shampoo_configs(config: dict[str, Any], only_given: bool = False) -> dict[s
         averaging = config.get("iterate_averaging_config")
         momentum, nesterov = 0.0, False
         if averaging is not None:
-            if type(averaging).__name__ != "ClassicMomentumConfig" or getattr(averaging, "dampening", 0.0):
+            if (
+                type(averaging).__name__ != "ClassicMomentumConfig"
+                or getattr(averaging, "dampening", 0.0) != 0.0
+            ):
                 raise ValueError(
                     "Shampoo: iterate_averaging_config must be None or a ClassicMomentumConfig with "
                     f"dampening=0, got {averaging!r}"

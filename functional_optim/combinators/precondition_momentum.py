@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -101,7 +101,7 @@ def precondition_momentum(
     def update_fn(
         updates: Updates, state: PreconditionMomentumState, params: Params | None = None, **extra: Any
     ):
-        beta1, beta3 = ops.scalar(b1), ops.scalar(b3)
+        beta1, beta3 = float(ops.scalar(cast(Any, b1))), float(ops.scalar(cast(Any, b3)))
         beta3 = beta1 if beta3 < 0 else beta3
         fields = [state.step, state.momentum_buffer] if keep_buffer else [state.step]
 

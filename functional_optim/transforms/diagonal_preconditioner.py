@@ -3,7 +3,7 @@ grafting rules of Distributed Shampoo."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -87,11 +87,11 @@ def scale_by_diagonal_preconditioner(
         **extra: Any,
     ):
         del params
-        beta2, eps_ = ops.scalar(b2), ops.scalar(eps)
+        beta2, eps_ = float(ops.scalar(cast(Any, b2))), ops.scalar(cast(Any, eps))
         w = (
             (1.0 if beta2 == 1.0 else 1.0 - beta2)
             if weighting_factor is None
-            else ops.scalar(weighting_factor)
+            else float(ops.scalar(cast(Any, weighting_factor)))
         )
         apply_to = extra.get("apply_to")
         spec = tree.structure(updates)

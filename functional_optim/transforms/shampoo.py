@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -202,7 +202,7 @@ def scale_by_shampoo(
 
     def update_fn(updates: Updates, state: ScaleByShampooState, params: Params | None = None, **extra: Any):
         del params
-        beta2, eps = ops.scalar(b2), ops.scalar(epsilon)
+        beta2, eps = float(ops.scalar(cast(Any, b2))), float(ops.scalar(cast(Any, epsilon)))
         weight = 1.0 if beta2 == 1.0 else 1.0 - beta2
         apply_to = extra.get("apply_to")
         spec = tree.structure(updates)
