@@ -52,7 +52,8 @@ def precond_update_prob_schedule(
 
     Example:
       >>> schedule = fo.precond_update_prob_schedule()
-      >>> [round(float(schedule(torch.tensor(n))), 4) for n in (0, 500, 1500, 5000)]
+      >>> probs = [round(float(schedule(torch.tensor(n))), 4) for n in (0, 500, 1500, 5000)]
+      >>> probs
       [1.0, 1.0, 0.3679, 0.03]
     """
     hi, lo = torch.tensor(max_prob), torch.tensor(min_prob)
@@ -299,8 +300,9 @@ def scale_by_kron(
       >>> opt = fo.chain(fo.scale_by_kron(seed=1), fo.scale_by_learning_rate(3e-4))
       >>> params = {"w": torch.ones(4, 3)}
       >>> updates, state = opt.update({"w": torch.randn(4, 3)}, opt.init(params), params)
-      >>> [q.shape for q in state[0].Q["w"]]
-      [torch.Size([4, 4]), torch.Size([3, 3])]
+      >>> shapes = [tuple(q.shape) for q in state[0].Q["w"]]
+      >>> shapes
+      [(4, 4), (3, 3)]
 
     References:
       Li, "Preconditioned Stochastic Gradient Descent", IEEE TNNLS 2018 (arXiv:1512.04202);
@@ -394,6 +396,10 @@ def scale_by_kron(
             xs = grads if targets is None else [targets[i] for i in present]
             outs, new_qs = [], []
             for g, x, qs in zip(grads, xs, cols[0], strict=True):
+                if g.numel() == 0:  # nothing to fit or precondition (no probe drawn)
+                    outs.append(x)
+                    new_qs.append(qs)
+                    continue
                 view, diag = layout(g.shape)
                 exprs = _exprs(diag)
                 if balance and len(view) > 1:

@@ -143,8 +143,9 @@ def scale_by_shampoo(
       >>> opt = fo.chain(fo.scale_by_shampoo(), fo.scale_by_learning_rate(0.1))
       >>> params = {"w": torch.ones(4, 3)}
       >>> updates, state = opt.update({"w": torch.randn(4, 3)}, opt.init(params), params)
-      >>> [m.shape for m in state[0].factor_matrices["w"]]
-      [torch.Size([4, 4]), torch.Size([3, 3])]
+      >>> shapes = [tuple(m.shape) for m in state[0].factor_matrices["w"]]
+      >>> shapes
+      [(4, 4), (3, 3)]
 
     References:
       Gupta, Koren & Singer, "Shampoo: Preconditioned Stochastic Tensor Optimization", ICML 2018;
@@ -212,6 +213,8 @@ def scale_by_shampoo(
         present = [i for i, g in enumerate(tree.leaves(updates)) if g is not None]
 
         def leaf(g: Tensor, x: Tensor, step: Tensor, fms: tuple, invs: tuple) -> tuple[Tensor, list[Any]]:
+            if g.numel() == 0:  # nothing to precondition (the reference skips empty gradients)
+                return x, [step + 1, fms, invs]
             dims, flags, roots = layout(g.shape)
             gv = g.reshape(dims)
             t = float(step) + 1.0

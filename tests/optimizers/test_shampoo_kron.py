@@ -414,3 +414,19 @@ def test_kron_torch_adds_its_probe_noise_to_the_tensors_it_is_given() -> None:
         opt.step()
     assert not torch.equal(p.grad, g)  # the user's gradient was changed by the step
     assert math.isclose(float((p.grad - g).abs().mean() / g.abs().mean()), 3.45e-4, rel_tol=0.5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: fo.shampoo(grafting="adam", max_preconditioner_dim=8), lambda: fo.kron(seed=0)],
+    ids=["shampoo", "kron"],
+)
+def test_conv_kernels_scalars_and_empty_tensors(make) -> None:
+    params = {"conv": torch.randn(4, 3, 3, 3), "scalar": torch.tensor(1.0), "empty": torch.zeros(3, 0)}
+    params, _ = _run(make(), params, 3)
+    assert {k: tuple(v.shape) for k, v in params.items()} == {
+        "conv": (4, 3, 3, 3),
+        "scalar": (),
+        "empty": (3, 0),
+    }
+    assert all(torch.isfinite(v).all() for v in params.values())
