@@ -10,6 +10,16 @@ interleaved (ours, reference, ours, ...), after warm-up; the table gives the med
 and the ratio ours / reference. References that are not installed are listed as skipped
 (official SOAP / Scion: put their ``soap.py`` / ``scion.py`` on ``PYTHONPATH``; NorMuon, AdaMuon,
 Scion: ``pytorch_optimizer``). Newton–Schulz runs in bfloat16 on both sides (each code's default).
+
+Shampoo: ``adapters.Shampoo`` against Distributed Shampoo's ``DistributedShampoo`` (put the
+``distributed_shampoo`` package of github.com/facebookresearch/optimizers on ``PYTHONPATH``), both
+with AdaGrad grafting and their other defaults (``max_preconditioner_dim=1024``: the matrices keep
+256 × 256 blocks, the vectors get a 256 × 256 factor): ``precondition_frequency=1`` (a root per
+factor every step: ``eigh``-bound); 20 (``*``: warm-up of 21 steps, past the first root; the timed
+steps recompute none: the steady per-step cost); 100 with the default start (100: the timed steps are
+in the grafting warm-up, where only the statistics are updated).
+Kron: ``adapters.Kron`` against kron_torch's ``Kron`` (``pip install --no-deps kron-torch``),
+compiled (its default: ``torch.compile`` on its kernels) and eager.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -86,7 +97,51 @@ def _pairs() -> list[tuple[str, str, tuple[str, ...], Callable, Callable]]:
     def our_scion(ps: list[torch.Tensor]) -> Any:
         return fo.adapters.Scion(scion_groups(ps, "norm", "Spectral", "BiasRMS"), momentum=0.1)
 
+    def shampoo_pair(freq: int, start: int) -> tuple[Callable, Callable]:
+        kw = dict(precondition_frequency=freq, start_preconditioning_step=start)
+
+        def ours_shampoo(ps: list[torch.Tensor]) -> Any:
+            return fo.adapters.Shampoo(ps, grafting_config="adagrad", **kw)
+
+        def ref_shampoo(ps: list[torch.Tensor]) -> Any:
+            ds = importlib.import_module("distributed_shampoo")
+            return ds.DistributedShampoo(ps, grafting_config=ds.AdaGradPreconditionerConfig(), **kw)
+
+        return ours_shampoo, ref_shampoo
+
+    def kron_ref(compiled: bool) -> Callable:
+        def make(ps: list[torch.Tensor]) -> Any:
+            kron = importlib.import_module("kron_torch.kron")
+            dynamo = importlib.import_module("torch._dynamo")
+            opt = kron.Kron(ps)
+
+            class Eager:
+                def step(self) -> None:
+                    with dynamo.config.patch(disable=True):
+                        opt.step()
+
+            return opt if compiled else Eager()
+
+        return make
+
     return [
+        ("Shampoo", "DistributedShampoo, freq 1", ("distributed_shampoo",), *shampoo_pair(1, -1)),
+        ("Shampoo", "DistributedShampoo, freq 20 *", ("distributed_shampoo",), *shampoo_pair(20, 20)),
+        ("Shampoo", "DistributedShampoo, graft warm-up", ("distributed_shampoo",), *shampoo_pair(100, -1)),
+        (
+            "Kron",
+            "kron_torch Kron (compiled)",
+            ("kron_torch",),
+            lambda ps: fo.adapters.Kron(ps),
+            kron_ref(True),
+        ),
+        (
+            "Kron",
+            "kron_torch Kron (eager)",
+            ("kron_torch",),
+            lambda ps: fo.adapters.Kron(ps),
+            kron_ref(False),
+        ),
         (
             "SOAP",
             "official soap.py",
@@ -135,30 +190,41 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=12)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--only", default="", help="comma-separated optimizer names (e.g. Shampoo,Kron)")
     args = parser.parse_args()
+    only = {s for s in args.only.split(",") if s}
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}; 8×256×256 + 8×256, median of {args.repeats}"
     )
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
     print(f"{'optimizer':10} {'reference':28} {'ours ms':>9} {'ref ms':>9} {'ratio':>7}")
     rows = []
     with torch.no_grad():
         for name, ref_name, requires, ours, ref in _pairs():
+            if only and name not in only:
+                continue
             missing = [m for m in requires if importlib.util.find_spec(m) is None]
             if missing:
                 print(f"{name:10} {ref_name:28} skipped (missing {', '.join(missing)})")
                 continue
             a, b = _timer(ours), _timer(ref)
-            for _ in range(args.warmup):  # SOAP: past a preconditioner refresh
+            for _ in range(
+                max(args.warmup, 21) if ref_name.endswith("*") else args.warmup
+            ):  # SOAP: past a preconditioner refresh
                 a(), b()
             ta, tb = [], []
             for _ in range(args.repeats):
                 ta.append(a())
                 tb.append(b())
             ma, mb = statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
-            print(f"{name:10} {ref_name:28} {ma:9.2f} {mb:9.2f} {ma / mb:7.2f}")
+            spread = (max(ta) - min(ta)) * 1e3, (max(tb) - min(tb)) * 1e3
+            print(
+                f"{name:10} {ref_name:28} {ma:9.2f} {mb:9.2f} {ma / mb:7.2f}   "
+                f"(spread {spread[0]:.1f} / {spread[1]:.1f} ms)"
+            )
             rows.append(
                 {"optimizer": name, "reference": ref_name, "ours_ms": ma, "ref_ms": mb, "ratio": ma / mb}
             )

@@ -1,13 +1,16 @@
-"""Drop-in ``torch.optim.Optimizer`` classes of the matrix optimizers (SOAP, NorMuon, AdaMuon, Scion).
+"""Drop-in ``torch.optim.Optimizer`` classes of the matrix optimizers (SOAP, Shampoo, PSGD Kron,
+NorMuon, AdaMuon, Scion).
 
 Each class has its authors' name, constructor arguments and defaults; the maths is the pure alias
-(``fo.soap``, ``fo.normuon``, ``fo.adamuon``, ``fo.scion``) run by
-[`FunctionalOptimizer`][].
+(``fo.soap``, ``fo.shampoo``, ``fo.kron``, ``fo.normuon``, ``fo.adamuon``, ``fo.scion``) run by
+[`FunctionalOptimizer`][functional_optim.adapters.FunctionalOptimizer].
 """
 
 # No ``from __future__ import annotations``: the signatures are the reference classes'.
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -15,13 +18,15 @@ from torch.optim.optimizer import ParamsT
 
 from functional_optim.adapters.optimizers import _DropIn
 from functional_optim.optimizers.adamuon import adamuon
+from functional_optim.optimizers.kron import kron
 from functional_optim.optimizers.normuon import normuon
 from functional_optim.optimizers.scion import scion
+from functional_optim.optimizers.shampoo import shampoo
 from functional_optim.optimizers.soap import soap
 from functional_optim.transforms import _steps
 from functional_optim.transforms.soap import soap_view_shape
 
-__all__ = ["SOAP", "AdaMuon", "NorMuon", "Scion"]
+__all__ = ["SOAP", "AdaMuon", "Kron", "NorMuon", "Scion", "Shampoo"]
 
 
 class SOAP(_DropIn):
@@ -270,5 +275,241 @@ class Scion(_DropIn):
                 norm_kwargs=norm_kwargs,
                 scale=scale,
                 unconstrained=unconstrained,
+            ),
+        )
+
+
+# ----------------------------------------------------------------------------- Shampoo
+
+_GRAFTING_CLASSES = {
+    "SGDPreconditionerConfig": "sgd",
+    "AdaGradPreconditionerConfig": "adagrad",
+    "RMSpropPreconditionerConfig": "rmsprop",
+    "AdamPreconditionerConfig": "adam",
+}
+
+
+def _grafting_from_config(config: Any) -> tuple[str | None, float | None, float]:
+    """``(grafting, grafting_beta2, grafting_epsilon)`` from a name or a Distributed Shampoo
+    grafting config object (read by its class name and fields; the package is not imported)."""
+    if config is None:
+        return None, None, 1e-10
+    if isinstance(config, str):
+        return config, None, 1e-10
+    kind = _GRAFTING_CLASSES.get(type(config).__name__)
+    if kind is None:
+        raise ValueError(
+            f"Shampoo: grafting_config must be None, one of {sorted(_GRAFTING_CLASSES.values())} or one of "
+            f"{sorted(_GRAFTING_CLASSES)}, got {config!r}"
+        )
+    if getattr(config, "drop_weighting_factor_on_gsquare", False):
+        raise ValueError("Shampoo: drop_weighting_factor_on_gsquare=True grafting is not supported")
+    beta2 = getattr(config, "beta2", None) if kind in ("rmsprop", "adam") else None
+    return kind, beta2, float(getattr(config, "epsilon", 1e-10))
+
+
+def _preconditioner_from_config(config: Any) -> tuple[Any, torch.dtype]:
+    """``(inverse_exponent_override, factor_matrix_dtype)`` of a ``RootInvShampooPreconditionerConfig``."""
+    if config is None:
+        return None, torch.float32
+    name = type(config).__name__
+    amortized = type(getattr(config, "amortized_computation_config", None)).__name__
+    if name != "RootInvShampooPreconditionerConfig" or amortized != "EigenConfig":
+        raise ValueError(
+            f"Shampoo: only the root-inverse preconditioner with eigh (RootInvShampooPreconditionerConfig "
+            f"with EigenConfig, the reference's default) is supported, got {name} with {amortized}"
+        )
+    if getattr(config, "use_trace_scaling", False) or getattr(
+        config, "drop_weighting_factor_on_gsquare", False
+    ):
+        raise ValueError("Shampoo: use_trace_scaling / drop_weighting_factor_on_gsquare are not supported")
+    dtype = config.factor_matrix_dtype
+    if getattr(config, "inv_factor_matrix_dtype", dtype) != dtype:
+        raise ValueError(
+            f"Shampoo: factor_matrix_dtype ({dtype}) and inv_factor_matrix_dtype "
+            f"({config.inv_factor_matrix_dtype}) must be equal"
+        )
+    return dict(config.inverse_exponent_override) or None, dtype
+
+
+class Shampoo(_DropIn):
+    r"""Shampoo with grafting over [`fo.shampoo`][functional_optim.optimizers.shampoo], with the arguments and defaults
+    of Distributed Shampoo's ``DistributedShampoo`` (github.com/facebookresearch/optimizers; single
+    device, root-inverse preconditioner computed by ``eigh``).
+
+    Kronecker factors of each block's gradient (blocks of at most ``max_preconditioner_dim`` after
+    merging small dimensions), their inverse roots recomputed every ``precondition_frequency``
+    steps from ``start_preconditioning_step``, applied to the filtered gradient, grafted per block
+    to the norm of the grafting rule's update. The config arguments accept the reference's config
+    objects (read by class name and fields, so the package is not needed) or plain values:
+    ``grafting_config`` a name (``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``),
+    ``weight_decay_type`` ``"decoupled"`` / ``"l2"`` (or the enum), ``preconditioner_config`` a
+    ``RootInvShampooPreconditionerConfig`` (its ``inverse_exponent_override`` and
+    ``factor_matrix_dtype``), ``iterate_averaging_config`` a ``ClassicMomentumConfig`` with
+    ``dampening=0``. The state is this library's (per block, in the group's functional state), not
+    the reference's checkpoint format.
+
+    Example:
+      >>> import torch
+      >>> import functional_optim as fo
+      >>> model = torch.nn.Linear(4, 3)
+      >>> opt = fo.adapters.Shampoo(model.parameters(), lr=1e-2, grafting_config="adagrad")
+      >>> model(torch.randn(2, 4)).sum().backward()
+      >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 1e-2,
+        betas: tuple[float, float] = (0.9, 1.0),
+        beta3: float = -1.0,
+        epsilon: float = 1e-12,
+        weight_decay: float = 0.0,
+        weight_decay_type: Any = "decoupled",
+        max_preconditioner_dim: int | float = 1024,
+        precondition_frequency: int = 1,
+        start_preconditioning_step: int = -1,
+        use_bias_correction: bool = True,
+        iterate_averaging_config: Any = None,
+        grafting_config: Any = None,
+        preconditioner_config: Any = None,
+    ) -> None:
+        config = dict(
+            weight_decay_type=weight_decay_type,
+            iterate_averaging_config=iterate_averaging_config,
+            grafting_config=grafting_config,
+            preconditioner_config=preconditioner_config,
+        )
+        self._dropin_init(
+            params,
+            shampoo,
+            dict(
+                lr=lr,
+                betas=betas,
+                beta3=beta3,
+                epsilon=epsilon,
+                weight_decay=weight_decay,
+                max_preconditioner_dim=max_preconditioner_dim,
+                precondition_frequency=precondition_frequency,
+                start_preconditioning_step=start_preconditioning_step,
+                use_bias_correction=use_bias_correction,
+                **_shampoo_configs(config),
+            ),
+        )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """A group may give the reference's config arguments too; they are stored as the alias's
+        hyperparameters (``grafting``, ``momentum``, ``factor_matrix_dtype``...)."""
+        config = {k: param_group.pop(k) for k in _SHAMPOO_CONFIG_KEYS if k in param_group}
+        if "weight_decay_type" in param_group:
+            config["weight_decay_type"] = param_group.pop("weight_decay_type")
+        if config:
+            param_group.update(_shampoo_configs(config, only_given=True))
+        super().add_param_group(param_group)
+
+
+_SHAMPOO_CONFIG_KEYS = ("iterate_averaging_config", "grafting_config", "preconditioner_config")
+
+
+def _shampoo_configs(config: dict[str, Any], only_given: bool = False) -> dict[str, Any]:
+    """The alias's hyperparameters for the reference's config arguments in ``config``."""
+    out: dict[str, Any] = {}
+    if "weight_decay_type" in config:
+        wd_type = getattr(config["weight_decay_type"], "name", config["weight_decay_type"])
+        wd_type = wd_type.lower() if isinstance(wd_type, str) else wd_type
+        if wd_type not in ("decoupled", "l2"):
+            raise ValueError(
+                f"Shampoo: weight_decay_type must be 'decoupled' or 'l2' (CORRECTED / INDEPENDENT are not "
+                f"supported), got {config['weight_decay_type']!r}"
+            )
+        out["weight_decay_type"] = wd_type
+    if "grafting_config" in config or not only_given:
+        grafting, beta2, eps = _grafting_from_config(config.get("grafting_config"))
+        out.update(grafting=grafting, grafting_beta2=beta2, grafting_epsilon=eps)
+    if "preconditioner_config" in config or not only_given:
+        override, dtype = _preconditioner_from_config(config.get("preconditioner_config"))
+        out.update(inverse_exponent_override=override, factor_matrix_dtype=dtype)
+    if "iterate_averaging_config" in config or not only_given:
+        averaging = config.get("iterate_averaging_config")
+        momentum, nesterov = 0.0, False
+        if averaging is not None:
+            if (
+                type(averaging).__name__ != "ClassicMomentumConfig"
+                or getattr(averaging, "dampening", 0.0) != 0.0
+            ):
+                raise ValueError(
+                    "Shampoo: iterate_averaging_config must be None or a ClassicMomentumConfig with "
+                    f"dampening=0, got {averaging!r}"
+                )
+            momentum, nesterov = float(averaging.momentum), bool(averaging.use_nesterov)
+        out.update(momentum=momentum, use_nesterov=nesterov)
+    return out
+
+
+# ----------------------------------------------------------------------------- Kron
+
+
+class Kron(_DropIn):
+    r"""PSGD Kron over [`fo.kron`][functional_optim.optimizers.kron], with the arguments and defaults of
+    kron_torch's ``Kron`` (github.com/evanatyourservice/kron_torch).
+
+    Bias-corrected momentum, a Kronecker-factored preconditioner ``QᵀQ`` fitted on random probes
+    with probability ``preconditioner_update_probability`` (default: 1 for 500 steps, then annealed
+    to 0.03), the update's RMS clipped to 1.1, decoupled decay on matrices. The probes are drawn
+    from a generator kept in the state: with ``seed=None`` (the default) its state is a copy of
+    torch's global generator when the group's state is created, so after ``torch.manual_seed(s)``
+    this class draws the same probes as the reference (which draws from the global generator; this
+    class does not advance it). Each parameter group has its own update schedule and generator.
+
+    Example:
+      >>> import torch
+      >>> import functional_optim as fo
+      >>> model = torch.nn.Linear(4, 3)
+      >>> opt = fo.adapters.Kron(model.parameters(), lr=3e-4)
+      >>> model(torch.randn(2, 4)).sum().backward()
+      >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 0.0003,
+        b1: float = 0.9,
+        weight_decay: float = 0.0,
+        preconditioner_update_probability: float | Callable[[Tensor], Any] | None = None,
+        max_size_triangular: int = 8192,
+        min_ndim_triangular: int = 2,
+        memory_save_mode: str | None = None,
+        momentum_into_precond_update: bool = True,
+        precond_lr: float = 0.1,
+        precond_init_scale: float = 1.0,
+        merge_dims: bool = True,
+        mu_dtype: torch.dtype | None = None,
+        precond_dtype: torch.dtype | None = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        if mu_dtype is not None:
+            raise ValueError(
+                f"Kron: mu_dtype={mu_dtype} is not supported (the momentum is kept in the parameter's dtype)"
+            )
+        self._dropin_init(
+            params,
+            kron,
+            dict(
+                lr=lr,
+                b1=b1,
+                weight_decay=weight_decay,
+                preconditioner_update_probability=preconditioner_update_probability,
+                max_size_triangular=max_size_triangular,
+                min_ndim_triangular=min_ndim_triangular,
+                memory_save_mode=memory_save_mode,
+                momentum_into_precond_update=momentum_into_precond_update,
+                precond_lr=precond_lr,
+                precond_init_scale=precond_init_scale,
+                merge_dims=merge_dims,
+                precond_dtype=precond_dtype,
+                seed=seed,
             ),
         )

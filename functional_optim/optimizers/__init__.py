@@ -14,6 +14,7 @@ from functional_optim.optimizers.asgd import *
 from functional_optim.optimizers.cautious_adamw import *
 from functional_optim.optimizers.dadapt_adam import *
 from functional_optim.optimizers.dog import *
+from functional_optim.optimizers.kron import *
 from functional_optim.optimizers.lamb import *
 from functional_optim.optimizers.laprop import *
 from functional_optim.optimizers.lars import *
@@ -32,12 +33,14 @@ from functional_optim.optimizers.rprop import *
 from functional_optim.optimizers.schedule_free import *
 from functional_optim.optimizers.scion import *
 from functional_optim.optimizers.sgd import *
+from functional_optim.optimizers.shampoo import *
 from functional_optim.optimizers.signum import *
 from functional_optim.optimizers.soap import *
 from functional_optim.optimizers.sparse_adam import *
 from functional_optim.optimizers.yogi import *
 
 __all__ = [
+    "GRAFTING_RULES",
     "MUON_EXCLUDE_PATTERN",
     "MUON_WITH_ADAMW_DEFAULTS",
     "adabelief",
@@ -57,6 +60,7 @@ __all__ = [
     "dadapt_adamw",
     "default_muon_rule",
     "dog",
+    "kron",
     "lamb",
     "laprop",
     "lars",
@@ -77,6 +81,7 @@ __all__ = [
     "schedule_free_sgd",
     "scion",
     "sgd",
+    "shampoo",
     "sign_sgd",
     "signum",
     "soap",

@@ -20,10 +20,12 @@ from functional_optim.transforms.clip_by_rms import *
 from functional_optim.transforms.clipping import *
 from functional_optim.transforms.dadapt_adam import *
 from functional_optim.transforms.decay_after_update import *
+from functional_optim.transforms.diagonal_preconditioner import *
 from functional_optim.transforms.dog import *
 from functional_optim.transforms.factored import *
 from functional_optim.transforms.freeze import *
 from functional_optim.transforms.grafting import *
+from functional_optim.transforms.kron import *
 from functional_optim.transforms.laprop import *
 from functional_optim.transforms.lbfgs import *
 from functional_optim.transforms.line_search import *
@@ -45,6 +47,7 @@ from functional_optim.transforms.rms_matching import *
 from functional_optim.transforms.rprop import *
 from functional_optim.transforms.scaling import *
 from functional_optim.transforms.schedule_free import *
+from functional_optim.transforms.shampoo import *
 from functional_optim.transforms.shape_scaling import *
 from functional_optim.transforms.sign import *
 from functional_optim.transforms.snapshot import *
@@ -78,8 +81,10 @@ __all__ = [
     "ScaleByBeliefState",
     "ScaleByBiasCorrectedRmsState",
     "ScaleByDAdaptAdamState",
+    "ScaleByDiagonalPreconditionerState",
     "ScaleByDoGState",
     "ScaleByFactoredRmsState",
+    "ScaleByKronState",
     "ScaleByLBFGSState",
     "ScaleByLapropState",
     "ScaleByLionState",
@@ -90,6 +95,7 @@ __all__ = [
     "ScaleByRAdamState",
     "ScaleByRmsState",
     "ScaleByRpropState",
+    "ScaleByShampooState",
     "ScaleBySoapState",
     "ScaleBySparseAdamState",
     "ScaleByYogiState",
@@ -118,11 +124,14 @@ __all__ = [
     "ema",
     "freeze",
     "graft",
+    "kron_merged_shape",
+    "matrix_inverse_root",
     "matrix_view_shape",
     "negate",
     "newton_schulz",
     "orthogonalize",
     "orthogonalize_distributed",
+    "precond_update_prob_schedule",
     "read_snapshots",
     "scale",
     "scale_by_adadelta",
@@ -136,9 +145,12 @@ __all__ = [
     "scale_by_belief",
     "scale_by_bias_corrected_rms",
     "scale_by_dadapt_adam",
+    "scale_by_diagonal_preconditioner",
     "scale_by_dog",
     "scale_by_ema_momentum",
     "scale_by_factored_rms",
+    "scale_by_identity_preconditioner",
+    "scale_by_kron",
     "scale_by_laprop",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
@@ -153,6 +165,7 @@ __all__ = [
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_rprop",
+    "scale_by_shampoo",
     "scale_by_shape",
     "scale_by_sign",
     "scale_by_soap",
@@ -164,6 +177,7 @@ __all__ = [
     "schedule_free",
     "schedule_free_eval_params",
     "schedule_free_train_params",
+    "shampoo_inverse_exponents",
     "shape_factor",
     "snapshot",
     "soap_view_shape",

@@ -1,4 +1,4 @@
-"""Reference cases of the matrix optimizers: SOAP, NorMuon, AdaMuon, Scion.
+"""Reference cases of the matrix optimizers: SOAP, NorMuon, AdaMuon, Scion, Shampoo, PSGD Kron.
 
 Official single-file codes are not on PyPI: their cases need the module on ``PYTHONPATH`` and are
 skipped otherwise (``soap`` = github.com/nikhilvyas/SOAP ``soap.py``; ``normuon`` =
@@ -12,6 +12,15 @@ and cannot run here; its update is checked against its formula in
   then mixes a float64 ``eigh`` with a float32 ``qr``).
 * NorMuon, AdaMuon, Scion against pytorch-optimizer too (the ``reference`` extra): hidden matrices
   with the Muon rule and the biases with its AdamW groups (ours: ``fo.partition`` with ``fo.adamw``).
+* Shampoo: Distributed Shampoo (github.com/facebookresearch/optimizers; the ``distributed_shampoo``
+  folder on ``PYTHONPATH``: its package ``torch-shampoo`` is not on PyPI), default root-inverse
+  preconditioner with ``factor_matrix_dtype`` = the run dtype; float64 runs make its step counter and
+  learning-rate tensors float64 (its bias corrections are float32 numbers otherwise).
+* PSGD Kron: kron_torch 0.3.3 (``pip install --no-deps kron-torch==0.3.3``; it lists triton), run eager,
+  given a copy of the tensor it adds its probe noise to (it adds it in place: to the momentum it then
+  preconditions, or to ``p.grad``; see ``tests/optimizers/test_shampoo_kron.py``) and, in float64, its
+  triangular solves in the run dtype (it casts them to float32). Ours is the drop-in (parameter order for
+  the probes), both after ``torch.manual_seed(0)``.
 * Newton–Schulz runs in the run's dtype on both sides: the references' bf16 iteration is replaced by
   the same iteration in the run dtype (pytorch-optimizer's own function with ``dtype=``; for the
   official codes Keller's quintic via ``fo.newton_schulz``, normalising by ``max(‖X‖, 1e-7)`` where
@@ -307,5 +316,211 @@ CASES += [
     *_scion_case("colnorm", "ColNorm", {"normalized": True}, lr=0.01, momentum=1.0, scale=1.0, unc=False),
     *_scion_case(
         "rownorm_transpose", "RowNorm", {"transpose": True}, lr=0.01, momentum=0.1, scale=1.0, unc=True
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- Shampoo
+
+_DS = "distributed_shampoo"
+
+
+def _ds_float64_counters(opt: Any) -> None:
+    """Distributed Shampoo keeps its step counter (int64) and learning rate as float32-producing
+    tensors: its bias corrections ``1 - β^step`` and ``-lr`` are float32 numbers even in a float64
+    run. For float64 runs the counter and the learning rate become float64 (the maths unchanged)."""
+    for lists in opt._per_group_state_lists:
+        lists["step"] = lists["step"].to(torch.float64)
+        lists["lr_tensor"] = torch.empty((), dtype=torch.float64)
+        lists["lr_cpu_pinned"] = torch.empty((), dtype=torch.float64)
+
+
+def _shampoo_case(
+    name: str,
+    *,
+    grafting: str | None = None,
+    grafting_kw: dict[str, Any] | None = None,
+    momentum: tuple[float, bool] | None = None,
+    override: dict | None = None,
+    weight_decay_type: str = "decoupled",
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
+    atol: dict[torch.dtype, float] | None = None,
+    note: str = "",
+    **kw: Any,
+) -> ReferenceCase:
+    grafting_kw = grafting_kw or {}
+
+    def run(dtype: torch.dtype, steps: int) -> tuple[list[Tensor], list[Tensor]]:
+        import logging
+
+        ds = importlib.import_module(_DS)
+        types = importlib.import_module(f"{_DS}.shampoo_types")
+        problem = mlp_problem(dtype)
+        ours = fo.shampoo(
+            grafting=grafting,
+            grafting_beta2=grafting_kw.get("beta2"),
+            grafting_epsilon=grafting_kw.get("epsilon", 1e-10),
+            inverse_exponent_override=override,
+            momentum=momentum[0] if momentum else 0.0,
+            use_nesterov=momentum[1] if momentum else False,
+            weight_decay_type=weight_decay_type,
+            factor_matrix_dtype=dtype,
+            **kw,
+        )
+        config_cls = {
+            None: None,
+            "sgd": ds.SGDPreconditionerConfig,
+            "adagrad": ds.AdaGradPreconditionerConfig,
+            "rmsprop": ds.RMSpropPreconditionerConfig,
+            "adam": ds.AdamPreconditionerConfig,
+        }[grafting]
+        graft_config = None if config_cls is None else config_cls(**grafting_kw)
+        preconditioner = types.RootInvShampooPreconditionerConfig(
+            factor_matrix_dtype=dtype, inv_factor_matrix_dtype=dtype, inverse_exponent_override=override or {}
+        )
+        averaging = (
+            None
+            if momentum is None
+            else types.ClassicMomentumConfig(momentum=momentum[0], use_nesterov=momentum[1])
+        )
+
+        def make(ps: list[Tensor]) -> Any:
+            opt = ds.DistributedShampoo(
+                ps,
+                grafting_config=graft_config,
+                preconditioner_config=preconditioner,
+                iterate_averaging_config=averaging,
+                weight_decay_type=getattr(ds.WeightDecayType, weight_decay_type.upper()),
+                **kw,
+            )
+            if dtype == torch.float64:
+                _ds_float64_counters(opt)
+            return opt
+
+        logging.getLogger(_DS).setLevel(logging.ERROR)
+        return run_pure(ours, problem, steps), run_torch(make, problem, steps)
+
+    return ReferenceCase(
+        name,
+        "Distributed Shampoo (facebookresearch)",
+        (_DS,),
+        run,
+        dtypes=dtypes,
+        atol=atol or {torch.float32: 5e-5, torch.float64: 1e-10},
+        note=note or "float64: the reference's step counter and lr made float64",
+    )
+
+
+CASES += [
+    _shampoo_case("shampoo-default-eps1e-4", lr=1e-2, epsilon=1e-4),
+    _shampoo_case(
+        "shampoo-adagrad-maxdim8-freq5",
+        grafting="adagrad",
+        grafting_kw={"epsilon": 1e-8},
+        lr=1e-2,
+        epsilon=1e-6,
+        max_preconditioner_dim=8,
+        precondition_frequency=5,
+    ),
+    _shampoo_case(
+        "shampoo-adam-b2_0.99-start10-wd",
+        grafting="adam",
+        grafting_kw={"epsilon": 1e-8},
+        lr=1e-2,
+        betas=(0.9, 0.99),
+        epsilon=1e-6,
+        max_preconditioner_dim=8,
+        precondition_frequency=3,
+        start_preconditioning_step=10,
+        weight_decay=0.01,
+    ),
+    _shampoo_case(
+        "shampoo-rmsprop-l2-nesterov-override",
+        grafting="rmsprop",
+        grafting_kw={"epsilon": 1e-8, "beta2": 0.95},
+        momentum=(0.5, True),
+        override={2: {1: 0.0}, 1: 0.25},
+        weight_decay_type="l2",
+        lr=1e-2,
+        epsilon=1e-6,
+        max_preconditioner_dim=10,
+        weight_decay=0.01,
+    ),
+    _shampoo_case(
+        "shampoo-sgd-beta3-no_bias_corr",
+        grafting="sgd",
+        lr=1e-2,
+        betas=(0.95, 1.0),
+        beta3=0.8,
+        epsilon=1e-4,
+        use_bias_correction=False,
+        precondition_frequency=2,
+        max_preconditioner_dim=8,
+    ),
+    _shampoo_case(
+        "shampoo-default-eps1e-12",
+        lr=1e-2,
+        dtypes=(torch.float64,),
+        atol={torch.float64: 1e-7},
+        note="rank-deficient 128x128 factors with eps=1e-12: the root amplifies rounding ~1e6-fold",
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- PSGD Kron
+
+
+def _kron_case(name: str, **kw: Any) -> ReferenceCase:
+    def run(dtype: torch.dtype, steps: int) -> tuple[list[Tensor], list[Tensor]]:
+        kron = importlib.import_module("kron_torch.kron")
+        dynamo = importlib.import_module("torch._dynamo")
+        problem = mlp_problem(dtype)
+        torch.manual_seed(0)
+        ours = run_torch(lambda ps: fo.adapters.Kron(ps, precond_dtype=dtype, **kw), problem, steps)
+        calc, solve = kron._calc_A_and_conjB, kron._solve_triangular_right
+
+        def solve_in_dtype(x: Tensor, a: Tensor) -> Tensor:
+            return torch.linalg.solve_triangular(
+                a, x.reshape(-1, x.size(-1)), upper=True, left=False
+            ).reshape_as(x)
+
+        kron._calc_A_and_conjB = lambda expr, g, q: calc(expr, g.clone(), q)
+        kron._solve_triangular_right = solve_in_dtype
+        try:
+            with dynamo.config.patch(disable=True):
+                torch.manual_seed(0)
+                ref = run_torch(lambda ps: kron.Kron(ps, precond_dtype=dtype, **kw), problem, steps)
+        finally:
+            kron._calc_A_and_conjB, kron._solve_triangular_right = calc, solve
+        return ours, ref
+
+    return ReferenceCase(
+        name,
+        "kron_torch 0.3.3 Kron (eager)",
+        ("kron_torch",),
+        run,
+        atol={torch.float32: 1e-5, torch.float64: 1e-12},
+        note="reference: probe noise kept out of the preconditioned momentum; solves in the run dtype",
+    )
+
+
+CASES += [
+    _kron_case("kron-default", lr=1e-3),
+    _kron_case(
+        "kron-p0.5-wd-grad_into_precond",
+        lr=1e-3,
+        preconditioner_update_probability=0.5,
+        weight_decay=0.1,
+        momentum_into_precond_update=False,
+    ),
+    _kron_case(
+        "kron-one_diag-max12-b1_0", lr=1e-3, b1=0.0, memory_save_mode="one_diag", max_size_triangular=12
+    ),
+    _kron_case(
+        "kron-all_diag-init_scale-precond_lr",
+        lr=1e-3,
+        memory_save_mode="all_diag",
+        precond_init_scale=0.5,
+        precond_lr=0.3,
     ),
 ]
