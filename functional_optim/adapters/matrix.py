@@ -333,7 +333,8 @@ def _preconditioner_from_config(config: Any) -> tuple[Any, torch.dtype]:
 
 
 class Shampoo(_DropIn):
-    r"""Shampoo with grafting over [`fo.shampoo`][functional_optim.optimizers.shampoo], with the arguments and defaults
+    r"""Shampoo with grafting over [`fo.shampoo`][functional_optim.optimizers.shampoo], with the arguments
+    and defaults
     of Distributed Shampoo's ``DistributedShampoo`` (github.com/facebookresearch/optimizers; single
     device, root-inverse preconditioner computed by ``eigh``).
 

@@ -55,7 +55,8 @@ def precondition_momentum(
 
     The preconditioner is called as ``preconditioner.update(fit, state, params, apply_to=ḡ)``:
     it updates its statistics with ``fit`` and returns its preconditioner applied to ``apply_to``.
-    [`scale_by_shampoo`][functional_optim.scale_by_shampoo], [`scale_by_diagonal_preconditioner`][functional_optim.scale_by_diagonal_preconditioner],
+    [`scale_by_shampoo`][functional_optim.scale_by_shampoo],
+    [`scale_by_diagonal_preconditioner`][functional_optim.scale_by_diagonal_preconditioner],
     [`scale_by_kron`][functional_optim.scale_by_kron] and [`graft`][functional_optim.graft] (which forwards it
     to both rules) honour ``apply_to``; a transform that ignores it would precondition ``fit``.
 

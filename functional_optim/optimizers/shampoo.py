@@ -31,7 +31,8 @@ GRAFTING_RULES: dict[str, dict[str, Any]] = {
     "rmsprop": {"b2": 0.99, "bias_correction": False},
     "adam": {"b2": 0.999, "bias_correction": True},
 }
-"""Distributed Shampoo's grafting configs as [`scale_by_diagonal_preconditioner`][functional_optim.scale_by_diagonal_preconditioner]
+"""Distributed Shampoo's grafting configs as
+[`scale_by_diagonal_preconditioner`][functional_optim.scale_by_diagonal_preconditioner]
 arguments (``beta2`` defaults of ``AdaGrad/RMSprop/AdamPreconditionerConfig``; ``sgd``:
 [`scale_by_identity_preconditioner`][functional_optim.scale_by_identity_preconditioner])."""
 
@@ -106,7 +107,8 @@ def shampoo(
       grafting: ``None``, ``"sgd"``, ``"adagrad"``, ``"rmsprop"`` or ``"adam"``.
       grafting_beta2: the grafting rule's ``β₂`` (RMSprop 0.99, Adam 0.999 by default).
       grafting_epsilon: the grafting rule's ``ε``.
-      inverse_exponent_override: see [`shampoo_inverse_exponents`][functional_optim.shampoo_inverse_exponents].
+      inverse_exponent_override: see
+        [`shampoo_inverse_exponents`][functional_optim.shampoo_inverse_exponents].
       momentum: classic momentum on the search direction (the reference's ``ClassicMomentumConfig``
         with ``dampening=0``); ``0`` = none.
       use_nesterov: Nesterov form of that momentum.

@@ -50,7 +50,8 @@ def scale_by_diagonal_preconditioner(
 
     with ``w = 1`` if ``β₂ = 1`` else ``1 - β₂`` (or ``weighting_factor``), the bias correction only
     with ``bias_correction`` and ``β₂ < 1``, and ``x = g`` or the ``apply_to`` extra (see
-    [`precondition_momentum`][functional_optim.combinators.precondition_momentum]). The reference's grafting configs:
+    [`precondition_momentum`][functional_optim.combinators.precondition_momentum]). The reference's grafting
+    configs:
     AdaGrad ``(β₂=1)``, RMSprop ``(β₂=0.99)``, Adam ``(β₂=0.999, bias_correction=True)``, each with
     ``eps`` (default ``1e-10``) outside the root.
 
@@ -126,7 +127,8 @@ def scale_by_diagonal_preconditioner(
 
 def scale_by_identity_preconditioner() -> GradientTransformation:
     r"""The identity preconditioner (Distributed Shampoo's SGD grafting rule): ``u = x``, where
-    ``x`` is the ``apply_to`` extra if given (see [`precondition_momentum`][functional_optim.combinators.precondition_momentum]),
+    ``x`` is the ``apply_to`` extra if given (see
+    [`precondition_momentum`][functional_optim.combinators.precondition_momentum]),
     else the input. Unlike [`identity`][functional_optim.identity], it honours ``apply_to``.
 
     Example:

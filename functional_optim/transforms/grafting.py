@@ -40,7 +40,8 @@ def graft(
 
     As Shampoo's grafting (``D`` = the preconditioned gradient, ``M`` = Adagrad/Adam). Both rules
     keep their own state and see the same extras (``apply_to`` included, see
-    [`precondition_momentum`][functional_optim.combinators.precondition_momentum]); ``None`` gradients stay ``None``. With
+    [`precondition_momentum`][functional_optim.combinators.precondition_momentum]); ``None`` gradients stay
+    ``None``. With
     ``warmup = k`` the first ``k`` calls return ``M(g)`` itself (Distributed Shampoo's grafting
     method before ``start_preconditioning_step``); both rules still run.
 

@@ -248,7 +248,8 @@ def scale_by_kron(
     r"""PSGD's Kronecker-factored preconditioner ``P = QᵀQ`` (Li 2018), fitted on random probes,
     as the ``Kron`` optimizer (kron_torch).
 
-    For a gradient (or momentum) ``G`` viewed as [`kron_merged_shape`][functional_optim.kron_merged_shape], each
+    For a gradient (or momentum) ``G`` viewed as [`kron_merged_shape`][functional_optim.kron_merged_shape],
+    each
     dimension ``i`` has a factor ``Q_i``: upper triangular (``scale^{1/k}·I`` at first), or
     diagonal for dimensions of size 1, larger than ``max_size_triangular``, tensors of fewer than
     ``min_ndim_triangular`` dimensions, or as ``memory_save_mode`` says. When the preconditioner
@@ -266,10 +267,12 @@ def scale_by_kron(
     (``lb``: the reference's cheap lower bound of the spectral norm.) The update happens when
     ``calls since the last one >= 1 / p``, with ``p = preconditioner_update_probability`` (a float,
     a callable of the call count as a float32 tensor, or ``None`` for
-    [`precond_update_prob_schedule`][functional_optim.precond_update_prob_schedule]), deterministically as the reference.
+    [`precond_update_prob_schedule`][functional_optim.precond_update_prob_schedule]), deterministically as
+    the reference.
     Every ``balance_every``-th update first rescales the factors to equal infinity norms (the
     reference does it with probability 1%; the product ``QᵀQ`` is unchanged either way). ``x`` is
-    the input, or the ``apply_to`` extra under [`precondition_momentum`][functional_optim.combinators.precondition_momentum].
+    the input, or the ``apply_to`` extra under
+    [`precondition_momentum`][functional_optim.combinators.precondition_momentum].
 
     **Randomness.** The probes come from a ``torch.Generator`` whose state (``get_state()``) is
     part of the transform's state: ``update`` is a pure function of its arguments, and the same

@@ -122,9 +122,11 @@ def scale_by_shampoo(
     ``G_(i)`` is ``G`` with every dimension but ``i`` contracted. The inverse roots start as the
     identity and are recomputed at step ``t`` if ``t % precondition_frequency == 0`` and ``t >
     start_preconditioning_step``, or ``t == start_preconditioning_step`` (``-1``: the frequency).
-    Under [`precondition_momentum`][functional_optim.combinators.precondition_momentum] the statistics come from the gradient and
+    Under [`precondition_momentum`][functional_optim.combinators.precondition_momentum] the statistics come
+    from the gradient and
     the preconditioner is applied to the ``apply_to`` extra (the filtered gradient). Blocking of
-    large dimensions is [`blockwise`][functional_optim.combinators.blockwise]; grafting is [`graft`][functional_optim.graft].
+    large dimensions is [`blockwise`][functional_optim.combinators.blockwise]; grafting is
+    [`graft`][functional_optim.graft].
 
     Not for ``torch.func.vmap`` / ``torch.compile(fullgraph=True)`` (``eigh`` and the step-dependent
     branch read Python numbers); differentiating through ``eigh`` is not meaningful either.
