@@ -36,6 +36,27 @@ ELEMENTWISE: dict[str, Callable[[], fo.GradientTransformation]] = {
     "laprop": lambda: fo.laprop(lr=0.01, weight_decay=0.01, amsgrad=True),
 }
 
+# The entries whose alias the adapters run as one fused in-place step around a ``Rule``
+# (``fused.plan(alias).rule`` is not ``None``): the rule's in-place step must equal its pure one.
+FUSED_RULES: frozenset[str] = frozenset(
+    {
+        "sgd",
+        "sgd_dampening",
+        "adam",
+        "adamw",
+        "adamax",
+        "nadam",
+        "nadam_decoupled",
+        "radam",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+        "rprop",
+        "asgd",
+        "lion",
+    }
+)
+
 
 def available() -> dict[str, Callable[[], fo.GradientTransformation]]:
     """The catalogue entries whose alias exists in this build."""

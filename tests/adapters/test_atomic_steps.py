@@ -33,6 +33,8 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "asgd": lambda: fo.asgd(0.01, t0=2),
     "adafactor": lambda: fo.adafactor(0.01),
     "muon": lambda: fo.muon(0.02, ns_dtype=torch.float32),
+    # rules of the modern optimizers (fused in place by the adapters)
+    "lion": lambda: fo.lion(0.01, weight_decay=0.1),
 }
 
 SKIPPING: dict[str, Callable[[GradientTransformation], GradientTransformation]] = {
@@ -208,8 +210,16 @@ def _adam_groups(a: list, b: list, **group_b: Any) -> list[dict]:
     return [{"params": a}, {"params": b, **group_b}]
 
 
+# aliases whose core the adapters fuse (a ``Rule`` run in place at commit)
+FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
+    "adamw": lambda: fo.adamw(0.01),
+    "lion": lambda: fo.lion(0.01, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("alias", sorted(FUSED_ALIASES))
 @pytest.mark.parametrize("exc", [_BoomError, KeyboardInterrupt], ids=["exception", "keyboard_interrupt"])
-def test_a_transform_raising_in_a_later_group_changes_nothing(exc):
+def test_a_transform_raising_in_a_later_group_changes_nothing(exc, alias):
     a, b = _two_groups()
     calls = {"n": 0}
 
@@ -219,7 +229,8 @@ def test_a_transform_raising_in_a_later_group_changes_nothing(exc):
             return calls["n"] > 3
         return False
 
-    tx = fo.chain(_raising(exc, when), fo.adamw(0.01))  # fused: the rule runs in place
+    tx = fo.chain(_raising(exc, when), FUSED_ALIASES[alias]())  # fused: the rule runs in place
+    assert fused.plan(tx) is not None and fused.plan(tx).rule is not None
     opt = fo.adapters.FunctionalOptimizer(a + b, tx)
     opt.param_groups[0]["params"] = a  # two groups with the same transform
     opt.add_param_group({"params": b})
