@@ -25,6 +25,7 @@ ELEMENTWISE: dict[str, Callable[[], fo.GradientTransformation]] = {
     "adafactor": lambda: fo.adafactor(lr=0.01, weight_decay=0.01),
     "lion": lambda: fo.lion(lr=0.01, weight_decay=0.1),
     "signum": lambda: fo.signum(lr=0.01, weight_decay=0.01),
+    "signum_no_momentum": lambda: fo.signum(lr=0.01, momentum=0.0),  # sign SGD
     "lars": lambda: fo.lars(lr=0.5, weight_decay=0.01, trust_coefficient=0.01, nesterov=True),
     "lamb": lambda: fo.lamb(lr=0.01, weight_decay=0.01),
     "novograd": lambda: fo.novograd(lr=0.01, weight_decay=0.01, grad_averaging=True),
@@ -54,6 +55,8 @@ FUSED_RULES: frozenset[str] = frozenset(
         "rprop",
         "asgd",
         "lion",
+        "signum",
+        "signum_no_momentum",
     }
 )
 

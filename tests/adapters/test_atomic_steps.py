@@ -35,6 +35,8 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "muon": lambda: fo.muon(0.02, ns_dtype=torch.float32),
     # rules of the modern optimizers (fused in place by the adapters)
     "lion": lambda: fo.lion(0.01, weight_decay=0.1),
+    "signum": lambda: fo.signum(0.01, weight_decay=0.01),
+    "sign_sgd": lambda: fo.sign_sgd(0.01),
 }
 
 SKIPPING: dict[str, Callable[[GradientTransformation], GradientTransformation]] = {
@@ -214,6 +216,8 @@ def _adam_groups(a: list, b: list, **group_b: Any) -> list[dict]:
 FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "adamw": lambda: fo.adamw(0.01),
     "lion": lambda: fo.lion(0.01, weight_decay=0.1),
+    "signum": lambda: fo.signum(0.01, weight_decay=0.01),
+    "sign_sgd": lambda: fo.sign_sgd(0.01),
 }
 
 

@@ -30,6 +30,7 @@ IDS = [cls.__name__ for cls, _, _ in DROPINS]
 
 STATE_KEYS = {
     "Lion": {"exp_avg"},
+    "Signum": {"momentum_buffer"},
     "Lamb": {"step", "exp_avg", "exp_avg_sq"},
     "Novograd": {"step", "exp_avg", "exp_avg_sq"},
     "AdaBelief": {"step", "exp_avg", "exp_avg_var"},
@@ -45,6 +46,7 @@ STATE_KEYS = {
 # arguments that keep it (a warmup schedule inside the rule makes AdEMAMix run its pure update).
 FUSED: dict[str, dict[str, Any]] = {
     "Lion": dict(lr=1e-3, weight_decay=0.1),
+    "Signum": dict(lr=1e-3, weight_decay=1e-3),
 }
 
 
