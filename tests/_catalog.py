@@ -57,6 +57,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "lion",
         "signum",
         "signum_no_momentum",
+        "adabelief",
     }
 )
 

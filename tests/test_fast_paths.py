@@ -121,7 +121,9 @@ def test_rule_step_in_place_and_pure_give_the_same_state_and_terms(name):
 
 # rules outside the catalogue (which lists what vmap and compile too): configurations that need
 # concrete step counters
-EXTRA_RULES: dict = {}
+EXTRA_RULES = {
+    "adabelief_rectify": lambda: fo.adabelief(lr=0.01, weight_decay=0.01, rectify=True),
+}
 RULES = {**{name: ELEMENTWISE[name] for name in FUSED_RULES}, **EXTRA_RULES}
 
 

@@ -37,6 +37,8 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "lion": lambda: fo.lion(0.01, weight_decay=0.1),
     "signum": lambda: fo.signum(0.01, weight_decay=0.01),
     "sign_sgd": lambda: fo.sign_sgd(0.01),
+    "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01, amsgrad=True, rectify=False),
+    "adabelief_rectify_l2": lambda: fo.adabelief(0.01, weight_decay=0.01, weight_decouple=False),
 }
 
 SKIPPING: dict[str, Callable[[GradientTransformation], GradientTransformation]] = {
@@ -217,7 +219,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "adamw": lambda: fo.adamw(0.01),
     "lion": lambda: fo.lion(0.01, weight_decay=0.1),
     "signum": lambda: fo.signum(0.01, weight_decay=0.01),
-    "sign_sgd": lambda: fo.sign_sgd(0.01),
+    "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01),
 }
 
 
