@@ -58,6 +58,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "signum",
         "signum_no_momentum",
         "adabelief",
+        "yogi",
     }
 )
 

@@ -163,6 +163,16 @@ def test_catalogue_rules_fused_in_place_equal_their_pure_step_bit_for_bit(name, 
         fields, owned = [list(f) for f in pure.fields], [list(f) for f in inplace.fields]
 
 
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_rule_states_share_no_buffer(name):
+    """The adapters update a rule's state in place: no two state tensors may share memory (Yogi
+    once started both moments as the same tensor)."""
+    tx = RULES[name]()
+    state = tx.init(_lists(seed=3))
+    tensors = [t for t in fo.tree.leaves(state) if isinstance(t, torch.Tensor)]
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == len(tensors)
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "adagrad", "rmsprop"])
 def test_update_never_writes_its_inputs(name):
     kw = {"momentum": 0.9} if name == "sgd" else {}

@@ -39,6 +39,8 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "sign_sgd": lambda: fo.sign_sgd(0.01),
     "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01, amsgrad=True, rectify=False),
     "adabelief_rectify_l2": lambda: fo.adabelief(0.01, weight_decay=0.01, weight_decouple=False),
+    # (not Yogi: an oversized float32 gradient overflows its v to inf with a finite update, which
+    # is then kept, so a later skipped step rightly leaves a non-finite state)
 }
 
 SKIPPING: dict[str, Callable[[GradientTransformation], GradientTransformation]] = {
@@ -220,6 +222,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "lion": lambda: fo.lion(0.01, weight_decay=0.1),
     "signum": lambda: fo.signum(0.01, weight_decay=0.01),
     "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01),
+    "yogi": lambda: fo.yogi(0.01, weight_decay=0.01),
 }
 
 

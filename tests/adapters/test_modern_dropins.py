@@ -48,6 +48,7 @@ FUSED: dict[str, dict[str, Any]] = {
     "Lion": dict(lr=1e-3, weight_decay=0.1),
     "Signum": dict(lr=1e-3, weight_decay=1e-3),
     "AdaBelief": dict(lr=1e-2, weight_decay=0.01),
+    "Yogi": dict(lr=1e-2, weight_decay=1e-3),
 }
 
 
