@@ -59,6 +59,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "signum_no_momentum",
         "adabelief",
         "yogi",
+        "adopt",
     }
 )
 

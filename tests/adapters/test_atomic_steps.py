@@ -39,8 +39,9 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "sign_sgd": lambda: fo.sign_sgd(0.01),
     "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01, amsgrad=True, rectify=False),
     "adabelief_rectify_l2": lambda: fo.adabelief(0.01, weight_decay=0.01, weight_decouple=False),
-    # (not Yogi: an oversized float32 gradient overflows its v to inf with a finite update, which
-    # is then kept, so a later skipped step rightly leaves a non-finite state)
+    # (not Yogi and ADOPT: a non-finite or oversized float32 gradient makes their v inf with a
+    # finite update (Yogi divides by it, ADOPT clips), which is then kept, so a later skipped step
+    # rightly leaves a non-finite state)
 }
 
 SKIPPING: dict[str, Callable[[GradientTransformation], GradientTransformation]] = {
@@ -223,6 +224,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "signum": lambda: fo.signum(0.01, weight_decay=0.01),
     "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01),
     "yogi": lambda: fo.yogi(0.01, weight_decay=0.01),
+    "adopt": lambda: fo.adopt(0.01, weight_decay=0.01, decouple=True),
 }
 
 

@@ -49,6 +49,7 @@ FUSED: dict[str, dict[str, Any]] = {
     "Signum": dict(lr=1e-3, weight_decay=1e-3),
     "AdaBelief": dict(lr=1e-2, weight_decay=0.01),
     "Yogi": dict(lr=1e-2, weight_decay=1e-3),
+    "ADOPT": dict(lr=1e-2, weight_decay=1e-3),
 }
 
 
