@@ -60,6 +60,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "adabelief",
         "yogi",
         "adopt",
+        "ademamix",
     }
 )
 

@@ -39,6 +39,7 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "sign_sgd": lambda: fo.sign_sgd(0.01),
     "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01, amsgrad=True, rectify=False),
     "adabelief_rectify_l2": lambda: fo.adabelief(0.01, weight_decay=0.01, weight_decouple=False),
+    "ademamix": lambda: fo.ademamix(0.01, weight_decay=0.01),
     # (not Yogi and ADOPT: a non-finite or oversized float32 gradient makes their v inf with a
     # finite update (Yogi divides by it, ADOPT clips), which is then kept, so a later skipped step
     # rightly leaves a non-finite state)
@@ -225,6 +226,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "adabelief": lambda: fo.adabelief(0.01, weight_decay=0.01),
     "yogi": lambda: fo.yogi(0.01, weight_decay=0.01),
     "adopt": lambda: fo.adopt(0.01, weight_decay=0.01, decouple=True),
+    "ademamix": lambda: fo.ademamix(0.01, weight_decay=0.01),
 }
 
 

@@ -50,6 +50,7 @@ FUSED: dict[str, dict[str, Any]] = {
     "AdaBelief": dict(lr=1e-2, weight_decay=0.01),
     "Yogi": dict(lr=1e-2, weight_decay=1e-3),
     "ADOPT": dict(lr=1e-2, weight_decay=1e-3),
+    "AdEMAMix": dict(lr=1e-2, weight_decay=0.01),
 }
 
 
