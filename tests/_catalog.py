@@ -61,6 +61,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "yogi",
         "adopt",
         "ademamix",
+        "laprop",
     }
 )
 

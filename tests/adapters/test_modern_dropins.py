@@ -51,6 +51,7 @@ FUSED: dict[str, dict[str, Any]] = {
     "Yogi": dict(lr=1e-2, weight_decay=1e-3),
     "ADOPT": dict(lr=1e-2, weight_decay=1e-3),
     "AdEMAMix": dict(lr=1e-2, weight_decay=0.01),
+    "LaProp": dict(lr=1e-2, weight_decay=0.01),
 }
 
 
