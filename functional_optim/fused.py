@@ -7,10 +7,17 @@ A chain whose flattened transforms end in ::
 (with a concrete ``lr`` and ``wd``) moves the parameters by ``p ← (1 - lr·wd)·p + (-lr)·rule_update``.
 ``torch.optim`` applies exactly this in place: ``p.mul_(1 - lr * wd)`` (decoupled weight decay)
 and one ``p.add_(u, alpha=-lr)`` or, for the adaptive methods, ``p.addcdiv_(num, den, value)``
-that never materialises the update. :func:`plan` recognises such chains by the **roles** the
-transforms declare (:class:`functional_optim.core.LearningRate`,
-:class:`~functional_optim.core.DecoupledWeightDecay`, :class:`~functional_optim.rules.Rule`,
-:class:`~functional_optim.core.Chain`) — never by position alone or by function attributes.
+that never materialises the update. A chain that ends in ::
+
+    *pre, [rule], add_decayed_weights(wd), scale_by_proximal_decay(lr, wd), scale_by_learning_rate(lr)
+
+(the same Python numbers ``lr`` and ``wd``) is the proximal step ``p ← (p + (-lr)·rule_update) /
+(1 + lr·wd)`` (Adan): the terms, then ``p.div_(1 + lr * wd)``, as the authors' code.
+:func:`plan` recognises such chains by the **roles** the transforms declare
+(:class:`functional_optim.core.LearningRate`, :class:`~functional_optim.core.DecoupledWeightDecay`,
+:class:`~functional_optim.core.L2Regularization` with :class:`~functional_optim.core.ProximalDecay`,
+:class:`~functional_optim.rules.Rule`, :class:`~functional_optim.core.Chain`) — never by position
+alone or by function attributes.
 
 A fused step has two phases, so that an adapter step is all-or-nothing:
 
@@ -36,7 +43,14 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import ops
-from functional_optim.core import Chain, DecoupledWeightDecay, GradientTransformation, LearningRate
+from functional_optim.core import (
+    Chain,
+    DecoupledWeightDecay,
+    GradientTransformation,
+    L2Regularization,
+    LearningRate,
+    ProximalDecay,
+)
 from functional_optim.rules import Rule, Term, apply_terms, unscaled
 
 __all__ = ["FusedPlan", "commit", "concrete", "plan", "prepare"]
@@ -55,6 +69,8 @@ class FusedPlan(NamedTuple):
       rule_path: the path of the rule's state.
       learning_rate: the learning-rate hyperparameter (read at every step).
       weight_decay: the decoupled weight decay hyperparameter, or ``None``.
+      proximal_decay: the proximal weight decay ``wd`` (a Python number), or ``None``: the
+        parameters are divided by ``1 + lr·wd`` after the terms.
     """
 
     pre: tuple[tuple[GradientTransformation, Path], ...]
@@ -62,6 +78,7 @@ class FusedPlan(NamedTuple):
     rule_path: Path
     learning_rate: Any
     weight_decay: Any
+    proximal_decay: float | None = None
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -95,15 +112,32 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
     if not isinstance(last.role, LearningRate) or not last.role.flip_sign:
         return None
     rest = flat[:-1]
-    weight_decay = None
+    weight_decay = proximal = None
     if rest and isinstance(rest[-1][0].role, DecoupledWeightDecay):
         weight_decay = rest[-1][0].role.weight_decay
         rest = rest[:-1]
+    elif _is_proximal(rest, last.role.learning_rate):
+        proximal = float(rest[-1][0].role.weight_decay)
+        rest = rest[:-2]
     rule, rule_path = None, ()
     if rest and isinstance(rest[-1][0].role, Rule):
         rule, rule_path = rest[-1][0].role, rest[-1][1]
         rest = rest[:-1]
-    return FusedPlan(tuple(rest), rule, rule_path, last.role.learning_rate, weight_decay)
+    return FusedPlan(tuple(rest), rule, rule_path, last.role.learning_rate, weight_decay, proximal)
+
+
+def _is_proximal(rest: list[tuple[GradientTransformation, Path]], learning_rate: Any) -> bool:
+    """``rest`` ends in ``L2Regularization(wd), ProximalDecay(lr, wd)`` with the learning rate's
+    ``lr``, all Python numbers (a schedule or tensor is not fused)."""
+    if len(rest) < 2:
+        return False
+    l2, prox = rest[-2][0].role, rest[-1][0].role
+    if not isinstance(l2, L2Regularization) or not isinstance(prox, ProximalDecay):
+        return False
+    values = (l2.weight_decay, prox.weight_decay, prox.learning_rate, learning_rate)
+    if not all(isinstance(v, float | int) and not isinstance(v, bool) for v in values):
+        return False
+    return l2.weight_decay == prox.weight_decay and prox.learning_rate == learning_rate
 
 
 def concrete(value: Any) -> float | None:
@@ -155,7 +189,8 @@ def commit(
     fused: FusedPlan, prepared: Prepared, params: Sequence[Tensor], step_scale: float, param_scale: float
 ) -> Any:
     """Phase 2: the rule's step with its state updated in place, then
-    ``p ← param_scale · p + terms(step_scale)`` in place. Returns the new state."""
+    ``p ← param_scale · p + terms(step_scale)`` in place (then ``p ← p / (1 - step_scale·wd)``
+    for a proximal decay ``wd``). Returns the new state."""
     state = prepared.state
     if fused.rule is None:
         terms: list = [Term(prepared.updates, None, unscaled)]
@@ -176,5 +211,7 @@ def commit(
     params = list(params)
     if param_scale != 1:
         ops.mul_(ops.view_as_real(params), param_scale)  # torch.optim's p.mul_(1 - lr * wd)
-    apply_terms(params, terms, step_scale)
+    new_params = apply_terms(params, terms, step_scale)
+    if fused.proximal_decay is not None:  # the authors' Adan: p.div_(1 + lr * wd)
+        ops.div_(new_params, 1 - step_scale * fused.proximal_decay)
     return state

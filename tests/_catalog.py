@@ -62,6 +62,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "adopt",
         "ademamix",
         "laprop",
+        "adan",
     }
 )
 

@@ -41,6 +41,8 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "adabelief_rectify_l2": lambda: fo.adabelief(0.01, weight_decay=0.01, weight_decouple=False),
     "ademamix": lambda: fo.ademamix(0.01, weight_decay=0.01),
     "laprop": lambda: fo.laprop(0.01, weight_decay=0.01, amsgrad=True),
+    "adan": lambda: fo.adan(0.01, weight_decay=0.02),
+    "adan_no_prox": lambda: fo.adan(0.01, weight_decay=0.02, no_prox=True),
     # (not Yogi and ADOPT: a non-finite or oversized float32 gradient makes their v inf with a
     # finite update (Yogi divides by it, ADOPT clips), which is then kept, so a later skipped step
     # rightly leaves a non-finite state)
@@ -229,6 +231,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "adopt": lambda: fo.adopt(0.01, weight_decay=0.01, decouple=True),
     "ademamix": lambda: fo.ademamix(0.01, weight_decay=0.01),
     "laprop": lambda: fo.laprop(0.01, weight_decay=0.01),
+    "adan": lambda: fo.adan(0.01, weight_decay=0.02),
 }
 
 

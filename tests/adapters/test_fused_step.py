@@ -140,8 +140,22 @@ def _pure_loop(tx, init, grads_seq):
             fo.add_decayed_weights(torch.tensor(0.1, requires_grad=True)),
             fo.scale_by_learning_rate(0.05),
         ),
+        # proximal decay: the terms, then p.div_(1 + lr·wd)
+        lambda: fo.chain(
+            fo.scale_by_adan(),
+            fo.add_decayed_weights(0.1),
+            fo.scale_by_proximal_decay(0.05, 0.1),
+            fo.scale_by_learning_rate(0.05),
+        ),
+        # a proximal decay whose lr is not the chain's: not fused as one (pure tail)
+        lambda: fo.chain(
+            fo.scale_by_adam(),
+            fo.add_decayed_weights(0.1),
+            fo.scale_by_proximal_decay(0.2, 0.1),
+            fo.scale_by_learning_rate(0.05),
+        ),
     ],
-    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay"],
+    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay", "proximal", "proximal-other-lr"],
 )
 def test_custom_chains_in_the_adapter_equal_the_pure_loop(make):
     gen = torch.Generator().manual_seed(3)
@@ -176,6 +190,18 @@ def test_fused_plan_reads_the_declared_roles():
     assert fused.plan(fo.chain(fo.scale_by_learning_rate(0.1, flip_sign=False))) is None
     assert fused.plan(fo.scale_by_adam()) is None  # no learning rate
     assert fused.plan(fo.apply_if_finite(fo.adam(0.1), 3)) is None  # may keep its old state
+    # Adan's proximal decay: L2(wd), ProximalDecay(lr, wd), LearningRate(lr) with equal numbers
+    plan = fused.plan(fo.adan(1e-3, weight_decay=0.02))
+    assert plan.rule.name == "scale_by_adan" and plan.proximal_decay == 0.02 and plan.weight_decay is None
+    plan = fused.plan(fo.adan(1e-3, weight_decay=0.02, no_prox=True))
+    assert plan.proximal_decay is None and plan.weight_decay == 0.02
+    other_lr = fo.chain(
+        fo.scale_by_adan(),
+        fo.add_decayed_weights(0.02),
+        fo.scale_by_proximal_decay(1e-2, 0.02),
+        fo.scale_by_learning_rate(1e-3),
+    )
+    assert fused.plan(other_lr).proximal_decay is None and fused.plan(other_lr).rule is None
     assert fused.concrete(torch.tensor(0.5)) == 0.5
     assert fused.concrete(torch.tensor(0.5, requires_grad=True)) is None
     assert fused.concrete(lambda c: 0.1) is None and fused.concrete(True) is None
