@@ -232,6 +232,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "ademamix": lambda: fo.ademamix(0.01, weight_decay=0.01),
     "laprop": lambda: fo.laprop(0.01, weight_decay=0.01),
     "adan": lambda: fo.adan(0.01, weight_decay=0.02),
+    "mars_adamw": lambda: fo.mars_adamw(0.01, weight_decay=0.1, optimize_1d=True),
 }
 
 

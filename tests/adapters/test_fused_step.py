@@ -154,8 +154,10 @@ def _pure_loop(tx, init, grads_seq):
             fo.scale_by_proximal_decay(0.2, 0.1),
             fo.scale_by_learning_rate(0.05),
         ),
+        # MARS-AdamW on every tensor: the correction runs purely before the Adam rule in place
+        lambda: fo.mars_adamw(0.01, weight_decay=0.1, optimize_1d=True),
     ],
-    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay", "proximal", "proximal-other-lr"],
+    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay", "proximal", "proximal-other-lr", "mars"],
 )
 def test_custom_chains_in_the_adapter_equal_the_pure_loop(make):
     gen = torch.Generator().manual_seed(3)
