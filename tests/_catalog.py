@@ -63,6 +63,7 @@ FUSED_RULES: frozenset[str] = frozenset(
         "ademamix",
         "laprop",
         "adan",
+        "novograd",
     }
 )
 

@@ -53,6 +53,7 @@ FUSED: dict[str, dict[str, Any]] = {
     "AdEMAMix": dict(lr=1e-2, weight_decay=0.01),
     "LaProp": dict(lr=1e-2, weight_decay=0.01),
     "Adan": dict(lr=1e-2, weight_decay=0.02),
+    "Novograd": dict(lr=1e-2, weight_decay=1e-3, grad_averaging=True),
 }
 
 
