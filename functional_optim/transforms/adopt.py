@@ -29,6 +29,13 @@ def _like(c: Any, x: Tensor) -> Any:
     return c.to(x.dtype) if isinstance(c, Tensor) else c
 
 
+def _lerp(xs: list[Tensor], ys: list[Tensor], weights: list[Any], *, in_place: bool) -> list[Tensor]:
+    """``lerp(x, y, w)`` with one weight per tensor (one call when they are one number)."""
+    if ops.is_python_number(*weights) and len(set(weights)) == 1:
+        return ops.lerp(xs, ys, weights[0], in_place=in_place)
+    return [ops.lerp([x], [y], w, in_place=in_place)[0] for x, y, w in zip(xs, ys, weights, strict=True)]
+
+
 def adopt_clip(t: Any) -> Any:
     """The paper's clipping threshold ``c_t = t^{1/4}``."""
     return t**0.25
@@ -107,10 +114,11 @@ def scale_by_adopt(
                 normed = ops.clamp_(normed, -bounds[0], bounds[0])
             else:
                 normed = [x.clamp(-c, c) for x, c in zip(normed, bounds, strict=True)]
-        m = ops.add(m, ops.mul_(ops.sub(normed, m), [w * (1 - beta1) for w in later]), in_place=in_place)
-        g2 = ops.mul(grads, grads)
-        v = ops.add(v, ops.mul_(ops.sub_(g2, v), [1 - w * beta2 for w in later]), in_place=in_place)
-        # the authors' code: p.add_(m, alpha=-lr)
+        # the authors' code: m.lerp_(normed, 1 - β1), v.mul_(β2).addcmul_(g, g, value=1 - β2)
+        m = _lerp(m, normed, [w * (1 - beta1) for w in later], in_place=in_place)
+        decay = [w * beta2 for w in later]
+        v = ops.addcmul_(ops.mul(v, decay, in_place=in_place), grads, grads, [1 - d for d in decay])
+        # p.add_(m, alpha=-lr)
         return RuleStep([steps, m, v], [Term(m, None, unscaled)])
 
     return rule_transform(
