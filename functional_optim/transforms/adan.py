@@ -78,10 +78,14 @@ def scale_by_adan(
         steps, m, d, n, prev = fields
         steps = _steps.increment(steps, in_place=in_place)
         later = _steps.coefficients(steps, lambda t: (t > 1) * 1.0)
-        diff = ops.mul_(ops.sub(grads, prev), later)  # no difference at a parameter's first step
+        # Δ = g - g_prev, then z = g + β2·Δ, in one temporary: the previous gradient's buffer when
+        # in place (as the authors' code), which then takes the new gradient
+        diff = ops.add_(ops.neg(prev, in_place=in_place), grads)
+        if not (ops.is_python_number(*later) and all(w == 1 for w in later)):
+            diff = ops.mul_(diff, later)  # no difference at a parameter's first step
         m = ops.lerp(m, grads, 1 - beta1, in_place=in_place)
         d = ops.lerp(d, diff, 1 - beta2, in_place=in_place)
-        z = ops.add(grads, diff, alpha=beta2)
+        z = ops.add_(ops.mul_(diff, beta2), grads)
         n = ops.addcmul_(ops.mul(n, beta3, in_place=in_place), z, z, 1 - beta3)
         prev = ops.assign(prev, grads, in_place=in_place)
         bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
