@@ -58,8 +58,8 @@ def scale_by_sign() -> GradientTransformation:
         del params
         return EmptyState()
 
-    def step(grads: list[Tensor], fields: list, _: Any, *, in_place: bool) -> RuleStep:
-        del fields, in_place  # stateless
+    def step(grads: list[Tensor], fields: list[list[Any]], params: Any, *, in_place: bool) -> RuleStep:
+        del fields, params, in_place  # stateless
         return RuleStep([], [Term(_signs(grads), None, unscaled)])  # p.add_(sign(g), alpha=-lr)
 
     return rule_transform(
@@ -104,9 +104,11 @@ def scale_by_signum(momentum: Hyperparam = 0.9) -> GradientTransformation:
     def init_fn(params: Params) -> ScaleBySignumState:
         return ScaleBySignumState(momentum_buffer=tree.zeros_like(params))
 
-    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
+    def step(grads: list[Tensor], fields: list[list[Any]], params: Any, *, in_place: bool) -> RuleStep:
+        del params
         (m,) = fields
-        m = ops.lerp(m, grads, 1 - ops.scalar(momentum), in_place=in_place)
+        beta = ops.scalar(momentum)  # type: ignore[arg-type]  # a schedule is resolved by @schedulable
+        m = ops.lerp(m, grads, 1 - beta, in_place=in_place)
         # pytorch-optimizer's SignSGD: p.add_(sign(m), alpha=-lr)
         return RuleStep([m], [Term(_signs(m), None, unscaled)])
 
