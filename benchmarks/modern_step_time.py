@@ -6,9 +6,11 @@
 For each entry of ``REGISTRY`` both optimizers are built on their own copy of the same 100
 parameters of 10,000 elements, given the same fixed gradients, warmed up, then timed
 ``--steps`` steps at a time, **interleaved** (ours, reference, ours, ...) ``--repeats`` times;
-the table gives the median time per step of each and the ratio ours / reference (< 1: ours is
-faster). The reference is run on its fastest path (foreach where it has one). A reference that
-is not installed is listed as skipped.
+the table gives the median time per step of each, the ratio of the medians ours / reference
+(< 1: ours is faster) and the spread of the per-repeat ratios (their 25th-75th percentiles; each
+repeat times both one after the other, so load from other jobs shifts both alike). The load
+average is printed before the table. The reference is run on its fastest path (foreach where it
+has one). A reference that is not installed is listed as skipped.
 
 To add an algorithm, add one line to ``REGISTRY``:
 ``name: (ours(params), reference(params), "reference label", ("importable", "modules"))``.
@@ -20,6 +22,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -140,8 +143,8 @@ def _time(opt: torch.optim.Optimizer, steps: int, device: str) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(ours: Make, ref: Make, repeats: int, steps: int, device: str) -> tuple[float, float]:
-    """Median seconds per step of ours and of the reference, timed interleaved."""
+def measure(ours: Make, ref: Make, repeats: int, steps: int, device: str) -> tuple[list[float], list[float]]:
+    """Seconds per step of ours and of the reference at each repeat, timed interleaved."""
     opt_a, _ = _setup(ours, device)
     opt_b, _ = _setup(ref, device)
     for opt in (opt_a, opt_b):  # warm-up: state allocation, caches
@@ -150,7 +153,14 @@ def measure(ours: Make, ref: Make, repeats: int, steps: int, device: str) -> tup
     for _ in range(repeats):
         a.append(_time(opt_a, steps, device))
         b.append(_time(opt_b, steps, device))
-    return statistics.median(a), statistics.median(b)
+    return a, b
+
+
+def _quartiles(xs: list[float]) -> tuple[float, float]:
+    if len(xs) < 2:
+        return xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4)
+    return q[0], q[2]
 
 
 def main() -> None:
@@ -168,7 +178,9 @@ def main() -> None:
         f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} thread(s), "
         "100 x 10k params"
     )
-    print(f"{'algorithm':10} {'reference':30} {'ours ms':>8} {'ref ms':>8} {'ratio':>6}")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cpus")
+    print(f"{'algorithm':10} {'reference':30} {'ours ms':>8} {'ref ms':>8} {'ratio':>6} {'spread':>11}")
     rows = []
     for name, (ours, ref, label, needs) in REGISTRY.items():
         if only and name not in only:
@@ -177,10 +189,25 @@ def main() -> None:
         if missing:
             print(f"{name:10} {label:30} skipped (missing {', '.join(missing)})")
             continue
-        t_ours, t_ref = measure(ours, ref, args.repeats, args.steps, args.device)
+        a, b = measure(ours, ref, args.repeats, args.steps, args.device)
+        t_ours, t_ref = statistics.median(a), statistics.median(b)
         ratio = t_ours / t_ref
-        print(f"{name:10} {label:30} {1e3 * t_ours:8.2f} {1e3 * t_ref:8.2f} {ratio:6.2f}", flush=True)
-        rows.append({"algorithm": name, "reference": label, "ours_ms": 1e3 * t_ours, "ref_ms": 1e3 * t_ref})
+        lo, hi = _quartiles([x / y for x, y in zip(a, b, strict=True)])
+        print(
+            f"{name:10} {label:30} {1e3 * t_ours:8.2f} {1e3 * t_ref:8.2f} {ratio:6.2f} {lo:5.2f}-{hi:5.2f}",
+            flush=True,
+        )
+        rows.append(
+            {
+                "algorithm": name,
+                "reference": label,
+                "ours_ms": 1e3 * t_ours,
+                "ref_ms": 1e3 * t_ref,
+                "ratio": ratio,
+                "ratio_q1": lo,
+                "ratio_q3": hi,
+            }
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -86,6 +86,17 @@ class L2Regularization(Role):
 
 
 @dataclass(frozen=True)
+class ProximalDecay(Role):
+    """``u = g / (1 + lr·wd)``: [`fo.scale_by_proximal_decay`][functional_optim.scale_by_proximal_decay].
+    Between an
+    `L2Regularization` and a `LearningRate` of the same ``wd`` and ``lr`` the three
+    are the proximal step ``p ← (p - lr·u) / (1 + lr·wd)`` (Adan), applied as such in place."""
+
+    learning_rate: Any
+    weight_decay: Any
+
+
+@dataclass(frozen=True)
 class Chain(Role):
     """[`chain`][] of ``children``; the state is the tuple of their states, in order."""
 

@@ -25,6 +25,7 @@ ELEMENTWISE: dict[str, Callable[[], fo.GradientTransformation]] = {
     "adafactor": lambda: fo.adafactor(lr=0.01, weight_decay=0.01),
     "lion": lambda: fo.lion(lr=0.01, weight_decay=0.1),
     "signum": lambda: fo.signum(lr=0.01, weight_decay=0.01),
+    "signum_no_momentum": lambda: fo.signum(lr=0.01, momentum=0.0),  # sign SGD
     "lars": lambda: fo.lars(lr=0.5, weight_decay=0.01, trust_coefficient=0.01, nesterov=True),
     "lamb": lambda: fo.lamb(lr=0.01, weight_decay=0.01),
     "novograd": lambda: fo.novograd(lr=0.01, weight_decay=0.01, grad_averaging=True),
@@ -35,6 +36,36 @@ ELEMENTWISE: dict[str, Callable[[], fo.GradientTransformation]] = {
     "adan": lambda: fo.adan(lr=0.01, weight_decay=0.02),
     "laprop": lambda: fo.laprop(lr=0.01, weight_decay=0.01, amsgrad=True),
 }
+
+# The entries whose alias the adapters run as one fused in-place step around a ``Rule``
+# (``fused.plan(alias).rule`` is not ``None``): the rule's in-place step must equal its pure one.
+FUSED_RULES: frozenset[str] = frozenset(
+    {
+        "sgd",
+        "sgd_dampening",
+        "adam",
+        "adamw",
+        "adamax",
+        "nadam",
+        "nadam_decoupled",
+        "radam",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+        "rprop",
+        "asgd",
+        "lion",
+        "signum",
+        "signum_no_momentum",
+        "adabelief",
+        "yogi",
+        "adopt",
+        "ademamix",
+        "laprop",
+        "adan",
+        "novograd",
+    }
+)
 
 
 def available() -> dict[str, Callable[[], fo.GradientTransformation]]:

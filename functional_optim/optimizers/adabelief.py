@@ -29,7 +29,7 @@ def adabelief(
     ```text
     chain(add_decayed_weights(weight_decay)   # L2, unless weight_decouple
           scale_by_belief(β1, β2, eps, amsgrad, rectify, degenerated_to_sgd),
-          add_decayed_weights(weight_decay)   # decoupled: p ← p - lr·wd·p (weight_decouple)
+          add_decayed_weights(weight_decay, decoupled=True)   # p ← p - lr·wd·p (weight_decouple)
           scale_by_learning_rate(lr))
     ```
 
@@ -63,7 +63,7 @@ def adabelief(
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
     if fixed_decay:
         raise ValueError(f"adabelief: fixed_decay={fixed_decay!r} is not supported (use fixed_decay=False)")
-    decay = add_decayed_weights(weight_decay)
+    decay = add_decayed_weights(weight_decay, decoupled=weight_decouple)
     return chain(
         *([] if weight_decouple else [decay]),
         scale_by_belief(

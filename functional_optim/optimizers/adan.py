@@ -28,10 +28,13 @@ def adan(
     ```text
     chain(clip_by_global_norm(max_grad_norm)        if max_grad_norm > 0,
           scale_by_adan(β1, β2, β3, eps),
-          add_decayed_weights(weight_decay),
+          add_decayed_weights(weight_decay, decoupled=no_prox),
           scale_by_proximal_decay(lr, weight_decay)  unless no_prox,   # p ← (p - lr·u)/(1 + lr·wd)
           scale_by_learning_rate(lr))                                  # no_prox: p ← p - lr·(u + wd·p)
     ```
+
+    The adapters apply both forms in place as the authors' code: the step, then
+    ``p.div_(1 + lr·wd)`` (proximal), or ``p.mul_(1 - lr·wd)`` then the step (``no_prox``).
 
     Args:
       lr: learning rate.
@@ -58,7 +61,7 @@ def adan(
     return chain(
         *([clip_by_global_norm(max_grad_norm)] if max_grad_norm > 0 else []),
         scale_by_adan(betas[0], betas[1], betas[2], eps),
-        add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, decoupled=no_prox),
         *([] if no_prox else [scale_by_proximal_decay(lr, weight_decay)]),
         scale_by_learning_rate(lr),
     )

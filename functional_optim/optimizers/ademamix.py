@@ -32,7 +32,7 @@ def ademamix(
 
     ```text
     chain(scale_by_ademamix(β1, β2, β3 [warmed up], α [warmed up], eps),
-          add_decayed_weights(weight_decay),    # decoupled: p ← p - lr·wd·p
+          add_decayed_weights(weight_decay, decoupled=True),    # p ← p - lr·wd·p
           scale_by_learning_rate(lr))
     ```
 
@@ -64,6 +64,6 @@ def ademamix(
     a = alpha if alpha_warmup is None else ademamix_alpha_warmup(alpha_, alpha_warmup)
     return chain(
         scale_by_ademamix(betas[0], betas[1], b3, a, eps),
-        add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, decoupled=True),
         scale_by_learning_rate(lr),
     )

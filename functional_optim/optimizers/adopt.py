@@ -29,7 +29,7 @@ def adopt(
     ```text
     chain(add_decayed_weights(weight_decay)   # L2 (unless decouple)
           scale_by_adopt(β1, β2, eps, clip_lambda),
-          add_decayed_weights(weight_decay)   # decoupled: p ← p - lr·wd·p (decouple)
+          add_decayed_weights(weight_decay, decoupled=True)   # p ← p - lr·wd·p (decouple)
           scale_by_learning_rate(lr))
     ```
 
@@ -60,7 +60,7 @@ def adopt(
     _validation.learning_rate(lr)
     _validation.betas(betas)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
-    decay = add_decayed_weights(weight_decay)
+    decay = add_decayed_weights(weight_decay, decoupled=decouple)
     return chain(
         *([] if decouple else [decay]),
         scale_by_adopt(betas[0], betas[1], eps, clip_lambda),

@@ -24,7 +24,7 @@ def laprop(
 
     ```text
     chain(scale_by_laprop(β1, β2, eps, amsgrad),
-          add_decayed_weights(weight_decay),    # decoupled: p ← p - lr·wd·p
+          add_decayed_weights(weight_decay, decoupled=True),    # p ← p - lr·wd·p
           scale_by_learning_rate(lr))
     ```
 
@@ -51,6 +51,6 @@ def laprop(
     _validation.betas(betas)
     return chain(
         scale_by_laprop(betas[0], betas[1], eps, amsgrad=amsgrad),
-        add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, decoupled=True),
         scale_by_learning_rate(lr),
     )

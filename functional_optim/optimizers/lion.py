@@ -20,7 +20,7 @@ def lion(
 
     ```text
     chain(scale_by_lion(β1, β2),               # sign(β1 m + (1-β1) g); m ← β2 m + (1-β2) g
-          add_decayed_weights(weight_decay),   # decoupled: p ← p - lr·wd·p
+          add_decayed_weights(weight_decay, decoupled=True),  # p ← p - lr·wd·p
           scale_by_learning_rate(lr))
     ```
 
@@ -43,5 +43,7 @@ def lion(
     _validation.betas(betas)
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
     return chain(
-        scale_by_lion(betas[0], betas[1]), add_decayed_weights(weight_decay), scale_by_learning_rate(lr)
+        scale_by_lion(betas[0], betas[1]),
+        add_decayed_weights(weight_decay, decoupled=True),
+        scale_by_learning_rate(lr),
     )

@@ -37,9 +37,9 @@ def mars_adamw(
 
     ```text
     mars:      chain(scale_by_mars(β1, γ), scale_by_adam(β1, β2, eps, amsgrad),
-                     add_decayed_weights(weight_decay), scale_by_learning_rate(lr))
+                     add_decayed_weights(weight_decay, decoupled=True), scale_by_learning_rate(lr))
     1-D (unless optimize_1d): chain(scale_by_adam(*betas_1d, eps, amsgrad),
-                     add_decayed_weights(weight_decay_1d), scale_by_learning_rate(lr_1d))
+                     add_decayed_weights(weight_decay_1d, decoupled=True), scale_by_learning_rate(lr_1d))
     ```
 
     Tensors with ``ndim >= 2`` (all tensors with ``optimize_1d``) get MARS, the others plain
@@ -64,14 +64,14 @@ def mars_adamw(
     mars = chain(
         scale_by_mars(betas[0], gamma),
         scale_by_adam(betas[0], betas[1], eps, amsgrad=amsgrad),
-        add_decayed_weights(weight_decay),
+        add_decayed_weights(weight_decay, decoupled=True),
         scale_by_learning_rate(lr),
     )
     if optimize_1d:
         return mars
     adamw_1d = chain(
         scale_by_adam(betas_1d[0], betas_1d[1], eps, amsgrad=amsgrad),
-        add_decayed_weights(weight_decay_1d),
+        add_decayed_weights(weight_decay_1d, decoupled=True),
         scale_by_learning_rate(lr_1d),
     )
     return partition({"mars": mars, "adamw_1d": adamw_1d}, _labels)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from functional_optim import _validation
 from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
-from functional_optim.transforms.momentum import ema
 from functional_optim.transforms.scaling import scale_by_learning_rate
-from functional_optim.transforms.sign import scale_by_sign
+from functional_optim.transforms.sign import scale_by_sign, scale_by_signum
 from functional_optim.transforms.weight_decay import add_decayed_weights
 
 __all__ = ["sign_sgd", "signum"]
@@ -21,12 +20,14 @@ def signum(
 
     ```text
     chain(add_decayed_weights(weight_decay),   # L2: g ← g + wd·p
-          ema(momentum),                       # m ← β m + (1-β) g   (skipped if momentum == 0)
-          scale_by_sign(),
+          scale_by_signum(momentum),           # m ← β m + (1-β) g; u = sign(m)
+                                               # (scale_by_sign() if momentum == 0)
           scale_by_learning_rate(lr))
     ```
 
-    The moving average starts at zero (no debiasing: it does not change the sign).
+    The moving average starts at zero (no debiasing: it does not change the sign); it is
+    ``chain(ema(momentum), scale_by_sign())`` as one rule, whose buffer the adapters update in
+    place (state ``momentum_buffer``, as pytorch-optimizer's ``SignSGD``).
 
     Args:
       lr: learning rate.
@@ -48,8 +49,7 @@ def signum(
     no_momentum = isinstance(momentum, float | int) and momentum == 0
     return chain(
         add_decayed_weights(weight_decay),
-        *([] if no_momentum else [ema(momentum)]),
-        scale_by_sign(),
+        scale_by_sign() if no_momentum else scale_by_signum(momentum),
         scale_by_learning_rate(lr),
     )
 

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import After, Rule, RuleStep, Term, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdanState", "scale_by_adan"]
@@ -76,28 +76,39 @@ def scale_by_adan(
             pre_grad=tree.zeros_like(params),
         )
 
-    def update_fn(updates: Updates, state: ScaleByAdanState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, beta3, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(b3), ops.scalar(eps)
+        steps, m, d, n, prev = fields
+        steps = _steps.increment(steps, in_place=in_place)
+        later = _steps.coefficients(steps, lambda t: (t > 1) * 1.0)
+        # Δ = g - g_prev, then z = g + β2·Δ, in one temporary: the previous gradient's buffer when
+        # in place (as the authors' code), which then takes the new gradient
+        diff = ops.add_(ops.neg(prev, in_place=in_place), grads)
+        if not (ops.is_python_number(*later) and all(w == 1 for w in later)):
+            diff = ops.mul_(diff, later)  # no difference at a parameter's first step
+        m = ops.lerp(m, grads, 1 - beta1, in_place=in_place)
+        d = ops.lerp(d, diff, 1 - beta2, in_place=in_place)
+        z = ops.add_(ops.mul_(diff, beta2), grads)
+        n = ops.addcmul_(ops.mul(n, beta3, in_place=in_place), z, z, 1 - beta3)
+        prev = ops.assign(prev, grads, in_place=in_place)
+        bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+        c2 = _steps.coefficients(steps, lambda t: beta2 / (1 - beta2**t))
+        bc3_sqrt = _steps.coefficients(steps, lambda t: (1 - beta3**t) ** 0.5)
+        denom = ops.add_(ops.div_(ops.sqrt(n), bc3_sqrt), eps_)
+        # the authors' code: p.addcdiv_(m, denom, value=-lr / bc1), p.addcdiv_(d, denom, value=-lr·β2 / bc2)
+        terms: list[Term | After] = [
+            Term(m, denom, divided(bc1)),
+            Term(d, denom, lambda scale: [scale * c for c in c2]),
+        ]
+        return RuleStep([steps, m, d, n, prev], terms)
 
-        def adan(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, m, d, n, prev = fields
-            steps = _steps.increment(steps)
-            later = _steps.coefficients(steps, lambda t: (t > 1) * 1.0)
-            diff = ops.mul(ops.sub(grads, prev), later)  # no difference at a parameter's first step
-            m = ops.lerp(m, grads, 1 - beta1)
-            d = ops.lerp(d, diff, 1 - beta2)
-            z = ops.add(grads, diff, alpha=beta2)
-            n = ops.addcmul(ops.mul(n, beta3), z, z, 1 - beta3)
-            bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
-            c2 = _steps.coefficients(steps, lambda t: beta2 / (1 - beta2**t))
-            bc3_sqrt = _steps.coefficients(steps, lambda t: (1 - beta3**t) ** 0.5)
-            denom = ops.add(ops.div(ops.sqrt(n), bc3_sqrt), eps_)
-            numer = ops.add(ops.div(m, bc1), ops.mul(d, c2))
-            return ops.div(numer, denom), [steps, m, d, n, ops.clone(grads)]
-
-        fields = [state.step, state.exp_avg, state.exp_avg_diff, state.exp_avg_sq, state.pre_grad]
-        new_updates, new = update_leaves(adan, updates, fields, name="scale_by_adan")
-        return new_updates, ScaleByAdanState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_adan",
+            step,
+            lambda state: [state.step, state.exp_avg, state.exp_avg_diff, state.exp_avg_sq, state.pre_grad],
+            lambda new: ScaleByAdanState(*new),
+            state_type=ScaleByAdanState,
+        ),
+    )

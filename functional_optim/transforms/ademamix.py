@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdemamixState", "ademamix_alpha_warmup", "ademamix_beta3_warmup", "scale_by_ademamix"]
@@ -104,25 +104,28 @@ def scale_by_ademamix(
             exp_avg_sq=tree.zeros_like(params),
         )
 
-    def update_fn(updates: Updates, state: ScaleByAdemamixState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, beta3 = ops.scalar(b1), ops.scalar(b2), ops.scalar(b3)
         alpha_, eps_ = ops.scalar(alpha), ops.scalar(eps)
+        steps, fast, slow, v = fields
+        steps = _steps.increment(steps, in_place=in_place)
+        fast = ops.lerp(fast, grads, 1 - beta1, in_place=in_place)
+        slow = ops.lerp(slow, grads, 1 - beta3, in_place=in_place)
+        v = ops.addcmul_(ops.mul(v, beta2, in_place=in_place), grads, grads, 1 - beta2)
+        bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+        bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
+        denom = ops.add_(ops.div_(ops.sqrt(v), bc2_sqrt), eps_)
+        numer = ops.add_(ops.div(fast, bc1), slow, alpha=alpha_)
+        # the authors' code: p.add_(-lr · (m1/bc1 + α·m2) / denom), one addcdiv_ as pytorch-optimizer
+        return RuleStep([steps, fast, slow, v], [Term(numer, denom, unscaled)])
 
-        def ademamix(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, fast, slow, v = fields
-            steps = _steps.increment(steps)
-            fast = ops.lerp(fast, grads, 1 - beta1)
-            slow = ops.lerp(slow, grads, 1 - beta3)
-            v = ops.addcmul(ops.mul(v, beta2), grads, grads, 1 - beta2)
-            bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
-            bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
-            denom = ops.add(ops.div(ops.sqrt(v), bc2_sqrt), eps_)
-            numer = ops.add(ops.div(fast, bc1), slow, alpha=alpha_)
-            return ops.div(numer, denom), [steps, fast, slow, v]
-
-        fields = [state.step, state.exp_avg_fast, state.exp_avg_slow, state.exp_avg_sq]
-        new_updates, new = update_leaves(ademamix, updates, fields, name="scale_by_ademamix")
-        return new_updates, ScaleByAdemamixState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_ademamix",
+            step,
+            lambda state: [state.step, state.exp_avg_fast, state.exp_avg_slow, state.exp_avg_sq],
+            lambda new: ScaleByAdemamixState(*new),
+            state_type=ScaleByAdemamixState,
+        ),
+    )

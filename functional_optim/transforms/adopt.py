@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdoptState", "adopt_clip", "scale_by_adopt"]
@@ -27,6 +27,13 @@ class ScaleByAdoptState(NamedTuple):
 def _like(c: Any, x: Tensor) -> Any:
     """A coefficient in ``x``'s dtype when it is a tensor (a Python number is left as it is)."""
     return c.to(x.dtype) if isinstance(c, Tensor) else c
+
+
+def _lerp(xs: list[Tensor], ys: list[Tensor], weights: list[Any], *, in_place: bool) -> list[Tensor]:
+    """``lerp(x, y, w)`` with one weight per tensor (one call when they are one number)."""
+    if ops.is_python_number(*weights) and len(set(weights)) == 1:
+        return ops.lerp(xs, ys, weights[0], in_place=in_place)
+    return [ops.lerp([x], [y], w, in_place=in_place)[0] for x, y, w in zip(xs, ys, weights, strict=True)]
 
 
 def adopt_clip(t: Any) -> Any:
@@ -90,36 +97,40 @@ def scale_by_adopt(
             step=_steps.zeros(params), exp_avg=tree.zeros_like(params), exp_avg_sq=tree.zeros_like(params)
         )
 
-    def update_fn(updates: Updates, state: ScaleByAdoptState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
-
-        def adopt(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, m, v = fields
-            steps = _steps.increment(steps)
-            # the first gradient initialises v (decay 0) and leaves m (weight 0)
-            # traced counters give float64 0-dim tensors: cast to each gradient's dtype
-            later = [
-                _like(w, g)
-                for w, g in zip(_steps.coefficients(steps, lambda t: (t > 1) * 1.0), grads, strict=True)
+        steps, m, v = fields
+        steps = _steps.increment(steps, in_place=in_place)
+        # the first gradient initialises v (decay 0) and leaves m (weight 0)
+        # traced counters give float64 0-dim tensors: cast to each gradient's dtype
+        later = [
+            _like(w, g)
+            for w, g in zip(_steps.coefficients(steps, lambda t: (t > 1) * 1.0), grads, strict=True)
+        ]
+        normed = ops.rdiv_(ops.clamp_(ops.sqrt(v), min=eps_), grads)  # g / max(sqrt(v), eps)
+        if clip_lambda is not None:
+            bounds = [
+                _like(c, g)
+                for c, g in zip(_steps.coefficients(steps, lambda t: clip_lambda(t - 1)), grads, strict=True)
             ]
-            normed = ops.div(grads, ops.clamp(ops.sqrt(v), min=eps_))
-            if clip_lambda is not None:
-                bounds = [
-                    _like(c, g)
-                    for c, g in zip(
-                        _steps.coefficients(steps, lambda t: clip_lambda(t - 1)), grads, strict=True
-                    )
-                ]
+            if ops.is_python_number(*bounds) and len(set(bounds)) == 1:
+                normed = ops.clamp_(normed, -bounds[0], bounds[0])
+            else:
                 normed = [x.clamp(-c, c) for x, c in zip(normed, bounds, strict=True)]
-            new_m = ops.add(m, ops.mul(ops.sub(normed, m), [w * (1 - beta1) for w in later]))
-            g2 = ops.mul(grads, grads)
-            new_v = ops.add(v, ops.mul(ops.sub(g2, v), [1 - w * beta2 for w in later]))
-            return new_m, [steps, new_m, new_v]
+        # the authors' code: m.lerp_(normed, 1 - β1), v.mul_(β2).addcmul_(g, g, value=1 - β2)
+        m = _lerp(m, normed, [w * (1 - beta1) for w in later], in_place=in_place)
+        decay = [w * beta2 for w in later]
+        v = ops.addcmul_(ops.mul(v, decay, in_place=in_place), grads, grads, [1 - d for d in decay])
+        # p.add_(m, alpha=-lr)
+        return RuleStep([steps, m, v], [Term(m, None, unscaled)])
 
-        new_updates, new = update_leaves(
-            adopt, updates, [state.step, state.exp_avg, state.exp_avg_sq], name="scale_by_adopt"
-        )
-        return new_updates, ScaleByAdoptState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_adopt",
+            step,
+            lambda state: [state.step, state.exp_avg, state.exp_avg_sq],
+            lambda new: ScaleByAdoptState(*new),
+            state_type=ScaleByAdoptState,
+        ),
+    )

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByBeliefState", "scale_by_belief"]
@@ -101,40 +101,47 @@ def scale_by_belief(
             max_exp_avg_var=tree.zeros_like(params) if amsgrad else (),
         )
 
-    def belief(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, s = fields[0], fields[1], fields[2]
-        steps = _steps.increment(steps)
-        m = ops.lerp(m, grads, 1 - beta1)
+        if rectify and (not ops.is_python_number(beta1, beta2) or ops.is_traced(steps[0])):
+            raise TypeError("scale_by_belief: rectify=True needs concrete float betas and step counters")
+        steps = _steps.increment(steps, in_place=in_place)
+        m = ops.lerp(m, grads, 1 - beta1, in_place=in_place)
         residual = ops.sub(grads, m)
-        s = ops.add(ops.addcmul(ops.mul(s, beta2), residual, residual, 1 - beta2), eps_)
+        s = ops.add_(ops.addcmul_(ops.mul(s, beta2, in_place=in_place), residual, residual, 1 - beta2), eps_)
         new_fields = [steps, m, s]
         second = s
         if amsgrad:
-            second = ops.maximum(fields[3], s)
+            second = ops.maximum(fields[3], s, in_place=in_place)
             new_fields.append(second)
         if not rectify:
             bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
             bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
-            denom = ops.add(ops.div(ops.sqrt(second), bc2_sqrt), eps_)
-            return ops.div(ops.div(m, denom), bc1), new_fields
-        if not ops.is_python_number(beta1, beta2) or ops.is_traced(steps[0]):
-            raise TypeError("scale_by_belief: rectify=True needs concrete float betas and step counters")
+            denom = ops.add_(ops.div_(ops.sqrt(second), bc2_sqrt), eps_)
+            # adabelief-pytorch: p.addcdiv_(m, denom, value=-lr / bc1)
+            return RuleStep(new_fields, [Term(m, denom, divided(bc1))])
         b1f, b2f = cast(float, beta1), cast(float, beta2)  # Python numbers (checked above)
         rule = _steps.coefficients(steps, lambda t: _rectified(t, b1f, b2f, degenerated_to_sgd))
-        out = []
         # the adaptive rectified step divides by s_t, not by its AMSGrad maximum (as the package)
+        if all(kind == "adaptive" for kind, _ in rule):  # past the first steps: one addcdiv_
+            cs = [c for _, c in rule]
+            denom = ops.add_(ops.sqrt(s), eps_)
+            return RuleStep(new_fields, [Term(m, denom, lambda scale: [scale * c for c in cs])])
+        out = []
         for mi, si, (kind, c) in zip(m, s, rule, strict=True):
             if kind == "adaptive":
                 out.append(mi * c / (torch.sqrt(si) + eps_))
             else:
                 out.append(mi * c)
-        return out, new_fields
+        return RuleStep(new_fields, [Term(out, None, unscaled)])
 
-    def update_fn(updates: Updates, state: ScaleByBeliefState, params: Params | None = None, **extra: Any):
-        del params, extra
-        fields = [state.step, state.exp_avg, state.exp_avg_var, *([state.max_exp_avg_var] if amsgrad else [])]
-        new_updates, new = update_leaves(belief, updates, fields, name="scale_by_belief")
-        return new_updates, ScaleByBeliefState(*new) if amsgrad else ScaleByBeliefState._make((*new, ()))
+    def state_fields(state: ScaleByBeliefState) -> list[Any]:
+        return [state.step, state.exp_avg, state.exp_avg_var, *([state.max_exp_avg_var] if amsgrad else [])]
 
-    return GradientTransformation(init_fn, update_fn)
+    def as_state(new: Any) -> ScaleByBeliefState:
+        return ScaleByBeliefState(*new) if amsgrad else ScaleByBeliefState._make((*new, ()))
+
+    return rule_transform(
+        init_fn, Rule("scale_by_belief", step, state_fields, as_state, state_type=ScaleByBeliefState)
+    )

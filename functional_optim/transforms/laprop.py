@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByLapropState", "scale_by_laprop"]
@@ -74,27 +74,28 @@ def scale_by_laprop(
             max_exp_avg_sq=tree.zeros_like(params) if amsgrad else (),
         )
 
-    def laprop(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, v = fields[0], fields[1], fields[2]
-        steps = _steps.increment(steps)
-        v = ops.addcmul(ops.mul(v, beta2), grads, grads, 1 - beta2)
-        new_fields = [steps, None, v]
+        steps = _steps.increment(steps, in_place=in_place)
+        v = ops.addcmul_(ops.mul(v, beta2, in_place=in_place), grads, grads, 1 - beta2)
         second = v
         if amsgrad:
-            second = ops.maximum(fields[3], v)
-            new_fields.append(second)
+            second = ops.maximum(fields[3], v, in_place=in_place)
         bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
-        denom = ops.add(ops.sqrt(ops.div(second, bc2)), eps_)
-        m = ops.lerp(m, ops.div(grads, denom), 1 - beta1)
-        new_fields[1] = m
+        denom = ops.add_(ops.sqrt_(ops.div(second, bc2)), eps_)
+        m = ops.lerp(m, ops.rdiv_(denom, grads), 1 - beta1, in_place=in_place)  # momentum of g / denom
         bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
-        return ops.div(m, bc1), new_fields
+        new_fields = [steps, m, v, *([second] if amsgrad else [])]
+        # p.add_(m, alpha=-lr / bc1)
+        return RuleStep(new_fields, [Term(m, None, divided(bc1))])
 
-    def update_fn(updates: Updates, state: ScaleByLapropState, params: Params | None = None, **extra: Any):
-        del params, extra
-        fields = [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
-        new_updates, new = update_leaves(laprop, updates, fields, name="scale_by_laprop")
-        return new_updates, ScaleByLapropState(*new) if amsgrad else ScaleByLapropState._make((*new, ()))
+    def state_fields(state: ScaleByLapropState) -> list[Any]:
+        return [state.step, state.exp_avg, state.exp_avg_sq, *([state.max_exp_avg_sq] if amsgrad else [])]
 
-    return GradientTransformation(init_fn, update_fn)
+    def as_state(new: Any) -> ScaleByLapropState:
+        return ScaleByLapropState(*new) if amsgrad else ScaleByLapropState._make((*new, ()))
+
+    return rule_transform(
+        init_fn, Rule("scale_by_laprop", step, state_fields, as_state, state_type=ScaleByLapropState)
+    )

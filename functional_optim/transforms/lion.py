@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 
 __all__ = ["ScaleByLionState", "scale_by_lion"]
 
@@ -51,16 +51,21 @@ def scale_by_lion(b1: Hyperparam = 0.9, b2: Hyperparam = 0.99) -> GradientTransf
     def init_fn(params: Params) -> ScaleByLionState:
         return ScaleByLionState(exp_avg=tree.zeros_like(params))
 
-    def update_fn(updates: Updates, state: ScaleByLionState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2 = ops.scalar(b1), ops.scalar(b2)
+        (m,) = fields
+        direction = ops.sign_(ops.lerp(m, grads, 1 - beta1))  # from the old momentum
+        m = ops.lerp(m, grads, 1 - beta2, in_place=in_place)
+        # lion-pytorch: p.add_(sign(...), alpha=-lr)
+        return RuleStep([m], [Term(direction, None, unscaled)])
 
-        def lion(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            (m,) = fields
-            direction = ops.sign(ops.lerp(m, grads, 1 - beta1))
-            return direction, [ops.lerp(m, grads, 1 - beta2)]
-
-        new_updates, (m,) = update_leaves(lion, updates, [state.exp_avg], name="scale_by_lion")
-        return new_updates, ScaleByLionState(m)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_lion",
+            step,
+            lambda state: [state.exp_avg],
+            lambda new: ScaleByLionState(*new),
+            state_type=ScaleByLionState,
+        ),
+    )

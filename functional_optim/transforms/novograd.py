@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByNovogradState", "scale_by_novograd"]
@@ -84,42 +84,41 @@ def scale_by_novograd(
             exp_avg_sq=tree.map(lambda p: None if p is None else p.new_zeros(()), params),
         )
 
-    def update_fn(updates: Updates, state: ScaleByNovogradState, params: Params | None = None, **extra: Any):
-        del extra
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_, wd = (ops.scalar(x) for x in (b1, b2, eps, weight_decay))
+        steps, m, v = fields
+        steps = _steps.increment(steps, in_place=in_place)
+        # the first step takes ||g||^2 as it is (beta2 -> 0)
+        decay = _steps.coefficients(steps, lambda t: (t > 1) * beta2)
+        norms = ops.norm(grads)
+        if (
+            len({(n.dtype, n.device) for n in norms + v}) == 1
+            and ops.is_python_number(*decay)
+            and not any(map(tree.is_dtensor, norms))  # DTensor norms: one op per tensor
+        ):
+            # the layer-wise scalars as one vector: a few ops instead of a few per tensor
+            sq = torch.stack(norms).square()
+            v_all = torch.lerp(sq, torch.stack(v), sq.new_tensor(decay))
+            new_v, denom = list(v_all.unbind(0)), list((v_all.sqrt() + eps_).unbind(0))
+        else:
+            new_v = [torch.lerp(n * n, v_i, d) for n, v_i, d in zip(norms, v, decay, strict=True)]
+            denom = [torch.sqrt(v_i) + eps_ for v_i in new_v]
+        v = ops.assign(v, new_v, in_place=in_place) if in_place else new_v
+        d = ops.div(grads, denom)
+        if not (isinstance(wd, float | int) and wd == 0):
+            d = ops.add_(d, ps, alpha=wd)
+        m = ops.add_(ops.mul(m, beta1, in_place=in_place), d, alpha=(1 - beta1) if grad_averaging else 1)
+        # NVIDIA's Novograd: p.add_(m, alpha=-lr)
+        return RuleStep([steps, m, v], [Term(m, None, unscaled)])
 
-        def novograd(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            steps, m, v = fields
-            steps = _steps.increment(steps)
-            # the first step takes ||g||^2 as it is (beta2 -> 0)
-            decay = _steps.coefficients(steps, lambda t: (t > 1) * beta2)
-            norms = ops.norm(grads)
-            if (
-                len({(n.dtype, n.device) for n in norms + v}) == 1
-                and ops.is_python_number(*decay)
-                and not any(map(tree.is_dtensor, norms))  # DTensor norms: one op per tensor
-            ):
-                # the layer-wise scalars as one vector: a few ops instead of a few per tensor
-                sq = torch.stack(norms).square()
-                v_all = torch.lerp(sq, torch.stack(v), sq.new_tensor(decay))
-                v, denom = list(v_all.unbind(0)), list((v_all.sqrt() + eps_).unbind(0))
-            else:
-                v = [torch.lerp(n * n, v_i, d) for n, v_i, d in zip(norms, v, decay, strict=True)]
-                denom = [torch.sqrt(v_i) + eps_ for v_i in v]
-            d = ops.div(grads, denom)
-            if not (isinstance(wd, float | int) and wd == 0):
-                d = ops.add(d, ps, alpha=wd)
-            m = ops.add(ops.mul(m, beta1), d, alpha=(1 - beta1) if grad_averaging else 1)
-            return m, [steps, m, v]
-
-        new_updates, new = update_leaves(
-            novograd,
-            updates,
-            [state.step, state.exp_avg, state.exp_avg_sq],
-            params,
-            name="scale_by_novograd",
-            need_params=not (isinstance(weight_decay, float | int) and weight_decay == 0),
-        )
-        return new_updates, ScaleByNovogradState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_novograd",
+            step,
+            lambda state: [state.step, state.exp_avg, state.exp_avg_sq],
+            lambda new: ScaleByNovogradState(*new),
+            needs_params=not (isinstance(weight_decay, float | int) and weight_decay == 0),
+            state_type=ScaleByNovogradState,
+        ),
+    )

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from functional_optim import _validation, ops, tree
-from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import (
+    EmptyState,
+    GradientTransformation,
+    Hyperparam,
+    Params,
+    ProximalDecay,
+    Updates,
+)
 from functional_optim.hyperparams import schedulable
 
 __all__ = ["scale_by_proximal_decay"]
@@ -23,6 +30,9 @@ def scale_by_proximal_decay(learning_rate: Hyperparam, weight_decay: Hyperparam)
     p \leftarrow \frac{p - \mathrm{lr}\, u}{1 + \mathrm{lr}\,\lambda}
     = p - \mathrm{lr}\,\frac{u + \lambda p}{1 + \mathrm{lr}\,\lambda}
     $$
+
+    which the adapters apply in place as the authors' code does: the step, then
+    ``p.div_(1 + lr·λ)``.
 
     Args:
       learning_rate: the learning rate of the chain (the same value or schedule).
@@ -52,4 +62,4 @@ def scale_by_proximal_decay(learning_rate: Hyperparam, weight_decay: Hyperparam)
         scaled = iter(ops.mul(present, factor))
         return tree.unflatten(spec, [None if u is None else next(scaled) for u in leaves]), state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, ProximalDecay(learning_rate, weight_decay))

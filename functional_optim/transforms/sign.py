@@ -1,17 +1,19 @@
-"""``scale_by_sign``: keep only the sign of each update entry (signSGD, Lion's last step)."""
+"""Sign-based directions: ``scale_by_sign`` keeps only the sign of each update entry (signSGD),
+``scale_by_signum`` the sign of a moving average of the updates (Signum)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from functional_optim import ops
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import EmptyState, GradientTransformation, Params, Updates
+from functional_optim import _validation, ops, tree
+from functional_optim.core import EmptyState, GradientTransformation, Hyperparam, Params
+from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 
-__all__ = ["scale_by_sign"]
+__all__ = ["ScaleBySignumState", "scale_by_sign", "scale_by_signum"]
 
 
 def _sign(x: Tensor) -> Tensor:
@@ -21,6 +23,13 @@ def _sign(x: Tensor) -> Tensor:
             x._indices(), _sign(x._values()), x.shape, is_coalesced=True, check_invariants=False
         )
     return torch.sgn(x) if x.is_complex() else torch.sign(x)
+
+
+def _signs(xs: list[Tensor]) -> list[Tensor]:
+    """The signs of ``xs`` as new tensors (``xs`` is not written)."""
+    if all(not x.is_sparse and not x.is_complex() for x in xs):
+        return ops.sign(xs)
+    return [_sign(x) for x in xs]
 
 
 def scale_by_sign() -> GradientTransformation:
@@ -50,16 +59,69 @@ def scale_by_sign() -> GradientTransformation:
         del params
         return EmptyState()
 
-    def update_fn(updates: Updates, state: EmptyState, params: Params | None = None, **extra: Any):
-        del params, extra
+    def step(grads: list[Tensor], fields: list[list[Any]], params: Any, *, in_place: bool) -> RuleStep:
+        del fields, params, in_place  # stateless
+        return RuleStep([], [Term(_signs(grads), None, unscaled)])  # p.add_(sign(g), alpha=-lr)
 
-        def sign_leaves(grads: list[Tensor], fields: list, _: Any):
-            del fields
-            if all(not g.is_sparse and not g.is_complex() for g in grads):
-                return ops.sign(grads), []
-            return [_sign(g) for g in grads], []
+    return rule_transform(
+        init_fn,
+        Rule("scale_by_sign", step, lambda state: [], lambda new: EmptyState(), state_type=EmptyState),
+    )
 
-        new_updates, _ = update_leaves(sign_leaves, updates, [], name="scale_by_sign")
-        return new_updates, state
 
-    return GradientTransformation(init_fn, update_fn)
+class ScaleBySignumState(NamedTuple):
+    """Per-parameter state of [`scale_by_signum`][] (``momentum_buffer`` as pytorch-optimizer's
+    ``SignSGD``)."""
+
+    momentum_buffer: Any
+
+
+@schedulable("momentum")
+def scale_by_signum(momentum: Hyperparam = 0.9) -> GradientTransformation:
+    r"""Signum's direction: the sign of an exponential moving average of the updates.
+
+    $$
+    m_t = \beta\, m_{t-1} + (1-\beta)\, g_t \quad (m_0 = 0),\qquad
+    u_t = \operatorname{sign}(m_t)
+    $$
+
+    ``m_t`` is computed as ``lerp(m, g, 1 - β)`` and is not debiased (that does not change its
+    sign): ``chain(ema(β), scale_by_sign())`` in one rule, so that the adapters update the
+    buffer in place. Complex entries map to ``z / |z|``; sparse gradients are refused.
+
+    Args:
+      momentum: ``β`` in ``[0, 1]``.
+
+    Example:
+        >>> tx = fo.scale_by_signum(0.9)
+        >>> u, state = tx.update([torch.tensor([2.0, -0.5, 0.0])], tx.init([torch.zeros(3)]))
+        >>> u[0], state.momentum_buffer[0]
+        (tensor([ 1., -1.,  0.]), tensor([ 0.2000, -0.0500,  0.0000]))
+
+    References:
+      Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex Problems", ICML 2018.
+    """
+    _validation.require(lambda v: 0.0 <= v <= 1.0, momentum, f"Invalid momentum value: {momentum}")
+
+    def init_fn(params: Params) -> ScaleBySignumState:
+        return ScaleBySignumState(momentum_buffer=tree.zeros_like(params))
+
+    def step(grads: list[Tensor], fields: list[list[Any]], params: Any, *, in_place: bool) -> RuleStep:
+        del params
+        (m,) = fields
+        beta = ops.scalar(momentum)  # type: ignore[arg-type]  # a schedule is resolved by @schedulable
+        m = ops.lerp(m, grads, 1 - beta, in_place=in_place)
+        # pytorch-optimizer's SignSGD: p.add_(sign(m), alpha=-lr)
+        return RuleStep([m], [Term(_signs(m), None, unscaled)])
+
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_signum",
+            step,
+            lambda state: [state.momentum_buffer],
+            lambda new: ScaleBySignumState(*new),
+            state_type=ScaleBySignumState,
+            sparse="Signum",
+        ),
+    )

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByYogiState", "scale_by_yogi"]
@@ -64,29 +64,31 @@ def scale_by_yogi(
     _validation.nonnegative("initial_accumulator", initial_accumulator)
 
     def init_fn(params: Params) -> ScaleByYogiState:
-        full = tree.map(lambda p: None if p is None else p.new_full(p.shape, initial_accumulator), params)
-        return ScaleByYogiState(
-            step=_steps.zeros(params), exp_avg=full, exp_avg_sq=tree.map(lambda x: x, full)
-        )
+        def full() -> Any:  # a new tensor per moment: the adapters update them in place
+            return tree.map(lambda p: None if p is None else p.new_full(p.shape, initial_accumulator), params)
 
-    def update_fn(updates: Updates, state: ScaleByYogiState, params: Params | None = None, **extra: Any):
-        del params, extra
+        return ScaleByYogiState(step=_steps.zeros(params), exp_avg=full(), exp_avg_sq=full())
+
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        steps, m, v = fields
+        steps = _steps.increment(steps, in_place=in_place)
+        m = ops.lerp(m, grads, 1 - beta1, in_place=in_place)
+        g2 = ops.mul(grads, grads)
+        v = ops.addcmul(v, ops.sign_(ops.sub(v, g2)), g2, -(1 - beta2), in_place=in_place)
+        bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
+        bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
+        denom = ops.add_(ops.sqrt_(ops.div(v, bc2)), eps_)
+        # p.addcdiv_(m, denom, value=-lr / bc1), as pytorch-optimizer's Yogi
+        return RuleStep([steps, m, v], [Term(m, denom, divided(bc1))])
 
-        def yogi(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
-            steps, m, v = fields
-            steps = _steps.increment(steps)
-            m = ops.lerp(m, grads, 1 - beta1)
-            g2 = ops.mul(grads, grads)
-            v = ops.addcmul(v, ops.sign(ops.sub(v, g2)), g2, -(1 - beta2))
-            bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
-            bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
-            denom = ops.add(ops.sqrt(ops.div(v, bc2)), eps_)
-            return ops.div(ops.div(m, bc1), denom), [steps, m, v]
-
-        new_updates, new = update_leaves(
-            yogi, updates, [state.step, state.exp_avg, state.exp_avg_sq], name="scale_by_yogi"
-        )
-        return new_updates, ScaleByYogiState(*new)
-
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_yogi",
+            step,
+            lambda state: [state.step, state.exp_avg, state.exp_avg_sq],
+            lambda new: ScaleByYogiState(*new),
+            state_type=ScaleByYogiState,
+        ),
+    )

@@ -35,6 +35,16 @@ DROP_INS: dict[str, dict[str, Any]] = {
     "ASGD": {},
     "Adafactor": {},
     "Muon": {},
+    # the modern drop-ins whose rules the adapters fuse
+    "Lion": {"weight_decay": 0.1},
+    "Signum": {},
+    "AdaBelief": {"weight_decay": 0.01, "rectify": False},
+    "Yogi": {},
+    "ADOPT": {"weight_decay": 0.01, "decouple": True},
+    "AdEMAMix": {"weight_decay": 0.01},
+    "Adan": {"weight_decay": 0.02},
+    "LaProp": {"weight_decay": 0.01},
+    "Novograd": {},
 }
 
 

@@ -140,8 +140,24 @@ def _pure_loop(tx, init, grads_seq):
             fo.add_decayed_weights(torch.tensor(0.1, requires_grad=True)),
             fo.scale_by_learning_rate(0.05),
         ),
+        # proximal decay: the terms, then p.div_(1 + lr·wd)
+        lambda: fo.chain(
+            fo.scale_by_adan(),
+            fo.add_decayed_weights(0.1),
+            fo.scale_by_proximal_decay(0.05, 0.1),
+            fo.scale_by_learning_rate(0.05),
+        ),
+        # a proximal decay whose lr is not the chain's: not fused as one (pure tail)
+        lambda: fo.chain(
+            fo.scale_by_adam(),
+            fo.add_decayed_weights(0.1),
+            fo.scale_by_proximal_decay(0.2, 0.1),
+            fo.scale_by_learning_rate(0.05),
+        ),
+        # MARS-AdamW on every tensor: the correction runs purely before the Adam rule in place
+        lambda: fo.mars_adamw(0.01, weight_decay=0.1, optimize_1d=True),
     ],
-    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay"],
+    ids=["radam-core", "tail-only", "scheduled-lr", "traced-decay", "proximal", "proximal-other-lr", "mars"],
 )
 def test_custom_chains_in_the_adapter_equal_the_pure_loop(make):
     gen = torch.Generator().manual_seed(3)
@@ -176,6 +192,18 @@ def test_fused_plan_reads_the_declared_roles():
     assert fused.plan(fo.chain(fo.scale_by_learning_rate(0.1, flip_sign=False))) is None
     assert fused.plan(fo.scale_by_adam()) is None  # no learning rate
     assert fused.plan(fo.apply_if_finite(fo.adam(0.1), 3)) is None  # may keep its old state
+    # Adan's proximal decay: L2(wd), ProximalDecay(lr, wd), LearningRate(lr) with equal numbers
+    plan = fused.plan(fo.adan(1e-3, weight_decay=0.02))
+    assert plan.rule.name == "scale_by_adan" and plan.proximal_decay == 0.02 and plan.weight_decay is None
+    plan = fused.plan(fo.adan(1e-3, weight_decay=0.02, no_prox=True))
+    assert plan.proximal_decay is None and plan.weight_decay == 0.02
+    other_lr = fo.chain(
+        fo.scale_by_adan(),
+        fo.add_decayed_weights(0.02),
+        fo.scale_by_proximal_decay(1e-2, 0.02),
+        fo.scale_by_learning_rate(1e-3),
+    )
+    assert fused.plan(other_lr).proximal_decay is None and fused.plan(other_lr).rule is None
     assert fused.concrete(torch.tensor(0.5)) == 0.5
     assert fused.concrete(torch.tensor(0.5, requires_grad=True)) is None
     assert fused.concrete(lambda c: 0.1) is None and fused.concrete(True) is None
@@ -198,3 +226,54 @@ def test_apply_terms_is_torch_optims_in_place_update():
     apply_terms(p, terms, step_scale=-0.1)
     for a, b in zip(p, expected, strict=True):
         assert torch.equal(a, b)
+
+
+CHUNKED = {
+    "SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    "AdamW": {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True},
+    "NAdam": {"lr": 0.01},
+    "RAdam": {"lr": 0.01},
+    "ASGD": {"lr": 0.05, "t0": 2},
+    "Rprop": {"lr": 0.01},
+    "Lion": {"lr": 0.01, "weight_decay": 0.1},
+    "Signum": {"lr": 0.01},
+    "AdaBelief": {"lr": 0.01, "weight_decay": 0.01},
+    "Adan": {"lr": 0.01, "weight_decay": 0.02},
+    "Novograd": {"lr": 0.01, "weight_decay": 0.01},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHUNKED))
+def test_a_commit_in_chunks_equals_one_commit_bit_for_bit(name, monkeypatch):
+    """CPU commits run the rule chunk by chunk (rules work per tensor): the same parameters and
+    state as one commit of every tensor, bit for bit."""
+    gen = torch.Generator().manual_seed(5)
+    init = [torch.randn(s, generator=gen) for s in [(7, 5), (40,), (3, 3), (16,), ()]]
+    grads = [[torch.randn(t.shape, generator=gen) for t in init] for _ in range(7)]
+
+    def run(chunk_bytes: int) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+        monkeypatch.setattr(fused, "_CHUNK_BYTES", chunk_bytes)
+        params = [torch.nn.Parameter(t.clone()) for t in init]
+        opt = getattr(fo.adapters, name)(params, **CHUNKED[name])
+        for k, step in enumerate(grads):
+            for i, (p, g) in enumerate(zip(params, step, strict=True)):
+                p.grad = None if i == 1 and k % 3 == 1 else g.clone()  # some steps skip a tensor
+            opt.step()
+        return params, opt
+
+    assert len(fused._chunks([torch.zeros(s) for s in [(7, 5), (40,), (3, 3)]])) == 1
+    monkeypatch.setattr(fused, "_CHUNK_BYTES", 100)
+    # 140 B, 160 B, 36 B + 4 B: a chunk ends once it holds 100 B
+    assert fused._chunks([torch.zeros(s) for s in [(7, 5), (40,), (3, 3), ()]]) == [
+        slice(0, 1),
+        slice(1, 2),
+        slice(2, 4),
+    ]
+    chunked, opt_c = run(100)
+    whole, opt_w = run(1 << 30)
+    for a, b in zip(chunked, whole, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(chunked, whole, strict=True):
+        for key, value in opt_w.state[b].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, opt_c.state[a][key]), key

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import functional_optim as fo
-from functional_optim import adapters
+from functional_optim import adapters, fused
 
 # (drop-in class, pure alias, constructor arguments) -- the arguments exercise decay where there is one
 DROPINS: list[tuple[type, Any, dict[str, Any]]] = [
@@ -30,6 +30,7 @@ IDS = [cls.__name__ for cls, _, _ in DROPINS]
 
 STATE_KEYS = {
     "Lion": {"exp_avg"},
+    "Signum": {"momentum_buffer"},
     "Lamb": {"step", "exp_avg", "exp_avg_sq"},
     "Novograd": {"step", "exp_avg", "exp_avg_sq"},
     "AdaBelief": {"step", "exp_avg", "exp_avg_var"},
@@ -38,6 +39,21 @@ STATE_KEYS = {
     "AdEMAMix": {"step", "exp_avg_fast", "exp_avg_slow", "exp_avg_sq"},
     "Adan": {"step", "exp_avg", "exp_avg_diff", "exp_avg_sq", "pre_grad"},
     "LaProp": {"step", "exp_avg", "exp_avg_sq"},
+}
+
+
+# The drop-ins that run the adapters' fused in-place step (their alias's maths is a ``Rule``), with
+# arguments that keep it (a warmup schedule inside the rule makes AdEMAMix run its pure update).
+FUSED: dict[str, dict[str, Any]] = {
+    "Lion": dict(lr=1e-3, weight_decay=0.1),
+    "Signum": dict(lr=1e-3, weight_decay=1e-3),
+    "AdaBelief": dict(lr=1e-2, weight_decay=0.01),
+    "Yogi": dict(lr=1e-2, weight_decay=1e-3),
+    "ADOPT": dict(lr=1e-2, weight_decay=1e-3),
+    "AdEMAMix": dict(lr=1e-2, weight_decay=0.01),
+    "LaProp": dict(lr=1e-2, weight_decay=0.01),
+    "Adan": dict(lr=1e-2, weight_decay=0.02),
+    "Novograd": dict(lr=1e-2, weight_decay=1e-3, grad_averaging=True),
 }
 
 
@@ -149,3 +165,27 @@ def test_defaults_are_the_reference_constructors() -> None:
     adan = adapters.Adan([torch.zeros(1, requires_grad=True)]).defaults
     assert (adan["betas"], adan["eps"], adan["no_prox"]) == ((0.98, 0.92, 0.99), 1e-8, False)
     assert adapters.LaProp([torch.zeros(1, requires_grad=True)]).defaults["eps"] == 1e-15
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_dropin_takes_the_fused_in_place_step(name: str) -> None:
+    cls, alias, _ = next(d for d in DROPINS if d[0].__name__ == name)
+    kwargs = FUSED[name]
+    plan = fused.plan(alias(**kwargs))
+    assert plan is not None and plan.rule is not None
+    model = _model()
+    opt = cls(model.parameters(), **kwargs)
+    assert opt.fuse
+    _train(model, opt, range(2))
+    buffers = {
+        (id(p), key): value
+        for p, st in opt.state.items()
+        for key, value in st.items()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    }
+    assert buffers
+    _train(model, opt, range(2, 4))
+    for p, st in opt.state.items():
+        for key, value in st.items():
+            if (id(p), key) in buffers:  # updated in place by the rule, not replaced by a pure step
+                assert value is buffers[id(p), key], key
