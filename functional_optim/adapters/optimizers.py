@@ -623,6 +623,37 @@ def _muon_chunks(params: list[Tensor]) -> list[list[Tensor]]:
     return out
 
 
+def _muon_group(
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    ns_coefficients: Any = (3.4445, -4.7750, 2.0315),
+    eps: float = 1e-7,
+    ns_steps: int = 5,
+    adjust_lr_fn: Any = None,
+    *,
+    ns_dtype: torch.dtype | None = None,
+    distributed: Any = False,
+) -> Any:
+    """The transform of one group of :class:`Muon`: :func:`functional_optim.muon`, where torch's
+    default ``ns_steps=5`` with a preset name means the preset's own number of steps."""
+    if isinstance(ns_coefficients, str) and ns_steps == 5:
+        ns_steps = None  # type: ignore[assignment]
+    return muon(
+        lr,
+        weight_decay,
+        momentum,
+        nesterov,
+        ns_coefficients,
+        eps,
+        ns_steps,
+        adjust_lr_fn,
+        ns_dtype=ns_dtype,
+        distributed=distributed,
+    )
+
+
 class Muon(_DropIn):
     r"""``torch.optim.Muon`` over :func:`functional_optim.muon`: EMA momentum, Newton–Schulz
     orthogonalisation, shape-adjusted learning rate and decoupled decay.
@@ -635,7 +666,8 @@ class Muon(_DropIn):
     Args:
       params, lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn:
         as ``torch.optim.Muon`` (``ns_coefficients`` also takes a preset name of
-        :func:`functional_optim.orthogonalize`).
+        :func:`functional_optim.orthogonalize`, e.g. ``"fast"``; with a preset name the default
+        ``ns_steps=5`` means the preset's own number of steps, 4 for ``"fast"``).
       ns_dtype: keyword-only; the dtype of Newton–Schulz. ``None`` (default) =
         :func:`functional_optim.transforms.orthogonalize.default_ns_dtype`: bfloat16 on CUDA and on
         CPUs with native bf16 matmul (then the numbers are torch's), float32 on other CPUs (where
@@ -660,9 +692,7 @@ class Muon(_DropIn):
     ) -> None:
         self._dropin_init(
             params,
-            functools.partial(muon, ns_dtype=ns_dtype)
-            if distributed is False
-            else functools.partial(muon, ns_dtype=ns_dtype, distributed=distributed),
+            functools.partial(_muon_group, ns_dtype=ns_dtype, distributed=distributed),
             dict(
                 lr=lr,
                 weight_decay=weight_decay,
