@@ -238,10 +238,7 @@ def _direct_steps(x: Tensor, steps: Sequence[Triple]) -> Tensor:
         # baddbmm: its single rounding of beta·C + alpha·A·B is what torch's addmm does.
         for a, b, c in steps:
             gram = torch.bmm(x, x.mT)
-            if c:
-                gram_update = torch.bmm(gram, gram).mul_(c).add_(gram, alpha=b)
-            else:
-                gram_update = gram.mul_(b)
+            gram_update = torch.bmm(gram, gram).mul_(c).add_(gram, alpha=b) if c else gram.mul_(b)
             x = torch.bmm(gram_update, x).add_(x, alpha=a)
         return x
     for a, b, c in steps:
@@ -320,7 +317,9 @@ def _gram_steps(
     return torch.bmm(q if scale is None else q * scale.to(q.dtype), x)
 
 
-def _direct_schatten8_steps(x: Tensor, steps: Sequence[Triple], frobenius: Tensor, eps: float, safety: float) -> Tensor:
+def _direct_schatten8_steps(
+    x: Tensor, steps: Sequence[Triple], frobenius: Tensor, eps: float, safety: float
+) -> Tensor:
     """The direct iteration from ``X₀ = λ·x`` (Schatten-8 normalisation, ``λ`` from the first
     step's ``A²``): per step ``X ← H X`` with ``H = a·I + b·A + c·A²`` (3 matmuls, 2 if ``c = 0``)."""
     for k, (a, b, c) in enumerate(steps):
@@ -459,10 +458,11 @@ def orthogonalize(
         ``(a, b, c)`` used at every step, or a list of per-step triples (its last triple repeats if
         ``ns_steps`` is longer). ``"fast"`` normalises by the Schatten-8 norm (a spectral-norm
         bound read off the first step's products, see :func:`newton_schulz`) and runs 3 quintic
-        and 1 cubic Polar Express steps (:func:`~functional_optim.transforms.ns_design.polar_express_coefficients`
-        for σ in ``[0.006, 1]``): 11 matrix products on a square matrix instead of 15, with the Gram
-        iteration on rectangular ones, and a lower error against ``U Vᵀ`` than ``"keller"``'s on the
-        matrices measured (Gaussian, spread and low-rank spectra; ``benchmarks/muon.py``).
+        and 1 cubic Polar Express steps (designed for σ in ``[0.006, 1]`` by
+        :func:`~functional_optim.transforms.ns_design.polar_express_coefficients`): 11 matrix
+        products on a square matrix instead of 15, with the Gram iteration on rectangular ones, and
+        a lower error against ``U Vᵀ`` than ``"keller"``'s on the matrices measured (Gaussian,
+        spread and low-rank spectra; ``benchmarks/muon.py``).
       ns_steps: number of NS steps (< 100, as torch). ``None`` (default): the preset's (5 for
         ``"keller"`` and a single triple, 4 for ``"fast"``, the length of a list).
       eps: ``None`` = the preset's: 1e-7 as a floor of the norm (``X / max(s·‖X‖_F, eps)``, torch),
