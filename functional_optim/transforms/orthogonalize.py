@@ -221,12 +221,16 @@ def _plain(x: Tensor) -> bool:
     return type(x) is Tensor
 
 
-def _normalise(x: Tensor, eps: float, safety_factor: float, additive_eps: bool) -> Tensor:
-    """``X / max(s·‖X‖_F, eps)`` (or ``X / (s·‖X‖_F + eps)``) per matrix of the stack."""
+def _normalise(
+    x: Tensor, eps: float, safety_factor: float, additive_eps: bool, in_place: bool = False
+) -> Tensor:
+    """``X / max(s·‖X‖_F, eps)`` (or ``X / (s·‖X‖_F + eps)``) per matrix of the stack (in place
+    if allowed: torch.optim.Muon's ``div_``, one matrix-sized copy fewer)."""
     norm = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
     if safety_factor != 1.0:
         norm = norm * safety_factor
-    return x / (norm + eps) if additive_eps else x / norm.clamp(min=eps)
+    norm = norm + eps if additive_eps else norm.clamp(min=eps)
+    return x.div_(norm) if in_place else x / norm
 
 
 def _direct_steps(x: Tensor, steps: Sequence[Triple]) -> Tensor:
@@ -250,29 +254,49 @@ def _direct_steps(x: Tensor, steps: Sequence[Triple]) -> Tensor:
     return x
 
 
-def _polynomial(gram: Tensor, gram_sq: Tensor | None, a: float, b: float, c: float) -> Tensor:
-    """``H = a·I + b·A + c·A²`` (``A²`` given, or computed here; not needed when ``c = 0``)."""
-    if c:
-        if gram_sq is None:
-            h = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
-        else:
-            h = torch.add(gram_sq * c, gram, alpha=b)
-    else:
-        h = gram * b
+def _polynomial(gram: Tensor, a: float, b: float, c: float) -> Tensor:
+    """``H = a·I + b·A + c·A²`` (one ``baddbmm``; ``b·A`` alone when ``c = 0``)."""
+    h = torch.baddbmm(gram, gram, gram, beta=b, alpha=c) if c else gram * b
     if _plain(h):
         h.diagonal(dim1=-2, dim2=-1).add_(a)  # h is a fresh result: nothing saved it
         return h
     return h + a * torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
 
 
-def _schatten8_scale(gram: Tensor, gram_sq: Tensor, frobenius: Tensor, eps: float, safety: float) -> Tensor:
-    """``λ`` with ``λ·X`` normalised by the Schatten-8 norm: for ``X = G / f`` (``f = max(‖G‖_F,
-    eps)``), ``‖G‖_S8 = f·‖A²‖_F^{1/4}`` with ``A = X Xᵀ``, and ``λ = f / max(s·‖G‖_S8, eps)``
-    (so a zero ``G`` stays zero, and ``λ = 1/(s·‖X‖_S8)`` otherwise). Computed in float32."""
-    sq = gram_sq.float() if gram_sq.dtype in _LOW_PRECISION else gram_sq
-    s8 = torch.linalg.vector_norm(sq, dim=(-2, -1), keepdim=True).pow(0.25)
-    f = frobenius.to(s8.dtype)
+def _schatten8_scale(gram_sq: Tensor, frobenius: Tensor, eps: float, safety: float) -> Tensor:
+    """``λ`` (float32, or float64 for float64 ``X``) with ``λ·X`` normalised by the Schatten-8 norm: for ``X = G / f`` (``f =
+    max(‖G‖_F, eps)``), ``‖G‖_S8 = f·‖A²‖_F^{1/4}`` with ``A = X Xᵀ``, and ``λ = f / max(s·‖G‖_S8,
+    eps)`` (so a zero ``G`` stays zero, and ``λ = 1/(s·‖X‖_S8)`` otherwise). The norm of a bf16
+    ``A²`` is accumulated in float32 and rounded to bf16 (≤ 0.1% on ``λ``, within the 1% margin the
+    coefficients are designed with)."""
+    dtype = torch.promote_types(gram_sq.dtype, torch.float32)
+    s8 = torch.linalg.vector_norm(gram_sq, dim=(-2, -1), keepdim=True).to(dtype).pow(0.25)
+    f = frobenius.to(dtype)
     return f / (safety * f * s8).clamp(min=eps)
+
+
+def _scaled_polynomial(
+    gram: Tensor, gram_sq: Tensor, a: float, b: float, c: float, scale: Tensor, out_scale: Tensor | None
+) -> Tensor:
+    """``μ·(a·I + b·λ²A + c·λ⁴A²)``: the first step's polynomial of ``λ·X`` from the products of
+    ``X`` (``μ = out_scale`` or 1), with the scalings folded into the coefficients (2 passes over
+    ``m × m`` instead of 5)."""
+    dtype = gram.dtype
+    mu = scale.new_ones(()) if out_scale is None else out_scale
+    s2 = scale * scale
+    if c:
+        h = gram_sq * (c * s2 * s2 * mu).to(dtype)
+        if _plain(h):
+            h.addcmul_(gram, (b * s2 * mu).to(dtype))  # h is a fresh result: nothing saved it
+        else:
+            h = h + gram * (b * s2 * mu).to(dtype)
+    else:
+        h = gram * (b * s2 * mu).to(dtype)
+    diag = (a * mu).to(dtype).expand(h.shape[:-2] + (1, 1))
+    if _plain(h):
+        h.diagonal(dim1=-2, dim2=-1).add_(diag[..., 0])
+        return h
+    return h + diag * torch.eye(h.shape[-1], dtype=dtype, device=h.device)
 
 
 def _gram_steps(
@@ -290,7 +314,7 @@ def _gram_steps(
     ``restart``: after that many steps, ``X₀ ← Q X₀`` and ``A`` is recomputed from it (bounds the
     rounding error that the ``A`` recursion accumulates in low precision).
     ``schatten8 = (‖G‖_F floor, eps, safety)``: ``X₀ = λ·x`` with ``λ`` from the first step's
-    ``A²`` (:func:`_schatten8_scale`), folded into ``A``, ``A²`` and ``Q``.
+    ``A²`` (:func:`_schatten8_scale`), folded into ``A``, ``H`` and ``Q``.
     """
     q: Tensor | None = None
     scale: Tensor | None = None
@@ -300,14 +324,14 @@ def _gram_steps(
             x = torch.bmm(q if scale is None else q * scale.to(q.dtype), x)
             q = scale = None
             gram = torch.bmm(x, x.mT)
-        gram_sq = torch.bmm(gram, gram) if (c or (k == 0 and schatten8 is not None)) else None
         if k == 0 and schatten8 is not None:
-            assert gram_sq is not None
-            scale = _schatten8_scale(gram, gram_sq, *schatten8)
-            s2 = scale * scale
-            gram = gram * s2.to(gram.dtype)
-            gram_sq = gram_sq * (s2 * s2).to(gram.dtype)
-        h = _polynomial(gram, gram_sq, a, b, c)
+            gram_sq = torch.bmm(gram, gram)
+            scale = _schatten8_scale(gram_sq, *schatten8)
+            h = _scaled_polynomial(gram, gram_sq, a, b, c, scale, None)
+            del gram_sq
+            gram = gram * (scale * scale).to(gram.dtype)
+        else:
+            h = _polynomial(gram, a, b, c)
         q = h if q is None else torch.bmm(h, q)
         last = k + 1 == len(steps) or (restart and (k + 1) % restart == 0)
         if not last:
@@ -326,12 +350,11 @@ def _direct_schatten8_steps(
         gram = torch.bmm(x, x.mT)
         if k == 0:
             gram_sq = torch.bmm(gram, gram)
-            scale = _schatten8_scale(gram, gram_sq, frobenius, eps, safety)
-            s2 = scale * scale
-            h = _polynomial(gram * s2.to(x.dtype), gram_sq * (s2 * s2).to(x.dtype), a, b, c)
-            h = h * scale.to(h.dtype)  # X₁ = H·(λx) = (λH)·x
+            scale = _schatten8_scale(gram_sq, frobenius, eps, safety)
+            h = _scaled_polynomial(gram, gram_sq, a, b, c, scale, scale)  # X₁ = H(λx) = (λH)x
+            del gram_sq
         else:
-            h = _polynomial(gram, None, a, b, c)
+            h = _polynomial(gram, a, b, c)
         x = torch.bmm(h, x)
     return x
 
@@ -345,6 +368,7 @@ def newton_schulz(
     additive_eps: bool = False,
     method: str = "direct",
     norm: str = "frobenius",
+    overwrite_input: bool = False,
 ) -> Tensor:
     """Newton–Schulz on a stack ``x`` of shape ``(batch, m, n)`` with ``m <= n``, in ``x``'s dtype.
 
@@ -363,7 +387,9 @@ def newton_schulz(
       :func:`_gram_steps`): fewer flops for ``n > 1.5·m``, different rounding.
     * ``method="auto"``: ``"gram"`` when ``n ≥ 2·m``, ``"direct"`` otherwise.
 
-    A step with ``c = 0`` (cubic) skips ``A²``: 2 matmuls instead of 3.
+    A step with ``c = 0`` (cubic) skips ``A²``: 2 matmuls instead of 3. ``overwrite_input=True``
+    lets the normalisation divide ``x`` in place (``x`` must be a fresh tensor nothing else reads,
+    outside autograd): one matrix-sized temporary fewer.
 
     Safe on DTensors and tensor subclasses (no in-place arithmetic on matmul results there).
     """
@@ -378,11 +404,12 @@ def newton_schulz(
         if not steps:
             return _normalise(x, eps, safety_factor, additive_eps)
         frobenius = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True).clamp(min=eps)
-        x = x / frobenius  # ‖x‖_F <= 1: the 4th powers of A² stay in range
+        # ‖x‖_F <= 1: the 4th powers of A² stay in range
+        x = x.div_(frobenius) if overwrite_input else x / frobenius
         if gram:
             return _gram_steps(x, steps, restart, (frobenius, eps, safety_factor))
         return _direct_schatten8_steps(x, steps, frobenius, eps, safety_factor)
-    x = _normalise(x, eps, safety_factor, additive_eps)
+    x = _normalise(x, eps, safety_factor, additive_eps, overwrite_input)
     if gram:
         return _gram_steps(x, steps, restart)
     return _direct_steps(x, steps)
@@ -551,6 +578,9 @@ def orthogonalize(
                     bsz, m, n = views[i]
                     x = local[i].reshape(bsz, m, n).to(work)
                     mats.append(x.mT if m > n else x)
+                # a fresh copy (cast or concatenation) may be normalised in place, outside autograd
+                fresh = len(mats) > 1 or dtype != work
+                tracked = torch.is_grad_enabled() and any(local[i].requires_grad for i in chunk)
                 x = newton_schulz(
                     mats[0] if len(mats) == 1 else torch.cat(mats),
                     steps,
@@ -559,6 +589,7 @@ def orthogonalize(
                     additive_eps=additive,
                     method=ns_method,
                     norm=norm,
+                    overwrite_input=fresh and not tracked and _plain(local[chunk[0]]),
                 )
                 del mats
                 start = 0
