@@ -264,9 +264,10 @@ def _polynomial(gram: Tensor, a: float, b: float, c: float) -> Tensor:
 
 
 def _schatten8_scale(gram_sq: Tensor, frobenius: Tensor, eps: float, safety: float) -> Tensor:
-    """``λ`` (float32, or float64 for float64 ``X``) with ``λ·X`` normalised by the Schatten-8 norm: for ``X = G / f`` (``f =
-    max(‖G‖_F, eps)``), ``‖G‖_S8 = f·‖A²‖_F^{1/4}`` with ``A = X Xᵀ``, and ``λ = f / max(s·‖G‖_S8,
-    eps)`` (so a zero ``G`` stays zero, and ``λ = 1/(s·‖X‖_S8)`` otherwise). The norm of a bf16
+    """``λ`` (float32; float64 for float64 ``X``) with ``λ·X`` normalised by the Schatten-8 norm:
+    for ``X = G / f`` (``f = max(‖G‖_F, eps)``), ``‖G‖_S8 = f·‖A²‖_F^{1/4}`` with ``A = X Xᵀ``, and
+    ``λ = f / max(s·‖G‖_S8, eps)`` (so a zero ``G`` stays zero, and ``λ = 1/(s·‖X‖_S8)``
+    otherwise). The norm of a bf16
     ``A²`` is accumulated in float32 and rounded to bf16 (≤ 0.1% on ``λ``, within the 1% margin the
     coefficients are designed with)."""
     dtype = torch.promote_types(gram_sq.dtype, torch.float32)
@@ -292,7 +293,7 @@ def _scaled_polynomial(
             h = h + gram * (b * s2 * mu).to(dtype)
     else:
         h = gram * (b * s2 * mu).to(dtype)
-    diag = (a * mu).to(dtype).expand(h.shape[:-2] + (1, 1))
+    diag = (a * mu).to(dtype).expand((*h.shape[:-2], 1, 1))
     if _plain(h):
         h.diagonal(dim1=-2, dim2=-1).add_(diag[..., 0])
         return h
