@@ -33,13 +33,13 @@ ReshapeRule = None | str | Callable[[torch.Size], Sequence[int]]
 
 KELLER: Triple = (3.4445, -4.7750, 2.0315)
 
-# "fast": polar_express_coefficients(0.006, (5, 5, 5, 3)) (functional_optim.transforms.ns_design),
+# "fast": polar_express_coefficients(0.003, (5, 5, 5, 5)) (functional_optim.transforms.ns_design),
 # rounded to 6 digits; tests/transforms/test_ns_design.py checks that they are reproduced.
 FAST: list[Triple] = [
-    (8.175086, -23.551637, 17.08728),
-    (3.821227, -2.798251, 0.528371),
-    (3.029979, -2.229862, 0.466236),
-    (1.66959, -0.5143, 0.0),
+    (8.300667, -24.037544, 17.466134),
+    (4.005857, -2.925287, 0.54236),
+    (3.484016, -2.561413, 0.502365),
+    (2.490433, -1.806779, 0.421057),
 ]
 
 NS_PRESETS: dict[str, dict[str, Any]] = {
@@ -70,11 +70,11 @@ NS_PRESETS: dict[str, dict[str, Any]] = {
         "additive_eps": True,
         "eps": 1e-6,
     },
-    # Fewer matrix products at a lower error than "keller": X / max(||X||_S8, eps) (the Schatten-8
-    # norm (sum sigma^8)^(1/8) = ||(X X^T)^2||_F^(1/4), a spectral-norm bound read off the first
-    # step's products), then 3 quintic + 1 cubic Polar Express steps designed for sigma in
-    # [0.006, 1] (11 products on a square matrix instead of 15), the Gram iteration for
-    # rectangular matrices (ns_method="auto").
+    # Fewer matrix products at an error no larger than "keller"'s: X / max(||X||_S8, eps) (the
+    # Schatten-8 norm (sum sigma^8)^(1/8) = ||(X X^T)^2||_F^(1/4), a spectral-norm bound read off
+    # the first step's products), then 4 Polar Express steps designed for sigma in [0.003, 1]
+    # (12 products on a square matrix instead of 15), the Gram iteration for rectangular matrices
+    # (ns_method="auto").
     "fast": {
         "coefficients": FAST,
         "safety_factor": 1.0,
@@ -485,12 +485,14 @@ def orthogonalize(
         ``"cesista_you"``, ``"polar_express"``, ``"fast"`` (see :data:`NS_PRESETS`), one
         ``(a, b, c)`` used at every step, or a list of per-step triples (its last triple repeats if
         ``ns_steps`` is longer). ``"fast"`` normalises by the Schatten-8 norm (a spectral-norm
-        bound read off the first step's products, see :func:`newton_schulz`) and runs 3 quintic
-        and 1 cubic Polar Express steps (designed for σ in ``[0.006, 1]`` by
-        :func:`~functional_optim.transforms.ns_design.polar_express_coefficients`): 11 matrix
-        products on a square matrix instead of 15, with the Gram iteration on rectangular ones, and
-        a lower error against ``U Vᵀ`` than ``"keller"``'s on the matrices measured (Gaussian,
-        spread and low-rank spectra; ``benchmarks/muon.py``).
+        bound read off the first step's products, see :func:`newton_schulz`) and runs 4 Polar
+        Express steps (designed for σ in ``[0.003, 1]`` by
+        :func:`~functional_optim.transforms.ns_design.polar_express_coefficients`): 12 matrix
+        products on a square matrix instead of 15, the Gram iteration on rectangular ones, and an
+        error against ``U Vᵀ`` no larger than ``"keller"``'s on the matrices measured (Gaussian,
+        log-spread and low-rank-plus-noise spectra; ``benchmarks/muon.py``), except nearly rank-1
+        inputs with noise far below their scale, whose noise directions neither iteration lifts
+        to 1 (``"keller"``'s larger slope at 0 lifts them further).
       ns_steps: number of NS steps (< 100, as torch). ``None`` (default): the preset's (5 for
         ``"keller"`` and a single triple, 4 for ``"fast"``, the length of a list).
       eps: ``None`` = the preset's: 1e-7 as a floor of the norm (``X / max(s·‖X‖_F, eps)``, torch),
