@@ -35,6 +35,7 @@ from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *
 from functional_optim.transforms.neuron_norm import *
 from functional_optim.transforms.novograd import *
+from functional_optim.transforms.ns_design import *
 from functional_optim.transforms.orthogonalize import *
 from functional_optim.transforms.orthogonalize_distributed import *
 from functional_optim.transforms.prodigy import *
@@ -59,6 +60,7 @@ from functional_optim.transforms.zero_nans import *
 __all__ = [
     "LMO_NORMS",
     "NS_METHODS",
+    "NS_NORMS",
     "NS_PRESETS",
     "AddNoiseState",
     "CautiousState",
@@ -123,6 +125,7 @@ __all__ = [
     "newton_schulz",
     "orthogonalize",
     "orthogonalize_distributed",
+    "polar_express_coefficients",
     "read_snapshots",
     "scale",
     "scale_by_adadelta",

@@ -94,9 +94,9 @@ def polar_express_coefficients(
 
     Example:
       >>> from functional_optim.transforms.ns_design import polar_express_coefficients
-      >>> steps = polar_express_coefficients(0.005, (5, 5, 5, 3))
-      >>> [round(a, 3) for a, _, _ in steps]
-      [8.216, 3.88, 3.16, 1.723]
+      >>> steps = polar_express_coefficients(0.003, (5, 5, 5, 5))  # the "fast" preset
+      >>> print(", ".join(f"{a:.3f}" for a, _, _ in steps))
+      8.301, 4.006, 3.484, 2.490
 
     References:
       Amsel, Persson, Musco and Gower, "The Polar Express: Optimal Matrix Sign Methods and
