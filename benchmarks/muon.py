@@ -16,7 +16,9 @@ CPU, 12 on a GPU; the output says so); (c) for memory only, the 12-layer width-2
    once, in a rotating order (interleaved, so machine load hits them alike). Reported: the median
    over repeats, the spread (min-max) and the ratio of medians to ``torch.optim.Muon`` at its
    defaults (bf16 Newton–Schulz, one matrix at a time) from the same run (> 1: faster), with the
-   load average before and after. ``fo.muon`` rows are the pure step (``update`` +
+   load average before and after; the same for the process CPU time (``time.process_time``: time
+   spent descheduled by other jobs is not counted, so on a shared machine its ratios are the
+   steadier ones with 1 thread). ``fo.muon`` rows are the pure step (``update`` +
    ``apply_updates``), ``adapters.Muon`` rows the drop-in (in place).
 2. **Error**: ``‖O − U Vᵀ‖_F / ‖U Vᵀ‖_F`` of the orthogonalised update ``O`` against the exact
    polar factor of its input (SVD in float64), RMS over 8 of the case's Gaussian matrices
@@ -190,21 +192,27 @@ def low_rank_matrix(m: int, n: int, rank: int, noise: float, seed: int = 2) -> t
     return signal + noise * torch.randn(m, n, generator=gen)
 
 
-def time_paths(paths: dict[str, Callable[[], None]], repeats: int, device: str) -> dict[str, list[float]]:
+def time_paths(
+    paths: dict[str, Callable[[], None]], repeats: int, device: str
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and process CPU time of each path, per repeat (CPU time is what a loaded machine
+    disturbs least: time spent descheduled is not counted)."""
     for fn in paths.values():  # warm-up: lazy state, allocator
         fn()
     times: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}
     order = list(paths)
     for r in range(repeats):
         k = r % len(order)
         for name in order[k:] + order[:k]:
             gc.collect()
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             paths[name]()
             sync(device)
             times[name].append(time.perf_counter() - t0)
-    return times
+            cpu[name].append(time.process_time() - c0)
+    return times, cpu
 
 
 def run_case(name: str, shapes: list[tuple[int, int]], configs: list[str], repeats: int, device: str) -> dict:
@@ -212,20 +220,24 @@ def run_case(name: str, shapes: list[tuple[int, int]], configs: list[str], repea
     paths = {c: step_fn(CONFIGS[c][1], CONFIGS[c][2], params, grads) for c in configs}
     load_before = os.getloadavg()
     with torch.no_grad():
-        times = time_paths(paths, repeats, device)
+        times, cpu = time_paths(paths, repeats, device)
     load_after = os.getloadavg()
     del paths
     base = statistics.median(times["torch"]) if "torch" in times else None
+    cpu_base = statistics.median(cpu["torch"]) if "torch" in cpu else None
     rows = {}
     for c in configs:
-        med = statistics.median(times[c])
+        med, cpu_med = statistics.median(times[c]), statistics.median(cpu[c])
         rows[c] = {
             "label": CONFIGS[c][0],
             "step_s": med,
             "min_s": min(times[c]),
             "max_s": max(times[c]),
             "speedup_vs_torch": None if base is None else base / med,
+            "cpu_s": cpu_med,
+            "cpu_speedup_vs_torch": None if cpu_base is None else cpu_base / cpu_med,
             "times_s": times[c],
+            "cpu_times_s": cpu[c],
         }
     return {
         "case": name,
@@ -278,10 +290,15 @@ def print_results(res: dict, errs: dict, threads: int) -> None:
     )
     err_keys = list(next(iter(errs.values())))
     header = f"{'configuration':<30} {'step (s)':>9} {'min-max (s)':>15} {'vs torch':>9}"
+    header += f" {'cpu (s)':>8} {'vs torch':>9}"
     print(header + "".join(f" {'err ' + k[:10]:>15}" for k in err_keys))
     for c, r in res["rows"].items():
         ratio = "" if r["speedup_vs_torch"] is None else f"{r['speedup_vs_torch']:.2f}x"
-        line = f"{r['label']:<30} {r['step_s']:>9.4f} {r['min_s']:>7.4f}-{r['max_s']:<7.4f} {ratio:>9}"
+        cpu_ratio = "" if r["cpu_speedup_vs_torch"] is None else f"{r['cpu_speedup_vs_torch']:.2f}x"
+        line = (
+            f"{r['label']:<30} {r['step_s']:>9.4f} {r['min_s']:>7.4f}-{r['max_s']:<7.4f} {ratio:>9} "
+            f"{r['cpu_s']:>8.4f} {cpu_ratio:>9}"
+        )
         print(line + "".join(f" {errs[c][k]:>15.4f}" for k in err_keys))
 
 
