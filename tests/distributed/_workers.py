@@ -163,7 +163,8 @@ class Net(nn.Module):
 
 def dropins() -> dict[str, Callable[[Any], torch.optim.Optimizer]]:
     """Optimizer builders over a model (Muon sees the 2-D weights only). ``adapters.Muon`` without
-    ``distributed`` is left out: its Newton–Schulz runs on the DTensors themselves (orthogonalize.py)."""
+    ``distributed`` (every rank gathers and orthogonalises every whole matrix) is exercised by the
+    ``MuonWithAdamW`` entries of the DCP test."""
     ad = fo.adapters
 
     def weights(m: nn.Module) -> list[nn.Parameter]:
