@@ -1,23 +1,38 @@
 """Muon step time, accuracy and memory: ``fo.muon`` / ``adapters.Muon`` vs ``torch.optim.Muon``.
 
-Run: ``python benchmarks/muon.py [--threads N] [--repeats N] [--width W] [--quick]``. Prints the
-machine, then per case (a) ten 512×512 matrices and (b) the hidden matrices of a GPT-2-small
-stack (12 layers × {qkv w×3w, proj w×w, fc w×4w, fc-proj 4w×w}; width 768 on a GPU, 256 on a CPU by
-default: the output says so):
+Run::
 
-1. **step time**: median of interleaved repeats (every configuration runs once per repeat, in a
-   rotating order), and its ratio to ``torch.optim.Muon`` at its defaults (bf16 Newton–Schulz, one
-   matrix at a time) measured in the same run; the ``fo.muon`` rows are the pure step
-   (``update`` + ``apply_updates``), the ``adapters.Muon`` row is the drop-in (in place);
-2. **error**: the relative Frobenius distance ``‖O − U Vᵀ‖_F / ‖U Vᵀ‖_F`` of the orthogonalised
-   update ``O`` to the exact polar factor of its input (SVD in float64), as the RMS over the case's
-   matrices (Gaussian inputs), and on a 256×768 input with singular values log-spaced in
-   ``[1e-3, 1]`` (a spread-out spectrum, like a low-rank gradient's);
-3. **extra peak memory** of one step (``torch.profiler`` allocator events, as ``benchmarks/run.py``):
-   for the drop-ins the step's own temporaries; for the pure ``fo.muon`` path this includes the
-   new parameters and the new momentum buffers it returns (the price of purity, reported as is).
+    python benchmarks/muon.py                          # 1 thread, every configuration
+    python benchmarks/muon.py --threads 1,2 --repeats 15
+    python benchmarks/muon.py --configs torch,fast,adapter-fast --layers 4
+    python benchmarks/muon.py --quick                  # tiny shapes (smoke test)
 
-Writes ``benchmarks/results/muon_<device>[_<threads>t].json``.
+Cases: (a) ten 512×512 matrices; (b) the hidden matrices of GPT-2 small, per layer
+``768×2304`` (qkv), ``768×768`` (attention projection), ``768×3072`` (MLP up), ``3072×768`` (MLP
+down) -- full width 768; on a CPU the number of layers is scaled down (``--layers``, default 2 on a
+CPU, 12 on a GPU; the output says so); (c) for memory only, the 12-layer width-256 version of (b).
+
+1. **Step time**: every configuration gets its own parameters and state; per repeat they all run
+   once, in a rotating order (interleaved, so machine load hits them alike). Reported: the median
+   over repeats, the spread (min-max) and the ratio of medians to ``torch.optim.Muon`` at its
+   defaults (bf16 Newton–Schulz, one matrix at a time) from the same run (> 1: faster), with the
+   load average before and after; the same for the process CPU time (``time.process_time``: time
+   spent descheduled by other jobs is not counted, so on a shared machine its ratios are the
+   steadier ones with 1 thread). ``fo.muon`` rows are the pure step (``update`` +
+   ``apply_updates``), ``adapters.Muon`` rows the drop-in (in place).
+2. **Error**: ``‖O − U Vᵀ‖_F / ‖U Vᵀ‖_F`` of the orthogonalised update ``O`` against the exact
+   polar factor of its input (SVD in float64), RMS over 8 of the case's Gaussian matrices
+   ("gauss"); on a 256×768 matrix with singular values log-spaced in ``[1e-3, 1]`` ("spread");
+   on a rank-4 768×3072 matrix plus Gaussian noise 1e-3 of its scale ("low-rank": the noise
+   directions are what the polar factor is made of, and no 4-5 step iteration lifts them to 1).
+   Smaller is closer to ``U Vᵀ``; torch's own 5-step quintic is the reference.
+3. **Extra peak memory** of a step: ``torch.profiler`` allocator events over two consecutive
+   steps, the peak of their running sum during the second one minus its value at its start (so
+   the frees of state tensors that the first step made are seen). Pure ``fo.muon`` rows include
+   what the pure API returns (updates, new momentum, then new parameters: 3× the matrices),
+   printed separately as "returned".
+
+Writes ``benchmarks/results/muon_<device>_<threads>t.json`` (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -34,36 +49,50 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, record_function
 
 import functional_optim as fo
 from functional_optim.transforms.orthogonalize import default_ns_dtype
 
-# (label, fo.muon keyword arguments) -- every configuration is timed and its error measured.
-CONFIGS: list[tuple[str, dict]] = [
-    ("fo.muon keller (= torch)", {}),
-    ("fo.muon keller, gram", {"ns_method": "auto"}),
-    ("fo.muon polar_express, gram", {"ns_coefficients": "polar_express", "ns_method": "auto"}),
-]
+KELLER = (3.4445, -4.7750, 2.0315)
+
+# name -> (label, kind, keyword arguments); kind: "torch", "adapter" or "pure".
+CONFIGS: dict[str, tuple[str, str, dict]] = {
+    "torch": ("torch.optim.Muon", "torch", {}),
+    "adapter": ("adapters.Muon (= torch)", "adapter", {}),
+    "adapter-fast": ("adapters.Muon fast", "adapter", {"ns_coefficients": "fast"}),
+    "keller": ("fo.muon (= torch)", "pure", {}),
+    "keller-gram": ("fo.muon keller, gram", "pure", {"ns_method": "auto"}),
+    "polar_express": (
+        "fo.muon polar_express, gram",
+        "pure",
+        {"ns_coefficients": "polar_express", "ns_method": "auto"},
+    ),
+    "fast": ("fo.muon fast", "pure", {"ns_coefficients": "fast"}),
+}
 
 
 def machine() -> dict:
-    flags = ""
+    flags: list[str] = []
+    model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            for line in f:
+                if line.startswith("flags") and not flags:
+                    flags = line.split()
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
     except OSError:
         pass
     return {
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": model,
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "avx512_bf16": "avx512_bf16" in flags.split(),
-        "avx2": "avx2" in flags.split(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "avx2": "avx2" in flags,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onednn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
@@ -88,66 +117,63 @@ def sync(device: str) -> None:
 
 
 def extra_peak_mib(step: Callable[[], None]) -> float:
-    """Peak of the running sum of allocator events during one step (see ``benchmarks/run.py``)."""
+    """Peak extra memory of ``step``: allocator events of two consecutive steps, the peak of their
+    running sum during the second minus its value at the second's start."""
     gc.collect()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities, profile_memory=True) as prof:
         step()
-    events = sorted(
-        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
-    )
-    return max(itertools.accumulate((n for _, n in events), initial=0)) / 2**20
+        with record_function("## measured step ##"):
+            step()
+    events = prof.profiler.kineto_results.events()
+    start = next(e.start_ns() for e in events if e.name() == "## measured step ##")
+    mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    before = sum(n for t, n in mem if t < start)
+    running = itertools.accumulate((n for t, n in mem if t >= start), initial=before)
+    return (max(running) - before) / 2**20
 
 
-def torch_step(params: list, grads: list) -> Callable[[], None]:
+def step_fn(kind: str, kwargs: dict, params: list, grads: list) -> Callable[[], None]:
+    if kind == "pure":
+        tx = fo.muon(**kwargs)
+        box = {"params": [p.clone() for p in params], "state": None}
+        box["state"] = tx.init(box["params"])
+
+        def run() -> None:
+            updates, box["state"] = tx.update(grads, box["state"], box["params"])
+            box["params"] = fo.apply_updates(box["params"], updates)
+
+        return run
     ps = [torch.nn.Parameter(p.clone()) for p in params]
     for p, g in zip(ps, grads, strict=True):
         p.grad = g.clone()
-    opt = torch.optim.Muon(ps)
+    opt = torch.optim.Muon(ps, **kwargs) if kind == "torch" else fo.adapters.Muon(ps, **kwargs)
     return lambda: opt.step()
 
 
-def adapter_step(params: list, grads: list) -> Callable[[], None]:
-    ps = [torch.nn.Parameter(p.clone()) for p in params]
-    for p, g in zip(ps, grads, strict=True):
-        p.grad = g.clone()
-    opt = fo.adapters.Muon(ps)
-    return lambda: opt.step()
-
-
-def pure_step(params: list, grads: list, kwargs: dict) -> Callable[[], None]:
-    tx = fo.muon(**kwargs)
-    box = {"params": [p.clone() for p in params], "state": None}
-    box["state"] = tx.init(box["params"])
-
-    def run() -> None:
-        updates, box["state"] = tx.update(grads, box["state"], box["params"])
-        box["params"] = fo.apply_updates(box["params"], updates)
-
-    return run
-
-
-def orthogonalizer(kwargs: dict, torch_ref: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+def orthogonalizer(kind: str, kwargs: dict) -> Callable[[torch.Tensor], torch.Tensor]:
     """The Newton–Schulz part of a configuration, as a function of one matrix."""
-    if torch_ref:
+    if kind == "torch":
         from torch.optim._muon import _zeropower_via_newtonschulz
 
-        return lambda g: _zeropower_via_newtonschulz(g, (3.4445, -4.7750, 2.0315), 5, 1e-7).to(g.dtype)
-    keys = ("ns_coefficients", "ns_steps", "eps", "safety_factor", "ns_dtype")
+        return lambda g: _zeropower_via_newtonschulz(g, KELLER, 5, 1e-7).to(g.dtype)
+    keys = ("ns_coefficients", "ns_steps", "eps", "safety_factor", "ns_dtype", "ns_method")
     ortho_kwargs = {k: kwargs[k] for k in keys if k in kwargs}
-    if "ns_coefficients" not in ortho_kwargs:
-        ortho_kwargs["ns_coefficients"] = "keller"
-    tx = fo.orthogonalize(**ortho_kwargs, ns_method=kwargs.get("ns_method", "direct"))
+    ortho_kwargs.setdefault("ns_coefficients", "keller")
+    tx = fo.orthogonalize(**ortho_kwargs)
     return lambda g: tx.update([g], fo.EmptyState())[0][0]
 
 
-def rel_error(ortho: Callable[[torch.Tensor], torch.Tensor], mats: list[torch.Tensor]) -> float:
-    errs = []
-    for g in mats:
-        u, _, vh = torch.linalg.svd(g.double().cpu(), full_matrices=False)
-        polar = u @ vh
-        out = ortho(g).double().cpu()
-        errs.append(((out - polar).norm() / polar.norm()).item() ** 2)
+def polar(g: torch.Tensor) -> torch.Tensor:
+    u, _, vh = torch.linalg.svd(g.double().cpu(), full_matrices=False)
+    return u @ vh
+
+
+Orthogonalizer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def rel_error(ortho: Orthogonalizer, mats: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    errs = [((ortho(g).double().cpu() - p).norm() / p.norm()).item() ** 2 for g, p in mats]
     return statistics.mean(errs) ** 0.5
 
 
@@ -160,123 +186,216 @@ def spread_matrix(m: int, n: int, sigma_min: float, seed: int = 1) -> torch.Tens
     return ((u[:, :k] * s) @ v[:, :k].T).float()
 
 
-def time_paths(paths: dict[str, Callable[[], None]], repeats: int, device: str) -> dict[str, list[float]]:
+def low_rank_matrix(m: int, n: int, rank: int, noise: float, seed: int = 2) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    signal = torch.randn(m, rank, generator=gen) @ torch.randn(rank, n, generator=gen) / rank**0.5
+    return signal + noise * torch.randn(m, n, generator=gen)
+
+
+def time_paths(
+    paths: dict[str, Callable[[], None]], repeats: int, device: str
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and process CPU time of each path, per repeat (CPU time is what a loaded machine
+    disturbs least: time spent descheduled is not counted)."""
     for fn in paths.values():  # warm-up: lazy state, allocator
         fn()
     times: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}
     order = list(paths)
     for r in range(repeats):
         k = r % len(order)
         for name in order[k:] + order[:k]:
             gc.collect()
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             paths[name]()
             sync(device)
             times[name].append(time.perf_counter() - t0)
-    return times
+            cpu[name].append(time.process_time() - c0)
+    return times, cpu
 
 
-def run_case(name: str, shapes: list[tuple[int, int]], repeats: int, device: str) -> dict:
+def run_case(name: str, shapes: list[tuple[int, int]], configs: list[str], repeats: int, device: str) -> dict:
     params, grads = make(shapes, device)
-    paths: dict[str, Callable[[], None]] = {"torch.optim.Muon": torch_step(params, grads)}
-    paths["adapters.Muon (= torch)"] = adapter_step(params, grads)
-    for label, kwargs in CONFIGS:
-        paths[label] = pure_step(params, grads, kwargs)
+    paths = {c: step_fn(CONFIGS[c][1], CONFIGS[c][2], params, grads) for c in configs}
+    load_before = os.getloadavg()
     with torch.no_grad():
-        times = time_paths(paths, repeats, device)
-        memory = {label: extra_peak_mib(fn) for label, fn in paths.items()}
-    sample = grads[: min(len(grads), 8)]  # error on a few of the case's matrices (SVD is slow)
-    spread = spread_matrix(256, 768, 1e-3).to(device)
-    errors = {}
-    for label in paths:
-        kwargs = dict(CONFIGS).get(label, {})
-        ortho = orthogonalizer(kwargs, torch_ref=label == "torch.optim.Muon")
-        errors[label] = (rel_error(ortho, sample), rel_error(ortho, [spread]))
-    base = statistics.median(times["torch.optim.Muon"])
+        times, cpu = time_paths(paths, repeats, device)
+    load_after = os.getloadavg()
+    del paths
+    base = statistics.median(times["torch"]) if "torch" in times else None
+    cpu_base = statistics.median(cpu["torch"]) if "torch" in cpu else None
     rows = {}
-    for label in paths:
-        med = statistics.median(times[label])
-        rows[label] = {
+    for c in configs:
+        med, cpu_med = statistics.median(times[c]), statistics.median(cpu[c])
+        rows[c] = {
+            "label": CONFIGS[c][0],
             "step_s": med,
-            "speedup_vs_torch": base / med,
-            "error_gaussian": errors[label][0],
-            "error_spread_1e-3": errors[label][1],
-            "extra_peak_mib": memory[label],
-            "times_s": times[label],
+            "min_s": min(times[c]),
+            "max_s": max(times[c]),
+            "speedup_vs_torch": None if base is None else base / med,
+            "cpu_s": cpu_med,
+            "cpu_speedup_vs_torch": None if cpu_base is None else cpu_base / cpu_med,
+            "times_s": times[c],
+            "cpu_times_s": cpu[c],
         }
-    return {"case": name, "n_matrices": len(shapes), "rows": rows}
+    return {
+        "case": name,
+        "n_matrices": len(shapes),
+        "load_before": load_before,
+        "load_after": load_after,
+        "rows": rows,
+    }
 
 
-def print_case(res: dict) -> None:
-    print(f"\n{res['case']} ({res['n_matrices']} matrices)")
+def errors(configs: list[str], gauss: dict[str, list[torch.Tensor]], device: str) -> dict:
+    """Per configuration: error on each case's Gaussian sample, the spread and the low-rank matrix."""
+    targets = {name: [(g, polar(g)) for g in mats] for name, mats in gauss.items()}
+    spread = spread_matrix(256, 768, 1e-3).to(device)
+    low = low_rank_matrix(768, 3072, 4, 1e-3).to(device)
+    targets["spread"] = [(spread, polar(spread))]
+    targets["low-rank"] = [(low, polar(low))]
+    out: dict[str, dict[str, float]] = {}
+    for c in configs:
+        if CONFIGS[c][1] == "adapter" and "ns_coefficients" not in CONFIGS[c][2]:
+            kind, kwargs = "pure", {}
+        else:
+            kind, kwargs = CONFIGS[c][1], CONFIGS[c][2]
+        ortho = orthogonalizer(kind, kwargs)
+        out[c] = {name: rel_error(ortho, mats) for name, mats in targets.items()}
+    return out
+
+
+def memory(configs: list[str], shapes: list[tuple[int, int]], device: str) -> dict:
+    params, grads = make(shapes, device)
+    model_mib = sum(a * b for a, b in shapes) * 4 / 2**20
+    out = {}
+    with torch.no_grad():
+        for c in configs:
+            fn = step_fn(CONFIGS[c][1], CONFIGS[c][2], params, grads)
+            fn()  # lazy state
+            extra = extra_peak_mib(fn)
+            returned = 3 * model_mib if CONFIGS[c][1] == "pure" else 0.0
+            out[c] = {"extra_peak_mib": extra, "returned_mib": returned, "working_mib": extra - returned}
+            del fn
+            gc.collect()
+    label = f"GPT-2 hidden set, {len(shapes) // 4} layers, width {shapes[1][0]} ({model_mib:.1f} MiB)"
+    return {"shapes": label, "rows": out}
+
+
+def print_results(res: dict, errs: dict, threads: int) -> None:
     print(
-        f"{'configuration':<30} {'step (s)':>9} {'vs torch':>9} {'err gauss':>10} "
-        f"{'err spread':>11} {'extra MiB':>10}"
+        f"\n{res['case']} ({res['n_matrices']} matrices), {threads} thread(s); load average "
+        f"{tuple(round(v, 2) for v in res['load_before'])} -> {tuple(round(v, 2) for v in res['load_after'])}"
     )
-    for label, r in res["rows"].items():
-        print(
-            f"{label:<30} {r['step_s']:>9.4f} {r['speedup_vs_torch']:>8.2f}x {r['error_gaussian']:>10.4f} "
-            f"{r['error_spread_1e-3']:>11.4f} {r['extra_peak_mib']:>10.2f}"
+    err_keys = list(next(iter(errs.values())))
+    header = f"{'configuration':<30} {'step (s)':>9} {'min-max (s)':>15} {'vs torch':>9}"
+    header += f" {'cpu (s)':>8} {'vs torch':>9}"
+    print(header + "".join(f" {'err ' + k[:10]:>15}" for k in err_keys))
+    for c, r in res["rows"].items():
+        ratio = "" if r["speedup_vs_torch"] is None else f"{r['speedup_vs_torch']:.2f}x"
+        cpu_ratio = "" if r["cpu_speedup_vs_torch"] is None else f"{r['cpu_speedup_vs_torch']:.2f}x"
+        line = (
+            f"{r['label']:<30} {r['step_s']:>9.4f} {r['min_s']:>7.4f}-{r['max_s']:<7.4f} {ratio:>9} "
+            f"{r['cpu_s']:>8.4f} {cpu_ratio:>9}"
         )
+        print(line + "".join(f" {errs[c][k]:>15.4f}" for k in err_keys))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed steps per configuration")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument(
-        "--width", type=int, default=None, help="GPT-2 width (default 768 on GPU, 256 on CPU)"
-    )
-    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=11, help="interleaved timed steps per configuration")
+    parser.add_argument("--threads", default="1", help="torch intra-op threads, comma-separated (e.g. 1,2)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {list(CONFIGS)}")
+    parser.add_argument("--layers", type=int, default=None, help="GPT-2 layers (default 2 on CPU, 12 on GPU)")
+    parser.add_argument("--width", type=int, default=768, help="GPT-2 width (768: GPT-2 small)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--quick", action="store_true", help="tiny cases (smoke test)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/muon_*.json)")
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = args.device
-    width = args.width or (768 if device == "cuda" else 256)
-    layers, square, repeats = args.layers, 512, args.repeats
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+    if "torch" not in configs:
+        configs.insert(0, "torch")
+    layers = args.layers or (12 if device == "cuda" else 2)
+    width, square, repeats = args.width, 512, args.repeats
+    mem_shapes = gpt2_shapes(256, 12)
     if args.quick:
-        width, layers, square, repeats = 32, 2, 32, 2
+        width, layers, square, repeats, mem_shapes = 32, 2, 32, 2, gpt2_shapes(16, 2)
     info = machine()
     print(
-        f"machine: {info['cpu']}, {info['cores']} cores, torch threads {info['threads']}, "
-        f"avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'}, avx2 {'yes' if info['avx2'] else 'no'}, "
-        f"oneDNN bf16 {'yes' if info['onednn_bf16'] else 'no'}; torch {info['torch']}; device {device}; "
-        f"NS dtype of fo.muon's default policy: {default_ns_dtype(device)}; load {info['load_average']}"
+        f"machine: {info['cpu']}, {info['cores']} cores, "
+        f"avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'}, "
+        f"avx2 {'yes' if info['avx2'] else 'no'}, oneDNN bf16 {'yes' if info['onednn_bf16'] else 'no'}; "
+        f"torch {info['torch']}; device {device}{' (' + info['gpu'] + ')' if info['gpu'] else ''}; "
+        f"NS dtype of the default policy: {default_ns_dtype(device)}"
     )
-    if device == "cpu" and width != 768:
-        print(f"NOTE: the GPT-2 case is scaled in width from 768 to {width} (12 layers) for CPU time.")
+    if device == "cpu" and layers != 12:
+        print(f"NOTE: case (b) keeps {layers} of GPT-2 small's 12 layers (full width {width}) for CPU time.")
     cases = {
         f"(a) ten {square}x{square}": [(square, square)] * 10,
         f"(b) GPT-2-small hidden set, {layers} layers, width {width}": gpt2_shapes(width, layers),
     }
-    results = [run_case(name, shapes, repeats, device) for name, shapes in cases.items()]
-    for res in results:
-        print_case(res)
-    print(
-        f"\nstep: median of {repeats} interleaved steps; vs torch: torch.optim.Muon's median / this one "
-        "(> 1 = faster); err: RMS relative Frobenius distance to the exact polar factor (SVD) on 8 of "
-        "the case's Gaussian matrices, and on a 256x768 matrix with singular values log-spaced in "
-        "[1e-3, 1]; extra MiB: extra peak memory of one step (pure fo.muon rows include the new "
-        "parameters and momentum buffers they return)."
-    )
-    out = {
-        "machine": info,
-        "device": device,
-        "repeats": repeats,
-        "width": width,
-        "layers": layers,
-        "cases": results,
+    gen = torch.Generator().manual_seed(3)
+    gauss = {
+        name: [torch.randn(s, generator=gen).to(device) for s in shapes[: min(len(shapes), 8)]]
+        for name, shapes in cases.items()
     }
-    suffix = f"_{torch.get_num_threads()}t" if device == "cpu" else ""
-    path = Path(__file__).parent / "results" / f"muon_{device}{suffix}{'_quick' if args.quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    errs_by_case = errors(configs, {name[:3]: mats for name, mats in gauss.items()}, device)
+    for thread_count in [int(t) for t in args.threads.split(",")]:
+        if device == "cpu":
+            torch.set_num_threads(thread_count)
+        results = [run_case(name, shapes, configs, repeats, device) for name, shapes in cases.items()]
+        for res in results:
+            key = res["case"][:3]  # "(a)" / "(b)": the Gaussian sample of this case
+            errs = {
+                c: {"gauss": e[key], "spread": e["spread"], "low-rank": e["low-rank"]}
+                for c, e in errs_by_case.items()
+            }
+            print_results(res, errs, torch.get_num_threads())
+        mem = None
+        if not args.no_memory:
+            mem = memory(configs, mem_shapes, device)
+            print(f"\nextra peak memory of one step, {mem['shapes']}, {torch.get_num_threads()} thread(s):")
+            for c, m in mem["rows"].items():
+                extra = f"{m['extra_peak_mib']:8.2f} MiB"
+                if m["returned_mib"]:
+                    extra += f"  (returned {m['returned_mib']:.1f} + working {m['working_mib']:.2f})"
+                print(f"  {CONFIGS[c][0]:<30} {extra}")
+        print(
+            "\nstep: median of interleaved repeats; vs torch: ratio of medians (> 1 = faster); err: relative "
+            "Frobenius distance to the exact polar factor (see the module docstring)."
+        )
+        out = {
+            "machine": info,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "repeats": repeats,
+            "width": width,
+            "layers": layers,
+            "cases": results,
+            "errors": errs_by_case,
+            "memory": mem,
+        }
+        suffix = f"_{torch.get_num_threads()}t" if device == "cpu" else ""
+        path = (
+            Path(args.out)
+            if args.out
+            else (
+                Path(__file__).parent
+                / "results"
+                / f"muon_{device}{suffix}{'_quick' if args.quick else ''}.json"
+            )
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

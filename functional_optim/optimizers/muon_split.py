@@ -28,7 +28,7 @@ MUON_WITH_ADAMW_DEFAULTS: dict[str, Any] = {
     "muon_weight_decay": 0.1,
     "momentum": 0.95,
     "nesterov": True,
-    "ns_steps": 5,
+    "ns_steps": None,  # the preset's: 5 for torch's triple, 4 for "fast"
     "adjust_lr_fn": None,
     "adamw_lr": 3e-4,
     "adamw_weight_decay": 0.01,
@@ -192,7 +192,7 @@ def muon_with_adamw(
     muon_weight_decay: float = _D["muon_weight_decay"],
     momentum: float = _D["momentum"],
     nesterov: bool = _D["nesterov"],
-    ns_steps: int = _D["ns_steps"],
+    ns_steps: int | None = _D["ns_steps"],
     adjust_lr_fn: str | None = _D["adjust_lr_fn"],
     adamw_lr: float = _D["adamw_lr"],
     adamw_weight_decay: float = _D["adamw_weight_decay"],

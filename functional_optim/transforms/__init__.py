@@ -37,6 +37,7 @@ from functional_optim.transforms.muon_momentum import *
 from functional_optim.transforms.nadam import *
 from functional_optim.transforms.neuron_norm import *
 from functional_optim.transforms.novograd import *
+from functional_optim.transforms.ns_design import *
 from functional_optim.transforms.orthogonalize import *
 from functional_optim.transforms.orthogonalize_distributed import *
 from functional_optim.transforms.prodigy import *
@@ -62,6 +63,7 @@ from functional_optim.transforms.zero_nans import *
 __all__ = [
     "LMO_NORMS",
     "NS_METHODS",
+    "NS_NORMS",
     "NS_PRESETS",
     "AddNoiseState",
     "CautiousState",
@@ -132,6 +134,7 @@ __all__ = [
     "newton_schulz",
     "orthogonalize",
     "orthogonalize_distributed",
+    "polar_express_coefficients",
     "precond_update_prob_schedule",
     "read_snapshots",
     "scale",

@@ -135,14 +135,14 @@ def _flat_cat(xs: list[Tensor], dtype: torch.dtype, device: torch.device) -> Ten
 
 def orthogonalize_distributed(
     ns_coefficients: str | Triple | Sequence[Triple] = "keller",
-    ns_steps: int = 5,
+    ns_steps: int | None = None,
     eps: float | None = None,
     safety_factor: float | None = None,
     ns_dtype: torch.dtype | None = None,
     reshape: ReshapeRule = None,
     *,
     process_group: Any = None,
-    ns_method: str = "direct",
+    ns_method: str | None = None,
 ) -> GradientTransformation:
     r"""[`orthogonalize`][], with the Newton–Schulz
     work divided across ranks: each rank orthogonalises only the matrices it owns.

@@ -163,7 +163,8 @@ class Net(nn.Module):
 
 def dropins() -> dict[str, Callable[[Any], torch.optim.Optimizer]]:
     """Optimizer builders over a model (Muon sees the 2-D weights only). ``adapters.Muon`` without
-    ``distributed`` is left out: its Newton–Schulz runs on the DTensors themselves (orthogonalize.py)."""
+    ``distributed`` (every rank gathers and orthogonalises every whole matrix) is exercised by the
+    ``MuonWithAdamW`` entries of the DCP test."""
     ad = fo.adapters
 
     def weights(m: nn.Module) -> list[nn.Parameter]:
@@ -234,9 +235,9 @@ def check_all(rank: int, world: int) -> dict[str, Any]:
 def checkpointed() -> dict[str, Callable[[nn.Module], torch.optim.Optimizer]]:
     """The optimizers whose distributed checkpoints must reshard (saved on 2 ranks, loaded on 1 and 4).
 
-    ``MuonWithAdamW`` is not here: its Muon half runs Newton–Schulz on the DTensors themselves, whose
-    bf16 partial sums depend on the world size (and whose result placement breaks the in-place step
-    on uneven shards), so a resume on another world size cannot give the same numbers."""
+    ``MuonWithAdamW`` and ``fo.muon_with_adamw``: the Muon half gathers each sharded matrix and
+    orthogonalises it whole (as torch), so its numbers do not depend on the world size; the AdamW
+    half (embedding, output head, biases) is elementwise on the shards."""
     ad = fo.adapters
 
     def chain(lr: float, weight_decay: float) -> fo.GradientTransformation:
@@ -252,7 +253,23 @@ def checkpointed() -> dict[str, Callable[[nn.Module], torch.optim.Optimizer]]:
         "FunctionalOptimizer chain": lambda m: ad.FunctionalOptimizer(
             m.parameters(), chain, lr=0.01, weight_decay=0.1
         ),
+        "MuonWithAdamW": lambda m: ad.MuonWithAdamW(
+            m.named_parameters(), model=m, muon_lr=0.02, adamw_lr=0.01
+        ),
+        "FunctionalOptimizer muon_with_adamw": lambda m: ad.FunctionalOptimizer(
+            m.parameters(), _muon_with_adamw_of(m), muon_lr=0.02, adamw_lr=0.01
+        ),
     }
+
+
+def _muon_with_adamw_of(model: nn.Module) -> Callable[..., fo.GradientTransformation]:
+    """A factory of ``fo.muon_with_adamw`` for ``model`` whose hyperparameters (the ones kept in
+    ``param_groups`` and checkpointed) are the two learning rates; the model is closed over."""
+
+    def factory(muon_lr: float = 0.02, adamw_lr: float = 3e-4) -> fo.GradientTransformation:
+        return fo.muon_with_adamw(model=model, muon_lr=muon_lr, adamw_lr=adamw_lr)
+
+    return factory
 
 
 def _full_params(model: nn.Module) -> dict[str, torch.Tensor]:
