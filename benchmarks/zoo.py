@@ -81,6 +81,13 @@ REGISTRY: dict[str, tuple[Factory, float]] = {
     "dog": (lambda p, lr: A.DoG(p, lr=lr), 1.0),
     # second-order / matrix (on every parameter; SOAP treats vectors diagonally)
     "soap": (lambda p, lr: A.SOAP(p, lr=lr), 3e-3),
+    "shampoo": (
+        lambda p, lr: A.FunctionalOptimizer(
+            p, fo.shampoo, lr=lr, betas=(0.9, 0.999), epsilon=1e-8, precondition_frequency=10, grafting="adam"
+        ),
+        3e-3,
+    ),
+    "kron": (lambda p, lr: A.Kron(p, lr=lr), 1e-3),
 }
 
 # name -> (factory(model, lr), base learning rate): optimizers that split the model's parameters
