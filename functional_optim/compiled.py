@@ -39,7 +39,7 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
-from functional_optim import tree
+from functional_optim import _torch_kernels, tree
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -91,7 +91,7 @@ class _LayoutCheck:
     keys, requires_grad, sizes and strides (~50 ns a tensor), then the storage offsets and, for
     tensors that views were made of, the data pointers."""
 
-    def __init__(self, tensors: list[Tensor], *, pointers: bool) -> None:
+    def __init__(self, tensors: list[Tensor], *, pointers: bool, offsets: bool = True) -> None:
         self.n = len(tensors)
         self.guard = None
         if _TensorGuards is not None and tensors:
@@ -102,6 +102,7 @@ class _LayoutCheck:
             )
         self.layout = _tensor_layout(tensors)
         self.pointers = tuple(map(Tensor.data_ptr, tensors)) if pointers else None
+        self.offsets = offsets
 
     def __call__(self, tensors: list[Any]) -> bool:
         if len(tensors) != self.n:
@@ -112,7 +113,7 @@ class _LayoutCheck:
                     return False
             except TypeError:  # a leaf that is not a tensor
                 return False
-            if tuple(map(Tensor.storage_offset, tensors)) != self.layout[4]:
+            if self.offsets and tuple(map(Tensor.storage_offset, tensors)) != self.layout[4]:
                 return False
         elif _tensor_layout(tensors) != self.layout:
             return False
@@ -241,6 +242,7 @@ class CompiledStep:
         elementwise: bool = False,
         group_size: int = 8,
         max_variants: int = 8,
+        torch_kernels: bool = True,
         **compile_options: Any,
     ) -> None:
         if not isinstance(transform, GradientTransformation):
@@ -253,13 +255,20 @@ class CompiledStep:
         self.group_size = group_size
         self.max_variants = max_variants
         self.compile_options = compile_options
+        self._recipe = _torch_kernels.recipe(transform) if torch_kernels else None
         self._variants: dict[Any, Callable[..., Any]] = {}
         self._last: _Last | None = None
 
     @property
     def compilations(self) -> int:
-        """How many variants were compiled (1 while parameters, state and gradients keep their layout)."""
+        """How many variants were compiled (1 while parameters, state and gradients keep their
+        layout; 0 while ``torch.optim``'s fused kernel runs the step)."""
         return len(self._variants)
+
+    @property
+    def uses_torch_kernel(self) -> bool:
+        """Whether the last call ran ``torch.optim``'s fused kernel (see :func:`compile_step`)."""
+        return self._last is not None and isinstance(self._last.run, _torch_kernels.KernelStep)
 
     def warmup(self, params: Params, grads: Updates, state: State) -> None:
         """Compile for these layouts now, on copies: ``params`` and ``state`` are not changed.
@@ -301,20 +310,42 @@ class CompiledStep:
         else:
             grad_signature = _grads_signature(grad_leaves)
             tensors = [x for x in owned if isinstance(x, Tensor)]
-            if self.elementwise and owned_spec.num_leaves and _elementwise_applies(params):
-                run = _Planner(self, params, grad_leaves, state).plan()
-            else:
-                run = self._whole_variant(owned, owned_spec, grad_leaves, grad_spec, grad_signature)
+            run = None
+            if self._recipe is not None:
+                run = _torch_kernels.bind(self._recipe, params, grad_leaves, state)
+                if run is not None and run.hyperparameters() is None:
+                    run = None
+            if run is None:
+                run = self._compiled_run(
+                    params, state, owned, owned_spec, grad_leaves, grad_spec, grad_signature
+                )
             all_grads = all(isinstance(g, Tensor) for g in grad_leaves)
+            # torch's kernels take the tensors themselves, wherever their memory is: dtypes,
+            # devices and shapes are what they were checked for
+            kernel = isinstance(run, _torch_kernels.KernelStep)
             self._last = _Last(
                 owned,
                 tensors,
-                _LayoutCheck(tensors, pointers=True),
+                _LayoutCheck(tensors, pointers=not kernel, offsets=not kernel),
                 (owned_spec, grad_spec),
                 _LayoutCheck(grad_leaves, pointers=False) if all_grads else None,
                 grad_signature,
                 run,
             )
+        if isinstance(run, _torch_kernels.KernelStep):
+            hyper = run.hyperparameters()
+            if hyper is not None:
+                with torch.no_grad():
+                    run.run(grad_leaves, *hyper)
+                return
+            # a hyperparameter that is not a number any more (e.g. a tensor that requires grad):
+            # the compiled update for this layout, from now on
+            assert self._last is not None
+            self._recipe = None
+            run = self._compiled_run(
+                params, state, owned, owned_spec, grad_leaves, grad_spec, self._last.grad_signature
+            )
+            self._last = self._last._replace(run=run)
         with torch.no_grad():
             if isinstance(run, _Plan):
                 _run_plan(self.transform, run, params, grads, grad_leaves, state)
@@ -322,6 +353,20 @@ class CompiledStep:
                 run(params, grads, state)
 
     # -- variants -----------------------------------------------------------------------------
+
+    def _compiled_run(
+        self,
+        params: Params,
+        state: State,
+        owned: list[Any],
+        owned_spec: Any,
+        grad_leaves: list[Any],
+        grad_spec: Any,
+        grad_signature: tuple,
+    ) -> Any:
+        if self.elementwise and owned_spec.num_leaves and _elementwise_applies(params):
+            return _Planner(self, params, grad_leaves, state).plan()
+        return self._whole_variant(owned, owned_spec, grad_leaves, grad_spec, grad_signature)
 
     def _variant(self, key: Any, make: Callable[[str], Callable[..., Any]]) -> Callable[..., Any]:
         variant = self._variants.get(key)
@@ -533,6 +578,7 @@ def compile_step(
     elementwise: bool = False,
     group_size: int = 8,
     max_variants: int = 8,
+    torch_kernels: bool = True,
     **compile_options: Any,
 ) -> CompiledStep:
     """Compile ``transform``'s step (``update`` + ``apply_updates``) into an in-place function.
@@ -564,6 +610,13 @@ def compile_step(
       group_size: tensors per compiled call in the elementwise mode (larger: fewer calls per
         step, longer first call).
       max_variants: how many layouts may be compiled before a new one raises ``RuntimeError``.
+      torch_kernels: where the transform's roles say that its step is exactly one of
+        ``torch.optim``'s fused multi-tensor kernels (Adam, AdamW, SGD with or without momentum,
+        Adagrad, with L2 or decoupled weight decay and concrete hyperparameters: see
+        :mod:`functional_optim._torch_kernels`), run that kernel instead of compiling: no first-call
+        cost, ``torch.optim.<Name>(fused=True)``'s speed and numbers (bitwise; within an ulp
+        or two of the pure update, as Inductor's code is). Tensors the kernel does not take (complex,
+        sparse, mixed dtypes) are compiled as usual. ``False``: always compile.
       **compile_options: Inductor options (``torch.compile(options=...)``), e.g.
         ``cpp_wrapper=True`` (a C++ wrapper around the kernels: less Python per call).
 
@@ -583,5 +636,6 @@ def compile_step(
         elementwise=elementwise,
         group_size=group_size,
         max_variants=max_variants,
+        torch_kernels=torch_kernels,
         **compile_options,
     )

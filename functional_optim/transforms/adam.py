@@ -9,7 +9,7 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
+from functional_optim.rules import Rule, RuleStep, Term, TorchKernel, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdamState", "scale_by_adam"]
@@ -95,6 +95,12 @@ def scale_by_adam(
     def as_state(new: Any) -> ScaleByAdamState:
         return ScaleByAdamState(*new) if amsgrad else ScaleByAdamState(*new, ())
 
+    def kernel() -> TorchKernel | None:
+        beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
+        if not ops.is_python_number(beta1, beta2, eps_):
+            return None
+        return TorchKernel("adam", {"beta1": beta1, "beta2": beta2, "eps": eps_, "amsgrad": amsgrad})
+
     return rule_transform(
         init_fn,
         Rule(
@@ -104,5 +110,6 @@ def scale_by_adam(
             as_state,
             state_type=ScaleByAdamState,
             sparse="Adam does not support sparse gradients, please consider SparseAdam instead",
+            kernel=kernel,
         ),
     )
