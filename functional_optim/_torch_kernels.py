@@ -63,8 +63,10 @@ def recipe(transform: GradientTransformation) -> Recipe | None:
         return None
     l2 = None
     pre = list(plan.pre)
-    if pre and isinstance(pre[-1][0].role, L2Regularization):
-        l2 = pre.pop()[0].role.weight_decay
+    last_role = pre[-1][0].role if pre else None
+    if isinstance(last_role, L2Regularization):
+        l2 = last_role.weight_decay
+        pre.pop()
     if pre:
         return None
     if plan.rule is None:  # plain gradient descent: torch's fused SGD without momentum
@@ -131,7 +133,7 @@ class KernelStep:
         r = self.recipe
         name = "sgd" if r.kernel is None else r.kernel.name
         options = {} if r.kernel is None else r.kernel.options
-        common = {"maximize": False, "grad_scale": None, "found_inf": None}
+        common: dict[str, Any] = {"maximize": False, "grad_scale": None, "found_inf": None}
         for group in self.groups:
             grads = [grad_leaves[i] for i in group.grad_index]
             if name == "adam":

@@ -140,6 +140,8 @@ class Rule(Role):
         refusal gives (``"RMSprop"`` → ``"RMSprop does not support sparse gradients"``).
       kernel: ``() -> TorchKernel | None``: the ``torch.optim`` fused kernel that computes this
         step with the current hyperparameters (``None`` when they are not concrete numbers).
+      low_precision_state: the state fields of float32 parameters may be bfloat16
+        (``state_dtype=torch.bfloat16``, :mod:`functional_optim._low_precision`).
     """
 
     name: str
@@ -150,6 +152,7 @@ class Rule(Role):
     state_type: type | None = None
     sparse: bool | str = True
     kernel: Callable[[], TorchKernel | None] | None = None
+    low_precision_state: bool = False
 
 
 def unscaled(step_scale: Any) -> Any:
@@ -303,6 +306,7 @@ def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
             need_params=rule.needs_params,
             sparse=rule.sparse,
             state=state,
+            low_precision=rule.low_precision_state,
         )
         return new_updates, rule.state(new_fields)
 

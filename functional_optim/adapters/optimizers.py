@@ -158,6 +158,8 @@ class Adam(_DropIn):
         p \leftarrow p - \mathrm{lr}\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
     State as torch: ``step``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` with amsgrad).
+    ``state_dtype=torch.bfloat16`` (not in torch) keeps the moments of float32 parameters in
+    bfloat16 with stochastic rounding: half the state memory (see :func:`functional_optim.scale_by_adam`).
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class Adam(_DropIn):
         differentiable: bool = False,
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         _check_tensor_lr_foreach(lr, foreach, capturable)
         self._dropin_init(
@@ -192,6 +195,7 @@ class Adam(_DropIn):
                 differentiable=differentiable,
                 fused=fused,
                 decoupled_weight_decay=decoupled_weight_decay,
+                **({} if state_dtype is None else {"state_dtype": state_dtype}),
             ),
         )
 
@@ -214,6 +218,7 @@ class AdamW(Adam):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -228,6 +233,7 @@ class AdamW(Adam):
             differentiable=differentiable,
             fused=fused,
             decoupled_weight_decay=True,
+            state_dtype=state_dtype,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
