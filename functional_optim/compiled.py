@@ -39,7 +39,7 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
-from functional_optim import _torch_kernels, tree
+from functional_optim import _graph_cache, _torch_kernels, tree
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -61,11 +61,19 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
 
 
 def _write_back(olds: list[Any], news: list[Any]) -> None:
+    """``old.copy_(new)`` for every tensor that changed (in compiled code: Inductor turns each
+    copy into the store of the kernel that computes ``new``). Not one ``torch._foreach_copy_``:
+    Inductor (torch 2.13) miscompiles it when a copied value is also read by the rest of the
+    graph (RMSprop's momentum buffer, which is also the update, came out wrong)."""
+    for o, n in zip(olds, news, strict=True):
+        if isinstance(o, Tensor) and o is not n:
+            o.copy_(n)
+
+
+def _write_back_eager(olds: list[Any], news: list[Any]) -> None:
     pairs = [(o, n) for o, n in zip(olds, news, strict=True) if isinstance(o, Tensor) and o is not n]
     if pairs:
-        # one foreach copy: Inductor fuses it into few kernels (a copy per tensor would be a
-        # kernel launch each, e.g. for every 0-dim step counter)
-        torch._foreach_copy_([o for o, _ in pairs], [n for _, n in pairs])
+        torch._foreach_copy_([o for o, _ in pairs], [n for _, n in pairs])  # one call outside compile
 
 
 def _tensor_layout(tensors: list[Tensor]) -> tuple:
@@ -184,6 +192,7 @@ class _Chunk(NamedTuple):
     fn: Callable[..., list[Any]]
     params: list[Tensor]  # 1-D views, padded to the chunk size
     state: State  # the state tree with each per-parameter field as a list of 1-D views
+    state_leaves: list[Any]  # its leaves
     grad_index: list[int]
     pad_grads: list[Tensor]
 
@@ -243,6 +252,7 @@ class CompiledStep:
         group_size: int = 8,
         max_variants: int = 8,
         torch_kernels: bool = True,
+        trace_cache: bool = True,
         **compile_options: Any,
     ) -> None:
         if not isinstance(transform, GradientTransformation):
@@ -256,6 +266,7 @@ class CompiledStep:
         self.max_variants = max_variants
         self.compile_options = compile_options
         self._recipe = _torch_kernels.recipe(transform) if torch_kernels else None
+        self.trace_cache = bool(trace_cache)
         self._variants: dict[Any, Callable[..., Any]] = {}
         self._last: _Last | None = None
 
@@ -404,33 +415,93 @@ class CompiledStep:
         return self._variant(key, make)
 
     def _chunk_variant(
-        self, key: tuple, per_param: tuple[int, ...], shared: tuple[int, ...]
+        self, key: tuple, per_param: tuple[int, ...], shared: tuple[int, ...], state_spec: Any
     ) -> Callable[..., Any]:
         def make(name: str) -> Callable[..., Any]:
             fn = _new_code(_chunk_step_fn(self.transform, per_param, shared), name)
-            return _DynamicVariant(torch.compile(fn, fullgraph=True, dynamic=True, options=self._options()))
+            cache_key = None
+            if self.trace_cache:
+                cache_key = _graph_cache.step_key(self.transform, (key, per_param, shared), self._options())
+            return _DynamicVariant(fn, name, self._options(), cache_key, state_spec)
 
         return self._variant(key, make)
 
 
+def _flat_call(
+    fn: Callable[..., Any], n_params: int, n_grads: int, leaves: list[Any], state_spec: Any
+) -> tuple[Callable[..., Any], list[int]]:
+    """``fn(params, grads, state)`` as a function of the tensors among ``params + grads +
+    state_leaves`` only (the other leaves, Python numbers, are constants of the trace)."""
+    tensor_pos = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
+
+    def flat(*tensors: Tensor) -> Any:
+        full = list(leaves)
+        for i, t in zip(tensor_pos, tensors, strict=True):
+            full[i] = t
+        state = tree.unflatten(state_spec, full[n_params + n_grads :])
+        return fn(full[:n_params], full[n_params : n_params + n_grads], state)
+
+    return flat, tensor_pos
+
+
 class _DynamicVariant:
-    """A function compiled with dynamic sizes on its first call, each size its own symbol: no
+    """A chunk step compiled with dynamic sizes on its first call, each size its own symbol: no
     equality between two tensors' sizes is assumed (the guards that would check it are replaced
-    by ``CompiledStep.__call__``'s checks)."""
+    by ``CompiledStep.__call__``'s checks).
 
-    def __init__(self, compiled: Callable[..., Any]) -> None:
-        self.compiled = compiled
-        self.ready = False
+    With a ``cache_key`` (:mod:`functional_optim._graph_cache`), the step's aten graph is taken
+    from the on-disk trace cache (or traced and saved there) and that straight-line code is
+    compiled instead of the transform's Python: a new process skips most of Dynamo's tracing.
+    It is called as ``variant(params, grads, state, state_leaves)``."""
 
-    def __call__(self, *args: Any) -> Any:
-        if self.ready:
-            return self.compiled(*args)
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        options: dict[str, Any],
+        cache_key: str | None,
+        state_spec: Any,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.cache_key = cache_key
+        self.state_spec = state_spec
+        self.compiled: Callable[..., Any] | None = None
+        self.from_cache = False
+
+    def __call__(
+        self, params: list[Tensor], grads: list[Tensor], state: State, state_leaves: list[Any]
+    ) -> Any:
+        if self.compiled is not None:
+            return self.compiled(params, grads, state_leaves if self.from_cache else state)
         # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
         # symbols and restart the analysis when Inductor needs them specialized
         with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
-            out = self.compiled(*args)
-        self.ready = True
+            compiled = self._compile(params, grads, state_leaves)
+            out = compiled(params, grads, state_leaves if self.from_cache else state)
+        self.compiled = compiled
         return out
+
+    def _compile(
+        self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
+    ) -> Callable[..., Any]:
+        if self.cache_key is not None:
+            leaves = [*params, *grads, *state_leaves]
+            flat, tensor_pos = _flat_call(self.fn, len(params), len(grads), leaves, self.state_spec)
+            traced = _graph_cache.load_or_trace(self.cache_key, flat, [leaves[i] for i in tensor_pos])
+            if traced is not None:
+                self.from_cache = True
+                n_p, n_g = len(params), len(grads)
+                state_pos = [i - n_p - n_g for i in tensor_pos if i >= n_p + n_g]
+
+                def cached_step(p: list[Tensor], g: list[Tensor], s: list[Any]) -> Any:
+                    return traced(*p, *g, *[s[i] for i in state_pos])
+
+                return torch.compile(
+                    _new_code(cached_step, self.name), fullgraph=True, dynamic=True, options=self.options
+                )
+        return torch.compile(self.fn, fullgraph=True, dynamic=True, options=self.options)
 
 
 def _elementwise_applies(params: Params) -> bool:
@@ -510,8 +581,9 @@ class _Planner:
             k = min(self.step.group_size, len(members))
             per_param, shared = self._positions(k)
             device, g_dtype, p_dtype, *field_kinds = key
+            state_spec = tree.structure(self._chunk_state([[members[0][1]] * k for _ in field_kinds]))
             fn = self.step._chunk_variant(
-                ("chunk", key, k, self.prefix, tuple(self.is_field), constants), per_param, shared
+                ("chunk", key, k, self.prefix, tuple(self.is_field), constants), per_param, shared, state_spec
             )
             pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(k)]
             pad_fields = [
@@ -525,9 +597,9 @@ class _Planner:
                     [fv[j] for _, _, fv in part] + pad_fields[j][:n_pad] for j in range(len(pad_fields))
                 ]
                 pad_grads = [torch.zeros(2, dtype=g_dtype, device=device) for _ in range(n_pad)]
-                chunks.append(
-                    _Chunk(fn, params, self._chunk_state(columns), [i for i, _, _ in part], pad_grads)
-                )
+                chunk_state = self._chunk_state(columns)
+                index = [i for i, _, _ in part]
+                chunks.append(_Chunk(fn, params, chunk_state, tree.leaves(chunk_state), index, pad_grads))
 
         rest_fields = [[fl[i] for i in rest] for fl in per_param_fields]
         rest_state = self._chunk_state(rest_fields) if rest else None
@@ -546,22 +618,22 @@ def _run_plan(
     new_shared: list[Any] | None = None
     for chunk in plan.chunks:
         grads = [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads
-        new_shared = chunk.fn(chunk.params, grads, chunk.state)
+        new_shared = chunk.fn(chunk.params, grads, chunk.state, chunk.state_leaves)
     if plan.rest:
         param_leaves = tree.leaves(params)
         rest_params = [param_leaves[i] for i in plan.rest]
         updates, new_state = transform.update(
             [grad_leaves[i] for i in plan.rest], plan.rest_state, rest_params
         )
-        _write_back(rest_params, apply_updates(rest_params, updates))
+        _write_back_eager(rest_params, apply_updates(rest_params, updates))
         olds, news = tree.leaves(plan.rest_state), tree.leaves(new_state)
         per_param, shared = plan.rest_positions
-        _write_back([olds[i] for i in per_param], [news[i] for i in per_param])
+        _write_back_eager([olds[i] for i in per_param], [news[i] for i in per_param])
         if new_shared is None:
             new_shared = [news[i] for i in shared]
     if new_shared is None:  # no gradient at all: the pure update on the tree (no tensor maths)
         updates, new_state = transform.update(grads, state, params)
-        _write_back(tree.leaves(state), tree.leaves(new_state))
+        _write_back_eager(tree.leaves(state), tree.leaves(new_state))
         return
     for old, new in zip(plan.shared, new_shared, strict=True):
         if not isinstance(old, Tensor) and not (old is new or old == new):
@@ -569,7 +641,7 @@ def _run_plan(
                 f"compile_step(elementwise=True) needs the state's shared entries as tensors to update "
                 f"them in place; one is a {type(old).__name__} ({old!r} -> {new!r})"
             )
-    _write_back(plan.shared, new_shared)
+    _write_back_eager(plan.shared, new_shared)
 
 
 def compile_step(
@@ -579,6 +651,7 @@ def compile_step(
     group_size: int = 8,
     max_variants: int = 8,
     torch_kernels: bool = True,
+    trace_cache: bool = True,
     **compile_options: Any,
 ) -> CompiledStep:
     """Compile ``transform``'s step (``update`` + ``apply_updates``) into an in-place function.
@@ -617,6 +690,12 @@ def compile_step(
         cost, ``torch.optim.<Name>(fused=True)``'s speed and numbers (bitwise; within an ulp
         or two of the pure update, as Inductor's code is). Tensors the kernel does not take (complex,
         sparse, mixed dtypes) are compiled as usual. ``False``: always compile.
+      trace_cache: in the elementwise mode, keep the traced step (its aten graph) on disk beside
+        Inductor's cache, keyed by a fingerprint of the transform, the package's source and the
+        layout (:mod:`functional_optim._graph_cache`): a new process compiles that short code
+        instead of tracing the transform's Python again, and Inductor's caches give the kernels.
+        Transforms it cannot fingerprint exactly (tensor hyperparameters, functions from outside
+        the package) are traced as usual.
       **compile_options: Inductor options (``torch.compile(options=...)``), e.g.
         ``cpp_wrapper=True`` (a C++ wrapper around the kernels: less Python per call).
 
@@ -637,5 +716,6 @@ def compile_step(
         group_size=group_size,
         max_variants=max_variants,
         torch_kernels=torch_kernels,
+        trace_cache=trace_cache,
         **compile_options,
     )

@@ -358,3 +358,44 @@ def test_chains_that_are_not_exactly_a_torch_kernel_are_compiled():
         )
         is None
     )
+
+
+# -- the on-disk trace cache ----------------------------------------------------------------------
+
+
+def test_transform_fingerprints_follow_hyperparameters_and_refuse_what_they_cannot_see():
+    from functional_optim import _graph_cache
+
+    fp = _graph_cache.fingerprint
+    assert fp(fo.rmsprop(lr=1e-2)) == fp(fo.rmsprop(lr=1e-2))  # a new process builds the same
+    assert fp(fo.rmsprop(lr=1e-2)) != fp(fo.rmsprop(lr=2e-2))
+    assert fp(fo.rmsprop(lr=1e-2)) != fp(fo.rmsprop(lr=1e-2, centered=True))
+    assert fp(fo.adam(1e-3)) != fp(fo.adam(1e-3, amsgrad=True))
+    assert fp(fo.rmsprop(lr=torch.tensor(1e-2))) is None  # a tensor: its value may change
+    assert fp(fo.chain(fo.scale_by_adam(), fo.scale(-0.1))) is not None
+    assert fp(fo.adam(lambda count: 0.1)) is None  # a function from outside the package
+
+
+@pytest.mark.slow
+def test_a_new_compile_step_reuses_the_cached_trace_with_the_same_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    gen = torch.Generator().manual_seed(9)
+    init = {f"p{i}": torch.randn(5 + i, generator=gen) for i in range(3)}
+    grads_seq = [{k: torch.randn(v.shape, generator=gen) for k, v in init.items()} for _ in range(3)]
+    expected, _ = _reference(fo.rmsprop(lr=1e-2, momentum=0.9), init, grads_seq)
+    results = []
+    for _ in range(2):  # the second step object finds the first one's trace on disk
+        tx = fo.rmsprop(lr=1e-2, momentum=0.9)
+        params = {k: v.clone() for k, v in init.items()}
+        state = tx.init(params)
+        step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+        for grads in grads_seq:
+            step(params, grads, state)
+        variant = next(iter(step._variants.values()))
+        results.append((params, variant.from_cache))
+        for k in params:
+            torch.testing.assert_close(params[k], expected[k], rtol=1e-6, atol=1e-7)
+    assert results[0][1] and results[1][1]
+    assert len(list((tmp_path / "functional_optim").glob("step_*.py"))) == 1
+    for k in init:
+        assert torch.equal(results[0][0][k], results[1][0][k])
