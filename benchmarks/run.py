@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import gc
 import importlib
 import itertools
@@ -278,15 +279,20 @@ def build_paths(
             if factory is None:
                 continue
             params = [torch.nn.Parameter(t.clone()) for t in base]
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g
+            own_grads = [g.clone() for g in grads]  # a peer may consume or rewrite its gradients
+
+            def peer_step(params: list = params, own_grads: list = own_grads, opt: Any = None) -> None:
+                for p, g in zip(params, own_grads, strict=True):
+                    p.grad = g  # HeavyBall sets p.grad = None after its step
+                opt.step()
+
             try:
                 opt = factory(params, dict(hp))
-                opt.step()
+                peer_step(opt=opt)
             except Exception as err:  # a peer that cannot run this configuration: no column
                 print(f"  {peer}/{algo} skipped: {type(err).__name__}: {err}", file=sys.stderr)
                 continue
-            paths[peer] = opt.step
+            paths[peer] = functools.partial(peer_step, opt=opt)
     return paths
 
 

@@ -212,7 +212,44 @@ class _Last(NamedTuple):
     specs: tuple
     grad_check: _LayoutCheck | None  # None when some gradient is None: compare the signature
     grad_signature: tuple
-    run: Any  # the whole-step variant, or the elementwise plan
+    run: Any  # the whole-step variant, the elementwise plan or torch's kernel step
+    shapes: tuple | None  # the structures as :func:`_fast_leaves` records them (None: not plain)
+
+
+_TENSOR_TYPES = frozenset({Tensor, torch.nn.Parameter})
+
+
+def _fast_leaves(x: Any) -> tuple[list[Any], list[Any]] | tuple[None, None]:
+    """The leaves of a plain tree (lists, tuples, NamedTuples, dicts with sortable keys, tensor
+    leaves) in ``optree``'s order, and a record of its structure (container types and sizes,
+    dict keys), without ``optree``: lists of tensors are taken whole (C-level ``map``s), so the
+    per-call cost does not grow by a Python step per tensor. ``(None, None)`` for anything else
+    (``None`` or number leaves, custom nodes): the caller then uses ``optree``."""
+    leaves: list[Any] = []
+    shape: list[Any] = []
+    return (leaves, shape) if _fast_walk(x, leaves, shape) else (None, None)
+
+
+def _fast_walk(x: Any, leaves: list[Any], shape: list[Any]) -> bool:
+    t = type(x)
+    if t in _TENSOR_TYPES:
+        leaves.append(x)
+        shape.append(None)
+        return True
+    if t is list or t is tuple or (issubclass(t, tuple) and hasattr(t, "_fields")):
+        shape.append((t, len(x)))
+        if x and set(map(type, x)) <= _TENSOR_TYPES:
+            leaves.extend(x)
+            return True
+        return all(_fast_walk(item, leaves, shape) for item in x)
+    if t is dict:
+        try:
+            keys = sorted(x)
+        except TypeError:
+            return False
+        shape.append((t, tuple(keys)))
+        return all(_fast_walk(x[k], leaves, shape) for k in keys)
+    return False
 
 
 def _flat_view(t: Any) -> Tensor | None:
@@ -302,9 +339,23 @@ class CompiledStep:
         self._last = None  # hold no reference to the copies
 
     def __call__(self, params: Params, grads: Updates, state: State) -> None:
-        owned, owned_spec = tree.flatten((params, state))
-        grad_leaves, grad_spec = tree.flatten(grads)
         last = self._last
+        owned_fast, owned_shape = _fast_leaves((params, state))
+        grad_fast, grad_shape = _fast_leaves(grads)
+        fast = (
+            last is not None
+            and last.shapes is not None
+            and owned_fast is not None
+            and grad_fast is not None
+            and last.shapes == (owned_shape, grad_shape)
+        )
+        if fast:  # the same plain structures as last time: their leaves, in optree's order
+            assert owned_fast is not None and grad_fast is not None and last is not None
+            owned, grad_leaves = owned_fast, grad_fast
+            owned_spec, grad_spec = last.specs
+        else:
+            owned, owned_spec = tree.flatten((params, state))
+            grad_leaves, grad_spec = tree.flatten(grads)
         if (
             last is not None
             and len(last.owned) == len(owned)
@@ -342,6 +393,7 @@ class CompiledStep:
                 _LayoutCheck(grad_leaves, pointers=False) if all_grads else None,
                 grad_signature,
                 run,
+                self._shapes(owned, grad_leaves, owned_fast, owned_shape, grad_fast, grad_shape),
             )
         if isinstance(run, _torch_kernels.KernelStep):
             hyper = run.hyperparameters()
@@ -362,6 +414,27 @@ class CompiledStep:
                 _run_plan(self.transform, run, params, grads, grad_leaves, state)
             else:
                 run(params, grads, state)
+
+    @staticmethod
+    def _shapes(
+        owned: list[Any],
+        grad_leaves: list[Any],
+        owned_fast: list[Any] | None,
+        owned_shape: list[Any] | None,
+        grad_fast: list[Any] | None,
+        grad_shape: list[Any] | None,
+    ) -> tuple | None:
+        """The structures for the next call's check without ``optree``, if the plain walk gives
+        exactly ``optree``'s leaves here (else ``None``: ``optree`` at every call)."""
+        if owned_fast is None or grad_fast is None:
+            return None
+        same = (
+            len(owned_fast) == len(owned)
+            and all(map(operator.is_, owned_fast, owned))
+            and len(grad_fast) == len(grad_leaves)
+            and all(map(operator.is_, grad_fast, grad_leaves))
+        )
+        return (owned_shape, grad_shape) if same else None
 
     # -- variants -----------------------------------------------------------------------------
 
