@@ -25,6 +25,12 @@ Two ways to compile (both numerically the pure ``update`` + ``apply_updates``):
   model's size (first call: 11-16 s of CPU on a 2-core CPU with an empty Inductor cache, 6-8 s
   with a warm one, for 100 or 10,000 tensors alike). Tensors it cannot view as 1-D (or with fewer
   than 2 elements) are stepped by the eager pure update.
+
+Two shortcuts, both on by default: where the transform is exactly one of ``torch.optim``'s fused
+kernels (Adam, AdamW, SGD, Adagrad, read from the roles: :mod:`functional_optim._torch_kernels`)
+that kernel runs the step and nothing is compiled; in the elementwise mode the traced step is
+kept on disk (:mod:`functional_optim._graph_cache`), so that a new process compiles short aten
+code instead of tracing the transform's Python again.
 """
 
 from __future__ import annotations
