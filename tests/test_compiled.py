@@ -399,3 +399,28 @@ def test_a_new_compile_step_reuses_the_cached_trace_with_the_same_numbers(tmp_pa
     assert len(list((tmp_path / "functional_optim").glob("step_*.py"))) == 1
     for k in init:
         assert torch.equal(results[0][0][k], results[1][0][k])
+
+
+def test_tensors_replaced_inside_the_trees_between_calls_are_used():
+    # the per-call check walks plain trees without optree: a list entry or a dict value replaced
+    # by another tensor (same structure) must be seen, and the new tensor stepped
+    gen = torch.Generator().manual_seed(10)
+    tx = fo.adam(0.1)
+    params = {"a": torch.randn(4, generator=gen), "b": torch.randn(3, generator=gen)}
+    state = tx.init(params)
+    ref_params = {k: v.clone() for k, v in params.items()}
+    ref_state = fo.tree.map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state)
+    step = fo.compile_step(tx)
+    for k in range(4):
+        if k == 2:
+            params["a"] = params["a"].clone() + 1.0  # a new parameter tensor under the same key
+            ref_params["a"] = ref_params["a"] + 1.0
+            state[1].exp_avg["b"] = torch.zeros(3)  # a reset first moment (a new tensor)
+            ref_state[1].exp_avg["b"] = torch.zeros(3)
+        grads = {key: torch.randn(v.shape, generator=gen) for key, v in params.items()}
+        step(params, grads, state)
+        updates, ref_state = tx.update(grads, ref_state, ref_params)
+        ref_params = fo.apply_updates(ref_params, updates)
+        for key in params:
+            torch.testing.assert_close(params[key], ref_params[key], rtol=1e-5, atol=1e-6)
+    assert step.uses_torch_kernel
