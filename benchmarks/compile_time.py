@@ -49,6 +49,10 @@ ALGOS: dict[str, tuple[str, dict, str, dict, bool]] = {
     "rmsprop": ("rmsprop", {"lr": 1e-2}, "RMSprop", {"lr": 1e-2}, False),
     "radam": ("radam", {"lr": 1e-3}, "RAdam", {"lr": 1e-3}, False),
     "nadam": ("nadam", {"lr": 2e-3}, "NAdam", {"lr": 2e-3}, False),
+    "adadelta": ("adadelta", {"lr": 1.0}, "Adadelta", {"lr": 1.0}, False),
+    "adamax": ("adamax", {"lr": 2e-3}, "Adamax", {"lr": 2e-3}, False),
+    "asgd": ("asgd", {"lr": 1e-2}, "ASGD", {"lr": 1e-2}, False),
+    "rprop": ("rprop", {"lr": 1e-2}, "Rprop", {"lr": 1e-2}, False),
 }
 DEFAULT_ALGOS = "adam,adamw,sgd,adagrad"
 
@@ -85,6 +89,7 @@ def child(
         "first_call_s": time.perf_counter() - wall,
         "first_call_cpu_s": _cpu_seconds() - cpu,
         "compilations": step.compilations,
+        "torch_kernel": step.uses_torch_kernel,
     }
     if steady:
         out["steady"] = _steady(

@@ -16,8 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-SIZE_NAMES = {"small": "100 × 10k (1M)", "tiny": "1000 × 64", "gpt2": "GPT-2 small (124M)"}
+SIZE_NAMES = {
+    "small": "100 × 10k (1M)",
+    "large": "32 × 512² (8.4M)",
+    "tiny": "1000 × 64",
+    "gpt2": "GPT-2 small (124M)",
+}
 PATHS = ("torch_forloop", "torch_foreach", "torch_fused", "functional", "adapter", "compiled")
+PEERS = ("heavyball", "pytorch_optimizer", "torchopt")
 
 
 def _cell(path: dict[str, float] | None) -> str:
@@ -31,22 +37,48 @@ def _ratio(value: float | None) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> list[str]:
+    peers = [p for p in PEERS if any(p in r["paths"] for r in results)]
     lines = [
         "| set | algorithm | torch for-loop | torch foreach | torch fused | functional `update` "
-        "| adapter `step` | compiled | adapter / best non-fused | adapter / foreach | compiled / fused |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| adapter `step` | compiled | "
+        + "".join(f"{p} | " for p in peers)
+        + "adapter / best non-fused | adapter / foreach | compiled / fused | compiled / foreach |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(peers) + "---|---|---|---|",
     ]
     for r in results:
         paths, ratios = r["paths"], r["ratios"]
-        cells = [_cell(paths.get(p)) for p in PATHS]
+        cells = [_cell(paths.get(p)) for p in (*PATHS, *peers)]
         lines.append(
             f"| {SIZE_NAMES.get(r['size'], r['size'])} | {r['algo']} | "
             + " | ".join(cells)
             + f" | {_ratio(ratios.get('adapter_vs_torch_nonfused'))}"
             f" | {_ratio(ratios.get('adapter_vs_torch_foreach'))}"
-            f" | {_ratio(ratios.get('compiled_vs_torch_fused'))} |"
+            f" | {_ratio(ratios.get('compiled_vs_torch_fused'))}"
+            f" | {_ratio(ratios.get('compiled_vs_torch_foreach'))} |"
         )
     return lines
+
+
+def compile_table(results: list[dict[str, Any]]) -> list[str]:
+    rows = [r for r in results if r.get("compile_times")]
+    if not rows:
+        return []
+    lines = [
+        "First call of `fo.compile_step(tx, elementwise=True)` in a new process: wall s (CPU s of the "
+        "process and its compiler subprocesses).",
+        "",
+        "| set | algorithm | path | cold (empty Inductor cache) | warm (same cache, new process) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ct = r["compile_times"]
+        path = "torch fused kernel" if ct["cold"].get("torch_kernel") else "Inductor"
+        lines.append(
+            f"| {SIZE_NAMES.get(r['size'], r['size'])} | {r['algo']} | {path} "
+            f"| {ct['cold']['first_call_s']:.1f} ({ct['cold']['first_call_cpu_s']:.1f}) "
+            f"| {ct['warm']['first_call_s']:.1f} ({ct['warm']['first_call_cpu_s']:.1f}) |"
+        )
+    return [*lines, ""]
 
 
 def targets(items: list[dict[str, Any]]) -> list[str]:
@@ -70,7 +102,8 @@ def report(path: Path) -> str:
         "ms per step (median of interleaved repeats); in brackets the extra peak memory of the step in MiB.",
         "",
     ]
-    return "\n".join(head + table(data["results"]) + [""] + targets(data["targets"]))
+    results = data["results"]
+    return "\n".join(head + table(results) + [""] + compile_table(results) + targets(data["targets"]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,22 @@ the parameters and state (the gradients are shared; nobody writes into them):
 * ``functional``: the pure API, ``updates, state = tx.update(grads, state, params)`` followed by
   ``params = fo.apply_updates(params, updates)`` -- new tensors every step, inputs untouched;
 * ``adapter``: ``functional_optim.adapters.<Name>(...).step()`` (drop-in class, default settings);
-* ``compiled``: ``fo.compile_step(tx)``, the functional step (``update`` + ``apply_updates``)
-  compiled by ``torch.compile`` with the results copied back into the parameter and state buffers
-  inside the compiled function, so Inductor writes them in place.
+* ``compiled``: ``fo.compile_step(tx, elementwise=True)``, the functional step (``update`` +
+  ``apply_updates``) written into the parameter and state buffers: ``torch.optim``'s fused kernel
+  where the transform is exactly that algorithm (Adam, AdamW, SGD, Adagrad), else compiled by
+  ``torch.compile`` (Inductor) once for ``group_size`` flattened tensors;
+* peers, when installed (``--peers``, default on): ``heavyball`` (its ``AdamW``, ``SGD``,
+  ``NAdam``; ``heavyball.utils.compile_mode = None``, i.e. not compiled), ``pytorch_optimizer``
+  (its own implementations only: ``AdaDelta``, ``AdaMax``, ``RAdam``, ``ASGD``) and ``torchopt``
+  (its ``torch.optim``-style classes). Their numerics are their own (e.g. HeavyBall's
+  defaults differ from torch's); the columns compare step cost only.
+
+**Compile time** (``--compile-times``): for each algorithm on the first set named by
+``--compile-sizes``, two new processes run ``benchmarks/compile_time.py``'s first call of
+``fo.compile_step(tx, elementwise=True)`` on that set: *cold* with an empty
+``TORCHINDUCTOR_CACHE_DIR``, *warm* on the same directory afterwards; wall seconds and CPU
+seconds (the process and its compiler subprocesses) are reported. With torch's fused kernel
+there is nothing to compile (≈0 s).
 
 Each path is warmed up (compilation happens there and is not timed). Then, for every repeat,
 the paths run one after another (interleaved, so that a change in machine load hits all of
@@ -38,7 +51,8 @@ For the pure ``functional`` path that includes the new parameters and the new st
 reported as it is. State created lazily at the first step is not counted (the profiled step is
 not the first).
 
-**Parameter sets.** ``small``: 100 tensors of 10,000 elements (1M parameters). ``gpt2``: the
+**Parameter sets.** ``small``: 100 tensors of 10,000 elements (1M parameters). ``large``: 32
+tensors of 512 x 512 (8.4M parameters). ``gpt2``: the
 parameter shapes of GPT-2 small (token and position embeddings, 12 blocks of LayerNorm, qkv,
 attention projection, MLP, final LayerNorm: 124.4M parameters, 148 tensors); ``--gpt2-layers``
 keeps fewer blocks (the output says so) and ``--gpt2-steps/--gpt2-repeats`` set its (smaller)
@@ -57,6 +71,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import gc
 import importlib
 import itertools
@@ -97,6 +112,64 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
 DEFAULT_ALGOS = list(ALGORITHMS)  # every torch.optim algorithm with a foreach implementation
 FUSED_TARGET_ALGOS = ("adam", "adamw", "sgd", "adagrad")
 PATHS = ("torch_forloop", "torch_foreach", "torch_fused", "functional", "adapter", "compiled")
+PEER_PATHS = ("heavyball", "pytorch_optimizer", "torchopt")
+
+
+def _peer_factories() -> dict[str, dict[str, Callable[[list, dict], Any]]]:
+    """peer -> algorithm -> ``factory(params, torch hyperparameters)`` for the installed peers."""
+    out: dict[str, dict[str, Callable[[list, dict], Any]]] = {}
+    try:
+        import heavyball
+        import heavyball.utils
+
+        heavyball.utils.compile_mode = None  # type: ignore[assignment]  # eager: no minutes of compiling
+
+        def hb_adam(p: list, hp: dict) -> Any:
+            return heavyball.AdamW(p, lr=hp["lr"], betas=(0.9, 0.999), weight_decay=hp.get("weight_decay", 0))
+
+        out["heavyball"] = {
+            "adam": hb_adam,
+            "adamw": hb_adam,
+            "sgd": lambda p, hp: heavyball.SGD(p, lr=hp["lr"], beta=hp["momentum"]),
+            "nadam": lambda p, hp: heavyball.NAdam(p, lr=hp["lr"]),
+        }
+    except Exception:  # not installed, or an API this script does not know
+        pass
+    try:
+        import pytorch_optimizer as po
+
+        table = {}
+        for algo, name in (
+            ("adadelta", "adadelta"),
+            ("adamax", "adamax"),
+            ("radam", "radam"),
+            ("asgd", "asgd"),
+        ):
+            cls = po.load_optimizer(name)
+            if not cls.__module__.startswith("torch."):  # its own implementation, not torch's class
+                table[algo] = lambda p, hp, cls=cls: cls(p, **hp)
+        out["pytorch_optimizer"] = table
+    except Exception:
+        pass
+    try:
+        import torchopt
+
+        names = {
+            "adam": "Adam",
+            "adamw": "AdamW",
+            "sgd": "SGD",
+            "rmsprop": "RMSProp",
+            "adagrad": "AdaGrad",
+            "adadelta": "AdaDelta",
+            "adamax": "AdaMax",
+            "radam": "RAdam",
+        }
+        classes = {algo: getattr(torchopt, cls_name) for algo, cls_name in names.items()}
+        out["torchopt"] = {algo: (lambda p, hp, cls=cls: cls(p, **hp)) for algo, cls in classes.items()}
+    except Exception:
+        pass
+    return out
+
 
 TARGETS = {
     "adapter_vs_torch_nonfused": 1.1,
@@ -124,9 +197,11 @@ def size_shapes(size: str, gpt2_layers: int) -> list[tuple[int, ...]]:
         return [(10_000,)] * 100
     if size == "tiny":
         return [(64,)] * 1000
+    if size == "large":
+        return [(512, 512)] * 32
     if size == "gpt2":
         return gpt2_shapes(gpt2_layers)
-    raise ValueError(f"size: unknown parameter set {size!r} (choose from small, gpt2, tiny)")
+    raise ValueError(f"size: unknown parameter set {size!r} (choose from small, large, gpt2, tiny)")
 
 
 def make_tensors(shapes: list[tuple[int, ...]], device: str, seed: int) -> list[torch.Tensor]:
@@ -146,7 +221,13 @@ def _adapter_class(name: str) -> type | None:
 
 
 def build_paths(
-    algo: str, base: list[torch.Tensor], grads: list[torch.Tensor], device: str, *, compile_: bool
+    algo: str,
+    base: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    device: str,
+    *,
+    compile_: bool,
+    peers: bool = False,
 ) -> dict[str, Callable[[], None]]:
     """One zero-argument ``step`` callable per available path (each with its own params/state)."""
     cls_name, alias, hp = ALGORITHMS[algo]
@@ -192,6 +273,26 @@ def build_paths(
 
     if compile_:
         paths["compiled"] = compiled_path(tx, base, grads)
+    if peers:
+        for peer, table in _peer_factories().items():
+            factory = table.get(algo)
+            if factory is None:
+                continue
+            params = [torch.nn.Parameter(t.clone()) for t in base]
+            own_grads = [g.clone() for g in grads]  # a peer may consume or rewrite its gradients
+
+            def peer_step(params: list = params, own_grads: list = own_grads, opt: Any = None) -> None:
+                for p, g in zip(params, own_grads, strict=True):
+                    p.grad = g  # HeavyBall sets p.grad = None after its step
+                opt.step()
+
+            try:
+                opt = factory(params, dict(hp))
+                peer_step(opt=opt)
+            except Exception as err:  # a peer that cannot run this configuration: no column
+                print(f"  {peer}/{algo} skipped: {type(err).__name__}: {err}", file=sys.stderr)
+                continue
+            paths[peer] = functools.partial(peer_step, opt=opt)
     return paths
 
 
@@ -201,7 +302,7 @@ def compiled_path(tx: fo.GradientTransformation, base: list[torch.Tensor], grads
     by the library's own cheaper checks; see ``functional_optim/compiled.py``)."""
     params = [t.clone() for t in base]
     state = tx.init(params)
-    step = fo.compile_step(tx)
+    step = fo.compile_step(tx, elementwise=True)
 
     def run() -> None:
         step(params, grads, state)
@@ -264,7 +365,7 @@ def run_case(
     n_params = sum(t.numel() for t in base)
     compile_ = args.compile and size in [c.strip() for c in args.compile_sizes.split(",")]
     with torch.no_grad():
-        paths = build_paths(algo, base, grads, device, compile_=compile_)
+        paths = build_paths(algo, base, grads, device, compile_=compile_, peers=args.peers)
     del base
     steps = args.gpt2_steps if size == "gpt2" else args.steps
     repeats = args.gpt2_repeats if size == "gpt2" else args.repeats
@@ -296,6 +397,9 @@ def ratios(res: dict[str, dict[str, float]]) -> dict[str, float]:
             out[f"{path}_vs_torch_foreach"] = ms[path] / ms["torch_foreach"]
         if path in ms and "torch_fused" in ms:
             out[f"{path}_vs_torch_fused"] = ms[path] / ms["torch_fused"]
+    for peer in PEER_PATHS:
+        if peer in ms and "adapter" in ms:
+            out[f"adapter_vs_{peer}"] = ms["adapter"] / ms[peer]
     if "adapter" in res and "torch_foreach" in res:
         out["adapter_mem_minus_foreach_mib"] = (
             res["adapter"]["extra_peak_mib"] - res["torch_foreach"]["extra_peak_mib"]
@@ -316,6 +420,18 @@ def check_targets(results: list[dict]) -> list[dict]:
             rows.append(
                 _target(algo, size, "compiled <= 1.0x torch fused", q["compiled_vs_torch_fused"], 1.0)
             )
+        if algo not in FUSED_TARGET_ALGOS and size != "tiny" and "compiled_vs_torch_foreach" in q:
+            rows.append(
+                _target(algo, size, "compiled <= 0.5x torch foreach", q["compiled_vs_torch_foreach"], 0.5)
+            )
+        ct = r.get("compile_times")
+        if ct:
+            rows.append(
+                _target(algo, size, "first call cold <= 15 s (cpu s)", ct["cold"]["first_call_cpu_s"], 15)
+            )
+            rows.append(
+                _target(algo, size, "first call warm <= 2 s (cpu s)", ct["warm"]["first_call_cpu_s"], 2)
+            )
         if size == "tiny" and "adapter_vs_torch_foreach" in q:
             rows.append(
                 _target(algo, size, "tiny: adapter <= 1.5x torch foreach", q["adapter_vs_torch_foreach"], 1.5)
@@ -329,6 +445,23 @@ def check_targets(results: list[dict]) -> list[dict]:
     return rows
 
 
+def compile_times(algo: str, size: str, threads: int) -> dict[str, Any] | None:
+    """Cold and warm first call of ``compile_step(tx, elementwise=True)`` in new processes
+    (``benchmarks/compile_time.py``'s child), or ``None`` for a set it does not know."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import compile_time
+
+    if size not in compile_time.SETS or algo not in compile_time.ALGOS:
+        return None
+    args = [algo, size, "0", "--mode", "elementwise", "--threads", str(max(threads, 1))]
+    with tempfile.TemporaryDirectory(prefix="inductor_cache_") as cache:
+        cold = compile_time._run_child(args, cache)
+        warm = compile_time._run_child(args, cache)
+    return {"cold": cold, "warm": warm}
+
+
 def _target(algo: str, size: str, what: str, value: float, limit: float) -> dict:
     return {"algo": algo, "size": size, "target": what, "value": value, "met": value <= limit}
 
@@ -339,9 +472,10 @@ def _target(algo: str, size: str, what: str, value: float, limit: float) -> dict
 def print_table(size: str, rows: list[dict], n_params: int, note: str) -> None:
     print(f"\n## {size}: {n_params / 1e6:.1f}M parameters{note}")
     print("ms/step (median) | extra peak MiB; ratios vs best torch non-fused / vs torch fused")
+    shown = PATHS + tuple(p for p in PEER_PATHS if any(p in r["paths"] for r in rows))
     header = (
         f"{'algo':9s}"
-        + "".join(f"{p:>22s}" for p in PATHS)
+        + "".join(f"{p:>22s}" for p in shown)
         + f"{'adapter/nonfused':>18s}{'compiled/fused':>16s}"
     )
     print(header)
@@ -349,11 +483,18 @@ def print_table(size: str, rows: list[dict], n_params: int, note: str) -> None:
         res, q = r["paths"], r["ratios"]
         cells = "".join(
             f"{res[p]['ms_per_step']:>12.3f} |{res[p]['extra_peak_mib']:>8.2f}" if p in res else f"{'-':>22s}"
-            for p in PATHS
+            for p in shown
         )
         a = q.get("adapter_vs_torch_nonfused")
         c = q.get("compiled_vs_torch_fused")
         print(f"{r['algo']:9s}{cells}{(f'{a:.2f}x' if a else '-'):>18s}{(f'{c:.2f}x' if c else '-'):>16s}")
+        ct = r.get("compile_times")
+        if ct:
+            print(
+                f"{'':9s}first call of compile_step: cold {ct['cold']['first_call_s']:.1f} s "
+                f"({ct['cold']['first_call_cpu_s']:.1f} cpu s), warm {ct['warm']['first_call_s']:.1f} s "
+                f"({ct['warm']['first_call_cpu_s']:.1f} cpu s)"
+            )
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -384,7 +525,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--algos", default=",".join(DEFAULT_ALGOS), help=f"comma list or 'all' of {list(ALGORITHMS)}"
     )
-    ap.add_argument("--sizes", default="small,tiny,gpt2", help="comma list of small, tiny, gpt2")
+    ap.add_argument("--sizes", default="small,tiny,gpt2", help="comma list of small, large, tiny, gpt2")
     ap.add_argument("--repeats", type=int, default=11, help="interleaved repeats (median taken)")
     ap.add_argument("--steps", type=int, default=5, help="steps per repeat and path")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per path (after compilation)")
@@ -400,6 +541,14 @@ def main(argv: list[str] | None = None) -> dict:
         help="sets on which the compiled path runs (compiling is slow)",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads; 0 = torch's default")
+    ap.add_argument(
+        "--compile-times",
+        action="store_true",
+        help="cold/warm first call of compile_step per algorithm (new processes), first compile size",
+    )
+    ap.add_argument(
+        "--no-peers", dest="peers", action="store_false", help="skip HeavyBall / pytorch-optimizer / TorchOpt"
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument(
         "--quick", action="store_true", help="adam,adamw,sgd,adagrad on small+tiny, 7 repeats, no compile"
@@ -438,6 +587,9 @@ def main(argv: list[str] | None = None) -> dict:
         for algo in algos:
             res, n_params = run_case(algo, size, args, device)
             row = {"algo": algo, "size": size, "n_params": n_params, "paths": res, "ratios": ratios(res)}
+            compile_sizes = [c.strip() for c in args.compile_sizes.split(",") if c.strip()]
+            if args.compile_times and args.compile and compile_sizes and size == compile_sizes[0]:
+                row["compile_times"] = compile_times(algo, size, args.threads)
             if note:
                 row["note"] = note.strip(" ()")
             rows.append(row)

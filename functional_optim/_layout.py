@@ -103,6 +103,7 @@ def check_leaves(
     dense: bool | str = True,
     *,
     caller_owns_grads: bool = False,
+    low_precision: bool = False,
 ) -> None:
     """Raise a ``TypeError``/``ValueError``/``RuntimeError`` naming the leaf if the gradients,
     parameters and state fields (flattened up to ``spec``) do not fit each other.
@@ -119,14 +120,16 @@ def check_leaves(
       dense: as ``sparse``, for dense gradients (``"SparseAdam"`` refuses them).
       caller_owns_grads: the gradients are the caller's (a chain's input, alive for the whole
         update), so their signature may be remembered for the transforms inside the chain.
+      low_precision: bfloat16 state fields are accepted for float32 parameters.
     """
     if torch.compiler.is_compiling():
-        _verify(name, spec, grads, params, fields, sparse, field_names, dense)
+        _verify(name, spec, grads, params, fields, sparse, field_names, dense, low_precision)
         return
     key = (
         name,
         sparse,
         dense,
+        low_precision,
         spec,
         _signature(grads, caller_owns_grads),
         None if params is None else _signature(params, True),
@@ -134,7 +137,7 @@ def check_leaves(
     )
     if key in _CHECKED:
         return
-    _verify(name, spec, grads, params, fields, sparse, field_names, dense)
+    _verify(name, spec, grads, params, fields, sparse, field_names, dense, low_precision)
     if len(_CHECKED) >= _MAX_CACHED:
         _CHECKED.clear()
     _CHECKED.add(key)
@@ -154,6 +157,7 @@ def _verify(
     sparse: bool | str,
     field_names: Sequence[str] | None,
     dense: bool | str = True,
+    low_precision: bool = False,
 ) -> None:
     names: list[str] | None = None
 
@@ -190,7 +194,7 @@ def _verify(
                 ref, what = p, "parameter"
         for k, f in enumerate(fields):
             field = field_names[k] if field_names else f"state field #{k}"
-            _check_state(name, leaf(i), field, f[i], ref, what)
+            _check_state(name, leaf(i), field, f[i], ref, what, low_precision)
 
 
 def _check_param(name: str, leaf: str, g: Tensor, p: Any) -> None:
@@ -213,7 +217,9 @@ def _check_param(name: str, leaf: str, g: Tensor, p: Any) -> None:
         )
 
 
-def _check_state(name: str, leaf: str, field: str, s: Any, ref: Tensor, what: str) -> None:
+def _check_state(
+    name: str, leaf: str, field: str, s: Any, ref: Tensor, what: str, low_precision: bool = False
+) -> None:
     if not isinstance(s, Tensor):
         if s is None:
             raise ValueError(
@@ -233,7 +239,13 @@ def _check_state(name: str, leaf: str, field: str, s: Any, ref: Tensor, what: st
         raise ValueError(
             f"{name}: {field} of parameter '{leaf}' is on device {s.device} but the {what} is on {ref.device}"
         )
-    if s.shape == ref.shape and (s.is_floating_point() or s.is_complex()) and s.dtype != ref.dtype:
+    low = low_precision and s.dtype == torch.bfloat16 and ref.dtype == torch.float32
+    if (
+        s.shape == ref.shape
+        and (s.is_floating_point() or s.is_complex())
+        and s.dtype != ref.dtype
+        and not low
+    ):
         raise TypeError(
             f"{name}: {field} of parameter '{leaf}' has dtype {s.dtype} but the {what} has dtype {ref.dtype}"
         )

@@ -36,6 +36,7 @@ def update_leaves(
     state: Any = None,
     dense: bool | str = True,
     elementwise_state: bool = True,
+    low_precision: bool = False,
 ) -> tuple[Any, tuple[Any, ...]]:
     """Apply ``fn(grads, fields, params) -> (new_updates, new_fields)`` to the present leaves.
 
@@ -59,6 +60,8 @@ def update_leaves(
         (e.g. SOAP's eigenbases), which are then not checked.
       dense: as ``sparse`` for dense gradients (``"SparseAdam does not support dense gradients,
         please consider Adam instead"``).
+      low_precision: the state fields of float32 parameters may be bfloat16 (a transform built
+        with ``state_dtype=torch.bfloat16``).
 
     Every call checks, once per layout (see `functional_optim._layout`), that the gradients
     are floating-point tensors that fit their parameters (shape, dtype, device, layout) and that
@@ -77,7 +80,17 @@ def update_leaves(
         param_leaves = tree.flatten_like(spec, params, f"{name}: params")
     field_names = None if state is None else _field_names(state, fields, name)
     checked_fields = field_leaves if elementwise_state else []
-    _layout.check_leaves(name, spec, grads, param_leaves, checked_fields, sparse, field_names, dense)
+    _layout.check_leaves(
+        name,
+        spec,
+        grads,
+        param_leaves,
+        checked_fields,
+        sparse,
+        field_names,
+        dense,
+        low_precision=low_precision,
+    )
 
     present = [i for i, g in enumerate(grads) if g is not None]
     if not present:  # nothing to update (an empty tree, or no gradient at all)

@@ -25,6 +25,12 @@ Two ways to compile (both numerically the pure ``update`` + ``apply_updates``):
   model's size (first call: 11-16 s of CPU on a 2-core CPU with an empty Inductor cache, 6-8 s
   with a warm one, for 100 or 10,000 tensors alike). Tensors it cannot view as 1-D (or with fewer
   than 2 elements) are stepped by the eager pure update.
+
+Two shortcuts, both on by default: where the transform is exactly one of ``torch.optim``'s fused
+kernels (Adam, AdamW, SGD, Adagrad, read from the roles: `functional_optim._torch_kernels`)
+that kernel runs the step and nothing is compiled; in the elementwise mode the traced step is
+kept on disk (`functional_optim._graph_cache`), so that a new process compiles short aten
+code instead of tracing the transform's Python again.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
-from functional_optim import tree
+from functional_optim import _graph_cache, _torch_kernels, tree
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -61,11 +67,19 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
 
 
 def _write_back(olds: list[Any], news: list[Any]) -> None:
+    """``old.copy_(new)`` for every tensor that changed (in compiled code: Inductor turns each
+    copy into the store of the kernel that computes ``new``). Not one ``torch._foreach_copy_``:
+    Inductor (torch 2.13) miscompiles it when a copied value is also read by the rest of the
+    graph (RMSprop's momentum buffer, which is also the update, came out wrong)."""
+    for o, n in zip(olds, news, strict=True):
+        if isinstance(o, Tensor) and o is not n:
+            o.copy_(n)
+
+
+def _write_back_eager(olds: list[Any], news: list[Any]) -> None:
     pairs = [(o, n) for o, n in zip(olds, news, strict=True) if isinstance(o, Tensor) and o is not n]
     if pairs:
-        # one foreach copy: Inductor fuses it into few kernels (a copy per tensor would be a
-        # kernel launch each, e.g. for every 0-dim step counter)
-        torch._foreach_copy_([o for o, _ in pairs], [n for _, n in pairs])
+        torch._foreach_copy_([o for o, _ in pairs], [n for _, n in pairs])  # one call outside compile
 
 
 def _tensor_layout(tensors: list[Tensor]) -> tuple:
@@ -91,7 +105,7 @@ class _LayoutCheck:
     keys, requires_grad, sizes and strides (~50 ns a tensor), then the storage offsets and, for
     tensors that views were made of, the data pointers."""
 
-    def __init__(self, tensors: list[Tensor], *, pointers: bool) -> None:
+    def __init__(self, tensors: list[Tensor], *, pointers: bool, offsets: bool = True) -> None:
         self.n = len(tensors)
         self.guard = None
         if _TensorGuards is not None and tensors:
@@ -103,6 +117,7 @@ class _LayoutCheck:
             )
         self.layout = _tensor_layout(tensors)
         self.pointers = tuple(map(Tensor.data_ptr, tensors)) if pointers else None
+        self.offsets = offsets
 
     def __call__(self, tensors: list[Any]) -> bool:
         if len(tensors) != self.n:
@@ -113,7 +128,7 @@ class _LayoutCheck:
                     return False
             except TypeError:  # a leaf that is not a tensor
                 return False
-            if tuple(map(Tensor.storage_offset, tensors)) != self.layout[4]:
+            if self.offsets and tuple(map(Tensor.storage_offset, tensors)) != self.layout[4]:
                 return False
         elif _tensor_layout(tensors) != self.layout:
             return False
@@ -184,6 +199,7 @@ class _Chunk(NamedTuple):
     fn: Callable[..., list[Any]]
     params: list[Tensor]  # 1-D views, padded to the chunk size
     state: State  # the state tree with each per-parameter field as a list of 1-D views
+    state_leaves: list[Any]  # its leaves
     grad_index: list[int]
     pad_grads: list[Tensor]
 
@@ -203,7 +219,44 @@ class _Last(NamedTuple):
     specs: tuple
     grad_check: _LayoutCheck | None  # None when some gradient is None: compare the signature
     grad_signature: tuple
-    run: Any  # the whole-step variant, or the elementwise plan
+    run: Any  # the whole-step variant, the elementwise plan or torch's kernel step
+    shapes: tuple | None  # the structures as :func:`_fast_leaves` records them (None: not plain)
+
+
+_TENSOR_TYPES = frozenset({Tensor, torch.nn.Parameter})
+
+
+def _fast_leaves(x: Any) -> tuple[list[Any], list[Any]] | tuple[None, None]:
+    """The leaves of a plain tree (lists, tuples, NamedTuples, dicts with sortable keys, tensor
+    leaves) in ``optree``'s order, and a record of its structure (container types and sizes,
+    dict keys), without ``optree``: lists of tensors are taken whole (C-level ``map``s), so the
+    per-call cost does not grow by a Python step per tensor. ``(None, None)`` for anything else
+    (``None`` or number leaves, custom nodes): the caller then uses ``optree``."""
+    leaves: list[Any] = []
+    shape: list[Any] = []
+    return (leaves, shape) if _fast_walk(x, leaves, shape) else (None, None)
+
+
+def _fast_walk(x: Any, leaves: list[Any], shape: list[Any]) -> bool:
+    t = type(x)
+    if t in _TENSOR_TYPES:
+        leaves.append(x)
+        shape.append(None)
+        return True
+    if t is list or t is tuple or (issubclass(t, tuple) and hasattr(t, "_fields")):
+        shape.append((t, len(x)))
+        if x and set(map(type, x)) <= _TENSOR_TYPES:
+            leaves.extend(x)
+            return True
+        return all(_fast_walk(item, leaves, shape) for item in x)
+    if t is dict:
+        try:
+            keys = sorted(x)
+        except TypeError:
+            return False
+        shape.append((t, tuple(keys)))
+        return all(_fast_walk(x[k], leaves, shape) for k in keys)
+    return False
 
 
 def _flat_view(t: Any) -> Tensor | None:
@@ -242,6 +295,8 @@ class CompiledStep:
         elementwise: bool = False,
         group_size: int = 8,
         max_variants: int = 8,
+        torch_kernels: bool = True,
+        trace_cache: bool = True,
         **compile_options: Any,
     ) -> None:
         if not isinstance(transform, GradientTransformation):
@@ -254,13 +309,21 @@ class CompiledStep:
         self.group_size = group_size
         self.max_variants = max_variants
         self.compile_options = compile_options
+        self._recipe = _torch_kernels.recipe(transform) if torch_kernels else None
+        self.trace_cache = bool(trace_cache)
         self._variants: dict[Any, Callable[..., Any]] = {}
         self._last: _Last | None = None
 
     @property
     def compilations(self) -> int:
-        """How many variants were compiled (1 while parameters, state and gradients keep their layout)."""
+        """How many variants were compiled (1 while parameters, state and gradients keep their
+        layout; 0 while ``torch.optim``'s fused kernel runs the step)."""
         return len(self._variants)
+
+    @property
+    def uses_torch_kernel(self) -> bool:
+        """Whether the last call ran ``torch.optim``'s fused kernel (see [`compile_step`][])."""
+        return self._last is not None and isinstance(self._last.run, _torch_kernels.KernelStep)
 
     def warmup(self, params: Params, grads: Updates, state: State) -> None:
         """Compile for these layouts now, on copies: ``params`` and ``state`` are not changed.
@@ -283,9 +346,23 @@ class CompiledStep:
         self._last = None  # hold no reference to the copies
 
     def __call__(self, params: Params, grads: Updates, state: State) -> None:
-        owned, owned_spec = tree.flatten((params, state))
-        grad_leaves, grad_spec = tree.flatten(grads)
         last = self._last
+        owned_fast, owned_shape = _fast_leaves((params, state))
+        grad_fast, grad_shape = _fast_leaves(grads)
+        fast = (
+            last is not None
+            and last.shapes is not None
+            and owned_fast is not None
+            and grad_fast is not None
+            and last.shapes == (owned_shape, grad_shape)
+        )
+        if fast:  # the same plain structures as last time: their leaves, in optree's order
+            assert owned_fast is not None and grad_fast is not None and last is not None
+            owned, grad_leaves = owned_fast, grad_fast
+            owned_spec, grad_spec = last.specs
+        else:
+            owned, owned_spec = tree.flatten((params, state))
+            grad_leaves, grad_spec = tree.flatten(grads)
         if (
             last is not None
             and len(last.owned) == len(owned)
@@ -302,27 +379,85 @@ class CompiledStep:
         else:
             grad_signature = _grads_signature(grad_leaves)
             tensors = [x for x in owned if isinstance(x, Tensor)]
-            if self.elementwise and owned_spec.num_leaves and _elementwise_applies(params):
-                run = _Planner(self, params, grad_leaves, state).plan()
-            else:
-                run = self._whole_variant(owned, owned_spec, grad_leaves, grad_spec, grad_signature)
+            run = None
+            if self._recipe is not None:
+                run = _torch_kernels.bind(self._recipe, params, grad_leaves, state)
+                if run is not None and run.hyperparameters() is None:
+                    run = None
+            if run is None:
+                run = self._compiled_run(
+                    params, state, owned, owned_spec, grad_leaves, grad_spec, grad_signature
+                )
             all_grads = all(isinstance(g, Tensor) for g in grad_leaves)
+            # torch's kernels take the tensors themselves, wherever their memory is: dtypes,
+            # devices and shapes are what they were checked for
+            kernel = isinstance(run, _torch_kernels.KernelStep)
             self._last = _Last(
                 owned,
                 tensors,
-                _LayoutCheck(tensors, pointers=True),
+                _LayoutCheck(tensors, pointers=not kernel, offsets=not kernel),
                 (owned_spec, grad_spec),
                 _LayoutCheck(grad_leaves, pointers=False) if all_grads else None,
                 grad_signature,
                 run,
+                self._shapes(owned, grad_leaves, owned_fast, owned_shape, grad_fast, grad_shape),
             )
+        if isinstance(run, _torch_kernels.KernelStep):
+            hyper = run.hyperparameters()
+            if hyper is not None:
+                with torch.no_grad():
+                    run.run(grad_leaves, *hyper)
+                return
+            # a hyperparameter that is not a number any more (e.g. a tensor that requires grad):
+            # the compiled update for this layout, from now on
+            assert self._last is not None
+            self._recipe = None
+            run = self._compiled_run(
+                params, state, owned, owned_spec, grad_leaves, grad_spec, self._last.grad_signature
+            )
+            self._last = self._last._replace(run=run)
         with torch.no_grad():
             if isinstance(run, _Plan):
                 _run_plan(self.transform, run, params, grads, grad_leaves, state)
             else:
                 run(params, grads, state)
 
+    @staticmethod
+    def _shapes(
+        owned: list[Any],
+        grad_leaves: list[Any],
+        owned_fast: list[Any] | None,
+        owned_shape: list[Any] | None,
+        grad_fast: list[Any] | None,
+        grad_shape: list[Any] | None,
+    ) -> tuple | None:
+        """The structures for the next call's check without ``optree``, if the plain walk gives
+        exactly ``optree``'s leaves here (else ``None``: ``optree`` at every call)."""
+        if owned_fast is None or grad_fast is None:
+            return None
+        same = (
+            len(owned_fast) == len(owned)
+            and all(map(operator.is_, owned_fast, owned))
+            and len(grad_fast) == len(grad_leaves)
+            and all(map(operator.is_, grad_fast, grad_leaves))
+        )
+        return (owned_shape, grad_shape) if same else None
+
     # -- variants -----------------------------------------------------------------------------
+
+    def _compiled_run(
+        self,
+        params: Params,
+        state: State,
+        owned: list[Any],
+        owned_spec: Any,
+        grad_leaves: list[Any],
+        grad_spec: Any,
+        grad_signature: tuple,
+    ) -> Any:
+        if self.elementwise and owned_spec.num_leaves and _elementwise_applies(params):
+            return _Planner(self, params, grad_leaves, state).plan()
+        return self._whole_variant(owned, owned_spec, grad_leaves, grad_spec, grad_signature)
 
     def _variant(self, key: Any, make: Callable[[str], Callable[..., Any]]) -> Callable[..., Any]:
         variant = self._variants.get(key)
@@ -360,34 +495,94 @@ class CompiledStep:
         return self._variant(key, make)
 
     def _chunk_variant(
-        self, key: tuple, per_param: tuple[int, ...], shared: tuple[int, ...]
+        self, key: tuple, per_param: tuple[int, ...], shared: tuple[int, ...], state_spec: Any
     ) -> Callable[..., Any]:
         def make(name: str) -> Callable[..., Any]:
             fn = _new_code(_chunk_step_fn(self.transform, per_param, shared), name)
-            return _DynamicVariant(torch.compile(fn, fullgraph=True, dynamic=True, options=self._options()))
+            cache_key = None
+            if self.trace_cache:
+                cache_key = _graph_cache.step_key(self.transform, (key, per_param, shared), self._options())
+            return _DynamicVariant(fn, name, self._options(), cache_key, state_spec)
 
         return self._variant(key, make)
 
 
+def _flat_call(
+    fn: Callable[..., Any], n_params: int, n_grads: int, leaves: list[Any], state_spec: Any
+) -> tuple[Callable[..., Any], list[int]]:
+    """``fn(params, grads, state)`` as a function of the tensors among ``params + grads +
+    state_leaves`` only (the other leaves, Python numbers, are constants of the trace)."""
+    tensor_pos = [i for i, x in enumerate(leaves) if isinstance(x, Tensor)]
+
+    def flat(*tensors: Tensor) -> Any:
+        full = list(leaves)
+        for i, t in zip(tensor_pos, tensors, strict=True):
+            full[i] = t
+        state = tree.unflatten(state_spec, full[n_params + n_grads :])
+        return fn(full[:n_params], full[n_params : n_params + n_grads], state)
+
+    return flat, tensor_pos
+
+
 class _DynamicVariant:
-    """A function compiled with dynamic sizes on its first call, each size its own symbol: no
+    """A chunk step compiled with dynamic sizes on its first call, each size its own symbol: no
     equality between two tensors' sizes is assumed (the guards that would check it are replaced
-    by ``CompiledStep.__call__``'s checks)."""
+    by ``CompiledStep.__call__``'s checks).
 
-    def __init__(self, compiled: Callable[..., Any]) -> None:
-        self.compiled = compiled
-        self.ready = False
+    With a ``cache_key`` (`functional_optim._graph_cache`), the step's aten graph is taken
+    from the on-disk trace cache (or traced and saved there) and that straight-line code is
+    compiled instead of the transform's Python: a new process skips most of Dynamo's tracing.
+    It is called as ``variant(params, grads, state, state_leaves)``."""
 
-    def __call__(self, *args: Any) -> Any:
-        if self.ready:
-            return self.compiled(*args)
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        options: dict[str, Any],
+        cache_key: str | None,
+        state_spec: Any,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.cache_key = cache_key
+        self.state_spec = state_spec
+        self.compiled: Callable[..., Any] | None = None
+        self.from_cache = False
+
+    def __call__(
+        self, params: list[Tensor], grads: list[Tensor], state: State, state_leaves: list[Any]
+    ) -> Any:
+        if self.compiled is not None:
+            return self.compiled(params, grads, state_leaves if self.from_cache else state)
         # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
         # symbols and restart the analysis when Inductor needs them specialized
         # (``patch`` is installed at runtime by torch's config module: no stub)
         with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):  # type: ignore[attr-defined]
-            out = self.compiled(*args)
-        self.ready = True
+            compiled = self._compile(params, grads, state_leaves)
+            out = compiled(params, grads, state_leaves if self.from_cache else state)
+        self.compiled = compiled
         return out
+
+    def _compile(
+        self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
+    ) -> Callable[..., Any]:
+        if self.cache_key is not None:
+            leaves = [*params, *grads, *state_leaves]
+            flat, tensor_pos = _flat_call(self.fn, len(params), len(grads), leaves, self.state_spec)
+            traced = _graph_cache.load_or_trace(self.cache_key, flat, [leaves[i] for i in tensor_pos])
+            if traced is not None:
+                self.from_cache = True
+                n_p, n_g = len(params), len(grads)
+                state_pos = [i - n_p - n_g for i in tensor_pos if i >= n_p + n_g]
+
+                def cached_step(p: list[Tensor], g: list[Tensor], s: list[Any]) -> Any:
+                    return traced(*p, *g, *[s[i] for i in state_pos])
+
+                return torch.compile(
+                    _new_code(cached_step, self.name), fullgraph=True, dynamic=True, options=self.options
+                )
+        return torch.compile(self.fn, fullgraph=True, dynamic=True, options=self.options)
 
 
 def _elementwise_applies(params: Params) -> bool:
@@ -469,8 +664,9 @@ class _Planner:
             k = min(self.step.group_size, len(members))
             per_param, shared = self._positions(k)
             device, g_dtype, p_dtype, *field_kinds = key
+            state_spec = tree.structure(self._chunk_state([[members[0][1]] * k for _ in field_kinds]))
             fn = self.step._chunk_variant(
-                ("chunk", key, k, self.prefix, tuple(self.is_field), constants), per_param, shared
+                ("chunk", key, k, self.prefix, tuple(self.is_field), constants), per_param, shared, state_spec
             )
             pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(k)]
             pad_fields = [
@@ -484,9 +680,9 @@ class _Planner:
                     [fv[j] for _, _, fv in part] + pad_fields[j][:n_pad] for j in range(len(pad_fields))
                 ]
                 pad_grads = [torch.zeros(2, dtype=g_dtype, device=device) for _ in range(n_pad)]
-                chunks.append(
-                    _Chunk(fn, params, self._chunk_state(columns), [i for i, _, _ in part], pad_grads)
-                )
+                chunk_state = self._chunk_state(columns)
+                index = [i for i, _, _ in part]
+                chunks.append(_Chunk(fn, params, chunk_state, tree.leaves(chunk_state), index, pad_grads))
 
         rest_fields = [[fl[i] for i in rest] for fl in per_param_fields]
         rest_state = self._chunk_state(rest_fields) if rest else None
@@ -505,22 +701,22 @@ def _run_plan(
     new_shared: list[Any] | None = None
     for chunk in plan.chunks:
         grads = [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads
-        new_shared = chunk.fn(chunk.params, grads, chunk.state)
+        new_shared = chunk.fn(chunk.params, grads, chunk.state, chunk.state_leaves)
     if plan.rest:
         param_leaves = tree.leaves(params)
         rest_params = [param_leaves[i] for i in plan.rest]
         updates, new_state = transform.update(
             [grad_leaves[i] for i in plan.rest], plan.rest_state, rest_params
         )
-        _write_back(rest_params, apply_updates(rest_params, updates))
+        _write_back_eager(rest_params, apply_updates(rest_params, updates))
         olds, news = tree.leaves(plan.rest_state), tree.leaves(new_state)
         per_param, shared = plan.rest_positions
-        _write_back([olds[i] for i in per_param], [news[i] for i in per_param])
+        _write_back_eager([olds[i] for i in per_param], [news[i] for i in per_param])
         if new_shared is None:
             new_shared = [news[i] for i in shared]
     if new_shared is None:  # no gradient at all: the pure update on the tree (no tensor maths)
         updates, new_state = transform.update(grads, state, params)
-        _write_back(tree.leaves(state), tree.leaves(new_state))
+        _write_back_eager(tree.leaves(state), tree.leaves(new_state))
         return
     for old, new in zip(plan.shared, new_shared, strict=True):
         if not isinstance(old, Tensor) and not (old is new or old == new):
@@ -528,7 +724,7 @@ def _run_plan(
                 f"compile_step(elementwise=True) needs the state's shared entries as tensors to update "
                 f"them in place; one is a {type(old).__name__} ({old!r} -> {new!r})"
             )
-    _write_back(plan.shared, new_shared)
+    _write_back_eager(plan.shared, new_shared)
 
 
 def compile_step(
@@ -537,6 +733,8 @@ def compile_step(
     elementwise: bool = False,
     group_size: int = 8,
     max_variants: int = 8,
+    torch_kernels: bool = True,
+    trace_cache: bool = True,
     **compile_options: Any,
 ) -> CompiledStep:
     """Compile ``transform``'s step (``update`` + ``apply_updates``) into an in-place function.
@@ -568,6 +766,19 @@ def compile_step(
       group_size: tensors per compiled call in the elementwise mode (larger: fewer calls per
         step, longer first call).
       max_variants: how many layouts may be compiled before a new one raises ``RuntimeError``.
+      torch_kernels: where the transform's roles say that its step is exactly one of
+        ``torch.optim``'s fused multi-tensor kernels (Adam, AdamW, SGD with or without momentum,
+        Adagrad, with L2 or decoupled weight decay and concrete hyperparameters: see
+        `functional_optim._torch_kernels`), run that kernel instead of compiling: no first-call
+        cost, ``torch.optim.<Name>(fused=True)``'s speed and numbers (bitwise; within an ulp
+        or two of the pure update, as Inductor's code is). Tensors the kernel does not take (complex,
+        sparse, mixed dtypes) are compiled as usual. ``False``: always compile.
+      trace_cache: in the elementwise mode, keep the traced step (its aten graph) on disk beside
+        Inductor's cache, keyed by a fingerprint of the transform, the package's source and the
+        layout (`functional_optim._graph_cache`): a new process compiles that short code
+        instead of tracing the transform's Python again, and Inductor's caches give the kernels.
+        Transforms it cannot fingerprint exactly (tensor hyperparameters, functions from outside
+        the package) are traced as usual.
       **compile_options: Inductor options (``torch.compile(options=...)``), e.g.
         ``cpp_wrapper=True`` (a C++ wrapper around the kernels: less Python per call).
 
@@ -587,5 +798,7 @@ def compile_step(
         elementwise=elementwise,
         group_size=group_size,
         max_variants=max_variants,
+        torch_kernels=torch_kernels,
+        trace_cache=trace_cache,
         **compile_options,
     )

@@ -44,6 +44,7 @@ __all__ = [
     "Rule",
     "RuleStep",
     "Term",
+    "TorchKernel",
     "divided",
     "materialize",
     "rule_transform",
@@ -93,6 +94,25 @@ class RuleStep(NamedTuple):
     update: list[Tensor] | None = None
 
 
+class TorchKernel(NamedTuple):
+    """``torch.optim``'s fused multi-tensor kernel for a rule's step, and its options.
+
+    A rule that computes exactly the step of one of ``torch.optim``'s fused kernels
+    (``torch._fused_adam_`` / ``_fused_adamw_``, ``torch._fused_sgd_``, ``torch._fused_adagrad_``)
+    declares it with its current hyperparameters, e.g. ``TorchKernel("adam", {"beta1": 0.9,
+    "beta2": 0.999, "eps": 1e-8, "amsgrad": False})``. [`fo.compile_step`][functional_optim.compile_step] then
+    runs that kernel on a chain whose roles are exactly ``[L2 decay], rule, [decoupled decay],
+    learning rate`` instead of compiling it (see `functional_optim._torch_kernels`).
+
+    Attributes:
+      name: ``"adam"``, ``"sgd"`` or ``"adagrad"``.
+      options: the kernel's keyword arguments that come from the rule's hyperparameters.
+    """
+
+    name: str
+    options: dict[str, Any]
+
+
 class StepFn(Protocol):
     def __call__(
         self,
@@ -119,6 +139,10 @@ class Rule(Role):
         transform's name (``None``: not checked).
       sparse: ``True`` if ``step`` handles sparse gradients, else ``False`` or the message the
         refusal gives (``"RMSprop"`` → ``"RMSprop does not support sparse gradients"``).
+      kernel: ``() -> TorchKernel | None``: the ``torch.optim`` fused kernel that computes this
+        step with the current hyperparameters (``None`` when they are not concrete numbers).
+      low_precision_state: the state fields of float32 parameters may be bfloat16
+        (``state_dtype=torch.bfloat16``, `functional_optim._low_precision`).
     """
 
     name: str
@@ -128,6 +152,8 @@ class Rule(Role):
     needs_params: bool = False
     state_type: type | None = None
     sparse: bool | str = True
+    kernel: Callable[[], TorchKernel | None] | None = None
+    low_precision_state: bool = False
 
 
 def unscaled(step_scale: Any) -> Any:
@@ -281,6 +307,7 @@ def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
             need_params=rule.needs_params,
             sparse=rule.sparse,
             state=state,
+            low_precision=rule.low_precision_state,
         )
         return new_updates, rule.state(new_fields)
 

@@ -31,7 +31,7 @@ def test_compile_step_updates_params_and_state_in_place_like_the_pure_loop():
 
     state = tx.init(params)
     buffers = fo.tree.leaves(state)
-    step = fo.compile_step(tx)
+    step = fo.compile_step(tx, torch_kernels=False)  # the compiled path, not torch's kernel
     for grads in grads_seq[:2]:
         step(params, grads, state)
     assert step.compilations == 1
@@ -154,7 +154,7 @@ LAYOUT_CHANGES = [
 def test_whole_step_compiles_a_new_variant_for_each_layout_change_of_params_and_state():
     gen = torch.Generator().manual_seed(1)
     tx = fo.sgd(0.1, momentum=0.9)
-    step = fo.compile_step(tx)
+    step = fo.compile_step(tx, torch_kernels=False)  # the compiled path, not torch's kernel
     _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
     # the 1-D strided change leaves the layout as it was; every other change is a new variant
     assert step.compilations == 5
@@ -164,7 +164,7 @@ def test_whole_step_compiles_a_new_variant_for_each_layout_change_of_params_and_
 def test_elementwise_step_follows_layout_changes_of_params_and_state():
     gen = torch.Generator().manual_seed(2)
     tx = fo.sgd(0.1, momentum=0.9)
-    step = fo.compile_step(tx, elementwise=True)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
     _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
     # sizes and offsets are dynamic; a non-contiguous tensor is stepped eagerly; each new
     # combination of dtypes compiles a group variant
@@ -175,7 +175,7 @@ def test_elementwise_step_follows_layout_changes_of_params_and_state():
 def test_a_layout_change_beyond_max_variants_raises_and_changes_nothing():
     gen = torch.Generator().manual_seed(3)
     tx = fo.sgd(0.1, momentum=0.9)
-    step = fo.compile_step(tx, max_variants=1)
+    step = fo.compile_step(tx, max_variants=1, torch_kernels=False)
     params, state = _run_layout_changes(step, tx, [None], gen)
     _param_and_state(_to_double, "w")(params, state)
     before = [t.clone() for t in fo.tree.leaves((params, state))]
@@ -205,7 +205,8 @@ def test_elementwise_step_equals_the_pure_loop_with_padding_none_grads_and_eager
     ]
     expected, expected_state = _reference(tx, params, grads_seq)
     state = tx.init(params)
-    step = fo.compile_step(tx, elementwise=True, group_size=2)  # 5 tensors: chunks 2, 2, 1 + padding
+    # 5 tensors: chunks 2, 2, 1 + padding
+    step = fo.compile_step(tx, elementwise=True, group_size=2, torch_kernels=False)
     for grads in grads_seq:
         step(params, grads, state)
     assert step.compilations == 1
@@ -221,7 +222,7 @@ def test_warmup_compiles_without_touching_params_or_state():
     tx = fo.sgd(0.5, momentum=0.9)
     state = tx.init(params)
     before = [t.clone() for t in fo.tree.leaves((params, state))]
-    step = fo.compile_step(tx, elementwise=True)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
     grads = [torch.ones(4), torch.ones(3)]
     step.warmup(params, grads, state)
     assert step.compilations == 1
@@ -236,3 +237,190 @@ def test_compile_step_rejects_bad_bounds(bad):
     name, value = next(iter(bad.items()))
     with pytest.raises(ValueError, match=f"{name} must be an int >= 1, got {value!r}"):
         fo.compile_step(fo.sgd(0.1), **bad)
+
+
+# -- torch.optim's fused kernels ----------------------------------------------------------------
+
+KERNEL_CASES = [
+    ("Adam", {"lr": 0.01}, lambda: fo.adam(0.01)),
+    (
+        "Adam",
+        {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True},
+        lambda: fo.adam(0.01, weight_decay=0.1, amsgrad=True),
+    ),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1}, lambda: fo.adamw(0.01, weight_decay=0.1)),
+    ("SGD", {"lr": 0.05}, lambda: fo.sgd(0.05)),
+    (
+        "SGD",
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+        lambda: fo.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    ),
+    (
+        "SGD",
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.2},
+        lambda: fo.sgd(0.05, momentum=0.9, dampening=0.2),
+    ),
+    (
+        "Adagrad",
+        {"lr": 0.05, "lr_decay": 0.01, "weight_decay": 0.1},
+        lambda: fo.adagrad(0.05, lr_decay=0.01, weight_decay=0.1),
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("name", "options", "make"), KERNEL_CASES, ids=[f"{c[0]}-{sorted(c[1])}" for c in KERNEL_CASES]
+)
+def test_compile_step_runs_torchs_fused_kernel_with_its_numbers(name, options, make, dtype):
+    gen = torch.Generator().manual_seed(5)
+    shapes = {"w": (4, 3), "b": (5,), "s": ()}
+    init = {k: torch.randn(s, generator=gen, dtype=dtype) for k, s in shapes.items()}
+    p_torch = {k: v.clone().requires_grad_() for k, v in init.items()}
+    ref = getattr(torch.optim, name)(list(p_torch.values()), fused=True, **options)
+    tx = make()
+    params = {k: v.clone().requires_grad_() for k, v in init.items()}
+    state = tx.init(params)
+    pure_params, pure_state = {k: v.clone() for k, v in init.items()}, tx.init(init)
+    step = fo.compile_step(tx)
+    for k in range(6):
+        grads = {
+            key: None if key == "s" and k % 3 == 1 else torch.randn(s, generator=gen, dtype=dtype)
+            for key, s in shapes.items()
+        }
+        for key, p in p_torch.items():
+            p.grad = None if grads[key] is None else grads[key].clone()
+        ref.step()
+        step(params, grads, state)
+        updates, pure_state = tx.update(grads, pure_state, pure_params)
+        pure_params = fo.apply_updates(pure_params, updates)
+    assert step.uses_torch_kernel and step.compilations == 0
+    for key in shapes:
+        assert torch.equal(params[key], p_torch[key])  # torch's fused kernel, bit for bit
+        torch.testing.assert_close(params[key], pure_params[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(pure_state), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kernel_reads_a_tensor_learning_rate_at_every_step():
+    gen = torch.Generator().manual_seed(6)
+    lr = torch.tensor(0.1)
+    tx = fo.adamw(lr, weight_decay=0.1)
+    params = [torch.randn(3, generator=gen)]
+    p_torch = [params[0].clone().requires_grad_()]
+    ref = torch.optim.AdamW(p_torch, lr=0.1, weight_decay=0.1, fused=True)
+    state = tx.init(params)
+    step = fo.compile_step(tx)
+    for k in range(3):
+        g = torch.randn(3, generator=gen)
+        p_torch[0].grad = g.clone()
+        ref.step()
+        step(params, [g], state)
+        assert torch.equal(params[0], p_torch[0])
+        lr.fill_(0.1 / (k + 2))  # a scheduler writing into the tensor
+        ref.param_groups[0]["lr"] = 0.1 / (k + 2)
+    assert step.uses_torch_kernel
+
+
+def test_a_layout_change_rebinds_the_kernel_and_keeps_its_numbers():
+    gen = torch.Generator().manual_seed(7)
+    tx = fo.sgd(0.1, momentum=0.9)
+    step = fo.compile_step(tx)
+    dense = [c for i, c in enumerate(LAYOUT_CHANGES) if i not in (2, 3)]  # not the strided ones
+    _run_layout_changes(step, tx, dense, gen)
+    assert step.uses_torch_kernel and step.compilations == 0
+
+
+@pytest.mark.slow
+def test_tensors_the_kernel_cannot_walk_flat_are_compiled_instead():
+    gen = torch.Generator().manual_seed(8)
+    tx = fo.sgd(0.1, momentum=0.9)
+    step = fo.compile_step(tx)
+    # a column-major parameter and state with row-major gradients: compiled, not the kernel
+    _run_layout_changes(step, tx, LAYOUT_CHANGES, gen)
+    assert not step.uses_torch_kernel and step.compilations >= 1
+
+
+def test_chains_that_are_not_exactly_a_torch_kernel_are_compiled():
+    from functional_optim import _torch_kernels
+
+    assert _torch_kernels.recipe(fo.adam(0.1)) is not None
+    assert _torch_kernels.recipe(fo.sgd(0.1, momentum=0.9)) is not None
+    assert _torch_kernels.recipe(fo.adam(0.1, maximize=True)) is None  # negate before the rule
+    assert _torch_kernels.recipe(fo.chain(fo.clip_by_global_norm(1.0), fo.adam(0.1))) is None
+    assert _torch_kernels.recipe(fo.radam(0.1)) is None  # no kernel declared
+    assert _torch_kernels.recipe(fo.adam(lambda count: 0.1)) is None  # a schedule
+    params = [torch.ones(2, dtype=torch.complex64)]  # complex: the kernel does not take it
+    tx = fo.adam(0.1)
+    assert (
+        _torch_kernels.bind(
+            _torch_kernels.recipe(tx), params, [torch.ones(2, dtype=torch.complex64)], tx.init(params)
+        )
+        is None
+    )
+
+
+# -- the on-disk trace cache ----------------------------------------------------------------------
+
+
+def test_transform_fingerprints_follow_hyperparameters_and_refuse_what_they_cannot_see():
+    from functional_optim import _graph_cache
+
+    fp = _graph_cache.fingerprint
+    assert fp(fo.rmsprop(lr=1e-2)) == fp(fo.rmsprop(lr=1e-2))  # a new process builds the same
+    assert fp(fo.rmsprop(lr=1e-2)) != fp(fo.rmsprop(lr=2e-2))
+    assert fp(fo.rmsprop(lr=1e-2)) != fp(fo.rmsprop(lr=1e-2, centered=True))
+    assert fp(fo.adam(1e-3)) != fp(fo.adam(1e-3, amsgrad=True))
+    assert fp(fo.rmsprop(lr=torch.tensor(1e-2))) is None  # a tensor: its value may change
+    assert fp(fo.chain(fo.scale_by_adam(), fo.scale(-0.1))) is not None
+    assert fp(fo.adam(lambda count: 0.1)) is None  # a function from outside the package
+
+
+@pytest.mark.slow
+def test_a_new_compile_step_reuses_the_cached_trace_with_the_same_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    gen = torch.Generator().manual_seed(9)
+    init = {f"p{i}": torch.randn(5 + i, generator=gen) for i in range(3)}
+    grads_seq = [{k: torch.randn(v.shape, generator=gen) for k, v in init.items()} for _ in range(3)]
+    expected, _ = _reference(fo.rmsprop(lr=1e-2, momentum=0.9), init, grads_seq)
+    results = []
+    for _ in range(2):  # the second step object finds the first one's trace on disk
+        tx = fo.rmsprop(lr=1e-2, momentum=0.9)
+        params = {k: v.clone() for k, v in init.items()}
+        state = tx.init(params)
+        step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+        for grads in grads_seq:
+            step(params, grads, state)
+        variant = next(iter(step._variants.values()))
+        results.append((params, variant.from_cache))
+        for k in params:
+            torch.testing.assert_close(params[k], expected[k], rtol=1e-6, atol=1e-7)
+    assert results[0][1] and results[1][1]
+    assert len(list((tmp_path / "functional_optim").glob("step_*.py"))) == 1
+    for k in init:
+        assert torch.equal(results[0][0][k], results[1][0][k])
+
+
+def test_tensors_replaced_inside_the_trees_between_calls_are_used():
+    # the per-call check walks plain trees without optree: a list entry or a dict value replaced
+    # by another tensor (same structure) must be seen, and the new tensor stepped
+    gen = torch.Generator().manual_seed(10)
+    tx = fo.adam(0.1)
+    params = {"a": torch.randn(4, generator=gen), "b": torch.randn(3, generator=gen)}
+    state = tx.init(params)
+    ref_params = {k: v.clone() for k, v in params.items()}
+    ref_state = fo.tree.map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state)
+    step = fo.compile_step(tx)
+    for k in range(4):
+        if k == 2:
+            params["a"] = params["a"].clone() + 1.0  # a new parameter tensor under the same key
+            ref_params["a"] = ref_params["a"] + 1.0
+            state[1].exp_avg["b"] = torch.zeros(3)  # a reset first moment (a new tensor)
+            ref_state[1].exp_avg["b"] = torch.zeros(3)
+        grads = {key: torch.randn(v.shape, generator=gen) for key, v in params.items()}
+        step(params, grads, state)
+        updates, ref_state = tx.update(grads, ref_state, ref_params)
+        ref_params = fo.apply_updates(ref_params, updates)
+        for key in params:
+            torch.testing.assert_close(params[key], ref_params[key], rtol=1e-5, atol=1e-6)
+    assert step.uses_torch_kernel

@@ -162,6 +162,9 @@ class Adam(_DropIn):
     $$
 
     State as torch: ``step``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` with amsgrad).
+    ``state_dtype=torch.bfloat16`` (not in torch) keeps the moments of float32 parameters in
+    bfloat16 with stochastic rounding: half the state memory (see
+    [`fo.scale_by_adam`][functional_optim.scale_by_adam]).
     """
 
     def __init__(
@@ -179,6 +182,7 @@ class Adam(_DropIn):
         differentiable: bool = False,
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         _check_tensor_lr_foreach(lr, foreach, capturable)
         self._dropin_init(
@@ -196,6 +200,7 @@ class Adam(_DropIn):
                 differentiable=differentiable,
                 fused=fused,
                 decoupled_weight_decay=decoupled_weight_decay,
+                **({} if state_dtype is None else {"state_dtype": state_dtype}),
             ),
         )
 
@@ -218,6 +223,7 @@ class AdamW(Adam):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -232,6 +238,7 @@ class AdamW(Adam):
             differentiable=differentiable,
             fused=fused,
             decoupled_weight_decay=True,
+            state_dtype=state_dtype,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:

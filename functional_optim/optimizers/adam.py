@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from functional_optim import _validation
 from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
@@ -22,6 +24,7 @@ def adam(
     *,
     maximize: bool = False,
     decoupled_weight_decay: bool = False,
+    state_dtype: torch.dtype | None = None,
 ) -> GradientTransformation:
     r"""Adam, with ``torch.optim.Adam``'s arguments, defaults and numerics.
 
@@ -41,6 +44,8 @@ def adam(
       amsgrad: use the AMSGrad maximum of the second moment.
       maximize: maximize the objective instead of minimizing.
       decoupled_weight_decay: AdamW-style decay (equivalent to [`adamw`][]).
+      state_dtype: ``torch.bfloat16`` stores the moments in bfloat16 with stochastic rounding
+        (half the state memory; see [`scale_by_adam`][]). ``None``: torch's float32 state.
 
     Example:
         >>> params = {"w": torch.ones(3)}
@@ -62,7 +67,7 @@ def adam(
     return chain(
         *([negate()] if maximize else []),
         *([] if decoupled_weight_decay else [decay]),
-        scale_by_adam(betas[0], betas[1], eps, amsgrad=amsgrad),
+        scale_by_adam(betas[0], betas[1], eps, amsgrad=amsgrad, state_dtype=state_dtype),
         *([decay] if decoupled_weight_decay else []),
         scale_by_learning_rate(lr),
     )
@@ -77,6 +82,7 @@ def adamw(
     amsgrad: bool = False,
     *,
     maximize: bool = False,
+    state_dtype: torch.dtype | None = None,
 ) -> GradientTransformation:
     r"""AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``).
 
@@ -100,6 +106,8 @@ def adamw(
       weight_decay: decoupled weight decay coefficient (torch's default 1e-2).
       amsgrad: use the AMSGrad maximum of the second moment.
       maximize: maximize the objective instead of minimizing.
+      state_dtype: ``torch.bfloat16`` stores the moments in bfloat16 with stochastic rounding
+        (half the state memory; see [`scale_by_adam`][]).
 
     Example:
         >>> params = {"w": torch.ones(3)}
@@ -112,4 +120,13 @@ def adamw(
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
-    return adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
+    return adam(
+        lr,
+        betas,
+        eps,
+        weight_decay,
+        amsgrad,
+        maximize=maximize,
+        decoupled_weight_decay=True,
+        state_dtype=state_dtype,
+    )

@@ -10,7 +10,7 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform
+from functional_optim.rules import Rule, RuleStep, Term, TorchKernel, divided, rule_transform
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByAdagradState", "scale_by_adagrad"]
@@ -119,6 +119,12 @@ def scale_by_adagrad(
             new_sums.append(acc)
         return RuleStep([steps, new_sums], update=out)
 
+    def kernel() -> TorchKernel | None:
+        eps_, decay_rate = ops.scalar(eps), ops.scalar(lr_decay)
+        if not ops.is_python_number(eps_, decay_rate):
+            return None
+        return TorchKernel("adagrad", {"lr_decay": decay_rate, "eps": eps_})
+
     return rule_transform(
         init_fn,
         Rule(
@@ -127,5 +133,6 @@ def scale_by_adagrad(
             lambda state: [state.step, state.sum],
             lambda new: ScaleByAdagradState(*new),
             state_type=ScaleByAdagradState,
+            kernel=kernel,
         ),
     )

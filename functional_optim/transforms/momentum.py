@@ -11,7 +11,7 @@ from functional_optim import _validation, ops, tree
 from functional_optim._leafwise import update_leaves
 from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
+from functional_optim.rules import Rule, RuleStep, Term, TorchKernel, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["EmaState", "TraceState", "ema", "trace"]
@@ -101,6 +101,12 @@ def trace(
         direction = ops.add(grads, new_bufs, alpha=mu) if nesterov else new_bufs
         return RuleStep([new_bufs, new_started], [Term(direction, None, unscaled)])
 
+    def kernel() -> TorchKernel | None:
+        mu, tau = ops.scalar(momentum), ops.scalar(dampening)
+        if not ops.is_python_number(mu, tau):
+            return None
+        return TorchKernel("sgd", {"momentum": mu, "dampening": tau, "nesterov": nesterov})
+
     transform = rule_transform(
         init_fn,
         Rule(
@@ -109,6 +115,7 @@ def trace(
             lambda st: [st.momentum_buffer, st.started],
             lambda new: TraceState(*new),
             state_type=TraceState,
+            kernel=kernel,
         ),
     )
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
+from functional_optim.rules import Rule, RuleStep, Term, divided, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByRAdamState", "scale_by_radam"]
@@ -49,6 +49,11 @@ def scale_by_radam(
     as ``torch.optim.RAdam`` (with the default betas the first rectified step is ``t = 6``). The
     choice is made per parameter, from its own step count. Complex tensors are treated as real
     tensors of shape ``(..., 2)``.
+
+    The update is described as one term (`fo.rules`): rectified, the
+    adapters apply it as ``p.addcdiv_(m, √v + ε, value=-lr·r_t·√(1-β₂ᵗ)/(1-β₁ᵗ))`` (one
+    update-sized temporary, the denominator, as ``torch.optim.RAdam``'s foreach path), and
+    before that as ``p.add_(m, alpha=-lr/(1-β₁ᵗ))`` (none).
 
     Args:
       b1: decay of the first moment (``betas[0]``).
@@ -89,31 +94,33 @@ def scale_by_radam(
         steps = _steps.increment(steps, in_place=in_place)
         m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)
         v_r = ops.addcmul_(ops.mul(v_r, beta2, in_place=in_place), g_r, g_r, 1 - beta2)
-        m_hat = ops.div(m_r, _steps.coefficients(steps, lambda t: 1 - beta1**t))
+        bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
         rhos = _steps.coefficients(steps, rho)
         sqrt_bc2 = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)
+        new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
         if rhos and isinstance(rhos[0], float):
-            out = list(m_hat)
-            idx = [i for i, r in enumerate(rhos) if r > _THRESHOLD]
-            if idx:
-                every = len(idx) == len(rhos)  # past the first few steps: no list surgery
-                v_i = v_r if every else [v_r[i] for i in idx]
-                denom = ops.add_(ops.sqrt(v_i), eps_)
-                adaptive = ops.mul_(ops.reciprocal_(denom), sqrt_bc2 if every else [sqrt_bc2[i] for i in idx])
-                rectified = ops.mul_(
-                    ops.mul_(m_hat if every else [m_hat[i] for i in idx], adaptive),
-                    [rect(rhos[i]) for i in idx],
-                )
-                for i, u in zip(idx, rectified, strict=True):
-                    out[i] = u
+            rectified = [r > _THRESHOLD for r in rhos]
+            if not any(rectified):  # the first steps: p ← p + s · m / bc1
+                return RuleStep(new_fields, [Term(m_r, None, divided(bc1))])
+            if all(rectified):
+                # p ← p + s · (r_t · √bc2 / bc1) · m / (√v + ε): one temporary (the denominator),
+                # applied with one ``addcdiv_`` as Adam's update
+                coef = [r * c2 / c1 for r, c2, c1 in zip(map(rect, rhos), sqrt_bc2, bc1, strict=True)]
+                denom = ops.add_(ops.sqrt(v_r), eps_)
+                return RuleStep(new_fields, [Term(m_r, denom, lambda s: [s * c for c in coef])])
+            # parameters at different steps, some rectified: the update materialised
+            out = ops.div(m_r, bc1)
+            idx = [i for i, r in enumerate(rectified) if r]
+            denom = ops.add_(ops.sqrt([v_r[i] for i in idx]), eps_)
+            for i, d in zip(idx, denom, strict=True):
+                out[i] = out[i].mul_(sqrt_bc2[i] * rect(rhos[i])).div_(d)
         else:  # traced step counters: select without reading them (torch's capturable form)
+            m_hat = ops.div(m_r, bc1)
             adaptive = ops.mul(ops.reciprocal(ops.add(ops.sqrt(v_r), eps_)), sqrt_bc2)
             out = [
                 mh * torch.where(r > _THRESHOLD, rect(torch.clamp(r, min=_THRESHOLD)) * a, 1.0)
                 for mh, a, r in zip(m_hat, adaptive, rhos, strict=True)
             ]
-        new_fields = [steps, ops.view_as_complex_like(m_r, m), ops.view_as_complex_like(v_r, v)]
-        # the rectified update is a product (m̂ · adaptive · rect): applied with p.add_(u, alpha=-lr)
         return RuleStep(new_fields, [Term(out, None, unscaled)])
 
     return rule_transform(

@@ -45,11 +45,35 @@ def _one_like(x: Tensor) -> Tensor:
 _ONES: dict[tuple, Tensor] = {}
 
 
-def _where_zero(masks: list[Tensor], xs: list[Tensor], out: list[Tensor], *, in_place: bool) -> list[Tensor]:
-    """``where(mask, 0, x)`` per tensor, written into ``out`` with ``in_place``."""
-    if in_place and not torch.compiler.is_compiling() and ops.writable(out, xs):
-        return [o.copy_(x).masked_fill_(m, 0) for m, x, o in zip(masks, xs, out, strict=True)]
-    return [x.masked_fill(m, 0) for m, x in zip(masks, xs, strict=True)]
+def _factors_and_kept(
+    signs: list[Tensor],
+    grads: list[Tensor],
+    prev: list[Tensor],
+    etaminus: Any,
+    etaplus: Any,
+    *,
+    in_place: bool,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Per tensor, from ``s = sign(g · prev)``: the factors ``η+ / η- / 1`` (``s > 0`` / ``s < 0`` /
+    otherwise) and the kept gradient ``where(s < 0, 0, g)``.
+
+    The masks live for one tensor at a time. The factors overwrite ``signs`` (a temporary of the
+    caller) when it is writable, and the kept gradient overwrites ``prev`` with ``in_place`` (it is
+    not read any more), as ``torch.optim.Rprop`` overwrites its sign and gradient tensors: the
+    step then holds one update-sized temporary, like ``torch.optim``'s foreach path."""
+    write_signs = ops.writable(signs)
+    write_prev = in_place and not torch.compiler.is_compiling() and ops.writable(prev, grads)
+    factors, kept = [], []
+    for s, g, o in zip(signs, grads, prev, strict=True):
+        negative, positive = s < 0, s > 0
+        kept.append(o.copy_(g).masked_fill_(negative, 0) if write_prev else g.masked_fill(negative, 0))
+        if write_signs:  # every value of ``s`` is in the masks: overwrite it
+            factors.append(s.fill_(1).masked_fill_(positive, etaplus).masked_fill_(negative, etaminus))
+        else:
+            # a 0-dim ``1`` of the tensor's dtype keeps the factors in that dtype (Python
+            # scalars alone would give the default dtype)
+            factors.append(torch.where(positive, etaplus, torch.where(negative, etaminus, _one_like(s))))
+    return factors, kept
 
 
 @schedulable("learning_rate", "etas", "step_sizes")
@@ -117,18 +141,11 @@ def scale_by_rprop(
         steps, prev, size = _steps.increment(fields[0], in_place=in_place), fields[1], fields[2]
         g_r, prev_r, size_r = ops.view_as_real(grads), ops.view_as_real(prev), ops.view_as_real(size)
         signs = ops.sign_(ops.mul(g_r, prev_r))
-        factors, negatives = [], []
-        for s in signs:
-            # a 0-dim ``1`` of the tensor's dtype keeps the factors in that dtype (Python
-            # scalars alone would give the default dtype)
-            one = _one_like(s)
-            negative = s < 0
-            factors.append(torch.where(s > 0, etaplus, torch.where(negative, etaminus, one)))
-            negatives.append(negative)
         # torch: ``g[sign == etaminus] = 0``, kept as the next step's previous gradient
-        # (written into the old one in place: it is not read any more)
-        kept = _where_zero(negatives, g_r, prev_r, in_place=in_place)
+        factors, kept = _factors_and_kept(signs, g_r, prev_r, etaminus, etaplus, in_place=in_place)
+        del signs  # the factors are the same tensors when written in place
         size_r = ops.clamp_(ops.mul(size_r, factors, in_place=in_place), smin, smax)
+        del factors  # freed before the update's temporary is allocated
         u = ops.mul_(ops.sign(kept), size_r)
         new_fields = [
             steps,

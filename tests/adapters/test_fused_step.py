@@ -29,6 +29,8 @@ EXACT = [
     ("Adadelta", {"lr": 0.5}),
     ("ASGD", {"lr": 0.01}),
     ("ASGD", {"lr": 0.05, "t0": 3, "lambd": 0.01}),  # averaging from step 4
+    ("Rprop", {"lr": 0.01}),
+    ("Rprop", {"lr": 0.01, "etas": (0.3, 1.5), "step_sizes": (1e-4, 1.0), "maximize": True}),
 ]
 
 
