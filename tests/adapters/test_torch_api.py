@@ -182,6 +182,7 @@ def test_generic_factory_optimizer_pickles_and_reads_group_hyperparameters_each_
         "amsgrad": False,
         "maximize": False,
         "differentiable": False,
+        "state_dtype": None,  # fo.adamw's own option (bfloat16 moments), a group key like the others
     }
     _train(mt, ot, 2)
     _train(mf, of, 2)
