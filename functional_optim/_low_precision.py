@@ -50,14 +50,22 @@ def zeros_like(p: Tensor | None, state_dtype: torch.dtype | None) -> Tensor | No
     return torch.zeros_like(p)
 
 
-def is_low(xs: Sequence[Tensor]) -> bool:
-    """Whether a state field is stored in a low-precision dtype."""
-    return bool(xs) and any(x.dtype in LOW_PRECISION_DTYPES for x in xs)
+def is_low(xs: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+    """Whether some entry of a state field is stored in bfloat16 for a float32 gradient."""
+    return any(
+        x.dtype in LOW_PRECISION_DTYPES and g.dtype == torch.float32 for x, g in zip(xs, grads, strict=True)
+    )
 
 
-def widen(xs: Sequence[Tensor]) -> list[Tensor]:
-    """Float32 working copies of a state field (new tensors, writable in place)."""
-    return [x.to(torch.float32, copy=True) for x in xs]
+def widen(xs: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
+    """Working copies of a state field (new tensors, writable in place): float32 for the
+    bfloat16 entries of float32 gradients, the others in their own dtype."""
+    return [
+        x.to(torch.float32, copy=True)
+        if x.dtype in LOW_PRECISION_DTYPES and g.dtype == torch.float32
+        else x.clone()
+        for x, g in zip(xs, grads, strict=True)
+    ]
 
 
 def narrow(
@@ -77,10 +85,10 @@ def narrow(
         generator.manual_seed((int(steps[0]) * _GOLDEN + salt) % (2**63))
     out = []
     for w, o in zip(works, olds, strict=True):
-        if o.dtype == torch.bfloat16 and not recording:
+        if o.dtype == torch.bfloat16 and w.dtype == torch.float32 and not recording:
             new = stochastic_round_to_bfloat16(w, generator)
         else:
-            new = w.to(o.dtype)
+            new = w if w.dtype == o.dtype else w.to(o.dtype)
         if in_place and ops.writable([o], [new]):
             out.append(o.copy_(new))
         else:

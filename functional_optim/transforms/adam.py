@@ -92,15 +92,15 @@ def scale_by_adam(
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
         steps = _steps.increment(steps, in_place=in_place)
         # bfloat16 moments: the maths below runs on float32 working copies (written in place)
-        low = _low_precision.is_low(m_r)
+        low = low_dtype is not None and _low_precision.is_low(m_r, g_r)
         write = in_place or low
-        m_w, v_w = (_low_precision.widen(m_r), _low_precision.widen(v_r)) if low else (m_r, v_r)
+        m_w, v_w = (_low_precision.widen(m_r, g_r), _low_precision.widen(v_r, g_r)) if low else (m_r, v_r)
         m_w = ops.lerp(m_w, g_r, 1 - beta1, in_place=write)
         v_w = ops.addcmul_(ops.mul(v_w, beta2, in_place=write), g_r, g_r, 1 - beta2)
         second = v_w
         if amsgrad:
             vmax_r = ops.view_as_real(vmax)
-            vmax_w = ops.maximum(_low_precision.widen(vmax_r) if low else vmax_r, v_w, in_place=write)
+            vmax_w = ops.maximum(_low_precision.widen(vmax_r, g_r) if low else vmax_r, v_w, in_place=write)
             second = vmax_w
         bc1 = _steps.coefficients(steps, lambda t: 1 - beta1**t)
         bc2_sqrt = _steps.coefficients(steps, lambda t: (1 - beta2**t) ** 0.5)

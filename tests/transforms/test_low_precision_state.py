@@ -91,3 +91,14 @@ def test_a_bfloat16_state_is_refused_by_the_float32_transform_and_bad_dtypes_rai
         fo.scale_by_adam().update([torch.ones(4)], low_state, params)
     with pytest.raises(ValueError, match=r"state_dtype must be None, torch\.float32 or torch\.bfloat16"):
         fo.scale_by_adam(state_dtype=torch.float16)
+
+
+def test_bfloat16_and_float32_parameters_together_step_like_their_own_kind():
+    gen = torch.Generator().manual_seed(2)
+    params = [torch.randn(50, generator=gen), torch.randn(50, generator=gen).to(torch.bfloat16)]
+    grads_seq = [[torch.randn(50, generator=gen).to(p.dtype) for p in params] for _ in range(3)]
+    mixed, state = _run(fo.adam(1e-2, state_dtype=torch.bfloat16), params, grads_seq)
+    plain, _ = _run(fo.adam(1e-2), params, grads_seq)
+    assert state[1].exp_avg[0].dtype == torch.bfloat16 and state[1].exp_avg[1].dtype == torch.bfloat16
+    assert torch.equal(mixed[1], plain[1])  # a bfloat16 parameter: the plain bfloat16 maths
+    torch.testing.assert_close(mixed[0], plain[0], rtol=0, atol=2e-3)
