@@ -72,22 +72,29 @@ def close_signature_table() -> None:
     _SIGNATURES.table = None
 
 
-def _signature(leaves: Sequence[Any], remember: bool = False) -> tuple:
-    table = getattr(_SIGNATURES, "table", None)
-    if table is not None:
-        ids = tuple(map(id, leaves))
-        known = table.get(ids)
-        if known is not None:
-            return known[1]
-    sig: tuple[Any, ...]
+def _metadata(leaves: Sequence[Any]) -> tuple:
+    """The layout of every leaf: (shape, dtype, device, layout) of a tensor, a marker otherwise."""
     try:
-        sig = tuple(map(_META, leaves))
+        return tuple(map(_META, leaves))
     except AttributeError:  # None, () placeholders, or something that is not a tensor
-        sig = tuple(
+        return tuple(
             _META(x) if isinstance(x, Tensor) else (type(x), x == () if isinstance(x, tuple) else None)
             for x in leaves
         )
-    if remember and table is not None:
+
+
+def _signature(leaves: Sequence[Any], remember: bool = False) -> tuple:
+    """`_metadata` of a chain's gradients or parameters, found in the open signature table when
+    the same tensors were checked earlier in this update (and stored there when ``remember``)."""
+    table = getattr(_SIGNATURES, "table", None)
+    if table is None:
+        return _metadata(leaves)
+    ids = tuple(map(id, leaves))
+    known = table.get(ids)
+    if known is not None:
+        return known[1]
+    sig = _metadata(leaves)
+    if remember:
         table[ids] = (leaves, sig)
     return sig
 
@@ -133,7 +140,7 @@ def check_leaves(
         spec,
         _signature(grads, caller_owns_grads),
         None if params is None else _signature(params, True),
-        tuple(_signature(f) for f in fields),
+        tuple(map(_metadata, fields)),  # state fields are never in the table: no lookup
     )
     if key in _CHECKED:
         return
