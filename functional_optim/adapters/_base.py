@@ -61,7 +61,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from functional_optim import fused
+from functional_optim import _validation, fused
 from functional_optim.adapters._interrupts import interrupts_deferred
 from functional_optim.adapters._layout import (
     FUNCTIONAL_STATE_KEY,
@@ -201,7 +201,7 @@ class FunctionalOptimizer(Optimizer):
                 self._factory = functools.partial(with_learning_rate, transform_or_factory)
                 self._hp_names = ("lr",)
                 defaults.setdefault("lr", lr)
-                _validation_lr(defaults["lr"])
+                _validation.learning_rate(defaults["lr"])
         elif callable(transform_or_factory):
             sig = inspect.signature(transform_or_factory)
             accepted = {
@@ -803,11 +803,6 @@ class FunctionalOptimizer(Optimizer):
                 raise ValueError(
                     f"loaded state of {label} has '{key}' of dtype {value.dtype}, expected {ref.dtype}"
                 )
-
-
-def _validation_lr(lr: Any) -> None:
-    if not (isinstance(lr, Tensor) or lr >= 0.0):
-        raise ValueError(f"Invalid learning rate: {lr}")
 
 
 def _check_fused_params(params: list[Tensor]) -> None:
