@@ -6,6 +6,7 @@ Run::
     python benchmarks/muon.py --threads 1,2 --repeats 15
     python benchmarks/muon.py --configs torch,fast,adapter-fast --layers 4
     python benchmarks/muon.py --quick                  # tiny shapes (smoke test)
+    python benchmarks/muon.py --design                 # error of candidate "fast" designs vs keller
 
 Cases: (a) ten 512×512 matrices; (b) the hidden matrices of GPT-2 small, per layer
 ``768×2304`` (qkv), ``768×768`` (attention projection), ``768×3072`` (MLP up), ``3072×768`` (MLP
@@ -31,6 +32,14 @@ CPU, 12 on a GPU; the output says so); (c) for memory only, the 12-layer width-2
    the frees of state tensors that the first step made are seen). Pure ``fo.muon`` rows include
    what the pure API returns (updates, new momentum, then new parameters: 3× the matrices),
    printed separately as "returned".
+
+4. ``--design``: how the ``"fast"`` preset was chosen. For Polar Express designs
+   (``fo.polar_express_coefficients(lower, degrees)``, Schatten-8 normalisation, the Gram
+   iteration on rectangular matrices, bf16) with 10 to 12 matrix products on a square matrix,
+   the error against ``U Vᵀ`` on Gaussian matrices (512², GPT-2's hidden shapes, 64×192 and 64²)
+   and on log-spread spectra (32×128, 64×192 and 256×768 over 3 decades, 96² over 2), and the
+   worst ratio to ``"keller"``'s error over those inputs (< 1: closer to ``U Vᵀ`` than torch's
+   iteration on every one of them).
 
 Writes ``benchmarks/results/muon_<device>_<threads>t.json`` (``--out`` to change).
 """
@@ -283,6 +292,86 @@ def memory(configs: list[str], shapes: list[tuple[int, int]], device: str) -> di
     return {"shapes": label, "rows": out}
 
 
+def design_cases() -> dict[str, list[torch.Tensor]]:
+    """Inputs of the ``--design`` sweep (float32, on the CPU)."""
+    gen = torch.Generator().manual_seed(4)
+
+    def gauss(shapes: list[tuple[int, int]], k: int = 4) -> list[torch.Tensor]:
+        return [torch.randn(shapes[i % len(shapes)], generator=gen) for i in range(k)]
+
+    return {
+        "gauss 512x512": gauss([(512, 512)]),
+        "gauss GPT-2": gauss(gpt2_shapes(768, 1)),
+        "gauss 64x192, 64x64": gauss([(64, 192), (64, 64)]),
+        "spread 32x128 1e-3": [spread_matrix(32, 128, 1e-3, seed=5)],
+        "spread 64x192 1e-3": [spread_matrix(64, 192, 1e-3, seed=5)],
+        "spread 256x768 1e-3": [spread_matrix(256, 768, 1e-3)],
+        "spread 96x96 1e-2": [spread_matrix(96, 96, 1e-2, seed=5)],
+    }
+
+
+DESIGNS: list[tuple[int, ...]] = [
+    (5, 5, 5, 5),  # 12 products on a square matrix
+    (5, 5, 5, 3),  # 11
+    (5, 5, 3, 5),
+    (5, 3, 5, 5),
+    (3, 5, 5, 5),
+    (5, 3, 3, 3, 3),
+    (3, 3, 3, 3, 5),
+    (5, 5, 3, 3),  # 10
+    (3, 3, 3, 3, 3),
+]
+
+
+def design_sweep(lowers: tuple[float, ...] = (0.002, 0.003, 0.004, 0.005, 0.006, 0.008)) -> list[dict]:
+    """Error of each candidate design against ``U Vᵀ`` and its worst ratio to ``"keller"``'s."""
+    from functional_optim.transforms.orthogonalize import newton_schulz
+
+    targets = {name: [(g, polar(g)) for g in mats] for name, mats in design_cases().items()}
+
+    def candidate(steps: list) -> Orthogonalizer:
+        def run(g: torch.Tensor) -> torch.Tensor:
+            x = g.to(torch.bfloat16)
+            tall = x.shape[0] > x.shape[1]
+            x = (x.mT if tall else x).unsqueeze(0)
+            y = newton_schulz(x, steps, norm="schatten8", method="auto")[0]
+            return (y.mT if tall else y).float()
+
+        return run
+
+    keller = orthogonalizer("torch", {})
+    base = {name: rel_error(keller, mats) for name, mats in targets.items()}
+    rows = [{"design": "keller (torch)", "products": 15, "errors": base, "worst_ratio": 1.0}]
+    for degrees in DESIGNS:
+        for lower in lowers:
+            steps = fo.polar_express_coefficients(lower, degrees)
+            errs = {name: rel_error(candidate(steps), mats) for name, mats in targets.items()}
+            rows.append(
+                {
+                    "design": f"{degrees} lower={lower}",
+                    "products": sum(3 if d == 5 else 2 for d in degrees),
+                    "errors": errs,
+                    "worst_ratio": max(errs[k] / base[k] for k in errs),
+                }
+            )
+    return rows
+
+
+def print_design(rows: list[dict]) -> None:
+    names = list(rows[0]["errors"])
+    print(f"{'design':<32} {'products':>8} {'worst/keller':>12}" + "".join(f" {n:>20}" for n in names))
+    for r in rows:
+        line = f"{r['design']:<32} {r['products']:>8} {r['worst_ratio']:>12.3f}"
+        print(line + "".join(f" {r['errors'][n]:>20.4f}" for n in names))
+    best: dict[int, dict] = {}
+    for r in rows[1:]:
+        if r["products"] not in best or r["worst_ratio"] < best[r["products"]]["worst_ratio"]:
+            best[r["products"]] = r
+    for products, r in sorted(best.items()):
+        verdict = "closer than keller on every input" if r["worst_ratio"] < 1 else "loses somewhere"
+        print(f"best with {products} products: {r['design']} (worst ratio {r['worst_ratio']:.3f}: {verdict})")
+
+
 def print_results(res: dict, errs: dict, threads: int) -> None:
     print(
         f"\n{res['case']} ({res['n_matrices']} matrices), {threads} thread(s); load average "
@@ -315,7 +404,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny cases (smoke test)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/muon_*.json)")
+    parser.add_argument("--design", action="store_true", help="error of candidate 'fast' designs, then exit")
     args = parser.parse_args()
+    if args.design:
+        rows = design_sweep()
+        print_design(rows)
+        path = Path(args.out) if args.out else Path(__file__).parent / "results" / "muon_design.json"
+        path.write_text(json.dumps(rows, indent=2))
+        print(f"wrote {path}")
+        return
     device = args.device
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]

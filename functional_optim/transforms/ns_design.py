@@ -94,9 +94,9 @@ def polar_express_coefficients(
 
     Example:
       >>> from functional_optim.transforms.ns_design import polar_express_coefficients
-      >>> steps = polar_express_coefficients(0.003, (5, 5, 5, 5))  # the "fast" preset
+      >>> steps = polar_express_coefficients(0.004, (5, 5, 5, 5))  # the "fast" preset
       >>> print(", ".join(f"{a:.3f}" for a, _, _ in steps))
-      8.301, 4.006, 3.484, 2.490
+      8.258, 3.942, 3.310, 2.309
 
     References:
       Amsel, Persson, Musco and Gower, "The Polar Express: Optimal Matrix Sign Methods and
