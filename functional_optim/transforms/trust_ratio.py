@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any
 
 import torch
@@ -60,17 +62,7 @@ def scale_by_trust_ratio(
 
         def trust(grads: list[Tensor], fields: list, ps: list[Tensor]):
             del fields
-            p_norms, u_norms = ops.norm(ps), ops.norm(grads)
-            if len({(n.dtype, n.device) for n in p_norms + u_norms}) == 1:
-                # one vectorised expression over the stacked norms, not one per tensor
-                pn, un = torch.stack(p_norms), torch.stack(u_norms)
-                ratios = list(torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), 1.0).unbind(0))
-            else:
-                ratios = [
-                    torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), 1.0)
-                    for pn, un in zip(p_norms, u_norms, strict=True)
-                ]
-            return ops.mul(grads, ratios), []
+            return ops.mul(grads, trust_ratios(ps, grads, coef, eps_)), []
 
         new_updates, _ = update_leaves(
             trust, updates, [], params, name="scale_by_trust_ratio", need_params=True
@@ -78,3 +70,52 @@ def scale_by_trust_ratio(
         return new_updates, state
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def trust_ratios(params: list[Tensor], updates: list[Tensor], trust_coefficient: Any, eps: Any) -> list[Any]:
+    r"""The trust ratio of each tensor: ``η ||p|| / (||u|| + ε)``, or ``1`` where ``||p||`` or
+    ``||u||`` is zero.
+
+    The maths of [`scale_by_trust_ratio`][functional_optim.transforms.trust_ratio.scale_by_trust_ratio],
+    shared with the rules that apply it inside their step (LARS, LAMB). The norms are one
+    ``torch._foreach_norm`` per list and the ratios one vectorised expression over them, returned
+    as Python floats (the exact values of the norms' dtype) when they are concrete CPU values,
+    so that the caller scales with one multi-tensor kernel of scalars, else as 0-dim tensors
+    (other devices: no synchronisation; autograd, ``torch.func``, ``torch.compile``: traced).
+
+    Args:
+      params: the parameters.
+      updates: the updates, matching ``params``.
+      trust_coefficient: ``η`` (a Python number or 0-dim tensor).
+      eps: ``ε``, added to the update norm.
+
+    Examples:
+        >>> from functional_optim.transforms.trust_ratio import trust_ratios
+        >>> trust_ratios([torch.tensor([3.0, 4.0]), torch.zeros(2)], [torch.ones(2), torch.ones(2)], 1.0, 0.0)
+        [3.535533905029297, 1.0]
+    """
+    p_norms, u_norms = ops.norm(params), ops.norm(updates)
+    norms = p_norms + u_norms
+    first = norms[0] if norms else None
+    if first is not None and _same_dtype_and_device(norms, first):
+        # one vectorised expression over the stacked norms, not one per tensor
+        pn, un = torch.stack(p_norms), torch.stack(u_norms)
+        ratios = torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0)
+        if ratios.device.type == "cpu" and not ops.is_traced(ratios):
+            return ratios.tolist()  # the same numbers: a kernel casts a scalar to the tensor's dtype
+        return list(ratios.unbind(0))
+    return [
+        torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0)
+        for pn, un in zip(p_norms, u_norms, strict=True)
+    ]
+
+
+def _same_dtype_and_device(xs: list[Tensor], first: Tensor) -> bool:
+    """Every tensor of ``xs`` has ``first`` 's dtype and device (C-level loops: once per step)."""
+    return all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(first.dtype))) and all(
+        map(operator.eq, map(_DEVICE, xs), itertools.repeat(first.device))
+    )
+
+
+_DTYPE = operator.attrgetter("dtype")
+_DEVICE = operator.attrgetter("device")
