@@ -72,16 +72,17 @@ def scale_by_trust_ratio(
     return GradientTransformation(init_fn, update_fn)
 
 
-def trust_ratios(params: list[Tensor], updates: list[Tensor], trust_coefficient: Any, eps: Any) -> list[Any]:
+def trust_ratios(
+    params: list[Tensor], updates: list[Tensor], trust_coefficient: Any, eps: Any
+) -> list[Tensor]:
     r"""The trust ratio of each tensor: ``η ||p|| / (||u|| + ε)``, or ``1`` where ``||p||`` or
     ``||u||`` is zero.
 
     The maths of [`scale_by_trust_ratio`][functional_optim.transforms.trust_ratio.scale_by_trust_ratio],
     shared with the rules that apply it inside their step (LARS, LAMB). The norms are one
-    ``torch._foreach_norm`` per list and the ratios one vectorised expression over them, returned
-    as Python floats (the exact values of the norms' dtype) when they are concrete CPU values,
-    so that the caller scales with one multi-tensor kernel of scalars, else as 0-dim tensors
-    (other devices: no synchronisation; autograd, ``torch.func``, ``torch.compile``: traced).
+    ``torch._foreach_norm`` per list and the ratios one vectorised expression over them, as 0-dim
+    tensors (a multi-tensor ``mul`` by 0-dim tensors is faster on the CPU than by Python scalars,
+    each of which it wraps into a new tensor; and other devices need no synchronisation).
 
     Args:
       params: the parameters.
@@ -92,7 +93,7 @@ def trust_ratios(params: list[Tensor], updates: list[Tensor], trust_coefficient:
     Examples:
         >>> from functional_optim.transforms.trust_ratio import trust_ratios
         >>> trust_ratios([torch.tensor([3.0, 4.0]), torch.zeros(2)], [torch.ones(2), torch.ones(2)], 1.0, 0.0)
-        [3.535533905029297, 1.0]
+        [tensor(3.5355), tensor(1.)]
     """
     p_norms, u_norms = ops.norm(params), ops.norm(updates)
     norms = p_norms + u_norms
@@ -100,10 +101,7 @@ def trust_ratios(params: list[Tensor], updates: list[Tensor], trust_coefficient:
     if first is not None and _same_dtype_and_device(norms, first):
         # one vectorised expression over the stacked norms, not one per tensor
         pn, un = torch.stack(p_norms), torch.stack(u_norms)
-        ratios = torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0)
-        if ratios.device.type == "cpu" and not ops.is_traced(ratios):
-            return ratios.tolist()  # the same numbers: a kernel casts a scalar to the tensor's dtype
-        return list(ratios.unbind(0))
+        return list(torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0).unbind(0))
     return [
         torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0)
         for pn, un in zip(p_norms, u_norms, strict=True)
