@@ -13,9 +13,10 @@ that never materialises the update. A chain that ends in ::
 
 (the same Python numbers ``lr`` and ``wd``) is the proximal step ``p ← (p + (-lr)·rule_update) /
 (1 + lr·wd)`` (Adan): the terms, then ``p.div_(1 + lr * wd)``, as the authors' code.
-A chain that ends in ``*pre, rule`` (no learning rate after the rule: LARS, whose learning rate
-is inside its momentum) moves the parameters by the rule's terms at step scale 1, ``p ← p +
-rule_update``, its pure update. `plan` recognises such chains by the **roles** the transforms declare
+A chain that ends in ``*pre, rule`` where the rule includes the learning rate
+(`Rule.includes_learning_rate`: LARS, whose learning rate is inside its momentum) moves the
+parameters by the rule's terms at step scale 1, ``p ← p + rule_update``, its pure update.
+`plan` recognises such chains by the **roles** the transforms declare
 (`functional_optim.core.LearningRate`, `DecoupledWeightDecay`,
 `L2Regularization` with `ProximalDecay`,
 `Rule`, `Chain`) — never by position
@@ -113,7 +114,7 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
     if not flat:
         return None
     last, _ = flat[-1]
-    if isinstance(last.role, Rule):
+    if isinstance(last.role, Rule) and last.role.includes_learning_rate:
         return _rule_last_plan(flat)
     if not isinstance(last.role, LearningRate) or not last.role.flip_sign:
         return None
@@ -139,8 +140,8 @@ UNIT_STEP = -1.0
 
 
 def _rule_last_plan(flat: list[tuple[GradientTransformation, Path]]) -> FusedPlan:
-    """The plan of a chain that *ends* in a rule (no learning rate after it, e.g. LARS, whose
-    learning rate is inside its momentum): its update is the rule's terms at step scale 1
+    """The plan of a chain that *ends* in a rule that includes the learning rate (e.g. LARS,
+    whose learning rate is inside its momentum): its update is the rule's terms at step scale 1
     (`functional_optim.rules.materialize`), which the parameters receive whole, so the fused
     step applies the terms with step scale 1 (``learning_rate`` `UNIT_STEP`)."""
     rule, path = flat[-1]

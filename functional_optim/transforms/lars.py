@@ -90,5 +90,6 @@ def scale_by_lars(
             momentum_rule.state,
             needs_params=True,
             state_type=TraceState,
+            includes_learning_rate=True,
         ),
     )

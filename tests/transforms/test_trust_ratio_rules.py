@@ -103,12 +103,13 @@ def test_the_adapter_runs_the_rule_in_place_and_equals_the_pure_update(case: str
                         buffers[id(p), key] = value
 
 
-def test_a_chain_ending_in_any_rule_is_fused_with_a_unit_step() -> None:
+def test_a_chain_ending_in_a_rule_that_includes_the_learning_rate_is_fused_with_a_unit_step() -> None:
     # the pure update of such a chain is the rule's terms at step scale 1, added whole
-    tx = fo.chain(fo.clip_by_global_norm(1.0), fo.scale_by_adam())
+    tx = fo.chain(fo.clip_by_global_norm(1.0), fo.scale_by_lars(0.5, weight_decay=1e-2, nesterov=True))
     plan = fused.plan(tx)
     assert plan is not None and plan.rule is not None and plan.learning_rate == fused.UNIT_STEP
     assert len(plan.pre) == 1
+    assert fused.plan(fo.chain(fo.clip_by_global_norm(1.0), fo.scale_by_adam())) is None  # lr not inside
     params, grads = _problem(torch.float64, seed=2)
     pure, state = list(params), tx.init(params)
     live = [torch.nn.Parameter(p.clone()) for p in params]
@@ -119,5 +120,5 @@ def test_a_chain_ending_in_any_rule_is_fused_with_a_unit_step() -> None:
         for p, gk in zip(live, g, strict=True):
             p.grad = gk.clone()
         opt.step()
-    for a, b in zip(live, pure, strict=True):
-        torch.testing.assert_close(a.detach(), b, rtol=1e-14, atol=1e-15)
+        for a, b in zip(live, pure, strict=True):
+            assert torch.equal(a.detach(), b)
