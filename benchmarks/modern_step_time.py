@@ -129,7 +129,52 @@ REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
         "pytorch_optimizer.LaProp",
         ("pytorch_optimizer",),
     ),
+    # schedule-free and parameter-free drop-ins (the pure update: see docs/modern_optimizers.md)
+    "sf-adamw": (
+        lambda ps: A.AdamWScheduleFree(ps, lr=2.5e-3, weight_decay=0.01),
+        lambda ps: _train_mode(
+            importlib.import_module("schedulefree").AdamWScheduleFree(
+                ps, lr=2.5e-3, weight_decay=0.01, foreach=True
+            )
+        ),
+        "schedulefree.AdamWScheduleFree",
+        ("schedulefree",),
+    ),
+    "sf-sgd": (
+        lambda ps: A.SGDScheduleFree(ps, lr=1.0, weight_decay=0.01),
+        lambda ps: _train_mode(
+            importlib.import_module("schedulefree").SGDScheduleFree(
+                ps, lr=1.0, weight_decay=0.01, foreach=True
+            )
+        ),
+        "schedulefree.SGDScheduleFree",
+        ("schedulefree",),
+    ),
+    "prodigy": (
+        lambda ps: A.Prodigy(ps, lr=1.0, weight_decay=0.01),
+        lambda ps: importlib.import_module("prodigyopt").Prodigy(ps, lr=1.0, weight_decay=0.01),
+        "prodigyopt.Prodigy",
+        ("prodigyopt",),
+    ),
+    "dadapt-adam": (
+        lambda ps: A.DAdaptAdam(ps, lr=1.0, weight_decay=0.01),
+        lambda ps: importlib.import_module("dadaptation").DAdaptAdam(ps, lr=1.0, weight_decay=0.01),
+        "dadaptation.DAdaptAdam",
+        ("dadaptation",),
+    ),
+    "dog": (
+        lambda ps: A.DoG(ps),
+        lambda ps: importlib.import_module("dog").DoG(ps),
+        "dog.DoG (dog-optimizer)",
+        ("dog",),
+    ),
 }
+
+
+def _train_mode(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """schedulefree's optimizers step only in train mode (``opt.train()``; ours start in it)."""
+    opt.train()  # type: ignore[attr-defined]
+    return opt
 
 
 SHAPES: dict[str, tuple[int, ...]] = {"lars-2d": (100, 100)}
