@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, NamedTuple
 
 import torch
@@ -104,10 +105,17 @@ def scale_by_novograd(
             new_v = [torch.lerp(n * n, v_i, d) for n, v_i, d in zip(norms, v, decay, strict=True)]
             denom = [torch.sqrt(v_i) + eps_ for v_i in new_v]
         v = ops.assign(v, new_v, in_place=in_place) if in_place else new_v
-        d = ops.div(grads, denom)
-        if not (isinstance(wd, float | int) and wd == 0):
-            d = ops.add_(d, ps, alpha=wd)
-        m = ops.add_(ops.mul(m, beta1, in_place=in_place), d, alpha=(1 - beta1) if grad_averaging else 1)
+        m = ops.mul(m, beta1, in_place=in_place)
+        if isinstance(wd, float | int) and wd == 0 and not grad_averaging and _full_precision(grads):
+            # m + g / denom in one kernel, without the temporary g / denom: the same numbers
+            # (addcdiv rounds g / denom, then adds it with coefficient 1; half-precision kernels
+            # would keep g / denom in float32)
+            m = ops.addcdiv_(m, grads, denom, 1.0)
+        else:
+            d = ops.div(grads, denom)
+            if not (isinstance(wd, float | int) and wd == 0):
+                d = ops.add_(d, ps, alpha=wd)
+            m = ops.add_(m, d, alpha=(1 - beta1) if grad_averaging else 1)
         # NVIDIA's Novograd: p.add_(m, alpha=-lr)
         return RuleStep([steps, m, v], [Term(m, None, unscaled)])
 
@@ -122,3 +130,11 @@ def scale_by_novograd(
             state_type=ScaleByNovogradState,
         ),
     )
+
+
+_FULL = frozenset({torch.float32, torch.float64})
+
+
+def _full_precision(xs: list[Tensor]) -> bool:
+    """Every tensor is float32 or float64 (a C-level loop: once per step)."""
+    return set(map(operator.attrgetter("dtype"), xs)) <= _FULL
