@@ -52,10 +52,16 @@ def use_foreach(*lists: Sequence[Tensor]) -> bool:
         first = xs[0]
         if not isinstance(first, Tensor) or (not compiling and _is_functorch_wrapped(first)):
             return False
-        for x in xs:
-            if x.layout is not strided:
-                return False
+        if compiling:  # a plain loop for Dynamo to trace
+            for x in xs:
+                if x.layout is not strided:
+                    return False
+        elif not all(map(operator.is_, map(_LAYOUT, xs), itertools.repeat(strided))):
+            return False  # (a C-level loop eagerly: this runs several times per step)
     return True
+
+
+_LAYOUT = operator.attrgetter("layout")
 
 
 def _aslist(result: Any) -> list[Tensor]:
