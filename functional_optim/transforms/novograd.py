@@ -136,5 +136,7 @@ _FULL = frozenset({torch.float32, torch.float64})
 
 
 def _full_precision(xs: list[Tensor]) -> bool:
-    """Every tensor is float32 or float64 (a C-level loop: once per step)."""
+    """Every tensor is float32 or float64 (a C-level loop eagerly: once per step)."""
+    if torch.compiler.is_compiling():
+        return all(x.dtype in _FULL for x in xs)
     return set(map(operator.attrgetter("dtype"), xs)) <= _FULL

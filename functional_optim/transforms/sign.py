@@ -31,8 +31,11 @@ _IS_SPARSE = operator.attrgetter("is_sparse")
 
 def _signs(xs: list[Tensor]) -> list[Tensor]:
     """The signs of ``xs`` as new tensors (``xs`` is not written)."""
-    # C-level loops: this runs every step (per chunk of the adapters' commit)
-    if not any(map(_IS_SPARSE, xs)) and not any(map(Tensor.is_complex, xs)):
+    if torch.compiler.is_compiling():
+        plain = all(not x.is_sparse and not x.is_complex() for x in xs)
+    else:  # C-level loops: this runs every step (per chunk of the adapters' commit)
+        plain = not any(map(_IS_SPARSE, xs)) and not any(map(Tensor.is_complex, xs))
+    if plain:
         return ops.sign(xs)
     return [_sign(x) for x in xs]
 

@@ -109,7 +109,10 @@ def trust_ratios(
 
 
 def _same_dtype_and_device(xs: list[Tensor], first: Tensor) -> bool:
-    """Every tensor of ``xs`` has ``first`` 's dtype and device (C-level loops: once per step)."""
+    """Every tensor of ``xs`` has ``first`` 's dtype and device (C-level loops eagerly: once per
+    step; a plain loop for Dynamo to trace)."""
+    if torch.compiler.is_compiling():
+        return all(x.dtype == first.dtype and x.device == first.device for x in xs)
     return all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(first.dtype))) and all(
         map(operator.eq, map(_DEVICE, xs), itertools.repeat(first.device))
     )
