@@ -60,7 +60,7 @@ def scale_by_lamb(
         assert moved.terms is not None  # Adam's step is one term
         # Adam's step (a new tensor), seen as the parameters are (complex or real)
         u = ops.view_as_complex_like(materialize(moved.terms, None), grads)
-        wd = ops.scalar(weight_decay)  # type: ignore[arg-type]  # a schedule is resolved by @schedulable
+        wd = ops.scalar(weight_decay)
         if not (isinstance(wd, float | int) and wd == 0):
             u = ops.add_(u, ps, alpha=wd)  # add_decayed_weights
         u = ops.mul_(u, trust_ratios(ps, u, 1.0, 0.0))  # scale_by_trust_ratio()

@@ -70,8 +70,8 @@ def scale_by_lars(
     assert isinstance(momentum_rule, Rule)
 
     def step(grads: list[Tensor], fields: list[list[Any]], ps: Any, *, in_place: bool) -> RuleStep:
-        lr, wd = ops.scalar(learning_rate), ops.scalar(weight_decay)  # type: ignore[arg-type]
-        coef, eps_ = ops.scalar(trust_coefficient), ops.scalar(eps)  # type: ignore[arg-type]
+        lr, wd = ops.scalar(learning_rate), ops.scalar(weight_decay)
+        coef, eps_ = ops.scalar(trust_coefficient), ops.scalar(eps)
         if isinstance(wd, float | int) and wd == 0:
             d = ops.mul(grads, trust_ratios(ps, grads, coef, eps_))  # the gradients are not written
         else:
