@@ -26,7 +26,7 @@ def scale_by_lamb(
     \begin{aligned}
     &a_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon} \quad\text{(Adam's step)},
     \qquad u_t = a_t + \lambda\, p \\
-    &r = \lVert p\rVert / \lVert u_t\rVert \ \ (1 \text{ if either is } 0),\qquad \text{update} = r\, u_t
+    &r = \lVert p\rVert / \lVert u_t\rVert \quad (\text{or } 1 \text{ if either norm is zero}),\qquad \text{update} = r\, u_t
     \end{aligned}
     $$
 
@@ -41,7 +41,7 @@ def scale_by_lamb(
       eps: added to Adam's denominator.
       weight_decay: ``λ``, added to Adam's step before the trust ratio (inside it).
 
-    Example:
+    Examples:
       >>> tx = fo.scale_by_lamb()
       >>> p = [torch.tensor([3.0, 4.0])]
       >>> tx.update([torch.tensor([1.0, 1.0])], tx.init(p), p)[0][0]

@@ -31,8 +31,8 @@ def scale_by_lars(
     $$
     \begin{aligned}
     &d_t = g_t + \beta\, p,\qquad r = \eta\,\lVert p\rVert / (\lVert d_t\rVert + \epsilon)
-      \ \ (1 \text{ if either norm is } 0) \\
-    &b_t = \mu\, b_{t-1} - \gamma\, r\, d_t \ \ (b_1 = -\gamma\, r\, d_1),\qquad
+      \quad (\text{or } 1 \text{ if either norm is zero}) \\
+    &b_t = \mu\, b_{t-1} - \gamma\, r\, d_t \quad (b_1 = -\gamma\, r\, d_1),\qquad
     u_t = b_t \ \text{ or, Nesterov, } u_t = -\gamma\, r\, d_t + \mu\, b_t
     \end{aligned}
     $$
@@ -52,7 +52,7 @@ def scale_by_lars(
       eps: ``ε``, added to the norm of ``d``.
       nesterov: Nesterov momentum.
 
-    Example:
+    Examples:
       >>> tx = fo.scale_by_lars(learning_rate=1.0)
       >>> p = [torch.tensor([3.0, 4.0])]
       >>> tx.update([torch.tensor([1.0, 0.0])], tx.init(p), p)[0][0]
