@@ -26,7 +26,8 @@ def scale_by_lamb(
     \begin{aligned}
     &a_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon} \quad\text{(Adam's step)},
     \qquad u_t = a_t + \lambda\, p \\
-    &r = \lVert p\rVert / \lVert u_t\rVert \quad (\text{or } 1 \text{ if either norm is zero}),\qquad \text{update} = r\, u_t
+    &r = \lVert p\rVert / \lVert u_t\rVert \quad (\text{or } 1 \text{ if either norm is zero}),
+    \qquad \text{update} = r\, u_t
     \end{aligned}
     $$
 
