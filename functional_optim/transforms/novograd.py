@@ -93,9 +93,10 @@ def scale_by_novograd(
         decay = _steps.coefficients(steps, lambda t: (t > 1) * beta2)
         norms = ops.norm(grads)
         if (
-            len({(n.dtype, n.device) for n in norms + v}) == 1
+            ops.uniform(norms + v)
             and ops.is_python_number(*decay)
-            and not any(map(tree.is_dtensor, norms))  # DTensor norms: one op per tensor
+            # DTensor norms: one op per tensor
+            and (ops.plain(norms) or not any(map(tree.is_dtensor, norms)))
         ):
             # the layer-wise scalars as one vector: a few ops instead of a few per tensor
             sq = torch.stack(norms).square()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import operator
 from typing import Any
 
 import torch
@@ -97,8 +95,7 @@ def trust_ratios(
     """
     p_norms, u_norms = ops.norm(params), ops.norm(updates)
     norms = p_norms + u_norms
-    first = norms[0] if norms else None
-    if first is not None and _same_dtype_and_device(norms, first):
+    if norms and ops.uniform(norms):
         # one vectorised expression over the stacked norms, not one per tensor
         pn, un = torch.stack(p_norms), torch.stack(u_norms)
         return list(torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0).unbind(0))
@@ -106,17 +103,3 @@ def trust_ratios(
         torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0)
         for pn, un in zip(p_norms, u_norms, strict=True)
     ]
-
-
-def _same_dtype_and_device(xs: list[Tensor], first: Tensor) -> bool:
-    """Every tensor of ``xs`` has ``first`` 's dtype and device (C-level loops eagerly: once per
-    step; a plain loop for Dynamo to trace)."""
-    if torch.compiler.is_compiling():
-        return all(x.dtype == first.dtype and x.device == first.device for x in xs)
-    return all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(first.dtype))) and all(
-        map(operator.eq, map(_DEVICE, xs), itertools.repeat(first.device))
-    )
-
-
-_DTYPE = operator.attrgetter("dtype")
-_DEVICE = operator.attrgetter("device")
