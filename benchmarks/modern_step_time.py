@@ -71,6 +71,14 @@ REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
         "pytorch_optimizer.LARS",
         ("pytorch_optimizer",),
     ),
+    # the same on 100 x 100 matrices: pytorch-optimizer's LARS applies its trust ratio only to tensors
+    # with ndim > 1 (on the 1-D set above it is momentum SGD); ours applies it to every tensor
+    "lars-2d": (
+        lambda ps: A.LARS(ps, lr=1.0, weight_decay=1e-4),
+        _po("LARS", lr=1.0, weight_decay=1e-4),
+        "pytorch_optimizer.LARS (2-D)",
+        ("pytorch_optimizer",),
+    ),
     "lamb": (
         lambda ps: A.Lamb(ps, lr=1e-3, weight_decay=0.01),
         _po("Lamb", lr=1e-3, weight_decay=0.01, max_grad_norm=0.0),
@@ -121,14 +129,65 @@ REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
         "pytorch_optimizer.LaProp",
         ("pytorch_optimizer",),
     ),
+    # schedule-free and parameter-free drop-ins (the pure update: see docs/modern_optimizers.md)
+    "sf-adamw": (
+        lambda ps: A.AdamWScheduleFree(ps, lr=2.5e-3, weight_decay=0.01),
+        lambda ps: _train_mode(
+            importlib.import_module("schedulefree").AdamWScheduleFree(
+                ps, lr=2.5e-3, weight_decay=0.01, foreach=True
+            )
+        ),
+        "schedulefree.AdamWScheduleFree",
+        ("schedulefree",),
+    ),
+    "sf-sgd": (
+        lambda ps: A.SGDScheduleFree(ps, lr=1.0, weight_decay=0.01),
+        lambda ps: _train_mode(
+            importlib.import_module("schedulefree").SGDScheduleFree(
+                ps, lr=1.0, weight_decay=0.01, foreach=True
+            )
+        ),
+        "schedulefree.SGDScheduleFree",
+        ("schedulefree",),
+    ),
+    "prodigy": (
+        lambda ps: A.Prodigy(ps, lr=1.0, weight_decay=0.01),
+        lambda ps: importlib.import_module("prodigyopt").Prodigy(ps, lr=1.0, weight_decay=0.01),
+        "prodigyopt.Prodigy",
+        ("prodigyopt",),
+    ),
+    "dadapt-adam": (
+        lambda ps: A.DAdaptAdam(ps, lr=1.0, weight_decay=0.01),
+        lambda ps: importlib.import_module("dadaptation").DAdaptAdam(ps, lr=1.0, weight_decay=0.01),
+        "dadaptation.DAdaptAdam",
+        ("dadaptation",),
+    ),
+    "dog": (
+        lambda ps: A.DoG(ps),
+        lambda ps: importlib.import_module("dog").DoG(ps),
+        "dog.DoG (dog-optimizer)",
+        ("dog",),
+    ),
 }
 
 
-def _setup(make: Make, device: str) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+def _train_mode(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """schedulefree's optimizers step only in train mode (``opt.train()``; ours start in it)."""
+    opt.train()  # type: ignore[attr-defined]
+    return opt
+
+
+SHAPES: dict[str, tuple[int, ...]] = {"lars-2d": (100, 100)}
+"""The rows whose 100 tensors of 10,000 elements are not 1-D (default ``(10_000,)``)."""
+
+
+def _setup(
+    make: Make, device: str, shape: tuple[int, ...] = (10_000,)
+) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(10_000, generator=gen).to(device).requires_grad_(True) for _ in range(100)]
+    params = [torch.randn(shape, generator=gen).to(device).requires_grad_(True) for _ in range(100)]
     for p in params:
-        p.grad = torch.randn(10_000, generator=gen).to(device) * 1e-2
+        p.grad = torch.randn(shape, generator=gen).to(device) * 1e-2
     return make(params), params
 
 
@@ -143,10 +202,12 @@ def _time(opt: torch.optim.Optimizer, steps: int, device: str) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def measure(ours: Make, ref: Make, repeats: int, steps: int, device: str) -> tuple[list[float], list[float]]:
+def measure(
+    ours: Make, ref: Make, repeats: int, steps: int, device: str, shape: tuple[int, ...] = (10_000,)
+) -> tuple[list[float], list[float]]:
     """Seconds per step of ours and of the reference at each repeat, timed interleaved."""
-    opt_a, _ = _setup(ours, device)
-    opt_b, _ = _setup(ref, device)
+    opt_a, _ = _setup(ours, device, shape)
+    opt_b, _ = _setup(ref, device, shape)
     for opt in (opt_a, opt_b):  # warm-up: state allocation, caches
         _time(opt, 3, device)
     a, b = [], []
@@ -189,7 +250,7 @@ def main() -> None:
         if missing:
             print(f"{name:10} {label:30} skipped (missing {', '.join(missing)})")
             continue
-        a, b = measure(ours, ref, args.repeats, args.steps, args.device)
+        a, b = measure(ours, ref, args.repeats, args.steps, args.device, SHAPES.get(name, (10_000,)))
         t_ours, t_ref = statistics.median(a), statistics.median(b)
         ratio = t_ours / t_ref
         lo, hi = _quartiles([x / y for x, y in zip(a, b, strict=True)])

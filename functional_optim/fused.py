@@ -13,6 +13,9 @@ that never materialises the update. A chain that ends in ::
 
 (the same Python numbers ``lr`` and ``wd``) is the proximal step ``p ← (p + (-lr)·rule_update) /
 (1 + lr·wd)`` (Adan): the terms, then ``p.div_(1 + lr * wd)``, as the authors' code.
+A chain that ends in ``*pre, rule`` where the rule includes the learning rate
+(`Rule.includes_learning_rate`: LARS, whose learning rate is inside its momentum) moves the
+parameters by the rule's terms at step scale 1, ``p ← p + rule_update``, its pure update.
 `plan` recognises such chains by the **roles** the transforms declare
 (`functional_optim.core.LearningRate`, `DecoupledWeightDecay`,
 `L2Regularization` with `ProximalDecay`,
@@ -68,7 +71,8 @@ class FusedPlan(NamedTuple):
       rule: the core's `Rule` (``None``: the updates of ``pre``
         are applied as they are, ``p.add_(u, alpha=-lr)``).
       rule_path: the path of the rule's state.
-      learning_rate: the learning-rate hyperparameter (read at every step).
+      learning_rate: the learning-rate hyperparameter (read at every step); `UNIT_STEP` for a
+        chain that ends in its rule (the rule's terms are the whole move).
       weight_decay: the decoupled weight decay hyperparameter, or ``None``.
       proximal_decay: the proximal weight decay ``wd`` (a Python number), or ``None``: the
         parameters are divided by ``1 + lr·wd`` after the terms.
@@ -110,6 +114,8 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
     if not flat:
         return None
     last, _ = flat[-1]
+    if isinstance(last.role, Rule) and last.role.includes_learning_rate:
+        return _rule_last_plan(flat)
     if not isinstance(last.role, LearningRate) or not last.role.flip_sign:
         return None
     rest = flat[:-1]
@@ -126,6 +132,21 @@ def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
         rule, rule_path = rest[-1][0].role, rest[-1][1]
         rest = rest[:-1]
     return FusedPlan(tuple(rest), rule, rule_path, last.role.learning_rate, weight_decay, proximal)
+
+
+UNIT_STEP = -1.0
+"""The `FusedPlan.learning_rate` of a chain that ends in its rule: the adapters' step scale
+``-lr`` is then 1."""
+
+
+def _rule_last_plan(flat: list[tuple[GradientTransformation, Path]]) -> FusedPlan:
+    """The plan of a chain that *ends* in a rule that includes the learning rate (e.g. LARS,
+    whose learning rate is inside its momentum): its update is the rule's terms at step scale 1
+    (`functional_optim.rules.materialize`), which the parameters receive whole, so the fused
+    step applies the terms with step scale 1 (``learning_rate`` `UNIT_STEP`)."""
+    rule, path = flat[-1]
+    assert isinstance(rule.role, Rule)
+    return FusedPlan(tuple(flat[:-1]), rule.role, path, UNIT_STEP, None)
 
 
 def _is_proximal(rest: list[tuple[GradientTransformation, Path]], learning_rate: Any) -> bool:

@@ -52,10 +52,38 @@ def use_foreach(*lists: Sequence[Tensor]) -> bool:
         first = xs[0]
         if not isinstance(first, Tensor) or (not compiling and _is_functorch_wrapped(first)):
             return False
-        for x in xs:
-            if x.layout is not strided:
-                return False
+        if compiling:  # a plain loop for Dynamo to trace
+            for x in xs:
+                if x.layout is not strided:
+                    return False
+        elif not all(map(operator.is_, map(_LAYOUT, xs), itertools.repeat(strided))):
+            return False  # (a C-level loop eagerly: this runs several times per step)
     return True
+
+
+_LAYOUT = operator.attrgetter("layout")
+
+
+def uniform(xs: Sequence[Tensor]) -> bool:
+    """Every tensor of ``xs`` (non-empty) has the first one's dtype and device (C-level loops
+    eagerly: several per step; a plain loop for Dynamo to trace)."""
+    first = xs[0]
+    if torch.compiler.is_compiling():
+        return all(x.dtype == first.dtype and x.device == first.device for x in xs)
+    return all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(first.dtype))) and all(
+        map(operator.eq, map(_DEVICE, xs), itertools.repeat(first.device))
+    )
+
+
+def plain(xs: Sequence[Any]) -> bool:
+    """Every element of ``xs`` is exactly a ``torch.Tensor`` (no subclass such as a ``DTensor``;
+    a C-level loop eagerly)."""
+    if torch.compiler.is_compiling():
+        return all(type(x) is Tensor for x in xs)
+    return all(map(operator.is_, map(type, xs), itertools.repeat(Tensor)))
+
+
+_DEVICE = operator.attrgetter("device")
 
 
 def _aslist(result: Any) -> list[Tensor]:

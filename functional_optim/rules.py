@@ -143,6 +143,9 @@ class Rule(Role):
         step with the current hyperparameters (``None`` when they are not concrete numbers).
       low_precision_state: the state fields of float32 parameters may be bfloat16
         (``state_dtype=torch.bfloat16``, `functional_optim._low_precision`).
+      includes_learning_rate: the terms are the parameters' whole move, learning rate and sign
+        included (LARS: the momentum of the ``-lr``-scaled steps, ``p ← p + b``): a chain that
+        ends in this rule is fused with step scale 1 (`functional_optim.fused`).
     """
 
     name: str
@@ -154,6 +157,7 @@ class Rule(Role):
     sparse: bool | str = True
     kernel: Callable[[], TorchKernel | None] | None = None
     low_precision_state: bool = False
+    includes_learning_rate: bool = False
 
 
 def unscaled(step_scale: Any) -> Any:

@@ -64,6 +64,8 @@ FUSED_RULES: frozenset[str] = frozenset(
         "laprop",
         "adan",
         "novograd",
+        "lars",
+        "lamb",
     }
 )
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from functional_optim import _validation
 from functional_optim.core import GradientTransformation, Hyperparam, chain
 from functional_optim.hyperparams import schedulable
-from functional_optim.transforms.adam import scale_by_adam
+from functional_optim.transforms.lamb import scale_by_lamb
 from functional_optim.transforms.scaling import scale_by_learning_rate
-from functional_optim.transforms.trust_ratio import scale_by_trust_ratio
-from functional_optim.transforms.weight_decay import add_decayed_weights
 
 __all__ = ["lamb"]
 
@@ -23,11 +21,14 @@ def lamb(
     r"""LAMB: Adam's bias-corrected step plus decoupled decay, scaled layer-wise by ``||p|| / ||u||``.
 
     ```text
-    chain(scale_by_adam(β1, β2, eps),            # m̂ / (sqrt(v̂) + eps)
-          add_decayed_weights(weight_decay),     # + wd·p
-          scale_by_trust_ratio(),                # · ||p|| / ||u||  (1 if either is 0)
+    chain(scale_by_lamb(β1, β2, eps, weight_decay),  # scale_by_adam(β1, β2, eps): m̂ / (sqrt(v̂) + eps)
+                                                     # + wd·p            (add_decayed_weights)
+                                                     # · ||p|| / ||u||   (scale_by_trust_ratio)
           scale_by_learning_rate(lr))
     ```
+
+    [`scale_by_lamb`][functional_optim.transforms.lamb.scale_by_lamb] is the three transforms of
+    its comment as one rule (the same numbers), so the adapters run LAMB in place.
 
     As the paper's Algorithm 2 and optax.lamb: bias correction on, no clipping of ``||p||``
     (cybertronai's pytorch-lamb, with the same arguments, drops the bias correction and clips
@@ -52,9 +53,4 @@ def lamb(
     _validation.betas(betas)
     _validation.nonnegative("eps", eps, "epsilon value")
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
-    return chain(
-        scale_by_adam(betas[0], betas[1], eps),
-        add_decayed_weights(weight_decay),
-        scale_by_trust_ratio(),
-        scale_by_learning_rate(lr),
-    )
+    return chain(scale_by_lamb(betas[0], betas[1], eps, weight_decay), scale_by_learning_rate(lr))

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from functional_optim import _validation
-from functional_optim.core import GradientTransformation, Hyperparam, chain
+from functional_optim.core import GradientTransformation, Hyperparam
 from functional_optim.hyperparams import schedulable
-from functional_optim.transforms.momentum import trace
-from functional_optim.transforms.scaling import scale_by_learning_rate
-from functional_optim.transforms.trust_ratio import scale_by_trust_ratio
-from functional_optim.transforms.weight_decay import add_decayed_weights
+from functional_optim.transforms.lars import scale_by_lars
 
 __all__ = ["lars"]
 
@@ -25,14 +22,18 @@ def lars(
     r"""LARS: momentum SGD with a layer-wise trust ratio.
 
     ```text
-    chain(add_decayed_weights(weight_decay),          # g ← g + wd·p
-          scale_by_trust_ratio(trust_coefficient, eps),  # · η ||p|| / (||g + wd p|| + eps)
-          scale_by_learning_rate(lr),
-          trace(momentum, nesterov=nesterov))         # momentum of the scaled steps
+    scale_by_lars(lr, momentum, weight_decay, trust_coefficient, eps, nesterov=nesterov)
+    # = chain(add_decayed_weights(weight_decay),             # g ← g + wd·p
+    #         scale_by_trust_ratio(trust_coefficient, eps),  # · η ||p|| / (||g + wd p|| + eps)
+    #         scale_by_learning_rate(lr),
+    #         trace(momentum, nesterov=nesterov))            # momentum of the scaled steps
     ```
 
     The learning rate is inside the momentum, as in the paper's Algorithm 1 and optax (the
-    same as outside it for a constant rate).
+    same as outside it for a constant rate). [`scale_by_lars`][functional_optim.transforms.lars.scale_by_lars]
+    is that chain as one rule (the same numbers), so the adapters run LARS in place; the
+    transform has no separate learning-rate stage (a ready-made ``fo.lars(...)`` given to
+    ``FunctionalOptimizer`` exposes no ``lr`` in the groups: pass the factory ``fo.lars`` instead).
 
     Args:
       lr: global learning rate ``γ``.
@@ -53,9 +54,4 @@ def lars(
     """
     _validation.learning_rate(lr)
     _validation.nonnegative("momentum", momentum, "momentum value")
-    return chain(
-        add_decayed_weights(weight_decay),
-        scale_by_trust_ratio(trust_coefficient, eps),
-        scale_by_learning_rate(lr),
-        trace(momentum, nesterov=nesterov),
-    )
+    return scale_by_lars(lr, momentum, weight_decay, trust_coefficient, eps, nesterov=nesterov)

@@ -26,7 +26,9 @@ from functional_optim.transforms.factored import *
 from functional_optim.transforms.freeze import *
 from functional_optim.transforms.grafting import *
 from functional_optim.transforms.kron import *
+from functional_optim.transforms.lamb import *
 from functional_optim.transforms.laprop import *
+from functional_optim.transforms.lars import *
 from functional_optim.transforms.lbfgs import *
 from functional_optim.transforms.line_search import *
 from functional_optim.transforms.lion import *
@@ -155,7 +157,9 @@ __all__ = [
     "scale_by_factored_rms",
     "scale_by_identity_preconditioner",
     "scale_by_kron",
+    "scale_by_lamb",
     "scale_by_laprop",
+    "scale_by_lars",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
     "scale_by_lion",

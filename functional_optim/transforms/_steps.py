@@ -11,7 +11,7 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -60,33 +60,47 @@ _VERSION = operator.attrgetter("_version")
 _DEREF = operator.methodcaller("__call__")  # a weak reference's referent
 
 
+class _Read(NamedTuple):
+    tensors: list[weakref.ref]  # weak: a deleted optimizer's counters are freed
+    versions: list[int]
+    values: list[float]
+
+
 class _LastValues(threading.local):
-    tensors: list[weakref.ref] | None = None  # weak: a deleted optimizer's counters are freed
-    versions: list[int] | None = None
-    values: list[float] | None = None
+    # by the id of the first counter: the adapters' CPU commit reads one list per chunk of
+    # parameters (`functional_optim.fused.commit`), so a step reads several lists in turn
+    reads: dict[int, _Read] | None = None
 
 
 _LAST = _LastValues()
+_MAX_READS = 64
 
 
 def read(steps: Sequence[Any]) -> list[Any]:
     """``ops.step_values(steps)``, reusing the previous result when called again with the same
-    list of unchanged counters (a transform usually derives several coefficients from one list;
-    ``Tensor._version`` proves that no counter was written in between)."""
+    list of unchanged counters (a transform usually derives several coefficients from one list,
+    and a flag that is never written again, such as ``trace`` 's ``started``, is read at every
+    step; ``Tensor._version`` proves that no counter was written in between)."""
     if not steps or not isinstance(steps[0], Tensor) or ops.is_traced(steps[0]) or steps[0].is_inference():
         return ops.step_values(steps)
     versions = list(map(_VERSION, steps))
-    last = _LAST.tensors
+    reads = _LAST.reads
+    if reads is None:
+        reads = _LAST.reads = {}
+    key = id(steps[0])
+    last = reads.get(key)
     if (
         last is not None
-        and len(last) == len(steps)
-        and _LAST.versions == versions
-        and all(map(operator.is_, map(_DEREF, last), steps))  # C-level: this runs every step
+        and len(last.tensors) == len(steps)
+        and last.versions == versions
+        and all(map(operator.is_, map(_DEREF, last.tensors), steps))  # C-level: this runs every step
     ):
-        return list(cast("list[float]", _LAST.values))  # set with the tensors
+        return list(last.values)
     values = ops.step_values(steps)
     if values and isinstance(values[0], float):
-        _LAST.tensors, _LAST.versions, _LAST.values = list(map(weakref.ref, steps)), versions, values
+        if len(reads) >= _MAX_READS:
+            reads.clear()
+        reads[key] = _Read(list(map(weakref.ref, steps)), versions, cast("list[float]", values))
     return values
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, NamedTuple
 
 import torch
@@ -92,9 +93,10 @@ def scale_by_novograd(
         decay = _steps.coefficients(steps, lambda t: (t > 1) * beta2)
         norms = ops.norm(grads)
         if (
-            len({(n.dtype, n.device) for n in norms + v}) == 1
+            ops.uniform(norms + v)
             and ops.is_python_number(*decay)
-            and not any(map(tree.is_dtensor, norms))  # DTensor norms: one op per tensor
+            # DTensor norms: one op per tensor
+            and (ops.plain(norms) or not any(map(tree.is_dtensor, norms)))
         ):
             # the layer-wise scalars as one vector: a few ops instead of a few per tensor
             sq = torch.stack(norms).square()
@@ -104,10 +106,17 @@ def scale_by_novograd(
             new_v = [torch.lerp(n * n, v_i, d) for n, v_i, d in zip(norms, v, decay, strict=True)]
             denom = [torch.sqrt(v_i) + eps_ for v_i in new_v]
         v = ops.assign(v, new_v, in_place=in_place) if in_place else new_v
-        d = ops.div(grads, denom)
-        if not (isinstance(wd, float | int) and wd == 0):
-            d = ops.add_(d, ps, alpha=wd)
-        m = ops.add_(ops.mul(m, beta1, in_place=in_place), d, alpha=(1 - beta1) if grad_averaging else 1)
+        m = ops.mul(m, beta1, in_place=in_place)
+        if isinstance(wd, float | int) and wd == 0 and not grad_averaging and _full_precision(grads):
+            # m + g / denom in one kernel, without the temporary g / denom: the same numbers
+            # (addcdiv rounds g / denom, then adds it with coefficient 1; half-precision kernels
+            # would keep g / denom in float32)
+            m = ops.addcdiv_(m, grads, denom, 1.0)
+        else:
+            d = ops.div(grads, denom)
+            if not (isinstance(wd, float | int) and wd == 0):
+                d = ops.add_(d, ps, alpha=wd)
+            m = ops.add_(m, d, alpha=(1 - beta1) if grad_averaging else 1)
         # NVIDIA's Novograd: p.add_(m, alpha=-lr)
         return RuleStep([steps, m, v], [Term(m, None, unscaled)])
 
@@ -122,3 +131,13 @@ def scale_by_novograd(
             state_type=ScaleByNovogradState,
         ),
     )
+
+
+_FULL = frozenset({torch.float32, torch.float64})
+
+
+def _full_precision(xs: list[Tensor]) -> bool:
+    """Every tensor is float32 or float64 (a C-level loop eagerly: once per step)."""
+    if torch.compiler.is_compiling():
+        return all(x.dtype in _FULL for x in xs)
+    return set(map(operator.attrgetter("dtype"), xs)) <= _FULL

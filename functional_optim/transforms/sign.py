@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, NamedTuple
 
 import torch
@@ -25,9 +26,16 @@ def _sign(x: Tensor) -> Tensor:
     return torch.sgn(x) if x.is_complex() else torch.sign(x)
 
 
+_IS_SPARSE = operator.attrgetter("is_sparse")
+
+
 def _signs(xs: list[Tensor]) -> list[Tensor]:
     """The signs of ``xs`` as new tensors (``xs`` is not written)."""
-    if all(not x.is_sparse and not x.is_complex() for x in xs):
+    if torch.compiler.is_compiling():
+        plain = all(not x.is_sparse and not x.is_complex() for x in xs)
+    else:  # C-level loops: this runs every step (per chunk of the adapters' commit)
+        plain = not any(map(_IS_SPARSE, xs)) and not any(map(Tensor.is_complex, xs))
+    if plain:
         return ops.sign(xs)
     return [_sign(x) for x in xs]
 

@@ -60,17 +60,7 @@ def scale_by_trust_ratio(
 
         def trust(grads: list[Tensor], fields: list, ps: list[Tensor]):
             del fields
-            p_norms, u_norms = ops.norm(ps), ops.norm(grads)
-            if len({(n.dtype, n.device) for n in p_norms + u_norms}) == 1:
-                # one vectorised expression over the stacked norms, not one per tensor
-                pn, un = torch.stack(p_norms), torch.stack(u_norms)
-                ratios = list(torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), 1.0).unbind(0))
-            else:
-                ratios = [
-                    torch.where((pn > 0) & (un > 0), coef * pn / (un + eps_), 1.0)
-                    for pn, un in zip(p_norms, u_norms, strict=True)
-                ]
-            return ops.mul(grads, ratios), []
+            return ops.mul(grads, trust_ratios(ps, grads, coef, eps_)), []
 
         new_updates, _ = update_leaves(
             trust, updates, [], params, name="scale_by_trust_ratio", need_params=True
@@ -78,3 +68,38 @@ def scale_by_trust_ratio(
         return new_updates, state
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def trust_ratios(
+    params: list[Tensor], updates: list[Tensor], trust_coefficient: Any, eps: Any
+) -> list[Tensor]:
+    r"""The trust ratio of each tensor: ``η ||p|| / (||u|| + ε)``, or ``1`` where ``||p||`` or
+    ``||u||`` is zero.
+
+    The maths of [`scale_by_trust_ratio`][functional_optim.transforms.trust_ratio.scale_by_trust_ratio],
+    shared with the rules that apply it inside their step (LARS, LAMB). The norms are one
+    ``torch._foreach_norm`` per list and the ratios one vectorised expression over them, as 0-dim
+    tensors (a multi-tensor ``mul`` by 0-dim tensors is faster on the CPU than by Python scalars,
+    each of which it wraps into a new tensor; and other devices need no synchronisation).
+
+    Args:
+      params: the parameters.
+      updates: the updates, matching ``params``.
+      trust_coefficient: ``η`` (a Python number or 0-dim tensor).
+      eps: ``ε``, added to the update norm.
+
+    Examples:
+        >>> from functional_optim.transforms.trust_ratio import trust_ratios
+        >>> trust_ratios([torch.tensor([3.0, 4.0]), torch.zeros(2)], [torch.ones(2), torch.ones(2)], 1.0, 0.0)
+        [tensor(3.5355), tensor(1.)]
+    """
+    p_norms, u_norms = ops.norm(params), ops.norm(updates)
+    norms = p_norms + u_norms
+    if norms and ops.uniform(norms):
+        # one vectorised expression over the stacked norms, not one per tensor
+        pn, un = torch.stack(p_norms), torch.stack(u_norms)
+        return list(torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0).unbind(0))
+    return [
+        torch.where((pn > 0) & (un > 0), trust_coefficient * pn / (un + eps), 1.0)
+        for pn, un in zip(p_norms, u_norms, strict=True)
+    ]

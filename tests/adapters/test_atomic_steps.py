@@ -43,6 +43,8 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "laprop": lambda: fo.laprop(0.01, weight_decay=0.01, amsgrad=True),
     "adan": lambda: fo.adan(0.01, weight_decay=0.02),
     "adan_no_prox": lambda: fo.adan(0.01, weight_decay=0.02, no_prox=True),
+    "lars": lambda: fo.lars(0.5, weight_decay=0.01, trust_coefficient=0.01, nesterov=True),
+    "lamb": lambda: fo.lamb(0.01, weight_decay=0.01),
     # (not Yogi, ADOPT and NovoGrad: a non-finite or oversized float32 gradient makes their v inf
     # with a finite update (they divide by it or clip), which is then kept, so a later skipped step
     # rightly leaves a non-finite state)
@@ -234,6 +236,8 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "adan": lambda: fo.adan(0.01, weight_decay=0.02),
     "mars_adamw": lambda: fo.mars_adamw(0.01, weight_decay=0.1, optimize_1d=True),
     "novograd": lambda: fo.novograd(0.01, weight_decay=0.01),
+    "lars": lambda: fo.lars(0.5, weight_decay=0.01, trust_coefficient=0.01),
+    "lamb": lambda: fo.lamb(0.01, weight_decay=0.01),
 }
 
 

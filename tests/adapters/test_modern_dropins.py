@@ -54,6 +54,8 @@ FUSED: dict[str, dict[str, Any]] = {
     "LaProp": dict(lr=1e-2, weight_decay=0.01),
     "Adan": dict(lr=1e-2, weight_decay=0.02),
     "Novograd": dict(lr=1e-2, weight_decay=1e-3, grad_averaging=True),
+    "LARS": dict(lr=1.0, weight_decay=1e-3, trust_coefficient=0.01),
+    "Lamb": dict(lr=1e-2, weight_decay=0.01),
 }
 
 

@@ -14,6 +14,8 @@ import functional_optim as fo
 TRANSFORMS: dict[str, Callable[[], fo.GradientTransformation]] = {
     "scale_by_lion": fo.scale_by_lion,
     "scale_by_trust_ratio": fo.scale_by_trust_ratio,
+    "scale_by_lamb": lambda: fo.scale_by_lamb(weight_decay=0.1),
+    "scale_by_lars": lambda: fo.scale_by_lars(0.5, weight_decay=0.1, nesterov=True),
     "scale_by_novograd": lambda: fo.scale_by_novograd(weight_decay=0.1),
     "scale_by_belief": lambda: fo.scale_by_belief(amsgrad=True),
     "scale_by_belief_rectified": lambda: fo.scale_by_belief(rectify=True),
