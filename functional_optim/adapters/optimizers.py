@@ -788,7 +788,7 @@ class Muon(_DropIn):
             st = self.state.get(p)
             buf = None if st is None else st.get("momentum_buffer")
             missing = [k for k in keys if k not in st] if st else []
-            if missing and self._is_initialized(group, p, st):
+            if st and missing and self._is_initialized(group, p, st):
                 j = next(k for k, q in enumerate(group["params"]) if q is p)
                 raise KeyError(
                     f"state of {self._param_label(group, gi, j)} has no {missing} "
