@@ -683,7 +683,7 @@ class FunctionalOptimizer(Optimizer):
         (exact for a checkpoint written with bfloat16 state: bfloat16 → float32 → bfloat16 is the
         identity; a float32 checkpoint is rounded to nearest). The fresh state is built on ``meta``
         copies of the parameters (no memory), or on the parameters if the transform cannot
-        initialise meta tensors."""
+        initialise meta tensors (one parameter at a time: the memory of one parameter's state)."""
         for group in self.param_groups:
             params = [p for p in group["params"] if self.state.get(p)]
             if not params:
@@ -693,8 +693,8 @@ class FunctionalOptimizer(Optimizer):
                 expected_states = self._fresh_torch_states(
                     transform, group, [torch.empty_like(p, device="meta") for p in params]
                 )
-            except (NotImplementedError, RuntimeError):
-                expected_states = self._fresh_torch_states(transform, group, params)
+            except Exception:  # a transform that needs real tensors (e.g. a seeded init): per parameter
+                expected_states = [self._fresh_torch_states(transform, group, [p])[0] for p in params]
             for p, expected in zip(params, expected_states, strict=True):
                 st = self.state[p]
                 for key, ref in expected.items():

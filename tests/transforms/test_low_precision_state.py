@@ -160,3 +160,20 @@ def test_a_float32_checkpoint_loaded_into_a_bfloat16_optimizer_is_stored_in_bflo
     f32 = fo.adapters.AdamW(p_f32, lr=1e-2)
     f32.load_state_dict(low.state_dict())
     assert f32.state[p_f32[0]]["exp_avg"].dtype == torch.float32
+
+
+def test_a_transform_that_cannot_initialise_meta_tensors_still_loads_its_checkpoint():
+    # Kron's seeded init needs a real device: the dtype restoration falls back to the parameters
+    gen = torch.Generator().manual_seed(4)
+    init = [torch.randn(8, 6, generator=gen), torch.randn(6, generator=gen)]
+    grads_seq = [[torch.randn(t.shape, generator=gen) for t in init] for _ in range(4)]
+    p_run = [t.clone().requires_grad_() for t in init]
+    run = fo.adapters.Kron(p_run)
+    _steps(run, p_run, grads_seq[:2])
+    p_new = [t.detach().clone().requires_grad_() for t in p_run]
+    resumed = fo.adapters.Kron(p_new)
+    resumed.load_state_dict(run.state_dict())
+    _steps(run, p_run, grads_seq[2:])
+    _steps(resumed, p_new, grads_seq[2:])
+    for a, b in zip(p_run, p_new, strict=True):
+        assert torch.equal(a, b)
