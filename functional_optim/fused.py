@@ -245,51 +245,59 @@ def commit(
     the cache for all of the rule's ops, and a chunk's temporaries are freed while the step goes
     on, so the next chunk reuses their memory instead of taking fresh pages from the system
     (measured on 100 tensors of 10,000 floats, 1 thread: AdaBelief's step 2.1x, Adan's 1.9x and
-    Lion's 1.6x faster than one chunk).
+    Lion's 1.6x faster than one chunk). The rule's state fields are sliced once per chunk and its
+    new fields gathered into one list per field: the state is packed into the rule's state type
+    once per step, not per chunk.
     """
     params = list(params)
     chunks = _chunks(params)
-    if len(chunks) == 1:
-        return _commit(fused, prepared, params, step_scale, param_scale)
-    state, rule = prepared.state, fused.rule
+    state, rule, updates = prepared.state, fused.rule, prepared.updates
     if rule is None:
         for part in chunks:
-            _commit(fused, Prepared(prepared.updates[part], state), params[part], step_scale, param_scale)
+            _apply(fused, params[part], [Term(updates[part], None, unscaled)], step_scale, param_scale)
         return state
-    fields = [list(f) for f in rule.fields(get_path(state, fused.rule_path))]
-    new_fields: list[list[Any]] = [[] for _ in fields]
-    for part in chunks:
-        sub = set_path(state, fused.rule_path, rule.state([f[part] for f in fields]))
-        out = _commit(fused, Prepared(prepared.updates[part], sub), params[part], step_scale, param_scale)
-        for acc, f in zip(new_fields, rule.fields(get_path(out, fused.rule_path)), strict=True):
-            acc.extend(f)
+    fields = rule.fields(get_path(state, fused.rule_path))
+    if len(chunks) == 1:
+        new_fields = _rule_step(fused, rule, updates, fields, params, step_scale, param_scale)
+    else:
+        fields = [list(f) for f in fields]
+        new_fields = [[] for _ in fields]
+        for part in chunks:
+            out = _rule_step(
+                fused, rule, updates[part], [f[part] for f in fields], params[part], step_scale, param_scale
+            )
+            for acc, f in zip(new_fields, out, strict=True):
+                acc.extend(f)
     return set_path(state, fused.rule_path, rule.state(new_fields))
 
 
-def _commit(
-    fused: FusedPlan, prepared: Prepared, params: list[Tensor], step_scale: float, param_scale: float
-) -> Any:
-    state = prepared.state
-    if fused.rule is None:
-        terms: list = [Term(prepared.updates, None, unscaled)]
+def _rule_step(
+    fused: FusedPlan,
+    rule: Rule,
+    updates: list[Tensor],
+    fields: list[Any],
+    params: list[Tensor],
+    step_scale: float,
+    param_scale: float,
+) -> list[list[Any]]:
+    """The rule's step on ``params`` (its fields updated in place), then its terms applied;
+    returns the new fields."""
+    result = rule.step(updates, fields, params, in_place=True)
+    if result.terms is None:
+        assert result.update is not None
+        terms: list = [Term(result.update, None, unscaled)]
     else:
-        rule = fused.rule
-        result = rule.step(
-            prepared.updates,
-            rule.fields(get_path(state, fused.rule_path)),
-            list(params),
-            in_place=True,
-        )
-        if result.terms is None:
-            assert result.update is not None
-            terms = [Term(result.update, None, unscaled)]
-        else:
-            terms = result.terms
-        state = set_path(state, fused.rule_path, rule.state(result.fields))
-    params = list(params)
+        terms = result.terms
+    _apply(fused, params, terms, step_scale, param_scale)
+    return result.fields
+
+
+def _apply(
+    fused: FusedPlan, params: list[Tensor], terms: list, step_scale: float, param_scale: float
+) -> None:
+    """``p ← param_scale · p``, then the terms, then the proximal decay, in place."""
     if param_scale != 1:
         ops.mul_(ops.view_as_real(params), param_scale)  # torch.optim's p.mul_(1 - lr * wd)
     new_params = apply_terms(params, terms, step_scale)
     if fused.proximal_decay is not None:  # the authors' Adan: p.div_(1 + lr * wd)
         ops.div_(new_params, 1 - step_scale * fused.proximal_decay)
-    return state

@@ -61,7 +61,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, required
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from functional_optim import _validation, fused
+from functional_optim import _low_precision, _validation, fused
 from functional_optim.adapters._interrupts import interrupts_deferred
 from functional_optim.adapters._layout import (
     FUNCTIONAL_STATE_KEY,
@@ -326,6 +326,15 @@ class FunctionalOptimizer(Optimizer):
         out: list[dict[str, Any]] = [{} for _ in params]
         scatter(layout, init_state, out, {})
         return out
+
+    def _fresh_torch_states(
+        self, transform: GradientTransformation, group: dict[str, Any], params: list[Tensor]
+    ) -> list[dict[str, Any]]:
+        """The torch-format state ``params`` start with (encoded by the codec, if any)."""
+        fresh = self._fresh_param_states(transform, group, params)
+        if not self._has_codec:
+            return fresh
+        return [self._encode_param_state(group, p, f) for p, f in zip(params, fresh, strict=True)]
 
     def _decode_param_state(self, group: dict[str, Any], p: Tensor, st: dict[str, Any]) -> dict[str, Any]:
         """torch-format state of ``p`` -> functional per-parameter fields (codec hook)."""
@@ -662,7 +671,42 @@ class FunctionalOptimizer(Optimizer):
             super().load_state_dict(state_dict)
         finally:
             handle.remove()
+        self._restore_low_precision_state()
         self._reset_cache()
+
+    def _restore_low_precision_state(self) -> None:
+        """Give the loaded state tensors the low-precision dtype this optimizer keeps them in.
+
+        ``torch.optim``'s ``load_state_dict`` casts every floating-point state tensor to its
+        parameter's dtype, so a bfloat16 moment (``state_dtype=torch.bfloat16``) comes back as
+        float32. A state entry that a fresh state of this optimizer keeps in bfloat16 is cast back
+        (exact for a checkpoint written with bfloat16 state: bfloat16 → float32 → bfloat16 is the
+        identity; a float32 checkpoint is rounded to nearest). The fresh state is built on ``meta``
+        copies of the parameters (no memory), or on the parameters if the transform cannot
+        initialise meta tensors (one parameter at a time: the memory of one parameter's state)."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if self.state.get(p)]
+            if not params:
+                continue
+            transform = self._transform_of(group)
+            try:
+                expected_states = self._fresh_torch_states(
+                    transform, group, [torch.empty_like(p, device="meta") for p in params]
+                )
+            except Exception:  # a transform that needs real tensors (e.g. a seeded init): per parameter
+                expected_states = [self._fresh_torch_states(transform, group, [p])[0] for p in params]
+            for p, expected in zip(params, expected_states, strict=True):
+                st = self.state[p]
+                for key, ref in expected.items():
+                    value = st.get(key)
+                    if (
+                        isinstance(ref, Tensor)
+                        and ref.dtype in _low_precision.LOW_PRECISION_DTYPES
+                        and isinstance(value, Tensor)
+                        and value.is_floating_point()
+                        and value.dtype != ref.dtype
+                    ):
+                        st[key] = value.to(ref.dtype)
 
     def _group_index(self, group: dict[str, Any]) -> int:
         """The index of ``group`` (or of the group whose parameters it is a part of, e.g. a chunk)."""

@@ -646,6 +646,7 @@ def _muon_group(
     *,
     ns_dtype: torch.dtype | None = None,
     distributed: Any = False,
+    state_dtype: torch.dtype | None = None,
 ) -> Any:
     """The transform of one group of [`Muon`][]: [`fo.muon`][functional_optim.optimizers.muon], where torch's
     default ``ns_steps=5`` with a preset name means the preset's own number of steps."""
@@ -662,6 +663,7 @@ def _muon_group(
         adjust_lr_fn,
         ns_dtype=ns_dtype,
         distributed=distributed,
+        state_dtype=state_dtype,
     )
 
 
@@ -670,7 +672,10 @@ class Muon(_DropIn):
     orthogonalisation, shape-adjusted learning rate and decoupled decay.
 
     Only 2-D parameters are accepted (``ValueError`` at construction, as torch). State as torch:
-    ``momentum_buffer`` only (no ``step``).
+    ``momentum_buffer`` only (no ``step``); with ``state_dtype=torch.bfloat16`` (not in torch) the
+    buffers of float32 parameters are bfloat16 (half the state memory, stochastic rounding seeded
+    by a ``step`` count that the state then also keeps; see
+    [`fo.scale_by_ema_momentum`][functional_optim.scale_by_ema_momentum]).
 
     Memory and atomicity: the matrices are stepped a chunk at a time (chunks of at most
     ``max(2**18 elements, the largest matrix)``; each matrix's update is independent of the others),
@@ -699,6 +704,8 @@ class Muon(_DropIn):
         bfloat16 on CUDA and on CPUs with native bf16 matmul (then the numbers are torch's), float32 on other
         CPUs (where torch's bf16 Newton–Schulz is 20-30× slower). Pass ``torch.bfloat16`` for torch's numbers
         everywhere.
+      state_dtype: keyword-only, not in torch; ``torch.bfloat16`` stores the momentum buffers of float32
+        parameters in bfloat16 (a group key, as [`AdamW`][]'s). ``None``: torch's state and numbers.
     """
 
     def __init__(
@@ -715,6 +722,7 @@ class Muon(_DropIn):
         *,
         ns_dtype: torch.dtype | None = None,
         distributed: Any = False,  # True or a ProcessGroup: fo.muon's; not a group key
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         self._dropin_init(
             params,
@@ -728,6 +736,7 @@ class Muon(_DropIn):
                 eps=eps,
                 ns_steps=ns_steps,
                 adjust_lr_fn=adjust_lr_fn,
+                **({} if state_dtype is None else {"state_dtype": state_dtype}),
             ),
         )
         for group in self.param_groups:
@@ -772,14 +781,17 @@ class Muon(_DropIn):
         ``momentum_buffer``, a buffer that does not fit its parameter."""
         gi = self._group_index(group)
         present = [p for p in chunk if p.grad is not None]
+        low = group.get("state_dtype") is not None  # bfloat16 buffers, with a ``step`` each
+        keys = ["momentum_buffer", "step"] if low else ["momentum_buffer"]
         bufs: list[Tensor] = []
         for p in present:
             st = self.state.get(p)
             buf = None if st is None else st.get("momentum_buffer")
-            if buf is None and st and self._is_initialized(group, p, st):
+            missing = [k for k in keys if k not in st] if st else []
+            if st and missing and self._is_initialized(group, p, st):
                 j = next(k for k, q in enumerate(group["params"]) if q is p)
                 raise KeyError(
-                    f"state of {self._param_label(group, gi, j)} has no ['momentum_buffer'] "
+                    f"state of {self._param_label(group, gi, j)} has no {missing} "
                     f"(it has {sorted(st)}): was the state loaded from another optimizer?"
                 )
             bufs.append(p if buf is None else buf)  # a fresh buffer is zeros_like(p)
@@ -792,6 +804,7 @@ class Muon(_DropIn):
             [bufs],
             sparse="Muon",
             field_names=["momentum_buffer"],
+            low_precision=low,
         )
         for p, g in zip(present, grads, strict=True):
             if g is not None and g.is_complex():

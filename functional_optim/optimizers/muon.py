@@ -40,6 +40,7 @@ def muon(
     reshape: ReshapeRule = None,
     ns_method: str | None = None,
     distributed: bool | Any = False,
+    state_dtype: torch.dtype | None = None,
 ) -> GradientTransformation:
     r"""Muon, with ``torch.optim.Muon``'s arguments, defaults and update rule.
 
@@ -80,6 +81,10 @@ def muon(
       distributed: ``True`` (default group) or a ``ProcessGroup``: divide Newton–Schulz across ranks,
         each orthogonalising the whole matrices it owns ([`orthogonalize_distributed`][]; DDP and
         FSDP2/DTensor parameters; same numbers). ``False``: every rank does all of it.
+      state_dtype: ``torch.bfloat16`` keeps the momentum buffers of float32 parameters in
+        bfloat16 (half the state memory; computed in float32, stored with stochastic rounding
+        seeded by a per-parameter ``step`` count, see [`scale_by_ema_momentum`][]). ``None``: the
+        parameters' dtype, torch's numbers.
 
     Example::
 
@@ -106,7 +111,7 @@ def muon(
     ):
         raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
     return chain(
-        scale_by_ema_momentum(momentum, nesterov),
+        scale_by_ema_momentum(momentum, nesterov, state_dtype=state_dtype),
         orthogonalize(ns_coefficients, ns_steps, eps, safety_factor, ns_dtype, reshape, ns_method=ns_method)
         if distributed is False
         else orthogonalize_distributed(

@@ -35,10 +35,11 @@ SHAPES = [(24, 16), (16, 24), (24, 16), (16, 16), (40, 8)]
 def test_signature_is_torchs_plus_keyword_only_ns_dtype():
     ours = inspect.signature(fo.adapters.Muon).parameters
     theirs = inspect.signature(torch.optim.Muon).parameters
-    assert [n for n in ours if n not in ("ns_dtype", "distributed")] == list(theirs)
+    assert [n for n in ours if n not in ("ns_dtype", "distributed", "state_dtype")] == list(theirs)
     for name, p in theirs.items():
         assert ours[name].default == p.default, name
-    assert ours["ns_dtype"].kind is inspect.Parameter.KEYWORD_ONLY and ours["ns_dtype"].default is None
+    for extra in ("ns_dtype", "state_dtype"):
+        assert ours[extra].kind is inspect.Parameter.KEYWORD_ONLY and ours[extra].default is None
 
 
 @pytest.mark.parametrize("ns_dtype", [None, torch.bfloat16, torch.float32, torch.float64], ids=str)

@@ -154,7 +154,11 @@ def test_state_is_a_momentum_buffer_per_parameter_and_no_step():
     params = {"w": torch.zeros(3, 2)}
     state = fo.muon().init(params)
     names = [f for s in state for f in getattr(s, "_fields", ())]
-    assert "momentum_buffer" in names and "step" not in names
+    assert "momentum_buffer" in names
+    # no step counter (torch keeps none); only state_dtype=torch.bfloat16 keeps one
+    assert all(s.step == () for s in state if "step" in getattr(s, "_fields", ()))
+    low = fo.muon(state_dtype=torch.bfloat16).init(params)
+    assert [s.step["w"].item() for s in low if "step" in getattr(s, "_fields", ())] == [0.0]
 
 
 def test_non_2d_params_raise_torchs_error_at_init():
