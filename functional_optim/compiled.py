@@ -45,7 +45,7 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
-from functional_optim import _graph_cache, _torch_kernels, tree
+from functional_optim import _graph_cache, _module_cache, _torch_kernels, tree
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -549,24 +549,37 @@ class _DynamicVariant:
         self.state_spec = state_spec
         self.compiled: Callable[..., Any] | None = None
         self.from_cache = False
+        self.loaded = False  # whether the compiled step came from an earlier process's module
 
     def __call__(
         self, params: list[Tensor], grads: list[Tensor], state: State, state_leaves: list[Any]
     ) -> Any:
         if self.compiled is not None:
             return self.compiled(params, grads, state_leaves if self.from_cache else state)
+        if self.cache_key is not None:  # Inductor's module saved by an earlier process
+            saved = _module_cache.load(_graph_cache.cache_directory(), self.cache_key)
+            if saved is not None:
+                self.compiled, self.from_cache, self.loaded = saved, True, True
+                return saved(params, grads, state_leaves)
         # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
         # symbols and restart the analysis when Inductor needs them specialized
         # (``patch`` is installed at runtime by torch's config module: no stub)
         with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):  # type: ignore[attr-defined]
-            compiled = self._compile(params, grads, state_leaves)
+            compiled, recorder = self._compile(params, grads, state_leaves)
             out = compiled(params, grads, state_leaves if self.from_cache else state)
+            if recorder is not None and self.cache_key is not None:
+                directory = _graph_cache.cache_directory()
+                saved = _module_cache.record(
+                    directory, self.cache_key, recorder, compiled, params, grads, state_leaves
+                )
+                if saved is not None:  # the same kernels, with less Python around them per call
+                    compiled = saved
         self.compiled = compiled
         return out
 
     def _compile(
         self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
-    ) -> Callable[..., Any]:
+    ) -> tuple[Callable[..., Any], _module_cache.Recorder | None]:
         if self.cache_key is not None:
             leaves = [*params, *grads, *state_leaves]
             flat, tensor_pos = _flat_call(self.fn, len(params), len(grads), leaves, self.state_spec)
@@ -579,10 +592,16 @@ class _DynamicVariant:
                 def cached_step(p: list[Tensor], g: list[Tensor], s: list[Any]) -> Any:
                     return traced(*p, *g, *[s[i] for i in state_pos])
 
-                return torch.compile(
-                    _new_code(cached_step, self.name), fullgraph=True, dynamic=True, options=self.options
+                recorder = _module_cache.Recorder(self.options)
+                compiled = torch.compile(
+                    _new_code(cached_step, self.name),
+                    fullgraph=True,
+                    dynamic=True,
+                    backend=recorder,
+                    options={"guard_filter_fn": self.options["guard_filter_fn"]},
                 )
-        return torch.compile(self.fn, fullgraph=True, dynamic=True, options=self.options)
+                return compiled, recorder
+        return torch.compile(self.fn, fullgraph=True, dynamic=True, options=self.options), None
 
 
 def _elementwise_applies(params: Params) -> bool:
