@@ -9,7 +9,8 @@ Run::
 **First call.** Every measurement is a new Python process (``python compile_time.py --child ...``)
 with ``TORCHINDUCTOR_CACHE_DIR`` set: *cold* is a new empty temporary directory (nothing compiled
 before: Inductor also probes the compiler there), *warm* is a second new process on the same
-directory (Inductor's FX-graph and AOT-autograd caches hit; Dynamo still traces). The figure is
+directory (``compile_step`` loads the step module and kernels the cold process saved there, without
+``torch.compile``; ``loaded_saved_module`` in the JSON). The figure is
 the wall time of the first ``step(params, grads, state)`` (imports excluded) and the CPU time of
 the process and its compiler subprocesses over the same call (on a loaded machine the CPU time
 is what the call would take alone).
@@ -90,6 +91,8 @@ def child(
         "first_call_cpu_s": _cpu_seconds() - cpu,
         "compilations": step.compilations,
         "torch_kernel": step.uses_torch_kernel,
+        # the step module saved by an earlier process was loaded (no torch.compile)
+        "loaded_saved_module": any(getattr(v, "loaded", False) for v in step._variants.values()),
     }
     if steady:
         out["steady"] = _steady(
