@@ -2,7 +2,9 @@
 
 A new process that compiles a step Inductor has already compiled finds Inductor's generated
 code in its on-disk caches, but Dynamo must first trace the transform's Python again to know
-which graph it is (most of the 6-8 s of CPU such a "warm" first call took). This module saves
+which graph it is (most of the 6-8 s of CPU such a "warm" first call took; a new process now
+loads the compiled step itself when `functional_optim._module_cache` holds it, and this
+trace is what the process that compiles it starts from). This module saves
 that knowledge: the first process traces the step once with ``make_fx`` (aten operations, sizes
 symbolic) and writes the graph's code under ``$TORCHINDUCTOR_CACHE_DIR/functional_optim/``;
 a later process finds it by a key computed *without tracing* and compiles that straight-line
