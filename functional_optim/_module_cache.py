@@ -191,19 +191,46 @@ class Step:
     """``step(p, g, s)``: the saved module's ``call`` on the graph inputs taken from the step's
     arguments (the lists of parameter views, gradient views and state leaves)."""
 
-    def __init__(self, call: Callable[[list[Any]], Any], make_args: Callable[..., list[Any]]) -> None:
+    def __init__(
+        self, call: Callable[[list[Any]], Any], make_args: Callable[..., list[Any]], grad_slots: list[int]
+    ) -> None:
         self.call = call
         self.make_args = make_args
+        self.grad_slots = grad_slots  # for each graph input, the gradient it is (-1: not one)
 
     def __call__(self, p: list[Any], g: list[Any], s: list[Any]) -> list[Any]:
         return list(self.call(self.make_args(p, g, s)))
+
+    def bind(self, p: list[Any], g: list[Any], s: list[Any]) -> Callable[[list[Any]], list[Any]]:
+        """``run(g)``: the step on these parameters and state (and sizes: the caller checks that
+        the layouts, gradients' included, have not changed) with new gradients."""
+        template = self.make_args(p, g, s)
+        slots = [(k, j) for k, j in enumerate(self.grad_slots) if j >= 0]
+        for k, _ in slots:
+            template[k] = None  # hold no gradient
+        call = self.call
+
+        def run(grads: list[Any]) -> list[Any]:
+            args = list(template)
+            for k, j in slots:
+                args[k] = grads[j]
+            return list(call(args))
+
+        return run
+
+
+def _grad_slots(args_source: str) -> list[int]:
+    """For each graph input of ``make_args``, the index of the gradient it is (-1: another
+    input, or a size of a gradient)."""
+    items = args_source.split("return [", 1)[1].rsplit("]", 1)[0].split(", ")
+    return [int(item[2:-1]) if re.fullmatch(r"g\[\d+\]", item) else -1 for item in items]
 
 
 def _step(source: str, args_source: str, kernels: _Kernels, key: str) -> Step:
     namespace = _run_module(source, kernels, f"functional_optim_step_{key}")
     args_ns: dict[str, Any] = {}
     exec(compile(args_source, f"<functional_optim step args {key}>", "exec"), args_ns)  # generated above
-    return Step(namespace["call"], args_ns["make_args"])
+    return Step(namespace["call"], args_ns["make_args"], _grad_slots(args_source))
 
 
 def _paths(directory: Path, key: str) -> Path:

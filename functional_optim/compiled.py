@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import operator
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -207,6 +208,7 @@ class _Chunk(NamedTuple):
 
 class _Plan(NamedTuple):
     chunks: list[_Chunk]
+    cache: dict[str, Any]  # the gradients' 1-D views and the chunks' bound steps, once made
     rest: list[int]  # gradient leaves stepped by the eager update
     rest_state: State | None  # the state tree with per-parameter fields as lists over ``rest``
     rest_positions: tuple[tuple[int, ...], tuple[int, ...]]  # per-parameter and shared leaves
@@ -578,6 +580,15 @@ class _DynamicVariant:
         self.compiled = compiled
         return out
 
+    def bind(
+        self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
+    ) -> Callable[[list[Tensor]], Any] | None:
+        """``run(grads)`` for these parameter views and state leaves (``None``: not a loaded
+        step module; the chunk then calls the variant)."""
+        if isinstance(self.compiled, _module_cache.Step):
+            return self.compiled.bind(params, grads, state_leaves)
+        return None
+
     def _compile(
         self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
     ) -> tuple[Callable[..., Any], _module_cache.Recorder | None]:
@@ -707,7 +718,41 @@ class _Planner:
         rest_fields = [[fl[i] for i in rest] for fl in per_param_fields]
         rest_state = self._chunk_state(rest_fields) if rest else None
         shared_leaves = [f for f, isf in zip(self.fields, self.is_field, strict=True) if not isf]
-        return _Plan(chunks, rest, rest_state, self._positions(len(rest)), shared_leaves)
+        return _Plan(chunks, {}, rest, rest_state, self._positions(len(rest)), shared_leaves)
+
+
+def _chunk_grads(plan: _Plan, grad_leaves: list[Any]) -> list[list[Tensor]]:
+    """The gradients of each chunk as 1-D tensors (and the padding). When the gradients are the
+    same tensors at the same addresses as at the previous call (gradients kept between steps,
+    e.g. ``zero_grad(set_to_none=False)``), the views made then are used again (the caller has
+    checked shapes, strides and offsets; only contiguous gradients, whose 1-D forms are views,
+    not copies). Gradients are remembered by weak references until they are seen twice, so
+    that new gradients at every step are not kept alive by this cache."""
+    cache = plan.cache
+    refs = cache.get("refs")
+    same = (
+        refs is not None
+        and len(refs) == len(grad_leaves)
+        and all(map(operator.is_, map(_call, refs), grad_leaves))
+        and tuple(map(Tensor.data_ptr, grad_leaves)) == cache["pointers"]
+    )
+    if same and "views" in cache:
+        return cache["views"]
+    views = [
+        [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads for chunk in plan.chunks
+    ]
+    cache.pop("views", None)
+    cache.pop("refs", None)
+    if all(isinstance(g, Tensor) and g.is_contiguous() for g in grad_leaves):
+        cache["refs"] = list(map(weakref.ref, grad_leaves))
+        cache["pointers"] = tuple(map(Tensor.data_ptr, grad_leaves))
+        if same:
+            cache["views"] = views
+    return views
+
+
+def _call(ref: Callable[[], Any]) -> Any:
+    return ref()
 
 
 def _run_plan(
@@ -719,9 +764,14 @@ def _run_plan(
     state: State,
 ) -> None:
     new_shared: list[Any] | None = None
-    for chunk in plan.chunks:
-        grads = [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads
+    for chunk, grads in zip(plan.chunks, _chunk_grads(plan, grad_leaves), strict=True):
+        run = plan.cache.get(id(chunk))
+        if run:
+            new_shared = run(grads)
+            continue
         new_shared = chunk.fn(chunk.params, grads, chunk.state, chunk.state_leaves)
+        if run is None:  # compiled now: the chunk's inputs other than the gradients are fixed
+            plan.cache[id(chunk)] = chunk.fn.bind(chunk.params, grads, chunk.state_leaves) or False
     if plan.rest:
         param_leaves = tree.leaves(params)
         rest_params = [param_leaves[i] for i in plan.rest]

@@ -489,3 +489,34 @@ def test_tensors_replaced_inside_the_trees_between_calls_are_used():
         for key in params:
             torch.testing.assert_close(params[key], ref_params[key], rtol=1e-5, atol=1e-6)
     assert step.uses_torch_kernel
+
+
+@pytest.mark.slow
+def test_gradients_kept_written_in_place_or_moved_between_steps_are_read_anew():
+    # the 1-D views of the gradients are kept while the gradients are the same tensors at the
+    # same addresses: new values written in place must be read, a gradient moved to new memory
+    # (``set_``) or replaced must be viewed again
+    gen = torch.Generator().manual_seed(11)
+    init = {f"p{i}": torch.randn(4 + i, 3, generator=gen) for i in range(3)}
+    tx = fo.rmsprop(lr=1e-2, momentum=0.9)
+    params = {k: v.clone() for k, v in init.items()}
+    state = tx.init(params)
+    ref_params = {k: v.clone() for k, v in init.items()}
+    ref_state = tx.init(ref_params)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+    grads = {k: torch.zeros_like(v) for k, v in init.items()}
+    for k in range(6):
+        new = {key: torch.randn(v.shape, generator=gen) for key, v in init.items()}
+        if k == 5:
+            grads = {key: v.clone() for key, v in new.items()}  # new tensors
+        else:
+            for key, g in grads.items():
+                if k == 3 and key == "p1":
+                    g.set_(new[key].clone())  # the same tensor in other memory
+                else:
+                    g.copy_(new[key])  # the same tensors, new values
+        step(params, grads, state)
+        updates, ref_state = tx.update(new, ref_state, ref_params)
+        ref_params = fo.apply_updates(ref_params, updates)
+        for key in params:
+            torch.testing.assert_close(params[key], ref_params[key], rtol=1e-6, atol=1e-7)
