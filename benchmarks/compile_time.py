@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--group-size", type=int, default=8, help="compile_step(..., group_size=) (elementwise)")
+    ap.add_argument("--group-size", type=int, default=4, help="compile_step(..., group_size=) (elementwise)")
     ap.add_argument("--no-steady", action="store_true", help="first-call times only")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--child", nargs=3, metavar=("ALGO", "SET", "STEADY"), help=argparse.SUPPRESS)
