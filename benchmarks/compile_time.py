@@ -9,7 +9,8 @@ Run::
 **First call.** Every measurement is a new Python process (``python compile_time.py --child ...``)
 with ``TORCHINDUCTOR_CACHE_DIR`` set: *cold* is a new empty temporary directory (nothing compiled
 before: Inductor also probes the compiler there), *warm* is a second new process on the same
-directory (Inductor's FX-graph and AOT-autograd caches hit; Dynamo still traces). The figure is
+directory (``compile_step`` loads the step module and kernels the cold process saved there, without
+``torch.compile``; ``loaded_saved_module`` in the JSON). The figure is
 the wall time of the first ``step(params, grads, state)`` (imports excluded) and the CPU time of
 the process and its compiler subprocesses over the same call (on a loaded machine the CPU time
 is what the call would take alone).
@@ -90,6 +91,8 @@ def child(
         "first_call_cpu_s": _cpu_seconds() - cpu,
         "compilations": step.compilations,
         "torch_kernel": step.uses_torch_kernel,
+        # the step module saved by an earlier process was loaded (no torch.compile)
+        "loaded_saved_module": any(getattr(v, "loaded", False) for v in step._variants.values()),
     }
     if steady:
         out["steady"] = _steady(
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--group-size", type=int, default=8, help="compile_step(..., group_size=) (elementwise)")
+    ap.add_argument("--group-size", type=int, default=4, help="compile_step(..., group_size=) (elementwise)")
     ap.add_argument("--no-steady", action="store_true", help="first-call times only")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--child", nargs=3, metavar=("ALGO", "SET", "STEADY"), help=argparse.SUPPRESS)

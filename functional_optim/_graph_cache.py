@@ -2,7 +2,9 @@
 
 A new process that compiles a step Inductor has already compiled finds Inductor's generated
 code in its on-disk caches, but Dynamo must first trace the transform's Python again to know
-which graph it is (most of the 6-8 s of CPU such a "warm" first call took). This module saves
+which graph it is (most of the 6-8 s of CPU such a "warm" first call took; a new process now
+loads the compiled step itself when `functional_optim._module_cache` holds it, and this
+trace is what the process that compiles it starts from). This module saves
 that knowledge: the first process traces the step once with ``make_fx`` (aten operations, sizes
 symbolic) and writes the graph's code under ``$TORCHINDUCTOR_CACHE_DIR/functional_optim/``;
 a later process finds it by a key computed *without tracing* and compiles that straight-line
@@ -23,10 +25,14 @@ The key is a hash of everything the trace depends on:
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import hashlib
 import math
 import os
+import platform
+import re
 import sys
+import tempfile
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +40,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["fingerprint", "load_or_trace", "step_key"]
+__all__ = ["cache_directory", "fingerprint", "load_or_trace", "step_key"]
 
 _PACKAGE = "functional_optim"
 _SOURCE_HASH: str | None = None
@@ -173,14 +179,38 @@ def step_key(transform: Any, layout: Any, options: dict[str, Any]) -> str | None
         fp,
         repr(layout),
         repr(sorted(opts.items(), key=lambda kv: kv[0])),
+        _cpu(),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
 
 
-def _cache_path(key: str) -> Path:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
+def cache_directory() -> Path:
+    """``$TORCHINDUCTOR_CACHE_DIR/functional_optim`` (Inductor's default cache directory when
+    the variable is not set), found without importing Inductor (whose import alone costs more
+    than a second of CPU)."""
+    root = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if root is None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, ModuleNotFoundError, OSError):
+            getuid = getattr(os, "getuid", None)
+            user = f"uid_{getuid()}" if callable(getuid) else "unknown_user"
+        root = os.path.join(tempfile.gettempdir(), "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+    return Path(os.path.abspath(root)) / _PACKAGE
 
-    return Path(cache_dir()) / _PACKAGE / f"step_{key}.py"
+
+def _cache_path(key: str) -> Path:
+    return cache_directory() / f"step_{key}.py"
+
+
+def _cpu() -> str:
+    """The CPU's model and instruction-set flags (compiled kernels are specific to them)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f if line.startswith(("flags", "model name"))][:2]
+    except OSError:
+        lines = []
+    return "".join(lines) or f"{platform.machine()} {platform.processor()}"
 
 
 _ALLOWED_GLOBALS = {"torch", "inf", "nan", "device", "NoneType", "fx_pytree", "pytree"}

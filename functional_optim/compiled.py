@@ -22,21 +22,23 @@ Two ways to compile (both numerically the pure ``update`` + ``apply_updates``):
   tree masks, or shape-aware algorithms such as Muon or Adafactor): the tensors are flattened to
   1-D views, grouped by dtype and device, and stepped ``group_size`` at a time by one compiled
   function with dynamic sizes; the compiled graph has ``group_size`` tensors whatever the
-  model's size (first call: 11-16 s of CPU on a 2-core CPU with an empty Inductor cache, 6-8 s
-  with a warm one, for 100 or 10,000 tensors alike). Tensors it cannot view as 1-D (or with fewer
-  than 2 elements) are stepped by the eager pure update.
+  model's size (first call: 11-17 s of CPU on a 2-core CPU with an empty Inductor cache, for
+  100 or 10,000 tensors alike). Tensors it cannot view as 1-D (or with fewer than 2 elements)
+  are stepped by the eager pure update.
 
 Two shortcuts, both on by default: where the transform is exactly one of ``torch.optim``'s fused
 kernels (Adam, AdamW, SGD, Adagrad, read from the roles: `functional_optim._torch_kernels`)
-that kernel runs the step and nothing is compiled; in the elementwise mode the traced step is
-kept on disk (`functional_optim._graph_cache`), so that a new process compiles short aten
-code instead of tracing the transform's Python again.
+that kernel runs the step and nothing is compiled; in the elementwise mode what Inductor made
+of the step (its output module and kernel libraries) is kept on disk with the traced step
+(`functional_optim._module_cache`, `functional_optim._graph_cache`), and a new process loads
+it without ``torch.compile``: its first call costs milliseconds instead of seconds.
 """
 
 from __future__ import annotations
 
 import operator
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -45,7 +47,7 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
-from functional_optim import _graph_cache, _torch_kernels, tree
+from functional_optim import _graph_cache, _module_cache, _torch_kernels, tree
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -206,6 +208,7 @@ class _Chunk(NamedTuple):
 
 class _Plan(NamedTuple):
     chunks: list[_Chunk]
+    cache: dict[str, Any]  # the gradients' 1-D views and the chunks' bound steps, once made
     rest: list[int]  # gradient leaves stepped by the eager update
     rest_state: State | None  # the state tree with per-parameter fields as lists over ``rest``
     rest_positions: tuple[tuple[int, ...], tuple[int, ...]]  # per-parameter and shared leaves
@@ -293,7 +296,7 @@ class CompiledStep:
         transform: GradientTransformation,
         *,
         elementwise: bool = False,
-        group_size: int = 8,
+        group_size: int = 4,
         max_variants: int = 8,
         torch_kernels: bool = True,
         trace_cache: bool = True,
@@ -549,24 +552,46 @@ class _DynamicVariant:
         self.state_spec = state_spec
         self.compiled: Callable[..., Any] | None = None
         self.from_cache = False
+        self.loaded = False  # whether the compiled step came from an earlier process's module
 
     def __call__(
         self, params: list[Tensor], grads: list[Tensor], state: State, state_leaves: list[Any]
     ) -> Any:
         if self.compiled is not None:
             return self.compiled(params, grads, state_leaves if self.from_cache else state)
+        if self.cache_key is not None:  # Inductor's module saved by an earlier process
+            saved = _module_cache.load(_graph_cache.cache_directory(), self.cache_key)
+            if saved is not None:
+                self.compiled, self.from_cache, self.loaded = saved, True, True
+                return saved(params, grads, state_leaves)
         # Python floats (hyperparameters) stay constants: dynamic=True would trace them as
         # symbols and restart the analysis when Inductor needs them specialized
         # (``patch`` is installed at runtime by torch's config module: no stub)
         with _fx_config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):  # type: ignore[attr-defined]
-            compiled = self._compile(params, grads, state_leaves)
+            compiled, recorder = self._compile(params, grads, state_leaves)
             out = compiled(params, grads, state_leaves if self.from_cache else state)
+            if recorder is not None and self.cache_key is not None:
+                directory = _graph_cache.cache_directory()
+                saved = _module_cache.record(
+                    directory, self.cache_key, recorder, compiled, params, grads, state_leaves
+                )
+                if saved is not None:  # the same kernels, with less Python around them per call
+                    compiled = saved
         self.compiled = compiled
         return out
 
+    def bind(
+        self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
+    ) -> Callable[[list[Tensor]], Any] | None:
+        """``run(grads)`` for these parameter views and state leaves (``None``: not a loaded
+        step module; the chunk then calls the variant)."""
+        if isinstance(self.compiled, _module_cache.Step):
+            return self.compiled.bind(params, grads, state_leaves)
+        return None
+
     def _compile(
         self, params: list[Tensor], grads: list[Tensor], state_leaves: list[Any]
-    ) -> Callable[..., Any]:
+    ) -> tuple[Callable[..., Any], _module_cache.Recorder | None]:
         if self.cache_key is not None:
             leaves = [*params, *grads, *state_leaves]
             flat, tensor_pos = _flat_call(self.fn, len(params), len(grads), leaves, self.state_spec)
@@ -579,10 +604,16 @@ class _DynamicVariant:
                 def cached_step(p: list[Tensor], g: list[Tensor], s: list[Any]) -> Any:
                     return traced(*p, *g, *[s[i] for i in state_pos])
 
-                return torch.compile(
-                    _new_code(cached_step, self.name), fullgraph=True, dynamic=True, options=self.options
+                recorder = _module_cache.Recorder(self.options)
+                compiled = torch.compile(
+                    _new_code(cached_step, self.name),
+                    fullgraph=True,
+                    dynamic=True,
+                    backend=recorder,
+                    options={"guard_filter_fn": self.options["guard_filter_fn"]},
                 )
-        return torch.compile(self.fn, fullgraph=True, dynamic=True, options=self.options)
+                return compiled, recorder
+        return torch.compile(self.fn, fullgraph=True, dynamic=True, options=self.options), None
 
 
 def _elementwise_applies(params: Params) -> bool:
@@ -687,7 +718,41 @@ class _Planner:
         rest_fields = [[fl[i] for i in rest] for fl in per_param_fields]
         rest_state = self._chunk_state(rest_fields) if rest else None
         shared_leaves = [f for f, isf in zip(self.fields, self.is_field, strict=True) if not isf]
-        return _Plan(chunks, rest, rest_state, self._positions(len(rest)), shared_leaves)
+        return _Plan(chunks, {}, rest, rest_state, self._positions(len(rest)), shared_leaves)
+
+
+def _chunk_grads(plan: _Plan, grad_leaves: list[Any]) -> list[list[Tensor]]:
+    """The gradients of each chunk as 1-D tensors (and the padding). When the gradients are the
+    same tensors at the same addresses as at the previous call (gradients kept between steps,
+    e.g. ``zero_grad(set_to_none=False)``), the views made then are used again (the caller has
+    checked shapes, strides and offsets; only contiguous gradients, whose 1-D forms are views,
+    not copies). Gradients are remembered by weak references until they are seen twice, so
+    that new gradients at every step are not kept alive by this cache."""
+    cache = plan.cache
+    refs = cache.get("refs")
+    same = (
+        refs is not None
+        and len(refs) == len(grad_leaves)
+        and all(map(operator.is_, map(_call, refs), grad_leaves))
+        and tuple(map(Tensor.data_ptr, grad_leaves)) == cache["pointers"]
+    )
+    if same and "views" in cache:
+        return cache["views"]
+    views = [
+        [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads for chunk in plan.chunks
+    ]
+    cache.pop("views", None)
+    cache.pop("refs", None)
+    if all(isinstance(g, Tensor) and g.is_contiguous() for g in grad_leaves):
+        cache["refs"] = list(map(weakref.ref, grad_leaves))
+        cache["pointers"] = tuple(map(Tensor.data_ptr, grad_leaves))
+        if same:
+            cache["views"] = views
+    return views
+
+
+def _call(ref: Callable[[], Any]) -> Any:
+    return ref()
 
 
 def _run_plan(
@@ -699,9 +764,14 @@ def _run_plan(
     state: State,
 ) -> None:
     new_shared: list[Any] | None = None
-    for chunk in plan.chunks:
-        grads = [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads
+    for chunk, grads in zip(plan.chunks, _chunk_grads(plan, grad_leaves), strict=True):
+        run = plan.cache.get(id(chunk))
+        if run:
+            new_shared = run(grads)
+            continue
         new_shared = chunk.fn(chunk.params, grads, chunk.state, chunk.state_leaves)
+        if run is None:  # compiled now: the chunk's inputs other than the gradients are fixed
+            plan.cache[id(chunk)] = chunk.fn.bind(chunk.params, grads, chunk.state_leaves) or False
     if plan.rest:
         param_leaves = tree.leaves(params)
         rest_params = [param_leaves[i] for i in plan.rest]
@@ -731,7 +801,7 @@ def compile_step(
     transform: GradientTransformation,
     *,
     elementwise: bool = False,
-    group_size: int = 8,
+    group_size: int = 4,
     max_variants: int = 8,
     torch_kernels: bool = True,
     trace_cache: bool = True,
@@ -748,11 +818,12 @@ def compile_step(
 
     First-call cost: the first call compiles (Dynamo, then Inductor generates and builds C++).
     With ``elementwise=True`` the compiled graph covers ``group_size`` tensors whatever the
-    number of parameters (11-16 s of CPU on a 2-core CPU with an empty cache); without it the
-    graph covers every tensor (41-111 s for 100 tensors on the same CPU). Inductor keeps what
-    it built in its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, default
-    ``/tmp/torchinductor_$USER``): a new process with the same transform and layouts reuses it
-    (Dynamo still traces the transform: 6-8 s of CPU there).
+    number of parameters (11-17 s of CPU on a 2-core CPU with an empty cache); without it the
+    graph covers every tensor (41-111 s for 100 tensors on the same CPU). In the elementwise
+    mode the compiled step (Inductor's output module and kernel libraries) is saved under
+    ``TORCHINDUCTOR_CACHE_DIR`` (default ``/tmp/torchinductor_$USER``): a new process with the
+    same transform and layouts loads it without ``torch.compile`` (a first call of
+    milliseconds).
     [`CompiledStep.warmup`][functional_optim.compiled.CompiledStep.warmup] compiles ahead of the first step.
 
     Args:
@@ -764,7 +835,8 @@ def compile_step(
         tensors and run over the parameters in groups. Wrong for transforms that mix elements or
         tensors (global-norm clipping, Muon, Adafactor) or that depend on the tree (masks).
       group_size: tensors per compiled call in the elementwise mode (larger: fewer calls per
-        step, longer first call).
+        step, longer first call; 4 rather than 8 took 2-4 s less CPU to compile on a 2-core
+        CPU at the same step time).
       max_variants: how many layouts may be compiled before a new one raises ``RuntimeError``.
       torch_kernels: where the transform's roles say that its step is exactly one of
         ``torch.optim``'s fused multi-tensor kernels (Adam, AdamW, SGD with or without momentum,

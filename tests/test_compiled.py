@@ -376,29 +376,94 @@ def test_transform_fingerprints_follow_hyperparameters_and_refuse_what_they_cann
     assert fp(fo.adam(lambda count: 0.1)) is None  # a function from outside the package
 
 
+def _rmsprop_run(init, grads_seq):
+    tx = fo.rmsprop(lr=1e-2, momentum=0.9)
+    params = {k: v.clone() for k, v in init.items()}
+    state = tx.init(params)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+    for grads in grads_seq:
+        step(params, grads, state)
+    return params, next(iter(step._variants.values()))
+
+
 @pytest.mark.slow
-def test_a_new_compile_step_reuses_the_cached_trace_with_the_same_numbers(tmp_path, monkeypatch):
+def test_a_new_compile_step_loads_the_saved_module_with_the_same_numbers(tmp_path, monkeypatch):
+    import json
+
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     gen = torch.Generator().manual_seed(9)
-    init = {f"p{i}": torch.randn(5 + i, generator=gen) for i in range(3)}
+    init = {f"p{i}": torch.randn(5 + 7 * i, generator=gen) for i in range(3)}
     grads_seq = [{k: torch.randn(v.shape, generator=gen) for k, v in init.items()} for _ in range(3)]
     expected, _ = _reference(fo.rmsprop(lr=1e-2, momentum=0.9), init, grads_seq)
-    results = []
-    for _ in range(2):  # the second step object finds the first one's trace on disk
-        tx = fo.rmsprop(lr=1e-2, momentum=0.9)
-        params = {k: v.clone() for k, v in init.items()}
-        state = tx.init(params)
-        step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
-        for grads in grads_seq:
-            step(params, grads, state)
-        variant = next(iter(step._variants.values()))
-        results.append((params, variant.from_cache))
-        for k in params:
-            torch.testing.assert_close(params[k], expected[k], rtol=1e-6, atol=1e-7)
-    assert results[0][1] and results[1][1]
-    assert len(list((tmp_path / "functional_optim").glob("step_*.py"))) == 1
+    first, compiled_variant = _rmsprop_run(init, grads_seq)  # compiles, saves trace and module
+    second, loaded_variant = _rmsprop_run(init, grads_seq)  # loads the module: no torch.compile
+    assert compiled_variant.from_cache and not compiled_variant.loaded
+    assert loaded_variant.loaded
+    cache = tmp_path / "functional_optim"
+    assert len(list(cache.glob("step_*.py"))) == 1
+    entries = list(cache.glob("module_*.json"))
+    assert len(entries) == 1
     for k in init:
-        assert torch.equal(results[0][0][k], results[1][0][k])
+        torch.testing.assert_close(first[k], expected[k], rtol=1e-6, atol=1e-7)
+        assert torch.equal(first[k], second[k])  # the same kernels
+    # an entry whose kernel does not match its source is not loaded: compiled again
+    entry = json.loads(entries[0].read_text())
+    entry["kernels"][0]["sha"] = "0" * 64
+    entries[0].write_text(json.dumps(entry))
+    third, variant = _rmsprop_run(init, grads_seq)
+    assert not variant.loaded
+    for k in init:
+        assert torch.equal(first[k], third[k])
+
+
+_NEW_PROCESS = """
+import sys, torch, functional_optim as fo
+gen = torch.Generator().manual_seed(9)
+init = {f"p{i}": torch.randn(5 + 7 * i, generator=gen) for i in range(3)}
+grads = {k: torch.randn(v.shape, generator=gen) for k, v in init.items()}
+tx = fo.rmsprop(lr=1e-2, momentum=0.9)
+state = tx.init(init)
+step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+step(init, grads, state)
+print(next(iter(step._variants.values())).loaded)
+print("torch._inductor.compile_fx" in sys.modules, "torch._dynamo.convert_frame" in sys.modules)
+torch.save(init, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_a_new_process_steps_without_torch_compile(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"params{run}.pt"
+        cmd = [sys.executable, "-c", _NEW_PROCESS, str(out)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        outs.append((proc.stdout.split(), torch.load(out)))
+    assert outs[0][0] == ["False", "True", "True"]  # compiled (and saved)
+    assert outs[1][0] == ["True", "False", "False"]  # loaded: neither Inductor nor Dynamo compiled
+    for k, v in outs[0][1].items():
+        assert torch.equal(v, outs[1][1][k])
+
+
+def test_the_module_loader_refuses_graph_inputs_it_cannot_locate():
+    from functional_optim import _module_cache
+
+    names = ["L['p'][0]", "L['p'][0].size()[0]", "L['s'][2]", "L['g'][1].stride()[0]"]
+    src = _module_cache._args_source(names)
+    assert src is not None
+    ns: dict = {}
+    exec(src, ns)
+    t = torch.zeros(5)
+    assert ns["make_args"]([t], [t, torch.zeros(3)], [None, None, t]) == [t, 5, t, 1]
+    assert _module_cache._args_source(["L['p'][0]", "G['x']"]) is None
+    assert _module_cache._args_source(["L['p'][0].grad"]) is None
 
 
 def test_tensors_replaced_inside_the_trees_between_calls_are_used():
@@ -424,3 +489,34 @@ def test_tensors_replaced_inside_the_trees_between_calls_are_used():
         for key in params:
             torch.testing.assert_close(params[key], ref_params[key], rtol=1e-5, atol=1e-6)
     assert step.uses_torch_kernel
+
+
+@pytest.mark.slow
+def test_gradients_kept_written_in_place_or_moved_between_steps_are_read_anew():
+    # the 1-D views of the gradients are kept while the gradients are the same tensors at the
+    # same addresses: new values written in place must be read, a gradient moved to new memory
+    # (``set_``) or replaced must be viewed again
+    gen = torch.Generator().manual_seed(11)
+    init = {f"p{i}": torch.randn(4 + i, 3, generator=gen) for i in range(3)}
+    tx = fo.rmsprop(lr=1e-2, momentum=0.9)
+    params = {k: v.clone() for k, v in init.items()}
+    state = tx.init(params)
+    ref_params = {k: v.clone() for k, v in init.items()}
+    ref_state = tx.init(ref_params)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+    grads = {k: torch.zeros_like(v) for k, v in init.items()}
+    for k in range(6):
+        new = {key: torch.randn(v.shape, generator=gen) for key, v in init.items()}
+        if k == 5:
+            grads = {key: v.clone() for key, v in new.items()}  # new tensors
+        else:
+            for key, g in grads.items():
+                if k == 3 and key == "p1":
+                    g.set_(new[key].clone())  # the same tensor in other memory
+                else:
+                    g.copy_(new[key])  # the same tensors, new values
+        step(params, grads, state)
+        updates, ref_state = tx.update(new, ref_state, ref_params)
+        ref_params = fo.apply_updates(ref_params, updates)
+        for key in params:
+            torch.testing.assert_close(params[key], ref_params[key], rtol=1e-6, atol=1e-7)
