@@ -208,7 +208,7 @@ class _Chunk(NamedTuple):
 
 class _Plan(NamedTuple):
     chunks: list[_Chunk]
-    cache: dict[str, Any]  # the gradients' 1-D views and the chunks' bound steps, once made
+    cache: dict[Any, Any]  # the gradients' 1-D views and the chunks' bound steps, once made
     rest: list[int]  # gradient leaves stepped by the eager update
     rest_state: State | None  # the state tree with per-parameter fields as lists over ``rest``
     rest_positions: tuple[tuple[int, ...], tuple[int, ...]]  # per-parameter and shared leaves
