@@ -198,7 +198,7 @@ def _chunk_step_fn(
 
 
 class _Chunk(NamedTuple):
-    fn: Callable[..., list[Any]]
+    fn: _DynamicVariant
     params: list[Tensor]  # 1-D views, padded to the chunk size
     state: State  # the state tree with each per-parameter field as a list of 1-D views
     state_leaves: list[Any]  # its leaves
@@ -499,7 +499,7 @@ class CompiledStep:
 
     def _chunk_variant(
         self, key: tuple, per_param: tuple[int, ...], shared: tuple[int, ...], state_spec: Any
-    ) -> Callable[..., Any]:
+    ) -> _DynamicVariant:
         def make(name: str) -> Callable[..., Any]:
             fn = _new_code(_chunk_step_fn(self.transform, per_param, shared), name)
             cache_key = None
@@ -507,7 +507,9 @@ class CompiledStep:
                 cache_key = _graph_cache.step_key(self.transform, (key, per_param, shared), self._options())
             return _DynamicVariant(fn, name, self._options(), cache_key, state_spec)
 
-        return self._variant(key, make)
+        variant = self._variant(key, make)
+        assert isinstance(variant, _DynamicVariant)  # chunk keys are made here only
+        return variant
 
 
 def _flat_call(
