@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functional_optim import _validation
 from functional_optim.core import GradientTransformation, Hyperparam
 from functional_optim.hyperparams import schedulable
 from functional_optim.transforms.lars import scale_by_lars
@@ -52,6 +51,4 @@ def lars(
     References:
       You et al., "Large Batch Training of Convolutional Networks", 2017. optax.lars.
     """
-    _validation.learning_rate(lr)
-    _validation.nonnegative("momentum", momentum, "momentum value")
     return scale_by_lars(lr, momentum, weight_decay, trust_coefficient, eps, nesterov=nesterov)

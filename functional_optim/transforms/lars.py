@@ -62,10 +62,10 @@ def scale_by_lars(
       You et al., "Large Batch Training of Convolutional Networks", 2017. optax.lars.
     """
     _validation.learning_rate(learning_rate)
+    momentum_tx = trace(momentum, nesterov=nesterov)  # checks the momentum
     _validation.nonnegative("weight_decay", weight_decay, "weight_decay value")
     _validation.nonnegative("trust_coefficient", trust_coefficient)
     _validation.nonnegative("eps", eps, "epsilon value")
-    momentum_tx = trace(momentum, nesterov=nesterov)
     momentum_rule = momentum_tx.role
     assert isinstance(momentum_rule, Rule)
 
