@@ -39,6 +39,9 @@ is not fused: the adapters run the pure ``update`` and write its result.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
@@ -220,17 +223,20 @@ def _chunks(params: list[Tensor]) -> list[slice]:
     whole = [slice(0, len(params))]
     if len(params) < 2 or params[0].device.type != "cpu" or torch.compiler.is_compiling():
         return whole
-    sizes = [p.numel() * p.element_size() for p in params]
-    budget = max(_CHUNK_BYTES, sum(sizes) // _MAX_CHUNKS + 1)
-    out, start, total = [], 0, 0
-    for i, size in enumerate(sizes):
-        total += size
-        if total >= budget:
-            out.append(slice(start, i + 1))
-            start, total = i + 1, 0
-    if start < len(params):
-        out.append(slice(start, len(params)))
+    ends = list(itertools.accumulate(map(_NBYTES, params)))  # C-level: this runs every step
+    if ends[-1] <= _CHUNK_BYTES:
+        return whole
+    budget = max(_CHUNK_BYTES, ends[-1] // _MAX_CHUNKS + 1)
+    out, start, base = [], 0, 0
+    while start < len(params):
+        # the first tensor that brings the chunk to the budget closes it
+        stop = min(bisect.bisect_left(ends, base + budget, lo=start) + 1, len(params))
+        out.append(slice(start, stop))
+        start, base = stop, ends[stop - 1]
     return out
+
+
+_NBYTES = operator.attrgetter("nbytes")
 
 
 def commit(
@@ -253,10 +259,27 @@ def commit(
     chunks = _chunks(params)
     state, rule, updates = prepared.state, fused.rule, prepared.updates
     if rule is None:
-        for part in chunks:
-            _apply(fused, params[part], [Term(updates[part], None, unscaled)], step_scale, param_scale)
+        with ops.verified_dense(params, updates):
+            for part in chunks:
+                _apply(fused, params[part], [Term(updates[part], None, unscaled)], step_scale, param_scale)
         return state
     fields = rule.fields(get_path(state, fused.rule_path))
+    with ops.verified_dense(params, updates, *fields):
+        new_fields = _chunked_rule_step(fused, rule, chunks, updates, fields, params, step_scale, param_scale)
+    return set_path(state, fused.rule_path, rule.state(new_fields))
+
+
+def _chunked_rule_step(
+    fused: FusedPlan,
+    rule: Rule,
+    chunks: list[slice],
+    updates: list[Tensor],
+    fields: list[Any],
+    params: list[Tensor],
+    step_scale: float,
+    param_scale: float,
+) -> list[Any]:
+    """`_rule_step` on each chunk in turn; returns the new fields, one list each."""
     if len(chunks) == 1:
         new_fields = _rule_step(fused, rule, updates, fields, params, step_scale, param_scale)
     else:
@@ -268,7 +291,7 @@ def commit(
             )
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
-    return set_path(state, fused.rule_path, rule.state(new_fields))
+    return new_fields
 
 
 def _rule_step(

@@ -15,9 +15,11 @@ stay tensors, so gradients flow to them and tracing does not break.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast, overload
 
 import torch
@@ -30,6 +32,62 @@ _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
 # ----------------------------------------------------------------------------- backend choice
+
+_VERIFIED_THREAD: int | None = None
+"""The thread inside a `verified_dense` block, or ``None`` (a plain global, not a thread-local,
+so that code traced by Dynamo reads a constant ``None``)."""
+
+_get_ident = threading.get_ident
+
+
+def _verified() -> bool:
+    return _VERIFIED_THREAD is not None and _get_ident() == _VERIFIED_THREAD
+
+
+@contextlib.contextmanager
+def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
+    """A block in which the backend checks of every op are known to pass; yields whether they
+    are (else the block runs with the checks, as anywhere else).
+
+    The lists are verified once, here: every element a plain ``torch.Tensor`` or
+    ``nn.Parameter`` (no other subclass, e.g. no ``DTensor``),
+    strided, not wrapped by ``torch.func``, with autograd off, outside ``torch.compile``. Every
+    tensor list the ops inside see is then one of these lists, a slice of one, or a result of an
+    op on them (same kind, no autograd): `use_foreach` and `writable` hold for all of them without
+    looking again. What is computed does not change, only how often it is checked (on the CPU a
+    rule's step runs once per ~1 MB chunk of parameters, several ops each: the checks were half
+    of its Python time). One thread at a time: another thread, or a nested block, checks as usual.
+    """
+    global _VERIFIED_THREAD
+    if (
+        _VERIFIED_THREAD is not None
+        or torch.is_grad_enabled()
+        or torch.compiler.is_compiling()
+        or not all(_plain_dense(xs) for xs in lists)
+    ):
+        yield False
+        return
+    _VERIFIED_THREAD = _get_ident()
+    try:
+        yield True
+    finally:
+        _VERIFIED_THREAD = None
+
+
+_PLAIN_TYPES = frozenset({Tensor, torch.nn.Parameter})
+
+
+def _plain_dense(xs: Sequence[Any]) -> bool:
+    """Every element a plain, strided tensor, the list not wrapped by ``torch.func`` (a
+    transform wraps all of a list or none: the first is looked at, as `use_foreach`; C-level
+    loops: this runs once per list and step)."""
+    if not xs:
+        return True
+    return (
+        all(map(_PLAIN_TYPES.__contains__, map(type, xs)))
+        and all(map(operator.is_, map(_LAYOUT, xs), itertools.repeat(torch.strided)))
+        and not _is_functorch_wrapped(xs[0])
+    )
 
 
 def is_traced(x: Any) -> bool:
@@ -44,6 +102,8 @@ def is_traced(x: Any) -> bool:
 
 def use_foreach(*lists: Sequence[Tensor]) -> bool:
     """Whether ``torch._foreach_*`` kernels can run on these lists (dense, not under ``torch.func``)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return True
     compiling = torch.compiler.is_compiling()
     strided = torch.strided  # a local: this loop runs once per tensor, several times a step
     for xs in lists:
@@ -151,6 +211,8 @@ def writable(xs: Sequence[Tensor], *others: Any) -> bool:
     """Whether ``xs`` may be written in place without autograd or ``torch.func`` noticing: dense
     tensors, neither they nor the ``others`` operands wrapped by a ``torch.func`` transform, and no
     autograd recording (grad mode off, or no tensor involved requires grad)."""
+    if _VERIFIED_THREAD is not None and xs and _verified():
+        return True
     if not xs or not use_foreach(xs):
         return False
     if not torch.compiler.is_compiling():
@@ -191,18 +253,22 @@ def _inplace(xs: Any, in_place: bool, others: tuple) -> bool:
 
 def add(xs: list[Tensor], other: Any, alpha: Scalar = 1, *, in_place: bool = False) -> list[Tensor]:
     """``x + alpha * other`` per tensor; ``other`` is a tensor list, a scalar or per-tensor scalars."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _add(xs, other, alpha, in_place)
     return _add(xs, other, alpha, _inplace(xs, in_place, (other, alpha)))
 
 
 def add_(xs: list[Tensor], other: Any, alpha: Scalar = 1) -> list[Tensor]:
     """`add` written into ``xs`` (temporaries only, see above)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _add(xs, other, alpha, True)
     return _add(xs, other, alpha, writable(xs, other, alpha))
 
 
 def _add(xs: list[Tensor], other: Any, alpha: Scalar, inplace: bool) -> list[Tensor]:
     if isinstance(other, list | tuple) and other and isinstance(other[0], Tensor):
         if isinstance(alpha, float | int):
-            if _foreach_ok(inplace, xs, other):
+            if (_VERIFIED_THREAD is not None and _verified()) or _foreach_ok(inplace, xs, other):
                 if inplace:
                     torch._foreach_add_(xs, list(other), alpha=alpha)
                     return _aslist(xs)
@@ -253,21 +319,29 @@ def _sub(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
 
 def mul(xs: list[Tensor], other: Any, *, in_place: bool = False) -> list[Tensor]:
     """``x * other`` per tensor."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _binary("mul", xs, other, in_place)
     return _binary("mul", xs, other, _inplace(xs, in_place, (other,)))
 
 
 def mul_(xs: list[Tensor], other: Any) -> list[Tensor]:
     """`mul` written into ``xs`` (temporaries only)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _binary("mul", xs, other, True)
     return _binary("mul", xs, other, writable(xs, other))
 
 
 def div(xs: list[Tensor], other: Any, *, in_place: bool = False) -> list[Tensor]:
     """``x / other`` per tensor."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _binary("div", xs, other, in_place)
     return _binary("div", xs, other, _inplace(xs, in_place, (other,)))
 
 
 def div_(xs: list[Tensor], other: Any) -> list[Tensor]:
     """`div` written into ``xs`` (temporaries only)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _binary("div", xs, other, True)
     return _binary("div", xs, other, writable(xs, other))
 
 
@@ -293,8 +367,16 @@ def _maximum(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
 
 
 def _binary(name: str, xs: list[Tensor], other: Any, inplace: bool = False) -> list[Tensor]:
-    torch_op = getattr(torch, name)
     suffix = "_" if inplace else ""
+    if (type(other) is float or type(other) is int) and _VERIFIED_THREAD is not None and _verified():
+        scalar = _cpu_scalar_tensor(other, xs)
+        op = _FOREACH[f"{name}{suffix}"]
+        if scalar is None:
+            out = op(xs, other)
+        else:
+            out = op(xs, scalar, alpha=1) if name == "add" else op(xs, scalar)
+        return _aslist(xs if inplace else out)
+    torch_op = getattr(torch, name)
     if isinstance(other, list | tuple):
         if _foreach_ok(inplace, xs) and (
             _is_scalar_list(other) or (use_foreach(other) and all(isinstance(o, Tensor) for o in other))
@@ -332,7 +414,8 @@ def _cpu_scalar_tensor(value: float | int, xs: Sequence[Tensor]) -> Tensor | Non
     3.5-4x faster for 1000 tensors of 64 elements, 2x for 100 of 10,000). The numbers are the
     same: a Python scalar enters a kernel converted to the tensor's dtype, as this tensor holds it.
     """
-    if torch.compiler.is_compiling():
+    verified = _verified()
+    if not verified and torch.compiler.is_compiling():
         return None
     first = xs[0]
     if first.device.type != "cpu" or not first.is_floating_point():
@@ -340,7 +423,23 @@ def _cpu_scalar_tensor(value: float | int, xs: Sequence[Tensor]) -> Tensor | Non
     dtype = first.dtype
     if not all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(dtype))):
         return None
-    return torch.tensor(value, dtype=dtype)
+    if not verified:  # autograd may save it: a tensor of this update's own
+        return torch.tensor(value, dtype=dtype)
+    key = (value, dtype)
+    tensor = _SCALARS.get(key)
+    if tensor is None or tensor._version != 0:
+        if len(_SCALARS) >= _MAX_SCALARS:
+            _SCALARS.clear()
+        tensor = _SCALARS[key] = torch.tensor(value, dtype=dtype)
+    return tensor
+
+
+_SCALARS: dict[tuple[float | int, torch.dtype], Tensor] = {}
+"""The 0-dim operands made by `_cpu_scalar_tensor` in `verified_dense` blocks (no autograd), by
+value and dtype: the same coefficients come back at every step and chunk (``1 - β``, ``-lr``);
+only read by the kernels (a written one, ``_version`` moved, is made again)."""
+
+_MAX_SCALARS = 256
 
 
 def _run_foreach(op: str, xs: list[Tensor], *args: Any, **kwargs: Any) -> list[Tensor]:
@@ -348,8 +447,20 @@ def _run_foreach(op: str, xs: list[Tensor], *args: Any, **kwargs: Any) -> list[T
     return _aslist(xs if op.endswith("_") else out)
 
 
+_FOREACH: dict[str, Callable[..., Any]] = {
+    f"{name}{suffix}": getattr(torch, f"_foreach_{name}{suffix}")
+    for name in ("add", "mul", "div")
+    for suffix in ("", "_")
+}
+
+
 def lerp(xs: list[Tensor], ys: list[Tensor], weight: Scalar, *, in_place: bool = False) -> list[Tensor]:
     """``x + weight * (y - x)`` per tensor (``torch.lerp``)."""
+    if _VERIFIED_THREAD is not None and isinstance(weight, float | int) and _verified():
+        if in_place:
+            torch._foreach_lerp_(xs, ys, weight)
+            return _aslist(xs)
+        return _aslist(torch._foreach_lerp(xs, ys, weight))
     return _lerp(xs, ys, weight, _inplace(xs, in_place, (ys, weight)))
 
 
@@ -370,11 +481,15 @@ def addcmul(
     xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, in_place: bool = False
 ) -> list[Tensor]:
     """``x + value * y * z`` per tensor."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _addc("addcmul", xs, ys, zs, value, in_place)
     return _addc("addcmul", xs, ys, zs, value, _inplace(xs, in_place, (ys, zs, value)))
 
 
 def addcmul_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
     """`addcmul` written into ``xs`` (temporaries only)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _addc("addcmul", xs, ys, zs, value, True)
     return _addc("addcmul", xs, ys, zs, value, writable(xs, ys, zs, value))
 
 
@@ -382,18 +497,24 @@ def addcdiv(
     xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1, *, in_place: bool = False
 ) -> list[Tensor]:
     """``x + value * y / z`` per tensor."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _addc("addcdiv", xs, ys, zs, value, in_place)
     return _addc("addcdiv", xs, ys, zs, value, _inplace(xs, in_place, (ys, zs, value)))
 
 
 def addcdiv_(xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList = 1) -> list[Tensor]:
     """`addcdiv` written into ``xs`` (temporaries only)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _addc("addcdiv", xs, ys, zs, value, True)
     return _addc("addcdiv", xs, ys, zs, value, writable(xs, ys, zs, value))
 
 
 def _addc(
     name: str, xs: list[Tensor], ys: list[Tensor], zs: list[Tensor], value: ScalarOrList, inplace: bool
 ) -> list[Tensor]:
-    if _foreach_ok(inplace, xs, ys, zs) and (isinstance(value, float | int) or _is_scalar_list(value)):
+    if (isinstance(value, float | int) or _is_scalar_list(value)) and (
+        (_VERIFIED_THREAD is not None and _verified()) or _foreach_ok(inplace, xs, ys, zs)
+    ):
         value = value if not isinstance(value, tuple) else list(value)
         return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs, ys, zs, value)
     vs = _broadcast(value, len(xs))
@@ -441,7 +562,7 @@ _RDIV_MIN_MEAN_NUMEL = 4096
 
 
 def _unary(name: str, xs: list[Tensor], inplace: bool = False) -> list[Tensor]:
-    if _foreach_ok(inplace, xs):
+    if (_VERIFIED_THREAD is not None and _verified()) or _foreach_ok(inplace, xs):
         return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs)
     if inplace:
         return [getattr(x, f"{name}_")() for x in xs]
@@ -452,6 +573,8 @@ def sqrt(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
     """``sqrt(x)`` per tensor. When gradients can flow (``requires_grad`` or under ``torch.func``)
     the derivative at ``x == 0`` is taken as 0 instead of ``inf`` (which would turn into NaN
     meta-gradients for a zero second moment); the forward values are unchanged."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _unary("sqrt", xs, in_place)
     if xs and (xs[0].requires_grad or (not torch.compiler.is_compiling() and _is_functorch_wrapped(xs[0]))):
         return [_sqrt_safe_at_zero(x) for x in xs]
     return _unary("sqrt", xs, _inplace(xs, in_place, ()))
@@ -459,6 +582,8 @@ def sqrt(xs: list[Tensor], *, in_place: bool = False) -> list[Tensor]:
 
 def sqrt_(xs: list[Tensor]) -> list[Tensor]:
     """`sqrt` written into ``xs`` (temporaries only)."""
+    if _VERIFIED_THREAD is not None and _verified():
+        return _unary("sqrt", xs, True)
     if not writable(xs):
         return sqrt(xs)
     return _unary("sqrt", xs, True)

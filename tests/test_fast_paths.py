@@ -280,3 +280,95 @@ def test_assign_writes_into_the_buffers_only_in_place():
     assert _same(out, ys) and _same(xs, kept) and all(o is not x for o, x in zip(out, xs, strict=True))
     out = ops.assign(xs, ys, in_place=True)
     assert all(o is x for o, x in zip(out, xs, strict=True)) and _same(xs, ys)
+
+
+def _all_ops(xs, ys, zs):
+    """Every op with a verified fast path, out of place and in place (on clones)."""
+    out = {}
+    for case, (plain, inplace, args, kw) in INPLACE_CASES.items():
+        out[case] = plain(xs, *args(ys, zs), **kw)
+        out[case + "_"] = inplace([x.clone() for x in xs], *args(ys, zs), **kw)
+        out[case + " in_place"] = plain([x.clone() for x in xs], *args(ys, zs), in_place=True, **kw)
+    out["sqrt"], out["sqrt_"] = ops.sqrt(xs), ops.sqrt_([x.clone() for x in xs])
+    out["abs"], out["sign"], out["neg"] = ops.abs(xs), ops.sign(xs), ops.neg(xs)
+    out["add_0dim"] = ops.add(xs, torch.tensor(0.25), alpha=2.0)
+    out["mul_int"] = ops.mul(xs, 3)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ops_in_a_verified_block_give_the_numbers_of_the_checked_ops(dtype):
+    xs, ys, zs = (_lists(seed=s, dtype=dtype) for s in (0, 1, 2))
+    with torch.no_grad():
+        checked = _all_ops(xs, ys, zs)
+        with ops.verified_dense(xs, ys, zs) as verified:
+            assert verified
+            fast = _all_ops(xs, ys, zs)
+    assert checked.keys() == fast.keys()
+    for case in checked:
+        assert _same(fast[case], checked[case]), case
+
+
+class _Subclass(torch.Tensor):
+    pass
+
+
+def test_a_verified_block_is_entered_only_where_the_checks_hold():
+    xs = _lists()
+    with torch.no_grad():
+        with ops.verified_dense(xs) as verified:
+            assert verified and ops.use_foreach([torch.ones(2).to_sparse()])  # skipped inside
+            with ops.verified_dense(xs) as nested:  # one block at a time
+                assert not nested
+        assert not ops.use_foreach([torch.ones(2).to_sparse()])  # checked again after it
+        with ops.verified_dense(xs, [torch.nn.Parameter(torch.ones(2))]) as verified:
+            assert verified  # a module's parameters
+        for bad in ([torch.ones(2).to_sparse()], [_Subclass(torch.ones(2))], [None]):
+            with ops.verified_dense(xs, bad) as verified:
+                assert not verified
+    with ops.verified_dense(xs) as verified:  # autograd on
+        assert not verified
+    with pytest.raises(ZeroDivisionError), torch.no_grad(), ops.verified_dense(xs) as verified:
+        assert verified
+        raise ZeroDivisionError  # the block ends on an exception
+    assert not ops.use_foreach([torch.ones(2).to_sparse()])
+    with torch.no_grad(), ops.verified_dense(xs) as verified:
+        assert verified
+
+
+def test_a_verified_block_holds_for_its_own_thread_only():
+    import threading
+
+    seen: list[bool] = []
+    inside, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        inside.wait()
+        with torch.no_grad():
+            seen.append(ops.use_foreach([torch.ones(2).to_sparse()]))
+            with ops.verified_dense(_lists()) as verified:
+                seen.append(verified)
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with torch.no_grad(), ops.verified_dense(_lists()) as verified:
+        assert verified
+        inside.set()
+        done.wait(10)
+    thread.join(10)
+    assert seen == [False, False]
+
+
+def test_cached_scalar_operands_are_made_again_once_written():
+    xs = _lists()
+    outside = ops._cpu_scalar_tensor(0.125, xs)
+    assert outside is not None and ops._cpu_scalar_tensor(0.125, xs) is not outside  # not cached
+    with torch.no_grad(), ops.verified_dense(xs):
+        first = ops._cpu_scalar_tensor(0.125, xs)
+        assert first is not None and ops._cpu_scalar_tensor(0.125, xs) is first
+        first.add_(1.0)  # a caller that wrote one: not reused
+        again = ops._cpu_scalar_tensor(0.125, xs)
+        assert again is not None and again is not first and again.item() == 0.125
+        wide = ops._cpu_scalar_tensor(0.125, [x.double() for x in xs])
+        assert wide is not None and wide.dtype == torch.float64

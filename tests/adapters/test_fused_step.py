@@ -279,3 +279,30 @@ def test_a_commit_in_chunks_equals_one_commit_bit_for_bit(name, monkeypatch):
         for key, value in opt_w.state[b].items():
             if isinstance(value, torch.Tensor):
                 assert torch.equal(value, opt_c.state[a][key]), key
+
+
+@pytest.mark.parametrize(("name", "options"), EXACT[:1] + EXACT[-6:-5])
+def test_the_fused_commit_runs_its_ops_unchecked_for_module_parameters(name, options, monkeypatch):
+    """A module's parameters (``nn.Parameter``), their gradients and the rule's state pass the
+    one check of `ops.verified_dense`: the parity tests above run the ops' unchecked path, and
+    their numbers are torch's for-loop's."""
+    import contextlib
+
+    from functional_optim import ops
+
+    seen: list[bool] = []
+    real = ops.verified_dense
+
+    @contextlib.contextmanager
+    def recording(*lists):
+        with real(*lists) as verified:
+            seen.append(verified)
+            yield verified
+
+    monkeypatch.setattr(ops, "verified_dense", recording)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = getattr(fo.adapters, name)(model.parameters(), **options)
+    for _ in range(2):
+        model(torch.randn(5, 4)).square().sum().backward()
+        opt.step()
+    assert seen == [True, True]
