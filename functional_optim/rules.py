@@ -233,10 +233,9 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale:
     views, except by a term whose ``num`` is complex itself (native complex arithmetic, e.g. SGD's
     momentum: ``torch.optim``'s complex ``add_``)."""
     has_complex = any(map(Tensor.is_complex, params))  # a C-level loop: this runs every step
-    if not has_complex:
-        return _apply_real_terms(params, terms, step_scale)
+    params = list(params)
     for term in terms:
-        params_r = ops.view_as_real(params)
+        params_r = ops.view_as_real(params) if has_complex else params  # real: no views to take
         if isinstance(term, After):
             term.fn(params_r)
             continue
@@ -253,25 +252,8 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale:
             continue
         else:
             params_r = _add_scaled_all(params_r, term.num, value)
-        params = ops.view_as_complex_like(params_r, params)
-    return ops.view_as_real(params)
-
-
-def _apply_real_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale: Any) -> list[Tensor]:
-    """`apply_terms` for real parameters (no views to take or undo)."""
-    params = list(params)
-    for term in terms:
-        if isinstance(term, After):
-            term.fn(params)
-            continue
-        value = term.coefficient(step_scale)
-        if term.num is None:
-            params = ops.mul_(params, value)
-        elif term.den is not None:
-            params = ops.addcdiv_(params, term.num, term.den, value)
-        else:
-            params = _add_scaled_all(params, term.num, value)
-    return params
+        params = ops.view_as_complex_like(params_r, params) if has_complex else params_r
+    return ops.view_as_real(params) if has_complex else params
 
 
 def _per_tensor(value: Any, xs: Sequence[Any]) -> Sequence[Any]:
