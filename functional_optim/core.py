@@ -97,6 +97,11 @@ class ProximalDecay(Role):
 
 
 @dataclass(frozen=True)
+class Identity(Role):
+    """``u = g``: [`identity`][] (skipped where a fused step reads a chain's roles)."""
+
+
+@dataclass(frozen=True)
 class Chain(Role):
     """[`chain`][] of ``children``; the state is the tuple of their states, in order."""
 
@@ -146,7 +151,7 @@ def identity() -> GradientTransformation:
         del params, extra
         return updates, state
 
-    return GradientTransformation(init_fn, update_fn)
+    return GradientTransformation(init_fn, update_fn, Identity())
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:

@@ -58,7 +58,7 @@ from functional_optim.core import (
     LearningRate,
     ProximalDecay,
 )
-from functional_optim.rules import Rule, Term, apply_terms, unscaled
+from functional_optim.rules import Begun, Rule, Term, apply_terms, run, unscaled
 
 __all__ = ["FusedPlan", "commit", "concrete", "plan", "prepare"]
 
@@ -93,12 +93,13 @@ _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _NO_PLAN = object()
 
 
-def _flatten(transform: GradientTransformation, path: Path) -> list[tuple[GradientTransformation, Path]]:
+def flatten(transform: GradientTransformation, path: Path = ()) -> list[tuple[GradientTransformation, Path]]:
+    """The transforms of a (nested) chain in order, each with the path of its state."""
     role = transform.role
     if isinstance(role, Chain):
         out: list[tuple[GradientTransformation, Path]] = []
         for i, child in enumerate(role.children):
-            out.extend(_flatten(child, (*path, i)))
+            out.extend(flatten(child, (*path, i)))
         return out
     return [(transform, path)]
 
@@ -113,7 +114,7 @@ def plan(transform: GradientTransformation) -> FusedPlan | None:
 
 
 def _make_plan(transform: GradientTransformation) -> FusedPlan | None:
-    flat = _flatten(transform, ())
+    flat = flatten(transform)
     if not flat:
         return None
     last, _ = flat[-1]
@@ -194,21 +195,30 @@ def set_path(state: Any, path: Path, value: Any) -> Any:
 
 
 class Prepared(NamedTuple):
-    """The result of `prepare`: the rule's input updates and the new state so far."""
+    """The result of `prepare`: the rule's input updates, the new state so far and, for a rule
+    with group values, what its `Rule.begin` returned."""
 
     updates: list[Tensor]
     state: Any
+    begun: Begun | None = None
 
 
 def prepare(
     fused: FusedPlan, grads: list[Tensor], state: Any, params: list[Tensor], extra: dict[str, Any]
 ) -> Prepared:
-    """Phase 1: run the ``pre`` transforms purely (nothing given is written)."""
+    """Phase 1: run the ``pre`` transforms purely, then the rule's `Rule.begin` (nothing
+    given is written)."""
     updates: Any = grads
     for transform, path in fused.pre:
         updates, new = transform.update(updates, get_path(state, path), params, **extra)
         state = set_path(state, path, new)
-    return Prepared(list(updates), state)
+    rule = fused.rule
+    if rule is None or rule.begin is None:
+        return Prepared(list(updates), state)
+    updates = list(updates)
+    rule_state = get_path(state, fused.rule_path)
+    begun = rule.begin(rule_state, updates, rule.fields(rule_state), params if rule.needs_params else None)
+    return Prepared(updates, state, begun)
 
 
 _CHUNK_BYTES = 1 << 20
@@ -264,9 +274,14 @@ def commit(
                 _apply(fused, params[part], [Term(updates[part], None, unscaled)], step_scale, param_scale)
         return state
     fields = rule.fields(get_path(state, fused.rule_path))
+    begun = prepared.begun
+    context = None if begun is None else begun.context
     with ops.verified_dense(params, updates, *fields):
-        new_fields = _chunked_rule_step(fused, rule, chunks, updates, fields, params, step_scale, param_scale)
-    return set_path(state, fused.rule_path, rule.state(new_fields))
+        new_fields = _chunked_rule_step(
+            fused, rule, chunks, updates, fields, params, step_scale, param_scale, context
+        )
+    new_state = rule.state(new_fields) if begun is None else rule.state(new_fields, begun.group)
+    return set_path(state, fused.rule_path, new_state)
 
 
 def _chunked_rule_step(
@@ -278,16 +293,24 @@ def _chunked_rule_step(
     params: list[Tensor],
     step_scale: float,
     param_scale: float,
+    context: Any,
 ) -> list[Any]:
     """`_rule_step` on each chunk in turn; returns the new fields, one list each."""
     if len(chunks) == 1:
-        new_fields = _rule_step(fused, rule, updates, fields, params, step_scale, param_scale)
+        new_fields = _rule_step(fused, rule, updates, fields, params, step_scale, param_scale, context)
     else:
         fields = [list(f) for f in fields]
         new_fields = [[] for _ in fields]
         for part in chunks:
             out = _rule_step(
-                fused, rule, updates[part], [f[part] for f in fields], params[part], step_scale, param_scale
+                fused,
+                rule,
+                updates[part],
+                [f[part] for f in fields],
+                params[part],
+                step_scale,
+                param_scale,
+                context,
             )
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
@@ -302,13 +325,14 @@ def _rule_step(
     params: list[Tensor],
     step_scale: float,
     param_scale: float,
+    context: Any,
 ) -> list[list[Any]]:
     """The rule's step on ``params`` (its fields updated in place), then its terms applied;
-    returns the new fields."""
-    result = rule.step(updates, fields, params, in_place=True)
+    returns the new fields. ``context``: `Rule.begin`'s, for a rule with group values."""
+    result = run(rule, updates, fields, params, in_place=True, context=context)
     if result.terms is None:
         assert result.update is not None
-        terms: list = [Term(result.update, None, unscaled)]
+        terms: Sequence[Any] = [Term(result.update, None, unscaled)]
     else:
         terms = result.terms
     _apply(fused, params, terms, step_scale, param_scale)
@@ -316,7 +340,7 @@ def _rule_step(
 
 
 def _apply(
-    fused: FusedPlan, params: list[Tensor], terms: list, step_scale: float, param_scale: float
+    fused: FusedPlan, params: list[Tensor], terms: Sequence[Any], step_scale: float, param_scale: float
 ) -> None:
     """``p ← param_scale · p``, then the terms, then the proximal decay, in place."""
     if param_scale != 1:

@@ -41,6 +41,8 @@ from functional_optim.core import GradientTransformation, InitFn, Params, Role, 
 
 __all__ = [
     "After",
+    "Begun",
+    "Lerp",
     "Rule",
     "RuleStep",
     "Term",
@@ -48,6 +50,7 @@ __all__ = [
     "divided",
     "materialize",
     "rule_transform",
+    "run",
     "unscaled",
 ]
 
@@ -79,6 +82,31 @@ class After(NamedTuple):
     fn: Callable[[list[Tensor]], None]
 
 
+class Lerp(NamedTuple):
+    """A move of the parameters toward ``end``: ``p ← lerp(p, end, weight)`` (``p.lerp_(end,
+    weight)``), applied where it appears among the terms. Its weight does not scale with the step
+    scale: it is meant for rules that include the learning rate (`Rule.includes_learning_rate`,
+    e.g. Schedule-Free's ``y.lerp_(z, c)``). ``end`` holds real tensors matching the parameters
+    (real views for complex ones); ``weight`` is a Python number or a 0-dim tensor."""
+
+    end: list[Tensor]
+    weight: Any
+
+
+class Begun(NamedTuple):
+    """What `Rule.begin` returns: once per step, before any per-parameter maths.
+
+    Attributes:
+      context: what `Rule.step` reads (e.g. Schedule-Free's interpolation weight and step
+        sizes), passed to it as ``context=``.
+      group: the rule's new group values (counters, running scalars), given back to
+        `Rule.state` with the new per-parameter fields.
+    """
+
+    context: Any
+    group: Any
+
+
 class RuleStep(NamedTuple):
     """What `Rule.step` returns.
 
@@ -90,7 +118,7 @@ class RuleStep(NamedTuple):
     """
 
     fields: list[list[Any]]
-    terms: list[Term | After] | None = None
+    terms: Sequence[Term | Lerp | After] | None = None
     update: list[Tensor] | None = None
 
 
@@ -125,6 +153,21 @@ class StepFn(Protocol):
     ) -> RuleStep: ...
 
 
+class GroupStepFn(Protocol):
+    """The step of a rule with group values (`Rule.begin`): also given ``begin``'s context."""
+
+    def __call__(
+        self,
+        grads: list[Tensor],
+        fields: list[list[Any]],
+        params: list[Tensor] | None,
+        /,
+        *,
+        in_place: bool,
+        context: Any,
+    ) -> RuleStep: ...
+
+
 @dataclass(frozen=True)
 class Rule(Role):
     """An algorithm's per-step maths as one explicit object (and the role of its transform).
@@ -146,18 +189,45 @@ class Rule(Role):
       includes_learning_rate: the terms are the parameters' whole move, learning rate and sign
         included (LARS: the momentum of the ``-lr``-scaled steps, ``p ← p + b``): a chain that
         ends in this rule is fused with step scale 1 (`functional_optim.fused`).
+      begin: ``(state, grads, fields, params) -> Begun`` for a rule with group values
+        (Schedule-Free's step counter and weight sum, DoG's distance and gradient sum): run once
+        per step on the whole group, before ``step``, which then runs per chunk of parameters
+        with ``context=begun.context``; it may read the gradients, the per-parameter fields and
+        the parameters (lists of the present leaves, as ``step`` gets them) but writes nothing. Such a rule's ``state`` takes
+        ``(fields, begun.group)``. ``None``: a rule of per-parameter fields only.
+      elementwise_state: every state field holds one value per element of its parameter
+        (checked against it); ``False`` for fields of other shapes (Prodigy's sliced ``s``).
     """
 
     name: str
-    step: StepFn
+    step: StepFn | GroupStepFn
     fields: Callable[[Any], list[Any]]
-    state: Callable[[Sequence[Any]], Any]
+    state: Callable[..., Any]
     needs_params: bool = False
     state_type: type | None = None
     sparse: bool | str = True
     kernel: Callable[[], TorchKernel | None] | None = None
     low_precision_state: bool = False
     includes_learning_rate: bool = False
+    begin: Callable[[Any, list[Tensor], list[list[Any]], list[Tensor] | None], Begun] | None = None
+    elementwise_state: bool = True
+
+
+def run(
+    rule: Rule,
+    grads: list[Tensor],
+    fields: list[list[Any]],
+    params: list[Tensor] | None,
+    *,
+    in_place: bool,
+    context: Any = None,
+) -> RuleStep:
+    """``rule.step`` on these lists (with `Rule.begin`'s ``context`` for a rule with group
+    values)."""
+    step: Any = rule.step
+    if rule.begin is None:
+        return step(grads, fields, params, in_place=in_place)
+    return step(grads, fields, params, in_place=in_place, context=context)
 
 
 def unscaled(step_scale: Any) -> Any:
@@ -176,19 +246,24 @@ def _is_one(c: Any) -> bool:
     return isinstance(c, float | int) and c == 1
 
 
-def _simple(terms: Sequence[Term | After]) -> bool:
+def _simple(terms: Sequence[Term | Lerp | After]) -> bool:
     return all(isinstance(t, Term) and t.num is not None for t in terms)
 
 
-def materialize(terms: Sequence[Term | After], params: list[Tensor] | None) -> list[Tensor]:
+def materialize(
+    terms: Sequence[Term | Lerp | After], params: list[Tensor] | None, *, includes_learning_rate: bool = False
+) -> list[Tensor]:
     """The update tensor (real views) that the terms describe: ``u`` with ``p + s·u`` equal to
     the terms applied with step scale ``s``.
 
     Additive terms give ``u = Σ coefficient(1) · num / den`` (new tensors; nothing given is
-    written). Rules whose terms decay the parameters or read the new parameters (`After`,
-    ASGD) are evaluated as a unit descent step on a copy of the parameters, in the terms' own op
-    order: ``p' = terms(p, s=-1)``, ``u = p - p'`` (so such a rule's update is meant for
-    ``scale_by_learning_rate(1.0)``, as ASGD's alias uses it).
+    written). Rules whose terms decay or move the parameters or read the new parameters
+    (`After`, `Lerp`: ASGD, Schedule-Free) are evaluated on a copy of the parameters, in the
+    terms' own op order: as a unit descent step, ``p' = terms(p, s=-1)``, ``u = p - p'`` (such a
+    rule's update is meant for ``scale_by_learning_rate(1.0)``, as ASGD's alias uses it), or, for
+    a rule that ``includes_learning_rate``, as its whole move, ``p' = terms(p, s=1)``,
+    ``u = p' - p`` (then ``p + u`` is ``p'`` wherever ``p'`` is within a factor 2 of ``p``,
+    where the difference is exact, and within an ulp of it elsewhere).
     """
     if _simple(terms):
         out: list[Tensor] | None = None
@@ -218,11 +293,13 @@ def materialize(terms: Sequence[Term | After], params: list[Tensor] | None) -> l
         return out
     if params is None:
         raise ValueError("materialize: terms that decay or read the parameters need the parameters")
+    if includes_learning_rate:
+        return ops.sub(apply_terms(ops.clone(params), terms, 1.0), ops.view_as_real(params))
     new_p = apply_terms(ops.clone(params), terms, -1.0)
     return ops.sub(ops.view_as_real(params), new_p)
 
 
-def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale: Any) -> list[Tensor]:
+def apply_terms(params: list[Tensor], terms: Sequence[Term | Lerp | After], step_scale: Any) -> list[Tensor]:
     """``p ← terms(p, step_scale)`` with ``torch.optim``'s kernels: ``mul_``, ``add_(num,
     alpha=c)`` or ``addcdiv_(num, den, c)``; `After` callbacks run where they appear (with
     the real views of the new parameters). Returns the new parameters (real views).
@@ -239,6 +316,10 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale:
         if isinstance(term, After):
             term.fn(params_r)
             continue
+        if isinstance(term, Lerp):
+            params_r = _lerp_all(params_r, term.end, term.weight)
+            params = ops.view_as_complex_like(params_r, params) if has_complex else params_r
+            continue
         value = term.coefficient(step_scale)
         if term.num is None:
             params_r = ops.mul_(params_r, value)
@@ -254,6 +335,16 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | After], step_scale:
             params_r = _add_scaled_all(params_r, term.num, value)
         params = ops.view_as_complex_like(params_r, params) if has_complex else params_r
     return ops.view_as_real(params) if has_complex else params
+
+
+def _lerp_all(xs: list[Tensor], ends: list[Tensor], weight: Any) -> list[Tensor]:
+    """``x.lerp_(end, weight)`` per tensor (new tensors where `functional_optim.ops.writable`
+    refuses); a tensor ``weight`` (traced) in the parameters' dtype, as torch takes it."""
+    if isinstance(weight, Tensor):
+        if ops.writable(xs, ends, weight):
+            return [x.lerp_(e, weight.to(x.dtype)) for x, e in zip(xs, ends, strict=True)]
+        return [torch.lerp(x, e, weight.to(x.dtype)) for x, e in zip(xs, ends, strict=True)]
+    return ops.lerp(xs, ends, weight, in_place=ops.writable(xs, ends))
 
 
 def _per_tensor(value: Any, xs: Sequence[Any]) -> Sequence[Any]:
@@ -286,14 +377,20 @@ def _add_scaled_all(xs: list[Tensor], ys: list[Tensor], value: Any) -> list[Tens
 def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
     """The pure transform of ``rule``: ``update`` runs ``rule.step(..., in_place=False)`` on the
     leaves that have a gradient and returns `materialize` of its terms. Its role is the rule
-    itself, which the adapters' fused step runs in place instead."""
+    itself, which the adapters' fused step runs in place instead. A rule with group values
+    (`Rule.begin`) runs ``begin`` first, on the same leaves (on none when no leaf has a
+    gradient: its group values still advance)."""
 
-    def leaf_step(grads: list[Tensor], fields: list[list[Any]], params: list[Tensor] | None):
-        result = rule.step(grads, fields, params if rule.needs_params else None, in_place=False)
+    def finish(result: RuleStep, grads: list[Tensor], params: list[Tensor] | None):
         if result.terms is None:
             assert result.update is not None
             return result.update, result.fields
-        return ops.view_as_complex_like(materialize(result.terms, params), grads), result.fields
+        update = materialize(result.terms, params, includes_learning_rate=rule.includes_learning_rate)
+        return ops.view_as_complex_like(update, grads), result.fields
+
+    def leaf_step(grads: list[Tensor], fields: list[list[Any]], params: list[Tensor] | None):
+        params = params if rule.needs_params else None
+        return finish(run(rule, grads, fields, params, in_place=False), grads, params)
 
     def checked_init(params: Params) -> State:
         _layout.check_optimizable(params, rule.name)
@@ -303,17 +400,36 @@ def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
         del extra
         if rule.state_type is not None:
             _layout.expect_state(state, rule.state_type, rule.name)
-        new_updates, new_fields = update_leaves(
-            leaf_step,
+        if rule.begin is None:
+            new_updates, new_fields = _leaves(leaf_step, updates, state, params, checked=True)
+            return new_updates, rule.state(new_fields)
+        begin, begun = rule.begin, []
+
+        def group_step(grads: list[Tensor], fields: list[list[Any]], params: list[Tensor] | None):
+            params = params if rule.needs_params else None
+            begun.append(begin(state, grads, fields, params))
+            result = run(rule, grads, fields, params, in_place=False, context=begun[0].context)
+            return finish(result, grads, params)
+
+        new_updates, new_fields = _leaves(group_step, updates, state, params, checked=False)
+        if not begun:  # no leaf has a gradient
+            no_fields: list[list[Any]] = [[] for _ in rule.fields(state)]
+            begun.append(begin(state, [], no_fields, [] if rule.needs_params else None))
+        group = begun[0].group
+        return new_updates, rule.state(new_fields, group)
+
+    def _leaves(fn: Any, updates: Updates, state: State, params: Params | None, *, checked: bool):
+        return update_leaves(
+            fn,
             updates,
             rule.fields(state),
             params,
             name=rule.name,
             need_params=rule.needs_params,
             sparse=rule.sparse,
-            state=state,
+            state=state if checked else None,  # group values are not per-parameter fields
             low_precision=rule.low_precision_state,
+            elementwise_state=rule.elementwise_state,
         )
-        return new_updates, rule.state(new_fields)
 
     return GradientTransformation(checked_init, update_fn, rule)

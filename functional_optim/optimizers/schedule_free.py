@@ -68,8 +68,8 @@ def schedule_free_sgd(
       >>> opt = fo.schedule_free_sgd(lr=0.1)
       >>> params = {"w": torch.ones(2)}
       >>> updates, state = opt.update({"w": torch.ones(2)}, opt.init(params), params)
-      >>> updates["w"].tolist()  # first step: y moves by -lr·g (c = 1, z = y)
-      [-0.10000000149011612, -0.10000000149011612]
+      >>> fo.apply_updates(params, updates)["w"].tolist()  # first step: y - lr·g (c = 1, z = y)
+      [0.8999999761581421, 0.8999999761581421]
 
     References:
       Defazio et al., "The Road Less Scheduled", NeurIPS 2024.

@@ -31,11 +31,12 @@ def axpy_(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
     return ops.add_(xs, ys, alpha=alpha)
 
 
-def advance(steps: list[Tensor], by: Any) -> list[Tensor]:
-    """``step + by`` per counter, keeping the counters' dtype (``by``: 0 or 1, maybe a tensor)."""
+def advance(steps: list[Tensor], by: Any, *, in_place: bool = False) -> list[Tensor]:
+    """``step + by`` per counter, keeping the counters' dtype (``by``: 0 or 1, maybe a tensor);
+    written into the counters with ``in_place`` (a rule's fused step)."""
     if isinstance(by, Tensor):
         return [s + by.to(s.dtype) for s in steps]
-    return ops.add(steps, by)
+    return ops.add(steps, by, in_place=in_place)
 
 
 def total(values: list[Tensor]) -> Tensor:
@@ -46,3 +47,32 @@ def total(values: list[Tensor]) -> Tensor:
     for v in values[1:]:
         out = out + v.to(torch.float64)
     return out
+
+
+def on_host(*values: Any) -> list[Any] | None:
+    """The values as Python numbers (``item()`` of the 0-dim tensors) when none is traced
+    (`functional_optim.ops.is_traced`: autograd, ``torch.func``, ``torch.compile``), so that a
+    step's scalar maths runs in Python double as the reference packages'; else ``None`` (the
+    maths then runs on 0-dim float64 tensors)."""
+    if torch.compiler.is_compiling() or any(ops.is_traced(v) for v in values):
+        return None
+    return [v.item() if isinstance(v, Tensor) else v for v in values]
+
+
+def maximum(a: Any, b: Any) -> Any:
+    """``max(a, b)`` of two Python numbers or two 0-dim tensors."""
+    return torch.maximum(a, b) if isinstance(a, Tensor) else max(a, b)
+
+
+def minimum(a: Any, b: float) -> Any:
+    """``min(a, b)`` of a Python number or a 0-dim tensor and a Python number."""
+    return torch.clamp(a, max=b) if isinstance(a, Tensor) else min(a, b)
+
+
+def ratio_or_zero(num: Any, den: Any) -> Any:
+    """``num / den``, or 0 where ``den`` is 0 (the reference packages' ``ZeroDivisionError``
+    fallback), for Python numbers or 0-dim tensors (no ``inf·0`` in the gradient)."""
+    if isinstance(den, Tensor):
+        nonzero = den != 0
+        return torch.where(nonzero, num / torch.where(nonzero, den, 1.0), 0.0)
+    return num / den if den != 0 else 0.0

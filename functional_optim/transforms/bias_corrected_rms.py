@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Rule, RuleStep, Term, rule_transform, unscaled
 from functional_optim.transforms import _steps
 
 __all__ = ["ScaleByBiasCorrectedRmsState", "scale_by_bias_corrected_rms"]
@@ -53,21 +53,25 @@ def scale_by_bias_corrected_rms(b2: Hyperparam = 0.999, eps: Hyperparam = 1e-8) 
     def init_fn(params: Params) -> ScaleByBiasCorrectedRmsState:
         return ScaleByBiasCorrectedRmsState(step=_steps.zeros(params), exp_avg_sq=tree.zeros_like(params))
 
-    def rule(grads: list[Tensor], fields: list[list[Tensor]], _: Any):
+    def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta2, eps_ = ops.scalar(b2), ops.scalar(eps)
-        steps = _steps.increment(fields[0])
-        v = ops.addcmul_(ops.mul(fields[1], beta2), grads, grads, 1 - beta2)
+        steps, v = _steps.increment(fields[0], in_place=in_place), fields[1]
+        g_r = ops.view_as_real(grads)
+        v_r = ops.addcmul_(ops.mul(ops.view_as_real(v), beta2, in_place=in_place), g_r, g_r, 1 - beta2)
         bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)
-        denom = ops.add_(ops.sqrt_(ops.div(v, bc2)), eps_)
-        return ops.rdiv_(denom, grads), [steps, v]
-
-    def update_fn(
-        updates: Updates, state: ScaleByBiasCorrectedRmsState, params: Params | None = None, **extra
-    ):
-        del params, extra
-        new_updates, new = update_leaves(
-            rule, updates, [state.step, state.exp_avg_sq], name="scale_by_bias_corrected_rms"
+        denom = ops.add_(ops.sqrt_(ops.div(v_r, bc2)), eps_)
+        # g / denom written into the temporary denom (the update is a new tensor either way)
+        return RuleStep(
+            [steps, ops.view_as_complex_like(v_r, v)], [Term(ops.rdiv_(denom, g_r), None, unscaled)]
         )
-        return new_updates, ScaleByBiasCorrectedRmsState(*new)
 
-    return GradientTransformation(init_fn, update_fn)
+    return rule_transform(
+        init_fn,
+        Rule(
+            "scale_by_bias_corrected_rms",
+            step,
+            lambda state: [state.step, state.exp_avg_sq],
+            lambda new: ScaleByBiasCorrectedRmsState(*new),
+            state_type=ScaleByBiasCorrectedRmsState,
+        ),
+    )

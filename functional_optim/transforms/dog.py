@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _scalars
 
 __all__ = ["ScaleByDoGState", "scale_by_dog"]
@@ -97,28 +97,37 @@ def scale_by_dog(
             count=torch.zeros((), dtype=torch.int64),
         )
 
-    def update_fn(updates: Updates, state: ScaleByDoGState, params: Params | None = None, **extra: Any):
-        del extra
+    def directions(grads: list[Tensor], ps: list[Tensor]) -> list[Tensor]:
+        """``g + λx`` (the L2 decay, as the package adds it to the gradients), or ``g``."""
         wd = ops.scalar(weight_decay)
-        new: dict[str, Tensor] = {}
+        return _scalars.axpy(grads, ps, wd) if wd != 0 else grads
 
-        def step(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            if wd != 0:
-                grads = _scalars.axpy(grads, ps, wd)
-            rbar = torch.maximum(state.rbar, _norm_of_norms(ops.sub(ps, fields[0])))
-            G = state.G + torch.stack([(g * g).sum() for g in grads]).sum()
-            # inside a @schedulable factory a hyperparameter is a value, never a schedule
-            eta = cast("float | Tensor", lr) * rbar / torch.sqrt(G)
-            if init_eta is not None:
-                eta = torch.where(state.count == 0, torch.full_like(eta, init_eta), eta)
-            new.update(rbar=rbar, G=G)
-            return ops.mul(grads, ops.scalar(-eta)), [fields[0]]
+    def begin(state: ScaleByDoGState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any) -> Begun:
+        """``r̄``, ``G`` and the step size ``η = lr·r̄/√G`` over every tensor (nothing written)."""
+        if not grads:  # no gradient at all: nothing moves, nothing is counted
+            return Begun(None, (state.rbar, state.G, state.count))
+        d = directions(grads, ps)
+        rbar = torch.maximum(state.rbar, _norm_of_norms(ops.sub(ps, fields[0])))
+        G = state.G + torch.stack([(g * g).sum() for g in d]).sum()
+        # inside a @schedulable factory a hyperparameter is a value, never a schedule
+        eta = cast("float | Tensor", lr) * rbar / torch.sqrt(G)
+        if init_eta is not None:
+            eta = torch.where(state.count == 0, torch.full_like(eta, init_eta), eta)
+        return Begun(ops.scalar(-eta), (rbar, G, state.count + 1))
 
-        out, (x0,) = update_leaves(
-            step, updates, [state.init_buffer], params, name="scale_by_dog", need_params=True
-        )
-        if not new:
-            return updates, state
-        return out, ScaleByDoGState(x0, new["rbar"], new["G"], state.count + 1)
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        del in_place  # nothing is kept per parameter but x0, which never changes
+        step_size = context
+        return RuleStep([fields[0]], [Term(directions(grads, ps), None, lambda s: s * step_size)])
 
-    return GradientTransformation(init_fn, update_fn)
+    rule = Rule(
+        "scale_by_dog",
+        step,
+        lambda state: [state.init_buffer],
+        lambda fields, group: ScaleByDoGState(fields[0], *group),
+        needs_params=True,
+        state_type=ScaleByDoGState,
+        includes_learning_rate=True,
+        begin=begin,
+    )
+    return rule_transform(init_fn, rule)

@@ -9,7 +9,7 @@ from torch import Tensor
 from functional_optim import _validation, ops
 from functional_optim.core import GradientTransformation, Hyperparam
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, Term, materialize, rule_transform, unscaled
+from functional_optim.rules import Rule, RuleStep, Term, materialize, rule_transform, run, unscaled
 from functional_optim.transforms.adam import ScaleByAdamState, scale_by_adam
 from functional_optim.transforms.trust_ratio import trust_ratios
 
@@ -57,7 +57,7 @@ def scale_by_lamb(
     assert isinstance(adam_rule, Rule)
 
     def step(grads: list[Tensor], fields: list[list[Any]], ps: Any, *, in_place: bool) -> RuleStep:
-        moved = adam_rule.step(grads, fields, None, in_place=in_place)
+        moved = run(adam_rule, grads, fields, None, in_place=in_place)
         assert moved.terms is not None  # Adam's step is one term
         # Adam's step (a new tensor), seen as the parameters are (complex or real)
         u = ops.view_as_complex_like(materialize(moved.terms, None), grads)

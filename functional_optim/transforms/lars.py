@@ -9,7 +9,7 @@ from torch import Tensor
 from functional_optim import _validation, ops
 from functional_optim.core import GradientTransformation, Hyperparam
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Rule, RuleStep, rule_transform
+from functional_optim.rules import Rule, RuleStep, rule_transform, run
 from functional_optim.transforms.momentum import TraceState, trace
 from functional_optim.transforms.trust_ratio import trust_ratios
 
@@ -79,7 +79,7 @@ def scale_by_lars(
             d = ops.mul_(d, trust_ratios(ps, d, coef, eps_))  # scale_by_trust_ratio
         d = ops.mul_(d, -lr)  # scale_by_learning_rate
         # trace: b ← μ b + d in place (pytorch-optimizer's LARS), then p.add_(b)
-        return momentum_rule.step(d, fields, None, in_place=in_place)
+        return run(momentum_rule, d, fields, None, in_place=in_place)
 
     return rule_transform(
         momentum_tx.init,

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _scalars, _steps
 
 __all__ = ["ScaleByProdigyState", "scale_by_prodigy"]
@@ -116,46 +116,50 @@ def scale_by_prodigy(
             d_numerator=torch.zeros((), dtype=torch.float64),
         )
 
-    def update_fn(updates: Updates, state: ScaleByProdigyState, params: Params | None = None, **extra: Any):
-        del extra
+    def directions(grads: list[Tensor], ps: list[Tensor]) -> list[Tensor]:
+        """The gradients, with the L2 decay added (``decouple=False``) as the package does."""
+        wd = ops.scalar(weight_decay)
+        return _scalars.axpy(grads, ps, wd) if wd != 0 and not decouple else grads
+
+    def moment_scalars(state: ScaleByProdigyState) -> dict[str, Any]:
+        """The coefficients of the moment updates (the old ``d``) and the step size ``d·lr``."""
         beta1, beta2 = _scalars.f64(b1), _scalars.f64(b2)
         beta3_ = beta2.sqrt() if beta3 is None else _scalars.f64(beta3)
         k1 = state.k.to(torch.float64) + 1
         bias = ((1 - beta2**k1) ** 0.5) / (1 - beta1**k1) if use_bias_correction else 1.0
         d = state.d
         dlr = d * _scalars.f64(lr) * bias
-        wd = ops.scalar(weight_decay)
-        sc = {}  # the scalars of the moment updates, as Python floats when concrete
-        sc["m"] = ops.scalar(d * (1 - beta1))
-        sc["v"] = ops.scalar(d * d * (1 - beta2))
-        sc["s"] = ops.scalar((d / d0) * (d if safeguard_warmup else dlr))
-        sc["b1"], sc["b2"], sc["b3"] = ops.scalar(beta1), ops.scalar(beta2), ops.scalar(beta3_)
-        scalars: dict[str, Tensor] = {}
+        return {
+            "beta3": beta3_,
+            "dlr": dlr,
+            "m": ops.scalar(d * (1 - beta1)),
+            "v": ops.scalar(d * d * (1 - beta2)),
+            "s": ops.scalar((d / d0) * (d if safeguard_warmup else dlr)),
+            "b1": ops.scalar(beta1),
+            "b2": ops.scalar(beta2),
+            "b3": ops.scalar(beta3_),
+        }
 
-        def first(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            s_old, p0 = fields[1], fields[2]
-            if wd != 0 and not decouple:
-                grads = _scalars.axpy(grads, ps, wd)
-            g_s = [_sliced(g, slice_p) for g in grads]
-            dots = [torch.dot(g, a - _sliced(p, slice_p)) for g, a, p in zip(g_s, p0, ps, strict=True)]
-            scale = (d / d0) * dlr
-            scalars["delta"] = _scalars.total([scale * x.to(torch.float64) for x in dots])
-            v = ops.addcmul_(ops.mul(fields[3], sc["b2"]), grads, grads, sc["v"])
-            m = [_scalars.axpy_(ops.mul(fields[4], sc["b1"]), grads, sc["m"])] if use_m else []
-            s = _scalars.axpy_(ops.mul(s_old, sc["b3"]), g_s, sc["s"])
-            scalars["denom"] = _scalars.total([x.abs().sum() for x in s])
-            return grads, [fields[0], s, p0, v, *m]
+    def new_s(s_old: list[Tensor], g_s: list[Tensor], sc: dict[str, Any], in_place: bool) -> list[Tensor]:
+        return _scalars.axpy_(ops.mul(s_old, sc["b3"], in_place=in_place), g_s, sc["s"])
 
-        fields = [state.step, state.s, state.p0, state.exp_avg_sq, *([state.exp_avg] if use_m else [])]
-        grads, new = update_leaves(
-            first, updates, fields, params, name="scale_by_prodigy", need_params=True, elementwise_state=False
-        )
-        if "delta" not in scalars:  # no gradient at all
-            return updates, state
-        d_denom = scalars["denom"]
+    def begin(state: ScaleByProdigyState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any) -> Begun:
+        """The new estimate ``d`` from the dot products and ``‖s‖₁`` of this step (``s``'s
+        update computed on a temporary: nothing is written)."""
+        unchanged = (state.k, state.d, state.d_max, state.d_numerator)
+        if not grads:  # no gradient at all: nothing moves, nothing is counted
+            return Begun(None, unchanged)
+        sc = moment_scalars(state)
+        g = directions(grads, ps)
+        g_s = [_sliced(x, slice_p) for x in g]
+        dots = [torch.dot(x, a - _sliced(p, slice_p)) for x, a, p in zip(g_s, fields[2], ps, strict=True)]
+        scale = (state.d / d0) * sc["dlr"]
+        delta = _scalars.total([scale * x.to(torch.float64) for x in dots])
+        d_denom = _scalars.total([x.abs().sum() for x in new_s(fields[1], g_s, sc, False)])
         active = d_denom != 0
-        numerator = state.d_numerator * beta3_ + scalars["delta"]
+        numerator = state.d_numerator * sc["beta3"] + delta
         d_hat = _scalars.f64(d_coef) * numerator / torch.where(active, d_denom, 1.0)
+        d = state.d
         d_new = torch.where(d == d0, torch.maximum(d, d_hat), d)
         d_max = torch.maximum(state.d_max, d_hat)
         # min(d_max, d·G): d_max when G = inf (no inf·0 in the gradient)
@@ -163,28 +167,53 @@ def scale_by_prodigy(
         d_new = torch.where(active, d_new, d)
         d_max = torch.where(active, d_max, state.d_max)
         numerator = torch.where(active, numerator, state.d_numerator)
-        keep = ops.scalar(active.to(torch.float64))
-        step_size = ops.scalar(-dlr * active)
-        eps_d = ops.scalar(d_new * _scalars.f64(eps))
-        g_step = ops.scalar(-dlr * d_new * active)
-        decay = ops.scalar(-wd * dlr * active) if decouple else 0.0
+        dlr = sc["dlr"]
+        sc["keep"] = ops.scalar(active.to(torch.float64))
+        sc["step"] = ops.scalar(-dlr * active)
+        sc["eps_d"] = ops.scalar(d_new * _scalars.f64(eps))
+        sc["g_step"] = ops.scalar(-dlr * d_new * active)
+        sc["decay"] = ops.scalar(-ops.scalar(weight_decay) * dlr * active) if decouple else 0.0
+        return Begun(sc, (state.k + active.to(torch.int64), d_new, d_max, numerator))
 
-        def second(g: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            denom = ops.add_(ops.sqrt(fields[3]), eps_d)
-            if use_m:
-                u = ops.mul_(ops.rdiv_(denom, fields[4]), step_size)
-            else:
-                u = ops.mul_(ops.rdiv_(denom, g), g_step)
-            if not isinstance(decay, float) or decay != 0:
-                u = _scalars.axpy_(u, ps, decay)
-            return u, [_scalars.advance(fields[0], keep), *fields[1:]]
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        """The moments with the old ``d`` (in place in the fused step), then Adam's step with
+        ``d·lr`` as ``prodigyopt``: ``p.add_(p, alpha=-λ·d·lr)``, ``p.addcdiv_(m, √v + d·ε,
+        value=-d·lr)``."""
+        sc = context
+        steps, s_old, p0, v_old = fields[:4]
+        g = directions(grads, ps)
+        v = ops.addcmul_(ops.mul(v_old, sc["b2"], in_place=in_place), g, g, sc["v"])
+        m = [_scalars.axpy_(ops.mul(fields[4], sc["b1"], in_place=in_place), g, sc["m"])] if use_m else []
+        s = new_s(s_old, [_sliced(x, slice_p) for x in g], sc, in_place)
+        denom = ops.add_(ops.sqrt(v), sc["eps_d"])
+        decay, terms = sc["decay"], []
+        if not isinstance(decay, float) or decay != 0:
+            terms.append(Term(ops.view_as_real(ps), None, lambda c: c * decay))
+        if use_m:
+            step_size = sc["step"]
+            terms.append(Term(m[0], denom, lambda c: c * step_size))
+        else:
+            g_step = sc["g_step"]
+            terms.append(Term(g, denom, lambda c: c * g_step))
+        new_steps = _scalars.advance(steps, sc["keep"], in_place=in_place)
+        return RuleStep([new_steps, s, p0, v, *m], terms)
 
-        out, new = update_leaves(
-            second, grads, list(new), params, name="scale_by_prodigy", elementwise_state=False
-        )
+    def state_fields(state: ScaleByProdigyState) -> list[Any]:
+        return [state.step, state.s, state.p0, state.exp_avg_sq, *([state.exp_avg] if use_m else [])]
+
+    def as_state(new: list[Any], group: Any) -> ScaleByProdigyState:
         steps, s, p0, v = new[:4]
-        m = new[4] if use_m else ()
-        k = state.k + active.to(torch.int64)
-        return out, ScaleByProdigyState(steps, s, p0, m, v, k, d_new, d_max, numerator)
+        return ScaleByProdigyState(steps, s, p0, new[4] if use_m else (), v, *group)
 
-    return GradientTransformation(init_fn, update_fn)
+    rule = Rule(
+        "scale_by_prodigy",
+        step,
+        state_fields,
+        as_state,
+        needs_params=True,
+        state_type=ScaleByProdigyState,
+        includes_learning_rate=True,
+        begin=begin,
+        elementwise_state=False,  # s and p0 are sliced (every slice_p-th entry)
+    )
+    return rule_transform(init_fn, rule)

@@ -7,10 +7,18 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _validation, fused, ops, tree
 from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim.core import (
+    GradientTransformation,
+    Hyperparam,
+    Identity,
+    L2Regularization,
+    Params,
+    Updates,
+)
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import After, Begun, Lerp, Rule, RuleStep, Term, materialize, rule_transform, run
 from functional_optim.transforms import _scalars
 
 __all__ = [
@@ -112,31 +120,151 @@ def schedule_free(
             b1=_scalars.f64(b1),
         )
 
-    def update_fn(updates: Updates, state: ScheduleFreeState, params: Params | None = None, **extra: Any):
-        if params is None:
-            raise ValueError("schedule_free needs the parameters: call update(grads, state, params)")
-        k1 = state.count.to(torch.float64) + 1
-        lr = _scalars.f64(learning_rate)
-        if warmup_steps > 0:
-            lr = lr * torch.clamp(k1 / warmup_steps, max=1.0)
-        lr_max = torch.maximum(state.lr_max, lr)
-        weight = k1 ** _scalars.f64(r) * lr_max ** _scalars.f64(weight_lr_power)
-        weight_sum = state.weight_sum + weight
-        ckp1 = torch.where(weight_sum > 0, weight / torch.where(weight_sum > 0, weight_sum, 1.0), 0.0)
-        beta1 = _scalars.f64(b1)
-        y_coef = lr * (beta1 * (1 - ckp1) - 1)
-        directions, base_state = base.update(updates, state.base_state, params, **extra)
-        c, a, step = ops.scalar(ckp1), ops.scalar(y_coef), ops.scalar(lr)
+    def begin(state: ScheduleFreeState, grads: Any = None, fields: Any = None, params: Any = None) -> Begun:
+        """The step's scalars (``schedulefree``'s group values, in double: Python numbers unless
+        a value is traced): the interpolation weight ``c``, the coefficient of ``d`` in ``y`` and
+        the step size of ``z``."""
+        del grads, fields, params
+        values = (state.count, state.lr_max, state.weight_sum, learning_rate, b1, r, weight_lr_power)
+        host = _scalars.on_host(*values)
+        if host is None:
+            count, lr_max, weight_sum, lr, beta1, r_, p_ = (_scalars.f64(v) for v in values)
+            lr, lr_max, weight_sum, ckp1, y_coef = _averaging_weights(
+                count + 1, lr_max, weight_sum, lr, beta1, r_, p_, warmup_steps
+            )
+            context = (ops.scalar(ckp1), ops.scalar(y_coef), ops.scalar(lr))
+            group = (state.count + 1, lr_max, weight_sum, _scalars.f64(b1))
+        else:
+            count, lr_max, weight_sum, lr, beta1, r_, p_ = host
+            lr, lr_max, weight_sum, ckp1, y_coef = _averaging_weights(
+                count + 1, lr_max, weight_sum, lr, beta1, r_, p_, warmup_steps
+            )
+            context = (ckp1, y_coef, lr)
+            f64 = torch.float64
+            group = (
+                torch.tensor(count + 1, dtype=torch.int64),
+                torch.tensor(lr_max, dtype=f64),
+                torch.tensor(weight_sum, dtype=f64),
+                torch.tensor(beta1, dtype=f64),
+            )
+        return Begun(context, (state.base_state, *group))
 
-        def averaged(d: list[Tensor], fields: list[list[Tensor]], ys: list[Tensor]):
-            z = fields[0]
-            return _scalars.axpy_(ops.mul_(ops.sub(z, ys), c), d, a), [_scalars.axpy(z, d, -step)]
+    inner = _fusable_base(base)
+    if inner is None:  # an opaque base: its pure update, then the same averaging step
 
-        new_updates, (z,) = update_leaves(averaged, directions, [state.z], params, name="schedule_free")
-        new_state = ScheduleFreeState(z, base_state, state.count + 1, lr_max, weight_sum, beta1)
-        return new_updates, new_state
+        def update_fn(updates: Updates, state: ScheduleFreeState, params: Params | None = None, **extra: Any):
+            if params is None:
+                raise ValueError("schedule_free needs the parameters: call update(grads, state, params)")
+            begun = begin(state)
+            directions, base_state = base.update(updates, state.base_state, params, **extra)
 
-    return GradientTransformation(init_fn, update_fn)
+            def averaged(d: list[Tensor], fields: list[list[Tensor]], ys: list[Tensor]):
+                terms, new_z = _averaging_terms(d, fields[0], begun.context, in_place=False)
+                update = materialize(terms, ys, includes_learning_rate=True)
+                return ops.view_as_complex_like(update, d), [new_z]
+
+            new_updates, (z,) = update_leaves(averaged, directions, [state.z], params, name="schedule_free")
+            _, count, lr_max, weight_sum, beta1 = begun.group
+            return new_updates, ScheduleFreeState(z, base_state, count, lr_max, weight_sum, beta1)
+
+        return GradientTransformation(init_fn, update_fn)
+
+    base_rule, rule_path, weight_decay = inner
+
+    def step(
+        grads: list[Tensor], fields: list[list[Any]], ys: list[Tensor] | None, *, in_place: bool, context: Any
+    ) -> RuleStep:
+        directions, base_fields = grads, []
+        if base_rule is not None:
+            moved = run(
+                base_rule, grads, fields[1:], ys if base_rule.needs_params else None, in_place=in_place
+            )
+            base_fields = moved.fields
+            if moved.terms is None:
+                assert moved.update is not None
+                directions = moved.update
+            else:
+                directions = ops.view_as_complex_like(materialize(moved.terms, ys), grads)
+        if weight_decay is not None:  # the base's L2 term, at y: d + wd·y
+            assert ys is not None  # the rule needs the parameters
+            directions = _scalars.axpy(directions, ys, ops.scalar(weight_decay))
+        terms, new_z = _averaging_terms(directions, fields[0], context, in_place=in_place)
+        return RuleStep([new_z, *base_fields], terms)
+
+    def state_fields(state: ScheduleFreeState) -> list[Any]:
+        inner_fields = (
+            [] if base_rule is None else base_rule.fields(fused.get_path(state.base_state, rule_path))
+        )
+        return [state.z, *inner_fields]
+
+    def as_state(new: list[Any], group: Any) -> ScheduleFreeState:
+        base_state, count, lr_max, weight_sum, beta1 = group
+        if base_rule is not None:
+            base_state = fused.set_path(base_state, rule_path, base_rule.state(new[1:]))
+        return ScheduleFreeState(new[0], base_state, count, lr_max, weight_sum, beta1)
+
+    rule = Rule(
+        "schedule_free",
+        step,
+        state_fields,
+        as_state,
+        needs_params=True,
+        state_type=ScheduleFreeState,
+        sparse=base_rule.sparse if base_rule is not None else True,
+        includes_learning_rate=True,
+        begin=begin,
+    )
+    return rule_transform(init_fn, rule)
+
+
+def _averaging_weights(
+    k1: Any, lr_max: Any, weight_sum: Any, lr: Any, b1: Any, r: Any, weight_lr_power: Any, warmup_steps: int
+) -> tuple[Any, Any, Any, Any, Any]:
+    """Step ``k1``'s warmed-up learning rate, new ``lr_max`` and weight sum, the interpolation
+    weight ``c = weight / weight_sum`` and the coefficient ``lr·(β1·(1 - c) - 1)`` of ``d`` in
+    ``y``, as ``schedulefree`` computes them (Python numbers or 0-dim float64 tensors)."""
+    if warmup_steps > 0:
+        lr = lr * _scalars.minimum(k1 / warmup_steps, 1.0)
+    lr_max = _scalars.maximum(lr_max, lr)
+    weight = k1**r * lr_max**weight_lr_power
+    weight_sum = weight_sum + weight
+    ckp1 = _scalars.ratio_or_zero(weight, weight_sum)
+    return lr, lr_max, weight_sum, ckp1, lr * (b1 * (1 - ckp1) - 1)
+
+
+def _averaging_terms(
+    directions: list[Tensor], z: list[Tensor], context: Any, *, in_place: bool
+) -> tuple[list[Term | Lerp | After], list[Tensor]]:
+    """Schedule-Free's move of ``y`` and ``z`` given the base's directions ``d``, as the
+    ``schedulefree`` package writes it: ``y.lerp_(z, c)``, ``y.add_(d, alpha=a)``, then
+    ``z.sub_(d, alpha=lr)``. Returns the terms and the list the new ``z`` is stored into (its
+    step runs after the terms, which read the old ``z``)."""
+    c, a, lr = context
+    d_r, z_r = ops.view_as_real(directions), ops.view_as_real(z)
+    new_z = list(z)
+
+    def z_step(_: list[Tensor]) -> None:
+        new_z[:] = ops.view_as_complex_like(ops.add(z_r, d_r, -lr, in_place=in_place), z)
+
+    return [Lerp(z_r, c), Term(d_r, None, lambda s: s * a), After(z_step)], new_z
+
+
+def _fusable_base(base: GradientTransformation) -> tuple[Rule | None, tuple[int, ...], Any] | None:
+    """``(rule, path of its state, L2 weight decay)`` when ``base`` is, up to `identity`,
+    ``[rule] [add_decayed_weights(wd)]`` with a per-parameter rule: then Schedule-Free is one
+    rule whose step runs the base's rule (in place in the adapters' fused step). Else ``None``."""
+    flat = [(t, path) for t, path in fused.flatten(base) if not isinstance(t.role, Identity)]
+    weight_decay = None
+    if flat and isinstance(flat[-1][0].role, L2Regularization):
+        weight_decay = flat[-1][0].role.weight_decay
+        flat = flat[:-1]
+    if not flat:
+        return None, (), weight_decay
+    if len(flat) == 1:
+        role = flat[0][0].role
+        if isinstance(role, Rule) and role.begin is None and not role.includes_learning_rate:
+            return role, flat[0][1], weight_decay
+    return None
 
 
 def _find_state(state: Any) -> ScheduleFreeState:

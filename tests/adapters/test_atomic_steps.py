@@ -45,6 +45,9 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "adan_no_prox": lambda: fo.adan(0.01, weight_decay=0.02, no_prox=True),
     "lars": lambda: fo.lars(0.5, weight_decay=0.01, trust_coefficient=0.01, nesterov=True),
     "lamb": lambda: fo.lamb(0.01, weight_decay=0.01),
+    # rules with group values (fused in place, their scalars computed before anything is written)
+    "schedule_free_adamw": lambda: fo.schedule_free_adamw(0.01, weight_decay=0.01, warmup_steps=2),
+    "schedule_free_sgd": lambda: fo.schedule_free_sgd(0.05, weight_decay=0.01),
     # (not Yogi, ADOPT and NovoGrad: a non-finite or oversized float32 gradient makes their v inf
     # with a finite update (they divide by it or clip), which is then kept, so a later skipped step
     # rightly leaves a non-finite state)
@@ -238,6 +241,8 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "novograd": lambda: fo.novograd(0.01, weight_decay=0.01),
     "lars": lambda: fo.lars(0.5, weight_decay=0.01, trust_coefficient=0.01),
     "lamb": lambda: fo.lamb(0.01, weight_decay=0.01),
+    "schedule_free_adamw": lambda: fo.schedule_free_adamw(0.01, weight_decay=0.01, warmup_steps=2),
+    "schedule_free_sgd": lambda: fo.schedule_free_sgd(0.05, weight_decay=0.01),
 }
 
 
