@@ -193,8 +193,9 @@ class Rule(Role):
         (Schedule-Free's step counter and weight sum, DoG's distance and gradient sum): run once
         per step on the whole group, before ``step``, which then runs per chunk of parameters
         with ``context=begun.context``; it may read the gradients, the per-parameter fields and
-        the parameters (lists of the present leaves, as ``step`` gets them) but writes nothing. Such a rule's ``state`` takes
-        ``(fields, begun.group)``. ``None``: a rule of per-parameter fields only.
+        the parameters (lists of the present leaves, as ``step`` gets them) but writes nothing.
+        Such a rule's ``state`` takes ``(fields, begun.group)``. ``None``: a rule of
+        per-parameter fields only.
       elementwise_state: every state field holds one value per element of its parameter
         (checked against it); ``False`` for fields of other shapes (Prodigy's sliced ``s``).
     """

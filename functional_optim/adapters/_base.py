@@ -75,6 +75,7 @@ from functional_optim.adapters._layout import (
     required_keys,
     same_param_tensors,
     scatter,
+    scatter_globals,
     to_python,
 )
 from functional_optim.adapters._learning_rate import exposed_learning_rate, with_learning_rate
@@ -381,13 +382,20 @@ class FunctionalOptimizer(Optimizer):
         layout, has_globals, stateless, init_state = self._layout_for(index, group, transform)
         state = self.state
         torch_states: list[Any] = [state.get(p) for p in present]
-        cache = None if (has_globals or compiling) else self._fo_steps.get(index)
+        cache = None if compiling else self._fo_steps.get(index)
         if stateless and cache is not None:  # no entries are kept: every state is empty
             torch_states = [{} if st is None else st for st in torch_states]
-        if cache is not None and None not in torch_states and cache.fits(layout, present, torch_states):
-            # Nothing replaced a state tensor since the last step: reuse its functional state
-            # (no decoding, no re-assembly; the tensors themselves were updated in place).
-            gathered = _Gathered(cache.sts if self._has_codec else torch_states, cache.fstate, None, [], None)
+        if (
+            cache is not None
+            and None not in torch_states
+            and cache.fits(layout, present, torch_states)
+            and (not has_globals or cache.fits_globals(self._group_globals(params)))
+        ):
+            # Nothing replaced a state tensor or a group value since the last step: reuse its
+            # functional state (no decoding, no re-assembly; the tensors themselves were updated
+            # in place, the group values are those the last step stored).
+            sts = cache.sts if self._has_codec else torch_states
+            gathered = _Gathered(sts, cache.fstate, cache.glob, [], None)
         else:
             cache = None
             gathered = self._gather_state(
@@ -459,7 +467,10 @@ class FunctionalOptimizer(Optimizer):
         """Store the new functional state in ``self.state`` (torch's format) and remember it for
         the next step (`StepCache`)."""
         if cache is not None and same_param_tensors(layout, new_state, gathered.fstate):
-            cache.fstate = new_state  # the tensors were updated in place: nothing to store
+            cache.fstate = new_state  # the tensors were updated in place: nothing to store...
+            if gathered.glob is not None:  # ...but the group's new values
+                scatter_globals(layout, new_state, gathered.glob)
+                cache.store_globals()
             return
         sts = gathered.sts
         scatter(layout, new_state, sts, gathered.glob)
@@ -472,8 +483,15 @@ class FunctionalOptimizer(Optimizer):
                 st.update(encoded)
                 if keep is not None:
                     st[FUNCTIONAL_STATE_KEY] = keep
-        if gathered.glob is None and not torch.compiler.is_compiling():
-            self._fo_steps[index] = StepCache.make(layout, present, torch_states, sts, new_state)
+        if not torch.compiler.is_compiling():
+            self._fo_steps[index] = StepCache.make(
+                layout, present, torch_states, sts, new_state, gathered.glob
+            )
+
+    def _group_globals(self, params: list[Tensor]) -> dict[str, Any] | None:
+        """The group's values (its first parameter's ``FUNCTIONAL_STATE_KEY`` dict), if any."""
+        first_state = self.state.get(params[0])
+        return None if first_state is None else first_state.get(FUNCTIONAL_STATE_KEY)
 
     def _gather_state(
         self,

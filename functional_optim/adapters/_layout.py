@@ -179,6 +179,20 @@ def scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
         glob[t[1]] = value
 
 
+def scatter_globals(t: tuple, value: Any, glob: dict) -> None:
+    """`scatter` of the group's values only (the per-parameter tensors are already in place)."""
+    kind = t[0]
+    if kind == "nt" or kind == "dict":
+        values = value if kind == "nt" else [value[k] for k in t[1]]
+        for c, v in zip(t[2], values, strict=True):
+            scatter_globals(c, v, glob)
+    elif kind in ("tuple", "list"):
+        for c, v in zip(t[1], value, strict=True):
+            scatter_globals(c, v, glob)
+    elif kind == "global":
+        glob[t[1]] = value
+
+
 def freeze_exact(v: Any) -> Any:
     """A hashable key equal for identical hyperparameter values (tensors by identity)."""
     if isinstance(v, Tensor):

@@ -242,6 +242,11 @@ CHUNKED = {
     "AdaBelief": {"lr": 0.01, "weight_decay": 0.01},
     "Adan": {"lr": 0.01, "weight_decay": 0.02},
     "Novograd": {"lr": 0.01, "weight_decay": 0.01},
+    # rules with group values: their scalars once per step, their step chunk by chunk
+    "AdamWScheduleFree": {"lr": 0.01, "weight_decay": 0.01, "warmup_steps": 2},
+    "SGDScheduleFree": {"lr": 0.05, "weight_decay": 0.01},
+    "Prodigy": {"weight_decay": 0.01},
+    "DoG": {"weight_decay": 0.01},
 }
 
 
