@@ -60,7 +60,7 @@ from functional_optim.core import (
 )
 from functional_optim.rules import Begun, Rule, Term, apply_terms, run, unscaled
 
-__all__ = ["FusedPlan", "commit", "concrete", "plan", "prepare"]
+__all__ = ["FusedPlan", "chunks", "commit", "concrete", "plan", "prepare"]
 
 Path = tuple[int, ...]
 """Where a transform's state sits in the (nested tuple) state of a chain."""
@@ -227,9 +227,10 @@ _CHUNK_BYTES = 1 << 20
 _MAX_CHUNKS = 32
 
 
-def _chunks(params: list[Tensor]) -> list[slice]:
+def chunks(params: list[Tensor]) -> list[slice]:
     """Consecutive runs of ``params`` of about ``_CHUNK_BYTES`` each (at most ``_MAX_CHUNKS``):
-    CPU tensors outside ``torch.compile`` only; otherwise one run."""
+    CPU tensors outside ``torch.compile`` only; otherwise one run. (`commit` runs a rule chunk by
+    chunk; a rule's `Rule.begin` may walk its temporaries chunk by chunk too.)"""
     whole = [slice(0, len(params))]
     if len(params) < 2 or params[0].device.type != "cpu" or torch.compiler.is_compiling():
         return whole
@@ -266,11 +267,11 @@ def commit(
     once per step, not per chunk.
     """
     params = list(params)
-    chunks = _chunks(params)
+    parts = chunks(params)
     state, rule, updates = prepared.state, fused.rule, prepared.updates
     if rule is None:
         with ops.verified_dense(params, updates):
-            for part in chunks:
+            for part in parts:
                 _apply(fused, params[part], [Term(updates[part], None, unscaled)], step_scale, param_scale)
         return state
     fields = rule.fields(get_path(state, fused.rule_path))
@@ -278,7 +279,7 @@ def commit(
     context = None if begun is None else begun.context
     with ops.verified_dense(params, updates, *fields):
         new_fields = _chunked_rule_step(
-            fused, rule, chunks, updates, fields, params, step_scale, param_scale, context
+            fused, rule, parts, updates, fields, params, step_scale, param_scale, context
         )
     new_state = rule.state(new_fields) if begun is None else rule.state(new_fields, begun.group)
     return set_path(state, fused.rule_path, new_state)
@@ -287,7 +288,7 @@ def commit(
 def _chunked_rule_step(
     fused: FusedPlan,
     rule: Rule,
-    chunks: list[slice],
+    parts: list[slice],
     updates: list[Tensor],
     fields: list[Any],
     params: list[Tensor],
@@ -296,12 +297,12 @@ def _chunked_rule_step(
     context: Any,
 ) -> list[Any]:
     """`_rule_step` on each chunk in turn; returns the new fields, one list each."""
-    if len(chunks) == 1:
+    if len(parts) == 1:
         new_fields = _rule_step(fused, rule, updates, fields, params, step_scale, param_scale, context)
     else:
         fields = [list(f) for f in fields]
         new_fields = [[] for _ in fields]
-        for part in chunks:
+        for part in parts:
             out = _rule_step(
                 fused,
                 rule,

@@ -3,6 +3,7 @@ Prodigy, D-Adaptation, DoG): 0-dim float64 maths, as the reference packages' Pyt
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -60,13 +61,18 @@ def on_host(*values: Any) -> list[Any] | None:
 
 
 def maximum(a: Any, b: Any) -> Any:
-    """``max(a, b)`` of two Python numbers or two 0-dim tensors."""
-    return torch.maximum(a, b) if isinstance(a, Tensor) else max(a, b)
+    """Python's ``max(a, b)`` (``a`` unless ``b > a``: a NaN ``b`` is ignored, as the reference
+    packages' scalar maths does) of Python numbers or 0-dim tensors."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return torch.where(torch.as_tensor(b > a), b, a)
+    return max(a, b)
 
 
-def minimum(a: Any, b: float) -> Any:
-    """``min(a, b)`` of a Python number or a 0-dim tensor and a Python number."""
-    return torch.clamp(a, max=b) if isinstance(a, Tensor) else min(a, b)
+def minimum(a: Any, b: Any) -> Any:
+    """Python's ``min(a, b)`` (``a`` unless ``b < a``) of Python numbers or 0-dim tensors."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return torch.where(torch.as_tensor(b < a), b, a)
+    return min(a, b)
 
 
 def ratio_or_zero(num: Any, den: Any) -> Any:
@@ -76,3 +82,24 @@ def ratio_or_zero(num: Any, den: Any) -> Any:
         nonzero = den != 0
         return torch.where(nonzero, num / torch.where(nonzero, den, 1.0), 0.0)
     return num / den if den != 0 else 0.0
+
+
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """``a if cond else b`` for a Python ``cond``, ``torch.where`` for a tensor one."""
+    if isinstance(cond, Tensor):
+        return torch.where(cond, a, b)
+    return a if cond else b
+
+
+def sqrt(x: Any) -> Any:
+    """``math.sqrt`` of a Python number, ``torch.sqrt`` of a tensor (both correctly rounded)."""
+    return x.sqrt() if isinstance(x, Tensor) else math.sqrt(x)
+
+
+def host_sum(values: list[Tensor], scale: float = 1.0) -> float:
+    """``Σ scale·v.item()``, accumulated left to right in Python double as the reference
+    packages do (one transfer for all values)."""
+    acc = 0.0
+    for v in torch.stack(values).tolist() if values else []:
+        acc += scale * v
+    return acc

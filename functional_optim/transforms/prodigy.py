@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
+from functional_optim import _validation, fused, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
 from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
@@ -33,6 +33,8 @@ class ScaleByProdigyState(NamedTuple):
 
 
 def _sliced(x: Tensor, slice_p: int) -> Tensor:
+    if slice_p == 1:
+        return x if x.dim() == 1 else x.reshape(-1)
     return x.reshape(-1)[::slice_p]
 
 
@@ -121,59 +123,83 @@ def scale_by_prodigy(
         wd = ops.scalar(weight_decay)
         return _scalars.axpy(grads, ps, wd) if wd != 0 and not decouple else grads
 
-    def moment_scalars(state: ScaleByProdigyState) -> dict[str, Any]:
-        """The coefficients of the moment updates (the old ``d``) and the step size ``d·lr``."""
-        beta1, beta2 = _scalars.f64(b1), _scalars.f64(b2)
-        beta3_ = beta2.sqrt() if beta3 is None else _scalars.f64(beta3)
-        k1 = state.k.to(torch.float64) + 1
-        bias = ((1 - beta2**k1) ** 0.5) / (1 - beta1**k1) if use_bias_correction else 1.0
-        d = state.d
-        dlr = d * _scalars.f64(lr) * bias
-        return {
-            "beta3": beta3_,
-            "dlr": dlr,
-            "m": ops.scalar(d * (1 - beta1)),
-            "v": ops.scalar(d * d * (1 - beta2)),
-            "s": ops.scalar((d / d0) * (d if safeguard_warmup else dlr)),
-            "b1": ops.scalar(beta1),
-            "b2": ops.scalar(beta2),
-            "b3": ops.scalar(beta3_),
-        }
-
     def new_s(s_old: list[Tensor], g_s: list[Tensor], sc: dict[str, Any], in_place: bool) -> list[Tensor]:
         return _scalars.axpy_(ops.mul(s_old, sc["b3"], in_place=in_place), g_s, sc["s"])
 
     def begin(state: ScaleByProdigyState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any) -> Begun:
         """The new estimate ``d`` from the dot products and ``‖s‖₁`` of this step (``s``'s
-        update computed on a temporary: nothing is written)."""
-        unchanged = (state.k, state.d, state.d_max, state.d_numerator)
+        update computed on a temporary: nothing is written). The group scalars are computed in
+        Python double as ``prodigyopt`` (0-dim float64 tensors when a value is traced)."""
         if not grads:  # no gradient at all: nothing moves, nothing is counted
-            return Begun(None, unchanged)
-        sc = moment_scalars(state)
-        g = directions(grads, ps)
-        g_s = [_sliced(x, slice_p) for x in g]
-        dots = [torch.dot(x, a - _sliced(p, slice_p)) for x, a, p in zip(g_s, fields[2], ps, strict=True)]
-        scale = (state.d / d0) * sc["dlr"]
-        delta = _scalars.total([scale * x.to(torch.float64) for x in dots])
-        d_denom = _scalars.total([x.abs().sum() for x in new_s(fields[1], g_s, sc, False)])
+            return Begun(None, (state.k, state.d, state.d_max, state.d_numerator))
+        values: tuple[Any, ...] = (state.k, state.d, state.d_max, state.d_numerator)
+        values += (lr, b1, b2, eps, weight_decay, d_coef)
+        # (the dots and norms are read on the host too: not when the gradients are traced)
+        traced = ops.is_traced(grads[0]) or (ps is not None and ops.is_traced(ps[0]))
+        host = None if traced else _scalars.on_host(*values)
+        scalars: list[Any] = [*values[:4], *map(_scalars.f64, values[4:])] if host is None else host
+        k, d, d_max_old, numerator_old, lr_, beta1, beta2, eps_, wd, coef = scalars
+        beta3_: Any = _scalars.sqrt(beta2) if beta3 is None else beta3
+        if host is None:
+            beta3_ = _scalars.f64(beta3_)
+        bias = ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1)) if use_bias_correction else 1.0
+        dlr = d * lr_ * bias
+        sc: dict[str, Any] = {
+            "m": d * (1 - beta1),
+            "v": d * d * (1 - beta2),
+            "s": (d / d0) * (d if safeguard_warmup else dlr),
+            "b1": beta1,
+            "b2": beta2,
+            "b3": beta3_,
+        }
+        if host is None:
+            sc = {key: ops.scalar(v) for key, v in sc.items()}
+        dots: list[Tensor] = []
+        norms: list[Tensor] = []
+        for part in fused.chunks(ps):  # the temporaries of one chunk at a time
+            g_s = [_sliced(x, slice_p) for x in directions(grads[part], ps[part])]
+            p_s = [_sliced(p, slice_p) for p in ps[part]]
+            dots += [torch.dot(x, y) for x, y in zip(g_s, ops.sub(fields[2][part], p_s), strict=True)]
+            s_new = new_s(fields[1][part], g_s, sc, False)
+            norms += [x.sum() for x in ops.abs(s_new, in_place=True)]
+        scale = (d / d0) * dlr
+        delta: Any
+        d_denom: Any
+        if host is None:
+            delta = _scalars.total([scale * x.to(torch.float64) for x in dots])
+            d_denom = _scalars.total(norms)
+        else:
+            delta, d_denom = _scalars.host_sum(dots, scale), _scalars.host_sum(norms)
         active = d_denom != 0
-        numerator = state.d_numerator * sc["beta3"] + delta
-        d_hat = _scalars.f64(d_coef) * numerator / torch.where(active, d_denom, 1.0)
-        d = state.d
-        d_new = torch.where(d == d0, torch.maximum(d, d_hat), d)
-        d_max = torch.maximum(state.d_max, d_hat)
+        numerator = numerator_old * beta3_ + delta
+        d_hat = coef * numerator / _scalars.where(active, d_denom, 1.0)
+        # Python's max/min, as prodigyopt (a NaN estimate is ignored)
+        d_new = _scalars.where(d == d0, _scalars.maximum(d, d_hat), d)
+        d_max = _scalars.maximum(d_max_old, d_hat)
         # min(d_max, d·G): d_max when G = inf (no inf·0 in the gradient)
-        d_new = d_max if math.isinf(growth_rate) else torch.minimum(d_max, d_new * growth_rate)
-        d_new = torch.where(active, d_new, d)
-        d_max = torch.where(active, d_max, state.d_max)
-        numerator = torch.where(active, numerator, state.d_numerator)
-        dlr = sc["dlr"]
-        sc["keep"] = ops.scalar(active.to(torch.float64))
-        sc["step"] = ops.scalar(-dlr * active)
-        sc["eps_d"] = ops.scalar(d_new * _scalars.f64(eps))
-        sc["g_step"] = ops.scalar(-dlr * d_new * active)
-        sc["decay"] = ops.scalar(-ops.scalar(weight_decay) * dlr * active) if decouple else 0.0
-        return Begun(sc, (state.k + active.to(torch.int64), d_new, d_max, numerator))
+        d_new = d_max if math.isinf(growth_rate) else _scalars.minimum(d_max, d_new * growth_rate)
+        d_new = _scalars.where(active, d_new, d)
+        d_max = _scalars.where(active, d_max, d_max_old)
+        numerator = _scalars.where(active, numerator, numerator_old)
+        more = {
+            "step": -dlr * active,
+            "eps_d": d_new * eps_,
+            "g_step": -dlr * d_new * active,
+            "decay": -wd * dlr * active if decouple else 0.0,
+        }
+        if host is None:
+            sc.update({key: ops.scalar(v) for key, v in more.items()})
+            sc["keep"] = ops.scalar(active.to(torch.float64))
+            return Begun(sc, (state.k + active.to(torch.int64), d_new, d_max, numerator))
+        sc.update(more, keep=1.0 if active else 0.0)
+        f64 = torch.float64
+        group = (
+            torch.tensor(k + int(active), dtype=torch.int64),
+            torch.tensor(d_new, dtype=f64),
+            torch.tensor(d_max, dtype=f64),
+            torch.tensor(numerator, dtype=f64),
+        )
+        return Begun(sc, group)
 
     def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
         """The moments with the old ``d`` (in place in the fused step), then Adam's step with

@@ -268,10 +268,10 @@ def test_a_commit_in_chunks_equals_one_commit_bit_for_bit(name, monkeypatch):
             opt.step()
         return params, opt
 
-    assert len(fused._chunks([torch.zeros(s) for s in [(7, 5), (40,), (3, 3)]])) == 1
+    assert len(fused.chunks([torch.zeros(s) for s in [(7, 5), (40,), (3, 3)]])) == 1
     monkeypatch.setattr(fused, "_CHUNK_BYTES", 100)
     # 140 B, 160 B, 36 B + 4 B: a chunk ends once it holds 100 B
-    assert fused._chunks([torch.zeros(s) for s in [(7, 5), (40,), (3, 3), ()]]) == [
+    assert fused.chunks([torch.zeros(s) for s in [(7, 5), (40,), (3, 3), ()]]) == [
         slice(0, 1),
         slice(1, 2),
         slice(2, 4),
