@@ -150,6 +150,14 @@ REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
         "schedulefree.SGDScheduleFree",
         ("schedulefree",),
     ),
+    "sf-sgd-wd0": (  # the package's default (no decay): d is the gradient itself, no temporary
+        lambda ps: A.SGDScheduleFree(ps, lr=1.0),
+        lambda ps: _train_mode(
+            importlib.import_module("schedulefree").SGDScheduleFree(ps, lr=1.0, foreach=True)
+        ),
+        "schedulefree.SGDScheduleFree",
+        ("schedulefree",),
+    ),
     "prodigy": (
         lambda ps: A.Prodigy(ps, lr=1.0, weight_decay=0.01),
         lambda ps: importlib.import_module("prodigyopt").Prodigy(ps, lr=1.0, weight_decay=0.01),

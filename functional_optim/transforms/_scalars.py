@@ -103,3 +103,13 @@ def host_sum(values: list[Tensor], scale: float = 1.0) -> float:
     for v in torch.stack(values).tolist() if values else []:
         acc += scale * v
     return acc
+
+
+def ordered_total(values: list[Tensor], scale: Any = None) -> Tensor:
+    """``Σ scale·v`` as a 0-dim float64 tensor, accumulated left to right as the reference
+    packages' ``+= scale * v.item()``: in Python double (`host_sum`) unless a value is traced
+    (then `total`, on tensors)."""
+    if ops.is_traced(scale) or any(map(ops.is_traced, values)):
+        return total(values if scale is None else [scale * v.to(torch.float64) for v in values])
+    factor = 1.0 if scale is None else float(scale)
+    return torch.tensor(host_sum(values, factor), dtype=torch.float64)

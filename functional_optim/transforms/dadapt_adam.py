@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, ops, tree
-from functional_optim._leafwise import update_leaves
-from functional_optim.core import GradientTransformation, Hyperparam, Params, Updates
+from functional_optim import _validation, fused, ops, tree
+from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
+from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _scalars, _steps
 
 __all__ = ["ScaleByDAdaptAdamState", "scale_by_dadapt_adam"]
@@ -98,63 +98,98 @@ def scale_by_dadapt_adam(
             numerator_weighted=torch.zeros((), dtype=torch.float64),
         )
 
-    def update_fn(
-        updates: Updates, state: ScaleByDAdaptAdamState, params: Params | None = None, **extra: Any
-    ):
-        del extra
+    def directions(grads: list[Tensor], ps: list[Tensor]) -> list[Tensor]:
+        """The gradients, with the L2 decay added (``decouple=False``) as the package does (real
+        views of complex ones, as ``torch.optim``)."""
+        wd = ops.scalar(weight_decay)
+        return ops.view_as_real(_scalars.axpy(grads, ps, wd) if wd != 0 and not decouple else grads)
+
+    def moment_scalars(state: ScaleByDAdaptAdamState) -> dict[str, Any]:
+        """The coefficients of the moment updates (the old ``d``) and the step size ``d·lr``."""
         beta1, beta2 = _scalars.f64(b1), _scalars.f64(b2)
         sqrt_b2 = beta2**0.5
         k1 = state.k.to(torch.float64) + 1
         bias = ((1 - beta2**k1) ** 0.5) / (1 - beta1**k1) if use_bias_correction else 1.0
-        d = state.d
-        dlr = d * _scalars.f64(lr) * bias
-        wd, eps_ = ops.scalar(weight_decay), ops.scalar(eps)
-        c_m, c_s = ops.scalar(dlr * (1 - beta1)), ops.scalar(dlr * (1 - sqrt_b2))
-        c_b1, c_b2, c_sb2 = ops.scalar(beta1), ops.scalar(beta2), ops.scalar(sqrt_b2)
-        scalars: dict[str, Tensor] = {}
+        dlr = state.d * _scalars.f64(lr) * bias
+        return {
+            "sqrt_b2": sqrt_b2,
+            "dlr": dlr,
+            "eps": ops.scalar(eps),
+            "m": ops.scalar(dlr * (1 - beta1)),
+            "s": ops.scalar(dlr * (1 - sqrt_b2)),
+            "b1": ops.scalar(beta1),
+            "b2": ops.scalar(beta2),
+            "sb2": ops.scalar(sqrt_b2),
+        }
 
-        def first(grads: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            steps, s, m, v = fields
-            if wd != 0 and not decouple:
-                grads = _scalars.axpy(grads, ps, wd)
-            ratio = ops.rdiv_(ops.add_(ops.sqrt(v), eps_), s)
-            dots = [torch.dot(g.reshape(-1), q.reshape(-1)) for g, q in zip(grads, ratio, strict=True)]
-            scalars["num"] = _scalars.total([dlr * x.to(torch.float64) for x in dots])
-            m = _scalars.axpy_(ops.mul(m, c_b1), grads, c_m)
-            v = ops.addcmul_(ops.mul(v, c_b2), grads, grads, 1 - c_b2)
-            s = _scalars.axpy_(ops.mul(s, c_sb2), grads, c_s)
-            scalars["l1"] = _scalars.total([x.abs().sum() for x in s])
-            return grads, [steps, s, m, v]
+    def new_s(s_old: list[Tensor], g: list[Tensor], sc: dict[str, Any], in_place: bool) -> list[Tensor]:
+        """``s.mul_(√β₂).add_(g, alpha=d·lr·(1 - √β₂))`` (into ``s`` with ``in_place``)."""
+        return _scalars.axpy_(ops.mul(s_old, sc["sb2"], in_place=in_place), g, sc["s"])
 
-        fields = [state.step, state.s, state.exp_avg, state.exp_avg_sq]
-        grads, new = update_leaves(
-            first, updates, fields, params, name="scale_by_dadapt_adam", need_params=True
-        )
-        if "num" not in scalars:  # no gradient at all
-            return updates, state
-        sk_l1 = scalars["l1"]
+    def begin(
+        state: ScaleByDAdaptAdamState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any
+    ) -> Begun:
+        """The new estimate ``d`` from the dot products and ``‖s‖₁`` of this step (``s``'s
+        update computed on a temporary: nothing is written)."""
+        if not grads:  # no gradient at all: nothing moves, nothing is counted
+            return Begun(None, (state.k, state.d, state.numerator_weighted))
+        sc = moment_scalars(state)
+        sqrt_b2, dlr, d = sc["sqrt_b2"], sc["dlr"], state.d
+        _, s, _, v = (ops.view_as_real(f) for f in fields)
+        dots: list[Tensor] = []
+        l1: list[Tensor] = []
+        for part in fused.chunks(grads):  # temporaries of about 1 MB each: they stay in the cache
+            g = directions(grads[part], ps[part])
+            ratio = ops.rdiv_(ops.add_(ops.sqrt(v[part]), sc["eps"]), s[part])
+            dots += [torch.dot(x.reshape(-1), q.reshape(-1)) for x, q in zip(g, ratio, strict=True)]
+            l1 += [x.sum() for x in ops.abs(new_s(s[part], g, sc, False), in_place=True)]
+        num, sk_l1 = _scalars.ordered_total(dots, dlr), _scalars.ordered_total(l1)
         active = sk_l1 != 0
-        weighted = sqrt_b2 * state.numerator_weighted + (1 - sqrt_b2) * scalars["num"]
+        weighted = sqrt_b2 * state.numerator_weighted + (1 - sqrt_b2) * num
         d_hat = weighted / ((1 - sqrt_b2) * torch.where(active, sk_l1, 1.0))
         d_new = torch.where(
             active,
-            torch.maximum(d, d_hat if math.isinf(growth_rate) else torch.minimum(d_hat, d * growth_rate)),
+            # Python's max/min, as dadaptation (a NaN estimate is ignored)
+            _scalars.maximum(
+                d, d_hat if math.isinf(growth_rate) else _scalars.minimum(d_hat, d * growth_rate)
+            ),
             d,
         )
         weighted = torch.where(active, weighted, state.numerator_weighted)
-        keep = ops.scalar(active.to(torch.float64))
-        step_size = ops.scalar(-1.0 * active)
-        decay = ops.scalar(-wd * dlr * active) if decouple else 0.0
+        sc["keep"] = ops.scalar(active.to(torch.float64))
+        sc["step"] = ops.scalar(-1.0 * active)
+        sc["decay"] = ops.scalar(-ops.scalar(weight_decay) * dlr * active) if decouple else 0.0
+        return Begun(sc, (state.k + active.to(torch.int64), d_new, weighted))
 
-        def second(g: list[Tensor], fields: list[list[Tensor]], ps: list[Tensor]):
-            steps, s, m, v = fields
-            u = ops.mul_(ops.rdiv_(ops.add_(ops.sqrt(v), eps_), m), step_size)
-            if not isinstance(decay, float) or decay != 0:
-                u = _scalars.axpy_(u, ps, decay)
-            return u, [_scalars.advance(steps, keep), s, m, v]
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        """The moments with the old ``d`` (in place in the fused step), then the step as
+        ``dadaptation``: ``p.add_(p, alpha=-λ·d·lr)``, ``p.addcdiv_(m, √v + ε, value=-1)``."""
+        steps, s_old, m_old, v_old = fields
+        if context is None:  # no gradient at all
+            return RuleStep(list(fields), [])
+        sc = context
+        g = directions(grads, ps)
+        m = _scalars.axpy_(ops.mul(ops.view_as_real(m_old), sc["b1"], in_place=in_place), g, sc["m"])
+        v = ops.addcmul_(ops.mul(ops.view_as_real(v_old), sc["b2"], in_place=in_place), g, g, 1 - sc["b2"])
+        s = new_s(ops.view_as_real(s_old), g, sc, in_place)
+        denom = ops.add_(ops.sqrt(v), sc["eps"])
+        decay, step_size = sc["decay"], sc["step"]
+        terms: list[Term] = []
+        if not isinstance(decay, float) or decay != 0:
+            terms.append(Term(ops.view_as_real(ps), None, lambda c: c * decay))
+        terms.append(Term(m, denom, lambda c: c * step_size))
+        new_steps = _scalars.advance(steps, sc["keep"], in_place=in_place)
+        new = [ops.view_as_complex_like(x, old) for x, old in ((s, s_old), (m, m_old), (v, v_old))]
+        return RuleStep([new_steps, *new], terms)
 
-        out, new = update_leaves(second, grads, list(new), params, name="scale_by_dadapt_adam")
-        k = state.k + active.to(torch.int64)
-        return out, ScaleByDAdaptAdamState._make((*new, k, d_new, weighted))
-
-    return GradientTransformation(init_fn, update_fn)
+    rule = Rule(
+        "scale_by_dadapt_adam",
+        step,
+        lambda state: [state.step, state.s, state.exp_avg, state.exp_avg_sq],
+        lambda fields, group: ScaleByDAdaptAdamState(*fields, *group),
+        needs_params=True,
+        state_type=ScaleByDAdaptAdamState,
+        includes_learning_rate=True,
+        begin=begin,
+    )
+    return rule_transform(init_fn, rule)

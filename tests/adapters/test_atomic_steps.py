@@ -49,6 +49,7 @@ ALGORITHMS: dict[str, Callable[[], GradientTransformation]] = {
     "schedule_free_adamw": lambda: fo.schedule_free_adamw(0.01, weight_decay=0.01, warmup_steps=2),
     "schedule_free_sgd": lambda: fo.schedule_free_sgd(0.05, weight_decay=0.01),
     "prodigy": lambda: fo.prodigy(1.0, weight_decay=0.01),
+    "dadapt_adamw": lambda: fo.dadapt_adamw(1.0, weight_decay=0.01),
     # (not Yogi, ADOPT, NovoGrad and DoG: a non-finite or oversized float32 gradient makes their v inf
     # with a finite update (they divide by it or clip), which is then kept, so a later skipped step
     # rightly leaves a non-finite state)
@@ -246,6 +247,7 @@ FUSED_ALIASES: dict[str, Callable[[], GradientTransformation]] = {
     "schedule_free_sgd": lambda: fo.schedule_free_sgd(0.05, weight_decay=0.01),
     "prodigy": lambda: fo.prodigy(1.0, weight_decay=0.01),
     "dog": lambda: fo.dog(weight_decay=0.01),
+    "dadapt_adamw": lambda: fo.dadapt_adamw(1.0, weight_decay=0.01),
 }
 
 

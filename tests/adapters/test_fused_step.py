@@ -247,6 +247,7 @@ CHUNKED = {
     "SGDScheduleFree": {"lr": 0.05, "weight_decay": 0.01},
     "Prodigy": {"weight_decay": 0.01},
     "DoG": {"weight_decay": 0.01},
+    "DAdaptAdam": {"weight_decay": 0.01, "decouple": True},
 }
 
 

@@ -80,3 +80,63 @@ def test_prodigy_keeps_its_estimate_in_functional_state_and_packages_state_names
 def test_bad_hyperparameters_are_refused_naming_them(make, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make(_model().parameters())
+
+
+# (drop-in, reference module and class, constructor arguments): the drop-ins run the packages'
+# in-place ops in their order, with the group scalars computed as theirs
+REFERENCES = {
+    "Prodigy": (
+        "prodigyopt",
+        "Prodigy",
+        [{}, {"weight_decay": 0.01}, {"weight_decay": 0.01, "decouple": False}],
+    ),
+    "DoG": ("dog", "DoG", [{}, {"weight_decay": 0.01}]),
+    "DAdaptAdam": (
+        "dadaptation",
+        "DAdaptAdam",
+        [{}, {"weight_decay": 0.01, "decouple": True}, {"weight_decay": 0.01, "use_bias_correction": True}],
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_dropin_equals_the_authors_package_bit_for_bit(name: str, dtype: torch.dtype) -> None:
+    module, cls, variants = REFERENCES[name]
+    package = pytest.importorskip(module, reason="the reference extra is not installed")
+    for kwargs in variants:
+        gen = torch.Generator().manual_seed(0)
+        init = [torch.randn(s, generator=gen, dtype=dtype) for s in [(7, 5), (5,), (3, 3, 3)]]
+        ours = [p.clone().requires_grad_() for p in init]
+        theirs = [p.clone().requires_grad_() for p in init]
+        opt = getattr(fo.adapters, name)(ours, **kwargs)
+        ref = getattr(package, cls)(theirs, **kwargs)
+        for _ in range(12):
+            grads = [torch.randn(p.shape, generator=gen, dtype=dtype) for p in init]
+            for p, q, g in zip(ours, theirs, grads, strict=True):
+                p.grad, q.grad = g.clone(), g.clone()
+            opt.step()
+            ref.step()
+            for p, q in zip(ours, theirs, strict=True):
+                assert torch.equal(p, q), kwargs
+
+
+@pytest.mark.parametrize("name", sorted(DROPINS))
+def test_dropin_takes_the_fused_in_place_step(name: str) -> None:
+    """A rule with group values: the estimate is computed before anything is written, then the
+    state buffers are updated in place (the same tensors after every step)."""
+    model = _model()
+    opt = DROPINS[name](model.parameters())
+    _train(model, opt, range(2))
+    buffers = {
+        (id(p), k): v
+        for p, st in opt.state.items()
+        for k, v in st.items()
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and k != "init_buffer"
+    }
+    _train(model, opt, range(2, 4))
+    assert buffers or name == "DoG"  # DoG keeps only x0, which never changes
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if (id(p), k) in buffers:
+                assert v is buffers[id(p), k], k
