@@ -185,6 +185,12 @@ def _train_mode(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return opt
 
 
+FRESH = {"prodigy", "dadapt-adam", "dog"}
+"""The rows timed from fresh optimizers at every repeat (steps 4 to 13): with gradients that never
+change, the parameter-free methods' step sizes grow without bound (Prodigy's ``d`` overflows after
+about 35 steps here, in the reference package as in ours), and timing them later would time
+arithmetic on infinities. The other rows time steps 4 to ``3 + repeats·steps`` of one run."""
+
 SHAPES: dict[str, tuple[int, ...]] = {"lars-2d": (100, 100)}
 """The rows whose 100 tensors of 10,000 elements are not 1-D (default ``(10_000,)``)."""
 
@@ -211,24 +217,29 @@ def _time(opt: torch.optim.Optimizer, steps: int, device: str) -> float:
 
 
 def measure(
-    ours: Make, ref: Make, repeats: int, steps: int, device: str, shape: tuple[int, ...] = (10_000,)
+    ours: Make,
+    ref: Make,
+    repeats: int,
+    steps: int,
+    device: str,
+    shape: tuple[int, ...] = (10_000,),
+    fresh: bool = False,
 ) -> tuple[list[float], list[float]]:
-    """Seconds per step of ours and of the reference at each repeat, timed interleaved.
-
-    Every repeat starts from the same fresh parameters and optimizers (3 untimed steps: state
-    allocation, caches), so that it times steps 4 to ``3 + steps``: with gradients that never
-    change, the parameter-free methods' step sizes grow without bound (Prodigy's ``d``
-    overflows after about 35 steps here, in the reference package as in ours), and timing them
-    later would time arithmetic on infinities."""
+    """Seconds per step of ours and of the reference at each repeat, timed interleaved, after 3
+    untimed steps (state allocation, caches). With ``fresh`` every repeat starts again from the
+    same fresh parameters and optimizers (see `FRESH`)."""
     a, b = [], []
+    opt_a = opt_b = None
     for _ in range(repeats):
-        opt_a, _ = _setup(ours, device, shape)
-        opt_b, _ = _setup(ref, device, shape)
-        for opt in (opt_a, opt_b):
-            _time(opt, 3, device)
+        if fresh or opt_a is None:
+            opt_a = opt_b = None  # free the last repeat's before allocating
+            opt_a, _ = _setup(ours, device, shape)
+            opt_b, _ = _setup(ref, device, shape)
+            for opt in (opt_a, opt_b):
+                _time(opt, 3, device)
+        assert opt_a is not None and opt_b is not None
         a.append(_time(opt_a, steps, device))
         b.append(_time(opt_b, steps, device))
-        del opt_a, opt_b
     return a, b
 
 
@@ -265,7 +276,8 @@ def main() -> None:
         if missing:
             print(f"{name:10} {label:30} skipped (missing {', '.join(missing)})")
             continue
-        a, b = measure(ours, ref, args.repeats, args.steps, args.device, SHAPES.get(name, (10_000,)))
+        shape = SHAPES.get(name, (10_000,))
+        a, b = measure(ours, ref, args.repeats, args.steps, args.device, shape, fresh=name in FRESH)
         t_ours, t_ref = statistics.median(a), statistics.median(b)
         ratio = t_ours / t_ref
         lo, hi = _quartiles([x / y for x, y in zip(a, b, strict=True)])
