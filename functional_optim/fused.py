@@ -278,11 +278,52 @@ def commit(
     begun = prepared.begun
     context = None if begun is None else begun.context
     with ops.verified_dense(params, updates, *fields):
-        new_fields = _chunked_rule_step(
-            fused, rule, parts, updates, fields, params, step_scale, param_scale, context
-        )
+        if rule.settle is None:
+            new_fields = _chunked_rule_step(
+                fused, rule, parts, updates, fields, params, step_scale, param_scale, context
+            )
+        else:
+            new_fields, begun = _two_pass_rule_step(
+                fused, rule, parts, updates, fields, params, step_scale, param_scale, context
+            )
     new_state = rule.state(new_fields) if begun is None else rule.state(new_fields, begun.group)
     return set_path(state, fused.rule_path, new_state)
+
+
+def _two_pass_rule_step(
+    fused: FusedPlan,
+    rule: Rule,
+    parts: list[slice],
+    updates: list[Tensor],
+    fields: list[Any],
+    params: list[Tensor],
+    step_scale: float,
+    param_scale: float,
+    context: Any,
+) -> tuple[list[Any], Begun]:
+    """A rule with `Rule.settle`: its first pass chunk by chunk (the state in place, the sums
+    kept), ``settle`` on the sums of every tensor, then its second pass chunk by chunk (the
+    terms applied). Returns the new fields and what ``settle`` returned."""
+    assert rule.settle is not None and rule.move is not None
+    firsts = [
+        run(rule, updates[p], [f[p] for f in fields], params[p], in_place=True, context=context)
+        for p in parts
+    ]
+    sums: list[list[Tensor]] = []
+    for first in firsts:
+        assert first.sums is not None
+        if not sums:
+            sums = [[] for _ in first.sums]
+        for acc, values in zip(sums, first.sums, strict=True):
+            acc.extend(values)
+    settled = rule.settle(context, sums)
+    new_fields: list[list[Any]] = [[] for _ in fields]
+    for part, first in zip(parts, firsts, strict=True):
+        result = rule.move(updates[part], first.fields, params[part], in_place=True, context=settled.context)
+        _apply(fused, params[part], _terms(result), step_scale, param_scale)
+        for acc, f in zip(new_fields, result.fields, strict=True):
+            acc.extend(f)
+    return new_fields, settled
 
 
 def _chunked_rule_step(
@@ -331,13 +372,16 @@ def _rule_step(
     """The rule's step on ``params`` (its fields updated in place), then its terms applied;
     returns the new fields. ``context``: `Rule.begin`'s, for a rule with group values."""
     result = run(rule, updates, fields, params, in_place=True, context=context)
+    _apply(fused, params, _terms(result), step_scale, param_scale)
+    return result.fields
+
+
+def _terms(result: Any) -> Sequence[Any]:
+    """A `RuleStep`'s terms (its update as one term when it has no terms)."""
     if result.terms is None:
         assert result.update is not None
-        terms: Sequence[Any] = [Term(result.update, None, unscaled)]
-    else:
-        terms = result.terms
-    _apply(fused, params, terms, step_scale, param_scale)
-    return result.fields
+        return [Term(result.update, None, unscaled)]
+    return result.terms
 
 
 def _apply(

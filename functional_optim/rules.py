@@ -115,11 +115,14 @@ class RuleStep(NamedTuple):
       terms: the update as terms (`Term`, `After`), or ``None`` when the update
         cannot be written as terms (then ``update`` holds it, e.g. Adagrad's sparse gradients).
       update: the update itself, when ``terms`` is ``None``.
+      sums: the first pass of a rule with `Rule.settle`: per-tensor values (one list per kind,
+        e.g. Prodigy's dot products and ``‖s‖₁``) that ``settle`` reduces.
     """
 
     fields: list[list[Any]]
     terms: Sequence[Term | Lerp | After] | None = None
     update: list[Tensor] | None = None
+    sums: list[list[Tensor]] | None = None
 
 
 class TorchKernel(NamedTuple):
@@ -198,6 +201,15 @@ class Rule(Role):
         per-parameter fields only.
       elementwise_state: every state field holds one value per element of its parameter
         (checked against it); ``False`` for fields of other shapes (Prodigy's sliced ``s``).
+      settle: with ``move``, a rule in two passes, for group values that need sums over the
+        state's update (Prodigy's and D-Adaptation's ``d`` needs ``‖s‖₁`` of the new ``s``, and
+        their step needs the new ``d``): ``step`` is the first pass (the state updated, in place
+        in the fused step, chunk by chunk, and ``RuleStep.sums`` returned, no terms);
+        ``settle(begun.context, sums)`` (the sums of every tensor, in order) returns the second
+        pass's context and the group values; ``move(grads, fields, params, in_place=...,
+        context=...)`` is the second pass (the terms; fields it advances, e.g. step counters).
+        The fused step writes in its first pass, so ``settle`` must not raise (library maths on
+        the sums only).
     """
 
     name: str
@@ -212,6 +224,8 @@ class Rule(Role):
     includes_learning_rate: bool = False
     begin: Callable[[Any, list[Tensor], list[list[Any]], list[Tensor] | None], Begun] | None = None
     elementwise_state: bool = True
+    settle: Callable[[Any, list[list[Tensor]]], Begun] | None = None
+    move: GroupStepFn | None = None
 
 
 def run(
@@ -410,6 +424,10 @@ def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
             params = params if rule.needs_params else None
             begun.append(begin(state, grads, fields, params))
             result = run(rule, grads, fields, params, in_place=False, context=begun[0].context)
+            if rule.settle is not None:  # two passes: the sums of the first give the second's scalars
+                assert rule.move is not None and result.sums is not None
+                begun[0] = rule.settle(begun[0].context, result.sums)
+                result = rule.move(grads, result.fields, params, in_place=False, context=begun[0].context)
             return finish(result, grads, params)
 
         new_updates, new_fields = _leaves(group_step, updates, state, params, checked=False)

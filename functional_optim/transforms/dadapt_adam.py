@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, fused, ops, tree
+from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
 from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
@@ -122,28 +122,41 @@ def scale_by_dadapt_adam(
             "sb2": ops.scalar(sqrt_b2),
         }
 
-    def new_s(s_old: list[Tensor], g: list[Tensor], sc: dict[str, Any], in_place: bool) -> list[Tensor]:
-        """``s.mul_(√β₂).add_(g, alpha=d·lr·(1 - √β₂))`` (into ``s`` with ``in_place``)."""
-        return _scalars.axpy_(ops.mul(s_old, sc["sb2"], in_place=in_place), g, sc["s"])
-
     def begin(
         state: ScaleByDAdaptAdamState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any
     ) -> Begun:
-        """The new estimate ``d`` from the dot products and ``‖s‖₁`` of this step (``s``'s
-        update computed on a temporary: nothing is written)."""
+        """The coefficients of the moment updates (the old ``d``). Nothing is written."""
+        del fields, ps
         if not grads:  # no gradient at all: nothing moves, nothing is counted
             return Begun(None, (state.k, state.d, state.numerator_weighted))
         sc = moment_scalars(state)
+        sc["state"] = state
+        return Begun(sc, None)
+
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        """The first pass, as ``dadaptation``'s first loop: ``⟨g, s/(√v + ε)⟩`` with the old
+        ``s`` and ``v``, the moments and ``s`` with the old ``d`` (in place in the fused step),
+        then ``‖s‖₁``."""
+        sc = context
+        steps, s_old, m_old, v_old = fields
+        g = directions(grads, ps)
+        s_r, v_r = ops.view_as_real(s_old), ops.view_as_real(v_old)
+        ratio = ops.rdiv_(ops.add_(ops.sqrt(v_r), sc["eps"]), s_r)
+        dots = [torch.dot(x.reshape(-1), q.reshape(-1)) for x, q in zip(g, ratio, strict=True)]
+        m = _scalars.axpy_(ops.mul(ops.view_as_real(m_old), sc["b1"], in_place=in_place), g, sc["m"])
+        v = ops.addcmul_(ops.mul(v_r, sc["b2"], in_place=in_place), g, g, 1 - sc["b2"])
+        s = _scalars.axpy_(ops.mul(s_r, sc["sb2"], in_place=in_place), g, sc["s"])
+        norms = [x.sum() for x in ops.abs(s)]
+        new = [ops.view_as_complex_like(x, old) for x, old in ((s, s_old), (m, m_old), (v, v_old))]
+        return RuleStep([steps, *new], sums=[dots, norms])
+
+    def settle(context: Any, sums: list[list[Tensor]]) -> Begun:
+        """The new estimate ``d`` (the package's arithmetic: the per-tensor values summed left to
+        right in double, Python's ``max``/``min``)."""
+        sc, (dots, norms) = context, sums
+        state: ScaleByDAdaptAdamState = sc["state"]
         sqrt_b2, dlr, d = sc["sqrt_b2"], sc["dlr"], state.d
-        _, s, _, v = (ops.view_as_real(f) for f in fields)
-        dots: list[Tensor] = []
-        l1: list[Tensor] = []
-        for part in fused.chunks(grads):  # temporaries of about 1 MB each: they stay in the cache
-            g = directions(grads[part], ps[part])
-            ratio = ops.rdiv_(ops.add_(ops.sqrt(v[part]), sc["eps"]), s[part])
-            dots += [torch.dot(x.reshape(-1), q.reshape(-1)) for x, q in zip(g, ratio, strict=True)]
-            l1 += [x.sum() for x in ops.abs(new_s(s[part], g, sc, False), in_place=True)]
-        num, sk_l1 = _scalars.ordered_total(dots, dlr), _scalars.ordered_total(l1)
+        num, sk_l1 = _scalars.ordered_total(dots, dlr), _scalars.ordered_total(norms)
         active = sk_l1 != 0
         weighted = sqrt_b2 * state.numerator_weighted + (1 - sqrt_b2) * num
         d_hat = weighted / ((1 - sqrt_b2) * torch.where(active, sk_l1, 1.0))
@@ -156,31 +169,28 @@ def scale_by_dadapt_adam(
             d,
         )
         weighted = torch.where(active, weighted, state.numerator_weighted)
-        sc["keep"] = ops.scalar(active.to(torch.float64))
-        sc["step"] = ops.scalar(-1.0 * active)
-        sc["decay"] = ops.scalar(-ops.scalar(weight_decay) * dlr * active) if decouple else 0.0
-        return Begun(sc, (state.k + active.to(torch.int64), d_new, weighted))
+        out = {
+            "eps": sc["eps"],
+            "keep": ops.scalar(active.to(torch.float64)),
+            "step": ops.scalar(-1.0 * active),
+            "decay": ops.scalar(-ops.scalar(weight_decay) * dlr * active) if decouple else 0.0,
+        }
+        return Begun(out, (state.k + active.to(torch.int64), d_new, weighted))
 
-    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
-        """The moments with the old ``d`` (in place in the fused step), then the step as
-        ``dadaptation``: ``p.add_(p, alpha=-λ·d·lr)``, ``p.addcdiv_(m, √v + ε, value=-1)``."""
-        steps, s_old, m_old, v_old = fields
-        if context is None:  # no gradient at all
-            return RuleStep(list(fields), [])
+    def move(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        """The second pass, the step as ``dadaptation``: ``p.add_(p, alpha=-λ·d·lr)``,
+        ``p.addcdiv_(m, √v + ε, value=-1)``."""
+        del grads
         sc = context
-        g = directions(grads, ps)
-        m = _scalars.axpy_(ops.mul(ops.view_as_real(m_old), sc["b1"], in_place=in_place), g, sc["m"])
-        v = ops.addcmul_(ops.mul(ops.view_as_real(v_old), sc["b2"], in_place=in_place), g, g, 1 - sc["b2"])
-        s = new_s(ops.view_as_real(s_old), g, sc, in_place)
-        denom = ops.add_(ops.sqrt(v), sc["eps"])
+        steps, _, m, v = fields
+        denom = ops.add_(ops.sqrt(ops.view_as_real(v)), sc["eps"])
         decay, step_size = sc["decay"], sc["step"]
         terms: list[Term] = []
         if not isinstance(decay, float) or decay != 0:
             terms.append(Term(ops.view_as_real(ps), None, lambda c: c * decay))
-        terms.append(Term(m, denom, lambda c: c * step_size))
+        terms.append(Term(ops.view_as_real(m), denom, lambda c: c * step_size))
         new_steps = _scalars.advance(steps, sc["keep"], in_place=in_place)
-        new = [ops.view_as_complex_like(x, old) for x, old in ((s, s_old), (m, m_old), (v, v_old))]
-        return RuleStep([new_steps, *new], terms)
+        return RuleStep([new_steps, *fields[1:]], terms)
 
     rule = Rule(
         "scale_by_dadapt_adam",
@@ -191,5 +201,7 @@ def scale_by_dadapt_adam(
         state_type=ScaleByDAdaptAdamState,
         includes_learning_rate=True,
         begin=begin,
+        settle=settle,
+        move=move,
     )
     return rule_transform(init_fn, rule)

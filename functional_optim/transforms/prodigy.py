@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _validation, fused, ops, tree
+from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
 from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
@@ -123,13 +123,10 @@ def scale_by_prodigy(
         wd = ops.scalar(weight_decay)
         return _scalars.axpy(grads, ps, wd) if wd != 0 and not decouple else grads
 
-    def new_s(s_old: list[Tensor], g_s: list[Tensor], sc: dict[str, Any], in_place: bool) -> list[Tensor]:
-        return _scalars.axpy_(ops.mul(s_old, sc["b3"], in_place=in_place), g_s, sc["s"])
-
     def begin(state: ScaleByProdigyState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any) -> Begun:
-        """The new estimate ``d`` from the dot products and ``‖s‖₁`` of this step (``s``'s
-        update computed on a temporary: nothing is written). The group scalars are computed in
-        Python double as ``prodigyopt`` (0-dim float64 tensors when a value is traced)."""
+        """The coefficients of the moment updates (the old ``d``): in Python double as
+        ``prodigyopt`` (0-dim float64 tensors when a value is traced). Nothing is written."""
+        del fields
         if not grads:  # no gradient at all: nothing moves, nothing is counted
             return Begun(None, (state.k, state.d, state.d_max, state.d_numerator))
         values: tuple[Any, ...] = (state.k, state.d, state.d_max, state.d_numerator)
@@ -138,7 +135,7 @@ def scale_by_prodigy(
         traced = ops.is_traced(grads[0]) or (ps is not None and ops.is_traced(ps[0]))
         host = None if traced else _scalars.on_host(*values)
         scalars: list[Any] = [*values[:4], *map(_scalars.f64, values[4:])] if host is None else host
-        k, d, d_max_old, numerator_old, lr_, beta1, beta2, eps_, wd, coef = scalars
+        k, d, _, _, lr_, beta1, beta2, _, _, _ = scalars
         beta3_: Any = _scalars.sqrt(beta2) if beta3 is None else beta3
         if host is None:
             beta3_ = _scalars.f64(beta3_)
@@ -154,24 +151,41 @@ def scale_by_prodigy(
         }
         if host is None:
             sc = {key: ops.scalar(v) for key, v in sc.items()}
-        dots: list[Tensor] = []
-        norms: list[Tensor] = []
-        for part in fused.chunks(ps):  # the temporaries of one chunk at a time
-            g_s = [_sliced(x, slice_p) for x in directions(grads[part], ps[part])]
-            p_s = [_sliced(p, slice_p) for p in ps[part]]
-            dots += [torch.dot(x, y) for x, y in zip(g_s, ops.sub(fields[2][part], p_s), strict=True)]
-            s_new = new_s(fields[1][part], g_s, sc, False)
-            norms += [x.sum() for x in ops.abs(s_new, in_place=True)]
+        sc.update(host=host is not None, scalars=scalars, beta3=beta3_, dlr=dlr, state=state)
+        return Begun(sc, None)
+
+    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        """The first pass, as ``prodigyopt``'s first loop: ``⟨g, x₀ - x⟩``, the moments and
+        ``s`` with the old ``d`` (in place in the fused step), then ``‖s‖₁``."""
+        sc = context
+        steps, s_old, p0, v_old = fields[:4]
+        g = directions(grads, ps)
+        g_s = [_sliced(x, slice_p) for x in g]
+        diff = ops.sub(p0, [_sliced(p, slice_p) for p in ps])
+        dots = [torch.dot(x, y) for x, y in zip(g_s, diff, strict=True)]
+        v = ops.addcmul_(ops.mul(v_old, sc["b2"], in_place=in_place), g, g, sc["v"])
+        m = [_scalars.axpy_(ops.mul(fields[4], sc["b1"], in_place=in_place), g, sc["m"])] if use_m else []
+        s = _scalars.axpy_(ops.mul(s_old, sc["b3"], in_place=in_place), g_s, sc["s"])
+        norms = [x.sum() for x in ops.abs(s)]
+        return RuleStep([steps, s, p0, v, *m], sums=[dots, norms])
+
+    def settle(context: Any, sums: list[list[Tensor]]) -> Begun:
+        """The new estimate ``d`` from the dot products and ``‖s‖₁`` (the package's arithmetic:
+        the per-tensor values summed left to right, Python's ``max``/``min``)."""
+        sc, (dots, norms) = context, sums
+        state: ScaleByProdigyState = sc["state"]
+        k, d, d_max_old, numerator_old, _, _, _, eps_, wd, coef = sc["scalars"]
+        dlr = sc["dlr"]
         scale = (d / d0) * dlr
         delta: Any
         d_denom: Any
-        if host is None:
+        if sc["host"]:
+            delta, d_denom = _scalars.host_sum(dots, scale), _scalars.host_sum(norms)
+        else:
             delta = _scalars.total([scale * x.to(torch.float64) for x in dots])
             d_denom = _scalars.total(norms)
-        else:
-            delta, d_denom = _scalars.host_sum(dots, scale), _scalars.host_sum(norms)
         active = d_denom != 0
-        numerator = numerator_old * beta3_ + delta
+        numerator = numerator_old * sc["beta3"] + delta
         d_hat = coef * numerator / _scalars.where(active, d_denom, 1.0)
         # Python's max/min, as prodigyopt (a NaN estimate is ignored)
         d_new = _scalars.where(d == d0, _scalars.maximum(d, d_hat), d)
@@ -181,17 +195,17 @@ def scale_by_prodigy(
         d_new = _scalars.where(active, d_new, d)
         d_max = _scalars.where(active, d_max, d_max_old)
         numerator = _scalars.where(active, numerator, numerator_old)
-        more = {
+        out = {
             "step": -dlr * active,
             "eps_d": d_new * eps_,
             "g_step": -dlr * d_new * active,
             "decay": -wd * dlr * active if decouple else 0.0,
         }
-        if host is None:
-            sc.update({key: ops.scalar(v) for key, v in more.items()})
-            sc["keep"] = ops.scalar(active.to(torch.float64))
-            return Begun(sc, (state.k + active.to(torch.int64), d_new, d_max, numerator))
-        sc.update(more, keep=1.0 if active else 0.0)
+        if not sc["host"]:
+            out = {key: ops.scalar(v) for key, v in out.items()}
+            out["keep"] = ops.scalar(active.to(torch.float64))
+            return Begun(out, (state.k + active.to(torch.int64), d_new, d_max, numerator))
+        out["keep"] = 1.0 if active else 0.0
         f64 = torch.float64
         group = (
             torch.tensor(k + int(active), dtype=torch.int64),
@@ -199,30 +213,25 @@ def scale_by_prodigy(
             torch.tensor(d_max, dtype=f64),
             torch.tensor(numerator, dtype=f64),
         )
-        return Begun(sc, group)
+        return Begun(out, group)
 
-    def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
-        """The moments with the old ``d`` (in place in the fused step), then Adam's step with
-        ``d·lr`` as ``prodigyopt``: ``p.add_(p, alpha=-λ·d·lr)``, ``p.addcdiv_(m, √v + d·ε,
-        value=-d·lr)``."""
+    def move(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
+        """The second pass, Adam's step with ``d·lr`` as ``prodigyopt``: ``p.add_(p,
+        alpha=-λ·d·lr)``, ``p.addcdiv_(m, √v + d·ε, value=-d·lr)``."""
         sc = context
-        steps, s_old, p0, v_old = fields[:4]
-        g = directions(grads, ps)
-        v = ops.addcmul_(ops.mul(v_old, sc["b2"], in_place=in_place), g, g, sc["v"])
-        m = [_scalars.axpy_(ops.mul(fields[4], sc["b1"], in_place=in_place), g, sc["m"])] if use_m else []
-        s = new_s(s_old, [_sliced(x, slice_p) for x in g], sc, in_place)
+        steps, v = fields[0], fields[3]
         denom = ops.add_(ops.sqrt(v), sc["eps_d"])
         decay, terms = sc["decay"], []
         if not isinstance(decay, float) or decay != 0:
             terms.append(Term(ops.view_as_real(ps), None, lambda c: c * decay))
         if use_m:
             step_size = sc["step"]
-            terms.append(Term(m[0], denom, lambda c: c * step_size))
+            terms.append(Term(fields[4], denom, lambda c: c * step_size))
         else:
             g_step = sc["g_step"]
-            terms.append(Term(g, denom, lambda c: c * g_step))
+            terms.append(Term(directions(grads, ps), denom, lambda c: c * g_step))
         new_steps = _scalars.advance(steps, sc["keep"], in_place=in_place)
-        return RuleStep([new_steps, s, p0, v, *m], terms)
+        return RuleStep([new_steps, *fields[1:]], terms)
 
     def state_fields(state: ScaleByProdigyState) -> list[Any]:
         return [state.step, state.s, state.p0, state.exp_avg_sq, *([state.exp_avg] if use_m else [])]
@@ -241,5 +250,7 @@ def scale_by_prodigy(
         includes_learning_rate=True,
         begin=begin,
         elementwise_state=False,  # s and p0 are sliced (every slice_p-th entry)
+        settle=settle,
+        move=move,
     )
     return rule_transform(init_fn, rule)
