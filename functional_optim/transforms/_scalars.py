@@ -4,6 +4,7 @@ Prodigy, D-Adaptation, DoG): 0-dim float64 maths, as the reference packages' Pyt
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
@@ -99,10 +100,20 @@ def sqrt(x: Any) -> Any:
 def host_sum(values: list[Tensor], scale: float = 1.0) -> float:
     """``Σ scale·v.item()``, accumulated left to right in Python double as the reference
     packages do (one transfer for all values)."""
+    if not values:
+        return 0.0
+    first = values[0].device
+    if all(map(first.__eq__, map(_DEVICE, values))):
+        numbers = torch.stack(values).tolist()
+    else:  # a group on several devices: one transfer per value (this runs in a fused commit)
+        numbers = [v.item() for v in values]
     acc = 0.0
-    for v in torch.stack(values).tolist() if values else []:
+    for v in numbers:
         acc += scale * v
     return acc
+
+
+_DEVICE = operator.attrgetter("device")
 
 
 def ordered_total(values: list[Tensor], scale: Any = None) -> Tensor:
