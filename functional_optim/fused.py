@@ -257,7 +257,8 @@ def commit(
     ``p ← param_scale · p + terms(step_scale)`` in place (then ``p ← p / (1 - step_scale·wd)``
     for a proximal decay ``wd``). Returns the new state.
 
-    On the CPU the parameters are committed in consecutive chunks of about 1 MB: a rule works
+    On the CPU the parameters of a rule that allocates temporaries (`Rule.temporaries`) are
+    committed in consecutive chunks of about 1 MB: a rule works
     per tensor, so the numbers are the same, but each chunk's buffers and temporaries stay in
     the cache for all of the rule's ops, and a chunk's temporaries are freed while the step goes
     on, so the next chunk reuses their memory instead of taking fresh pages from the system
@@ -267,13 +268,12 @@ def commit(
     once per step, not per chunk.
     """
     params = list(params)
-    parts = chunks(params)
     state, rule, updates = prepared.state, fused.rule, prepared.updates
-    if rule is None:
+    if rule is None:  # p.add_(u, alpha=-lr): nothing to keep in the cache between ops
         with ops.verified_dense(params, updates):
-            for part in parts:
-                _apply(fused, params[part], [Term(updates[part], None, unscaled)], step_scale, param_scale)
+            _apply(fused, params, [Term(updates, None, unscaled)], step_scale, param_scale)
         return state
+    parts = chunks(params) if rule.temporaries else [slice(0, len(params))]
     fields = rule.fields(get_path(state, fused.rule_path))
     begun = prepared.begun
     context = None if begun is None else begun.context

@@ -210,6 +210,10 @@ class Rule(Role):
         context=...)`` is the second pass (the terms; fields it advances, e.g. step counters).
         The fused step writes in its first pass, so ``settle`` must not raise (library maths on
         the sums only).
+      temporaries: the step allocates update-sized temporaries (Adam's denominator): the CPU
+        commit then runs it chunk by chunk, so that they stay in the cache and are reused by the
+        next chunk (`functional_optim.fused.commit`). ``False`` (SGD's momentum ``b ← μ·b + g``,
+        ``p ← p - lr·b``: every op in place): one pass over all tensors, fewer calls.
     """
 
     name: str
@@ -226,6 +230,7 @@ class Rule(Role):
     elementwise_state: bool = True
     settle: Callable[[Any, list[list[Tensor]]], Begun] | None = None
     move: GroupStepFn | None = None
+    temporaries: bool = True
 
 
 def run(

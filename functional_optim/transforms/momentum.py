@@ -116,6 +116,7 @@ def trace(
             lambda new: TraceState(*new),
             state_type=TraceState,
             kernel=kernel,
+            temporaries=nesterov,  # b ← μ·b + g in place; Nesterov's g + μ·b is a new tensor
         ),
     )
 

@@ -213,6 +213,8 @@ def schedule_free(
         sparse=base_rule.sparse if base_rule is not None else True,
         includes_learning_rate=True,
         begin=begin,
+        # without a base rule or decay every op is in place (y.lerp_, y.add_(g), z.sub_(g))
+        temporaries=base_rule is not None or weight_decay is not None,
     )
     return rule_transform(init_fn, rule)
 
