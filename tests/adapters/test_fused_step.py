@@ -312,3 +312,30 @@ def test_the_fused_commit_runs_its_ops_unchecked_for_module_parameters(name, opt
         model(torch.randn(5, 4)).square().sum().backward()
         opt.step()
     assert seen == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("make", "chunked"),
+    [
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1), False),  # no rule: p.add_(g, alpha=-lr)
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9), False),  # b.mul_(μ).add_(g), p.add_(b)
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), True),  # g + μ·b: new
+        (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1), False),
+        (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1, weight_decay=0.01), True),  # g + wd·y: new
+        (lambda ps: fo.adapters.Adam(ps, lr=0.1), True),
+    ],
+)
+def test_only_rules_with_temporaries_commit_in_chunks(make, chunked, monkeypatch):
+    """Chunks keep a rule's temporaries in cache; a rule whose ops all write in place (and plain
+    SGD) commits in one pass over all tensors, with the same numbers."""
+    calls = []
+    real = fused.chunks
+    monkeypatch.setattr(fused, "chunks", lambda params: calls.append(len(params)) or real(params))
+    monkeypatch.setattr(fused, "_CHUNK_BYTES", 100)
+    params = [torch.nn.Parameter(torch.randn(40)) for _ in range(3)]
+    opt = make(params)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn(40)
+        opt.step()
+    assert bool(calls) == chunked
