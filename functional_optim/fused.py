@@ -278,52 +278,12 @@ def commit(
     begun = prepared.begun
     context = None if begun is None else begun.context
     with ops.verified_dense(params, updates, *fields):
-        if rule.settle is None:
-            new_fields = _chunked_rule_step(
-                fused, rule, parts, updates, fields, params, step_scale, param_scale, context
-            )
-        else:
-            new_fields, begun = _two_pass_rule_step(
-                fused, rule, parts, updates, fields, params, step_scale, param_scale, context
-            )
+        new_fields, settled = _chunked_rule_step(
+            fused, rule, parts, updates, fields, params, step_scale, param_scale, context
+        )
+    begun = settled if settled is not None else begun
     new_state = rule.state(new_fields) if begun is None else rule.state(new_fields, begun.group)
     return set_path(state, fused.rule_path, new_state)
-
-
-def _two_pass_rule_step(
-    fused: FusedPlan,
-    rule: Rule,
-    parts: list[slice],
-    updates: list[Tensor],
-    fields: list[Any],
-    params: list[Tensor],
-    step_scale: float,
-    param_scale: float,
-    context: Any,
-) -> tuple[list[Any], Begun]:
-    """A rule with `Rule.settle`: its first pass chunk by chunk (the state in place, the sums
-    kept), ``settle`` on the sums of every tensor, then its second pass chunk by chunk (the
-    terms applied). Returns the new fields and what ``settle`` returned."""
-    assert rule.settle is not None and rule.move is not None
-    firsts = [
-        run(rule, updates[p], [f[p] for f in fields], params[p], in_place=True, context=context)
-        for p in parts
-    ]
-    sums: list[list[Tensor]] = []
-    for first in firsts:
-        assert first.sums is not None
-        if not sums:
-            sums = [[] for _ in first.sums]
-        for acc, values in zip(sums, first.sums, strict=True):
-            acc.extend(values)
-    settled = rule.settle(context, sums)
-    new_fields: list[list[Any]] = [[] for _ in fields]
-    for part, first in zip(parts, firsts, strict=True):
-        result = rule.move(updates[part], first.fields, params[part], in_place=True, context=settled.context)
-        _apply(fused, params[part], _terms(result), step_scale, param_scale)
-        for acc, f in zip(new_fields, result.fields, strict=True):
-            acc.extend(f)
-    return new_fields, settled
 
 
 def _chunked_rule_step(
@@ -336,13 +296,16 @@ def _chunked_rule_step(
     step_scale: float,
     param_scale: float,
     context: Any,
-) -> list[Any]:
-    """`_rule_step` on each chunk in turn; returns the new fields, one list each."""
-    if len(parts) == 1:
-        new_fields = _rule_step(fused, rule, updates, fields, params, step_scale, param_scale, context)
-    else:
-        fields = [list(f) for f in fields]
-        new_fields = [[] for _ in fields]
+) -> tuple[list[Any], Begun | None]:
+    """`_rule_step` on each chunk in turn; returns the new fields, one list each. A rule in two
+    passes (`Rule.settle`): its first pass on every chunk (the state in place, the sums kept),
+    ``settle`` on the sums of every tensor, then its second pass on every chunk (the terms
+    applied); then also returns what ``settle`` returned."""
+    if rule.settle is None and len(parts) == 1:
+        return _rule_step(fused, rule, updates, fields, params, step_scale, param_scale, context), None
+    fields = [list(f) for f in fields]
+    new_fields: list[list[Any]] = [[] for _ in fields]
+    if rule.settle is None:
         for part in parts:
             out = _rule_step(
                 fused,
@@ -356,7 +319,24 @@ def _chunked_rule_step(
             )
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
-    return new_fields
+        return new_fields, None
+    assert rule.move is not None
+    firsts = [
+        run(rule, updates[p], [f[p] for f in fields], params[p], in_place=True, context=context)
+        for p in parts
+    ]
+    sums: list[list[Tensor]] = [[] for _ in firsts[0].sums or ()]
+    for first in firsts:
+        assert first.sums is not None
+        for acc, values in zip(sums, first.sums, strict=True):
+            acc.extend(values)
+    settled = rule.settle(context, sums)
+    for part, first in zip(parts, firsts, strict=True):
+        result = rule.move(updates[part], first.fields, params[part], in_place=True, context=settled.context)
+        _apply(fused, params[part], _terms(result), step_scale, param_scale)
+        for acc, f in zip(new_fields, result.fields, strict=True):
+            acc.extend(f)
+    return new_fields, settled
 
 
 def _rule_step(

@@ -181,16 +181,9 @@ def scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
 
 def scatter_globals(t: tuple, value: Any, glob: dict) -> None:
     """`scatter` of the group's values only (the per-parameter tensors are already in place)."""
-    kind = t[0]
-    if kind == "nt" or kind == "dict":
-        values = value if kind == "nt" else [value[k] for k in t[1]]
-        for c, v in zip(t[2], values, strict=True):
-            scatter_globals(c, v, glob)
-    elif kind in ("tuple", "list"):
-        for c, v in zip(t[1], value, strict=True):
-            scatter_globals(c, v, glob)
-    elif kind == "global":
-        glob[t[1]] = value
+    for node, v in leaf_values(t, value, []):
+        if node[0] == "global":
+            glob[node[1]] = v
 
 
 def freeze_exact(v: Any) -> Any:
@@ -231,18 +224,25 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def param_lists(t: tuple, value: Any, out: list[list[Any]]) -> list[list[Any]]:
-    """The per-parameter lists of a functional state, in layout order."""
+def leaf_values(t: tuple, value: Any, out: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
+    """``(leaf node, value)`` for every leaf of a layout (``param``, ``global``, ``const``), in
+    order, with the matching part of a functional state."""
     kind = t[0]
-    if kind == "param":
-        out.append(value)
-    elif kind == "nt" or kind == "dict":
+    if kind == "nt" or kind == "dict":
         values = value if kind == "nt" else [value[k] for k in t[1]]
         for c, v in zip(t[2], values, strict=True):
-            param_lists(c, v, out)
+            leaf_values(c, v, out)
     elif kind in ("tuple", "list"):
         for c, v in zip(t[1], value, strict=True):
-            param_lists(c, v, out)
+            leaf_values(c, v, out)
+    else:
+        out.append((t, value))
+    return out
+
+
+def param_lists(t: tuple, value: Any, out: list[list[Any]]) -> list[list[Any]]:
+    """The per-parameter lists of a functional state, in layout order."""
+    out.extend(v for node, v in leaf_values(t, value, []) if node[0] == "param")
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import functional_optim as fo
+from tests.wrappers._bitwise import assert_steps_equal
 
 DROPINS = {
     "Prodigy": lambda ps: fo.adapters.Prodigy(ps, weight_decay=0.01),
@@ -105,20 +106,11 @@ def test_dropin_equals_the_authors_package_bit_for_bit(name: str, dtype: torch.d
     module, cls, variants = REFERENCES[name]
     package = pytest.importorskip(module, reason="the reference extra is not installed")
     for kwargs in variants:
-        gen = torch.Generator().manual_seed(0)
-        init = [torch.randn(s, generator=gen, dtype=dtype) for s in [(7, 5), (5,), (3, 3, 3)]]
-        ours = [p.clone().requires_grad_() for p in init]
-        theirs = [p.clone().requires_grad_() for p in init]
-        opt = getattr(fo.adapters, name)(ours, **kwargs)
-        ref = getattr(package, cls)(theirs, **kwargs)
-        for _ in range(12):
-            grads = [torch.randn(p.shape, generator=gen, dtype=dtype) for p in init]
-            for p, q, g in zip(ours, theirs, grads, strict=True):
-                p.grad, q.grad = g.clone(), g.clone()
-            opt.step()
-            ref.step()
-            for p, q in zip(ours, theirs, strict=True):
-                assert torch.equal(p, q), kwargs
+        assert_steps_equal(
+            lambda ps, kw=kwargs: getattr(fo.adapters, name)(ps, **kw),
+            lambda ps, kw=kwargs: getattr(package, cls)(ps, **kw),
+            dtype,
+        )
 
 
 @pytest.mark.parametrize("name", sorted(DROPINS))

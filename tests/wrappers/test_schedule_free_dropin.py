@@ -12,6 +12,7 @@ import torch
 
 import functional_optim as fo
 from functional_optim import fused
+from tests.wrappers._bitwise import assert_steps_equal
 
 DROPINS = {
     "AdamWScheduleFree": (
@@ -204,19 +205,10 @@ def test_dropin_equals_the_schedulefree_package_bit_for_bit(
     bit, for the package's for-loop and foreach paths."""
     schedulefree = pytest.importorskip("schedulefree", reason="the reference extra is not installed")
     kwargs = REFERENCE_KWARGS[name]
-    gen = torch.Generator().manual_seed(0)
-    init = [torch.randn(s, generator=gen, dtype=dtype) for s in [(7, 5), (5,), (3, 3, 3)]]
-    ours = [p.clone().requires_grad_() for p in init]
-    theirs = [p.clone().requires_grad_() for p in init]
-    opt = getattr(fo.adapters, name)(ours, **kwargs)
-    ref = getattr(schedulefree, name)(theirs, foreach=foreach, **kwargs)
-    ref.train()
-    for _ in range(12):
-        grads = [torch.randn(p.shape, generator=gen, dtype=dtype) for p in init]
-        for p, q, g in zip(ours, theirs, grads, strict=True):
-            p.grad, q.grad = g.clone(), g.clone()
-        opt.step()
-        ref.step()
-        for p, q in zip(ours, theirs, strict=True):
-            assert torch.equal(p, q)
-            assert torch.equal(opt.state[p]["z"], ref.state[q]["z"])
+
+    def theirs(ps: list[torch.Tensor]) -> torch.optim.Optimizer:
+        ref = getattr(schedulefree, name)(ps, foreach=foreach, **kwargs)
+        ref.train()
+        return ref
+
+    assert_steps_equal(lambda ps: getattr(fo.adapters, name)(ps, **kwargs), theirs, dtype, state_keys=("z",))
