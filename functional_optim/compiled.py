@@ -170,14 +170,39 @@ def _new_code(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
-def _whole_step_fn(transform: GradientTransformation) -> Callable[..., None]:
-    def step(params: Params, grads: Updates, state: State) -> None:
+def _cpu_scalars(leaves: list[Any]) -> list[int]:
+    """The positions of the 0-dim CPU tensors among a state's leaves (step counters, group
+    values such as Schedule-Free's weight sum or Prodigy's ``d``)."""
+    return [
+        i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.dim() == 0 and x.device.type == "cpu"
+    ]
+
+
+def _whole_step_fn(transform: GradientTransformation) -> Callable[..., list[Any]]:
+    """The whole step: every state tensor but the 0-dim CPU ones written in place in the graph;
+    those are returned, to be written by the caller (`_write_scalars`): Inductor (torch 2.13)
+    drops a ``copy_`` into a 0-dim float64 CPU input (float32 and int64 ones are kept), which
+    left Schedule-Free's ``lr_max`` and weight sum, and Prodigy's ``d``, at their first values."""
+
+    def step(params: Params, grads: Updates, state: State) -> list[Any]:
         updates, new_state = transform.update(grads, state, params)
         new_params = apply_updates(params, updates)
-        _write_back(tree.leaves(state), tree.leaves(new_state))
+        olds, news = tree.leaves(state), tree.leaves(new_state)
+        scalars = _cpu_scalars(olds)
+        kept = set(scalars)
+        _write_back(
+            [o for i, o in enumerate(olds) if i not in kept], [n for i, n in enumerate(news) if i not in kept]
+        )
         _write_back(tree.leaves(params), tree.leaves(new_params))
+        return [news[i] for i in scalars]
 
     return step
+
+
+def _write_scalars(state: State, new_values: list[Any]) -> None:
+    """Write the 0-dim CPU state tensors a whole step returned (see `_whole_step_fn`)."""
+    olds = tree.leaves(state)
+    _write_back_eager([olds[i] for i in _cpu_scalars(olds)], new_values)
 
 
 def _chunk_step_fn(
@@ -423,7 +448,9 @@ class CompiledStep:
             if isinstance(run, _Plan):
                 _run_plan(self.transform, run, params, grads, grad_leaves, state)
             else:
-                run(params, grads, state)
+                new_scalars = run(params, grads, state)
+                if new_scalars:
+                    _write_scalars(state, new_scalars)
 
     @staticmethod
     def _shapes(
@@ -481,7 +508,7 @@ class CompiledStep:
 
     def _whole_variant(
         self, owned: list[Any], owned_spec: Any, grad_leaves: list[Any], grad_spec: Any, grad_signature: tuple
-    ) -> Callable[..., None]:
+    ) -> Callable[..., list[Any]]:
         key = (
             "whole",
             owned_spec,
@@ -491,7 +518,7 @@ class CompiledStep:
             _alias_pattern(owned + grad_leaves),
         )
 
-        def make(name: str) -> Callable[..., None]:
+        def make(name: str) -> Callable[..., list[Any]]:
             fn = _new_code(_whole_step_fn(self.transform), name)
             return torch.compile(fn, fullgraph=True, options=self._options())
 

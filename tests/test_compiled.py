@@ -520,3 +520,37 @@ def test_gradients_kept_written_in_place_or_moved_between_steps_are_read_anew():
         ref_params = fo.apply_updates(ref_params, updates)
         for key in params:
             torch.testing.assert_close(params[key], ref_params[key], rtol=1e-6, atol=1e-7)
+
+
+GROUP_VALUES = {
+    "schedule_free_adamw": lambda: fo.schedule_free_adamw(1e-2, weight_decay=0.01, warmup_steps=2),
+    "schedule_free_sgd": lambda: fo.schedule_free_sgd(0.1),
+    "prodigy": lambda: fo.prodigy(1.0),
+    "dadapt_adamw": lambda: fo.dadapt_adamw(1.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_VALUES))
+def test_whole_compiled_step_writes_its_float64_group_values(name: str) -> None:
+    """Schedule-Free's ``lr_max`` and weight sum, Prodigy's and D-Adaptation's ``d`` are 0-dim
+    float64 state: the compiled step writes them (Inductor dropped a ``copy_`` into such an
+    input, which left them at their first values) and follows the pure update."""
+    tx = GROUP_VALUES[name]()
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(6, 3, generator=gen), torch.randn(3, generator=gen)]
+    pure = [p.clone() for p in params]
+    state, pure_state = tx.init(params), tx.init(pure)
+    step = fo.compile_step(tx)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen) for p in params]
+        step(params, grads, state)
+        updates, pure_state = tx.update(grads, pure_state, pure)
+        pure = fo.apply_updates(pure, updates)
+    for a, b in zip(params, pure, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    scalars = [
+        (a, b) for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(pure_state), strict=True) if a.dim() == 0
+    ]
+    assert any(a.dtype == torch.float64 for a, _ in scalars)
+    for a, b in scalars:
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
