@@ -112,7 +112,7 @@ class RuleStep(NamedTuple):
 
     Attributes:
       fields: the new per-parameter state fields (same order as the fields it was given).
-      terms: the update as terms (`Term`, `After`), or ``None`` when the update
+      terms: the update as terms (`Term`, `Lerp`, `After`), or ``None`` when the update
         cannot be written as terms (then ``update`` holds it, e.g. Adagrad's sparse gradients).
       update: the update itself, when ``terms`` is ``None``.
       sums: the first pass of a rule with `Rule.settle`: per-tensor values (one list per kind,
