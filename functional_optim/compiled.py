@@ -171,15 +171,18 @@ def _new_code(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 def _cpu_scalars(leaves: list[Any]) -> list[int]:
-    """The positions of the 0-dim CPU tensors among a state's leaves (step counters, group
-    values such as Schedule-Free's weight sum or Prodigy's ``d``)."""
+    """The positions of the 0-dim float64 CPU tensors among a state's leaves (group values such
+    as Schedule-Free's weight sum or Prodigy's ``d``; step counters under a float64 default
+    dtype). Float32 and integer ones are written in the graph: no extra work per step for them."""
     return [
-        i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.dim() == 0 and x.device.type == "cpu"
+        i
+        for i, x in enumerate(leaves)
+        if isinstance(x, Tensor) and x.dim() == 0 and x.dtype == torch.float64 and x.device.type == "cpu"
     ]
 
 
 def _whole_step_fn(transform: GradientTransformation) -> Callable[..., list[Any]]:
-    """The whole step: every state tensor but the 0-dim CPU ones written in place in the graph;
+    """The whole step: every state tensor but the 0-dim float64 CPU ones written in the graph;
     those are returned, to be written by the caller (`_write_scalars`): Inductor (torch 2.13)
     drops a ``copy_`` into a 0-dim float64 CPU input (float32 and int64 ones are kept), which
     left Schedule-Free's ``lr_max`` and weight sum, and Prodigy's ``d``, at their first values."""
@@ -200,7 +203,7 @@ def _whole_step_fn(transform: GradientTransformation) -> Callable[..., list[Any]
 
 
 def _write_scalars(state: State, new_values: list[Any]) -> None:
-    """Write the 0-dim CPU state tensors a whole step returned (see `_whole_step_fn`)."""
+    """Write the 0-dim float64 CPU state tensors a whole step returned (see `_whole_step_fn`)."""
     olds = tree.leaves(state)
     _write_back_eager([olds[i] for i in _cpu_scalars(olds)], new_values)
 
