@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
     n, numel = int(argv[2]), int(argv[3])
     repeats = int(argv[4]) if len(argv) > 4 else 15
     if len(argv) > 5:
-        fused._CHUNK_BYTES, fused._MAX_CHUNKS = int(argv[5]), 10**6
+        fused._CHUNK_BYTES = int(argv[5])
     verified = ops.verified_dense
     for algo in argv[1].split(","):
         name, options = ALGOS[algo]

@@ -224,20 +224,22 @@ def prepare(
 _CHUNK_BYTES = 1 << 20
 """Parameter bytes per chunk of a CPU commit (see `commit`)."""
 
-_MAX_CHUNKS = 32
+_IN_PLACE_CHUNK_BYTES = 4 << 20
 
 
-def chunks(params: list[Tensor]) -> list[slice]:
-    """Consecutive runs of ``params`` of about ``_CHUNK_BYTES`` each (at most ``_MAX_CHUNKS``):
-    CPU tensors outside ``torch.compile`` only; otherwise one run. (`commit` runs a rule chunk by
-    chunk; a rule's `Rule.begin` may walk its temporaries chunk by chunk too.)"""
+def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:
+    """Consecutive runs of ``params`` that each close once they hold ``_CHUNK_BYTES`` (a tensor of
+    that size or more is a run of its own): CPU tensors outside ``torch.compile`` only; otherwise
+    one run. (`commit` runs a rule chunk by chunk; a rule's `Rule.begin` may walk its temporaries
+    chunk by chunk too.) There are never more runs than tensors, so a step never costs more
+    calls than ``torch.optim``'s for-loop, which works one tensor at a time."""
     whole = [slice(0, len(params))]
     if len(params) < 2 or params[0].device.type != "cpu" or torch.compiler.is_compiling():
         return whole
+    budget = _CHUNK_BYTES if budget is None else budget
     ends = list(itertools.accumulate(map(_NBYTES, params)))  # C-level: this runs every step
-    if ends[-1] <= _CHUNK_BYTES:
+    if ends[-1] <= budget:
         return whole
-    budget = max(_CHUNK_BYTES, ends[-1] // _MAX_CHUNKS + 1)
     out, start, base = [], 0, 0
     while start < len(params):
         # the first tensor that brings the chunk to the budget closes it
@@ -273,7 +275,7 @@ def commit(
         with ops.verified_dense(params, updates):
             _apply(fused, params, [Term(updates, None, unscaled)], step_scale, param_scale)
         return state
-    parts = chunks(params) if rule.temporaries else [slice(0, len(params))]
+    parts = chunks(params, None if rule.temporaries else _IN_PLACE_CHUNK_BYTES)
     fields = rule.fields(get_path(state, fused.rule_path))
     begun = prepared.begun
     context = None if begun is None else begun.context

@@ -44,6 +44,12 @@ def _verified() -> bool:
     return _VERIFIED_THREAD is not None and _get_ident() == _VERIFIED_THREAD
 
 
+def verified() -> bool:
+    """Whether this code runs inside a `verified_dense` block whose lists passed its check (every
+    tensor list an op sees there is plain, dense, and outside autograd and ``torch.compile``)."""
+    return _VERIFIED_THREAD is not None and _get_ident() == _VERIFIED_THREAD
+
+
 @contextlib.contextmanager
 def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
     """A block in which the backend checks of every op are known to pass; yields whether they
@@ -186,6 +192,8 @@ def step_values(steps: Sequence[Tensor]) -> list[Any]:
     """Per-parameter step counters as Python floats (concrete) or 0-dim float64 tensors (traced)."""
     if not steps:
         return []
+    if _VERIFIED_THREAD is not None and _verified() and steps[0].is_cpu:  # plain, no autograd
+        return list(map(float, map(_ITEM, steps)))
     if any(is_traced(s) for s in steps[:1]) or torch.compiler.is_compiling():
         return [s.to(torch.float64) for s in steps]
     if steps[0].device.type == "cpu":
@@ -193,6 +201,9 @@ def step_values(steps: Sequence[Tensor]) -> list[Any]:
         # reads it (``_get_value``); no stacking and no dtype conversion per counter.
         return [float(s.item()) for s in steps]
     return torch.stack([s.detach().to("cpu", torch.float64) for s in steps]).tolist()
+
+
+_ITEM = operator.methodcaller("item")
 
 
 def is_python_number(*values: Any) -> bool:
@@ -368,14 +379,15 @@ def _maximum(xs: list[Tensor], ys: list[Tensor], inplace: bool) -> list[Tensor]:
 
 def _binary(name: str, xs: list[Tensor], other: Any, inplace: bool = False) -> list[Tensor]:
     suffix = "_" if inplace else ""
-    if (type(other) is float or type(other) is int) and _VERIFIED_THREAD is not None and _verified():
-        scalar = _cpu_scalar_tensor(other, xs)
-        op = _FOREACH[f"{name}{suffix}"]
-        if scalar is None:
-            out = op(xs, other)
-        else:
-            out = op(xs, scalar, alpha=1) if name == "add" else op(xs, scalar)
-        return _aslist(xs if inplace else out)
+    if _VERIFIED_THREAD is not None and _verified():
+        kind = type(other)
+        if kind is list and other and set(map(type, other)) <= _PY_NUMBER_TYPES and len(set(other)) == 1:
+            other, kind = other[0], type(other[0])  # one value for all (every parameter at the same step)
+        if kind is float or kind is int:
+            scalar = _verified_scalar(other, xs)
+            op = _FOREACH[f"{name}{suffix}"]
+            out = op(xs, scalar, alpha=1) if name == "add" and scalar is not other else op(xs, scalar)
+            return _aslist(xs if inplace else out)
     torch_op = getattr(torch, name)
     if isinstance(other, list | tuple):
         if _foreach_ok(inplace, xs) and (
@@ -390,11 +402,11 @@ def _binary(name: str, xs: list[Tensor], other: Any, inplace: bool = False) -> l
                 return [getattr(x, f"{name}_")(o) for x, o in zip(xs, other, strict=True)]
             return [torch_op(x, o) for x, o in zip(xs, other, strict=True)]
     if isinstance(other, float | int) and not isinstance(other, bool) and _foreach_ok(inplace, xs):
-        scalar = _cpu_scalar_tensor(other, xs)
-        if scalar is not None:
+        wrapped = _cpu_scalar_tensor(other, xs)
+        if wrapped is not None:
             # ``add`` needs ``alpha`` to pick its Tensor overload (the Scalar one would re-wrap)
             kwargs = {"alpha": 1} if name == "add" else {}
-            return _run_foreach(f"_foreach_{name}{suffix}", xs, scalar, **kwargs)
+            return _run_foreach(f"_foreach_{name}{suffix}", xs, wrapped, **kwargs)
     if _foreach_ok(inplace, xs) and (isinstance(other, float | int) or not is_traced(other)):
         return _run_foreach(f"_foreach_{name}{suffix}", xs, other)
     if inplace:
@@ -415,7 +427,10 @@ def _cpu_scalar_tensor(value: float | int, xs: Sequence[Tensor]) -> Tensor | Non
     same: a Python scalar enters a kernel converted to the tensor's dtype, as this tensor holds it.
     """
     verified = _verified()
-    if not verified and torch.compiler.is_compiling():
+    if verified:
+        tensor = _verified_scalar(value, xs)
+        return tensor if isinstance(tensor, Tensor) else None
+    if torch.compiler.is_compiling():
         return None
     first = xs[0]
     if first.device.type != "cpu" or not first.is_floating_point():
@@ -423,14 +438,23 @@ def _cpu_scalar_tensor(value: float | int, xs: Sequence[Tensor]) -> Tensor | Non
     dtype = first.dtype
     if not all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(dtype))):
         return None
-    if not verified:  # autograd may save it: a tensor of this update's own
-        return torch.tensor(value, dtype=dtype)
-    key = (value, dtype)
-    tensor = _SCALARS.get(key)
+    return torch.tensor(value, dtype=dtype)  # autograd may save it: a tensor of this update's own
+
+
+def _verified_scalar(value: float | int, xs: Sequence[Tensor]) -> Tensor | float | int:
+    """`_cpu_scalar_tensor` in a `verified_dense` block (the cached 0-dim tensor), or ``value``
+    itself where that does not apply."""
+    first = xs[0]
+    if not first.is_cpu or not first.is_floating_point():
+        return value
+    dtype = first.dtype
+    if len(xs) > 1 and not all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(dtype))):
+        return value
+    tensor = _SCALARS.get((value, dtype))
     if tensor is None or tensor._version != 0:
         if len(_SCALARS) >= _MAX_SCALARS:
             _SCALARS.clear()
-        tensor = _SCALARS[key] = torch.tensor(value, dtype=dtype)
+        tensor = _SCALARS[value, dtype] = torch.tensor(value, dtype=dtype)
     return tensor
 
 
@@ -516,7 +540,10 @@ def _addc(
         (_VERIFIED_THREAD is not None and _verified()) or _foreach_ok(inplace, xs, ys, zs)
     ):
         value = value if not isinstance(value, tuple) else list(value)
-        return _run_foreach(f"_foreach_{name}{'_' if inplace else ''}", xs, ys, zs, value)
+        if inplace:
+            _FOREACH_ADDC[name](xs, ys, zs, value)
+            return _aslist(xs)
+        return _aslist(_FOREACH_ADDC[f"{name}_new"](xs, ys, zs, value))
     vs = _broadcast(value, len(xs))
     if name == "addcmul":
         if inplace:
@@ -537,6 +564,14 @@ def _addc(
         torch.addcdiv(x, y, z, value=v) if isinstance(v, float | int) else x + v * y / z
         for x, y, z, v in zip(xs, ys, zs, vs, strict=True)
     ]
+
+
+_FOREACH_ADDC: dict[str, Callable[..., Any]] = {
+    "addcmul": torch._foreach_addcmul_,
+    "addcdiv": torch._foreach_addcdiv_,
+    "addcmul_new": torch._foreach_addcmul,
+    "addcdiv_new": torch._foreach_addcdiv,
+}
 
 
 def rdiv_(ys: list[Tensor], xs: list[Tensor]) -> list[Tensor]:

@@ -81,8 +81,8 @@ def _store(olds: list[Tensor], values: list[Any], dtype: torch.dtype, *, in_plac
         and all(o.dtype is dtype for o in olds)
         and ops.writable(olds)
     ):
-        torch._foreach_zero_(olds)
-        torch._foreach_add_(olds, values)  # 0 + v: exactly torch.tensor(v, dtype)
+        for old, value in zip(olds, values, strict=True):
+            old.fill_(value)  # the double rounded to ``dtype``: exactly torch.tensor(v, dtype)
         return list(olds)
     return [_scalar_like(o, v, dtype) for o, v in zip(olds, values, strict=True)]
 
@@ -145,10 +145,10 @@ def scale_by_asgd(
         return lr_, lambd_, alpha_, t0_, _state_dtype(lr_, lambd_, alpha_, t0_)
 
     def next_schedule(
-        steps: list[Tensor], etas: list[Tensor], mus: list[Tensor], *, in_place: bool
+        steps: list[Tensor], etas: list[Tensor], mus: list[Tensor], values: tuple, *, in_place: bool
     ) -> tuple[list, list]:
-        """The new ``eta`` and ``mu`` tensors."""
-        lr_, lambd_, alpha_, t0_, dtype = hyperparams()
+        """The new ``eta`` and ``mu`` tensors (``values``: `hyperparams`)."""
+        lr_, lambd_, alpha_, t0_, dtype = values
 
         def eta_fn(t: Any) -> Any:
             return lr_ / ((1 + lambd_ * lr_ * t) ** alpha_)
@@ -164,7 +164,8 @@ def scale_by_asgd(
     def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool) -> RuleStep:
         # torch.optim.ASGD: p.mul_(1 - λη); p.add_(g, alpha=-η); then the average of the new
         # parameters, and the next η, μ (``1 + s·λη`` and ``s·η`` with s = -lr = -1)
-        _, lambd_, _, _, _ = hyperparams()
+        values = hyperparams()
+        lambd_ = values[1]
         for g in grads:
             if g.is_sparse:
                 raise RuntimeError("ASGD does not support sparse gradients")
@@ -180,7 +181,7 @@ def scale_by_asgd(
             avg = _average(ops.view_as_real(ax), new_params, mu_v, mus, in_place=in_place)
             new_ax[:] = ops.view_as_complex_like(avg, ax)
 
-        new_eta, new_mu = next_schedule(steps, etas, mus, in_place=in_place)
+        new_eta, new_mu = next_schedule(steps, etas, mus, values, in_place=in_place)
         terms: list[Term | After] = [
             Term(None, None, lambda s: [1 + s * (lambd_ * e) for e in eta_v]),
             Term(ops.view_as_real(grads), None, lambda s: [s * e for e in eta_v]),

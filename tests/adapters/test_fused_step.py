@@ -315,27 +315,35 @@ def test_the_fused_commit_runs_its_ops_unchecked_for_module_parameters(name, opt
 
 
 @pytest.mark.parametrize(
-    ("make", "chunked"),
+    ("make", "budget"),
     [
-        (lambda ps: fo.adapters.SGD(ps, lr=0.1), False),  # no rule: p.add_(g, alpha=-lr)
-        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9), False),  # b.mul_(μ).add_(g), p.add_(b)
-        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), True),  # g + μ·b: new
-        (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1), False),
-        (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1, weight_decay=0.01), True),  # g + wd·y: new
-        (lambda ps: fo.adapters.Adam(ps, lr=0.1), True),
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1), None),  # no rule: one p.add_(g, alpha=-lr) per tensor
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9), "in place"),  # b.mul_(μ).add_(g), p.add_(b)
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), "temporaries"),  # g + μ·b
+        (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1), "in place"),
+        (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1, weight_decay=0.01), "temporaries"),  # g + wd·y
+        (lambda ps: fo.adapters.Adam(ps, lr=0.1), "temporaries"),
     ],
 )
-def test_only_rules_with_temporaries_commit_in_chunks(make, chunked, monkeypatch):
-    """Chunks keep a rule's temporaries in cache; a rule whose ops all write in place (and plain
-    SGD) commits in one pass over all tensors, with the same numbers."""
-    calls = []
+def test_rules_commit_in_chunks_sized_by_their_temporaries(make, budget, monkeypatch):
+    """Chunks keep a rule's buffers and temporaries in cache between its ops: ~1 MB for a rule
+    with temporaries, larger for one whose ops all write in place (fewer calls; a step over
+    more than the cache still goes chunk by chunk); plain SGD (one op per tensor) is not chunked.
+    The numbers are the same (`test_a_commit_in_chunks_equals_one_commit_bit_for_bit`)."""
+    budgets = []
     real = fused.chunks
-    monkeypatch.setattr(fused, "chunks", lambda params: calls.append(len(params)) or real(params))
+    monkeypatch.setattr(fused, "chunks", lambda params, size=None: budgets.append(size) or real(params, size))
     monkeypatch.setattr(fused, "_CHUNK_BYTES", 100)
+    monkeypatch.setattr(fused, "_IN_PLACE_CHUNK_BYTES", 200)
     params = [torch.nn.Parameter(torch.randn(40)) for _ in range(3)]
     opt = make(params)
     for _ in range(2):
         for p in params:
             p.grad = torch.randn(40)
         opt.step()
-    assert bool(calls) == chunked
+    expected = {None: [], "in place": [200, 200], "temporaries": [None, None]}[budget]
+    assert budgets == expected
+    # 160 B each: chunks of one tensor (100 B) or of two (200 B)
+    size = 200 if budget == "in place" else 100
+    lengths = [part.stop - part.start for part in real(params, size)]
+    assert lengths == ([2, 1] if size == 200 else [1, 1, 1])
