@@ -225,6 +225,10 @@ _CHUNK_BYTES = 1 << 20
 """Parameter bytes per chunk of a CPU commit (see `commit`)."""
 
 _IN_PLACE_CHUNK_BYTES = 4 << 20
+"""Parameter bytes per chunk of a rule whose ops all write in place (`Rule.temporaries` false):
+no temporaries to keep in the cache, so fewer, larger chunks (the 1M set of 100 tensors of 10,000
+floats is one pass); a step over more than the cache still goes chunk by chunk (SGD's momentum on
+32 tensors of 512 x 512: one pass 1.12-1.14x torch's for-loop, 4 MB chunks 0.94-1.07x)."""
 
 
 def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:
