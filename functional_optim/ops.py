@@ -37,6 +37,10 @@ _VERIFIED_THREAD: int | None = None
 """The thread inside a `verified_dense` block, or ``None`` (a plain global, not a thread-local,
 so that code traced by Dynamo reads a constant ``None``)."""
 
+_VERIFIED_REAL = False
+"""In a `verified_dense` block: no list given to it holds a complex tensor (so no list an op
+sees there does)."""
+
 _get_ident = threading.get_ident
 
 
@@ -64,7 +68,7 @@ def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
     rule's step runs once per ~1 MB chunk of parameters, several ops each: the checks were half
     of its Python time). One thread at a time: another thread, or a nested block, checks as usual.
     """
-    global _VERIFIED_THREAD
+    global _VERIFIED_THREAD, _VERIFIED_REAL
     if (
         _VERIFIED_THREAD is not None
         or torch.is_grad_enabled()
@@ -73,11 +77,13 @@ def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
     ):
         yield False
         return
+    _VERIFIED_REAL = all(map(_all_real, lists))
     _VERIFIED_THREAD = _get_ident()
     try:
         yield True
     finally:
         _VERIFIED_THREAD = None
+        _VERIFIED_REAL = False
 
 
 _PLAIN_TYPES = frozenset({Tensor, torch.nn.Parameter})
@@ -731,7 +737,7 @@ def view_as_real(xs: Sequence[Tensor | None]) -> list[Tensor | None]: ...
 def view_as_real(xs: Sequence[Tensor | None]) -> list[Any]:
     """Complex tensors as real views of shape ``(..., 2)`` (``torch.optim``'s treatment of complex
     parameters); real tensors and ``None`` are returned as they are."""
-    if _all_real(xs):
+    if all_real(xs):
         return list(xs)
     return [torch.view_as_real(x) if x is not None and x.is_complex() else x for x in xs]
 
@@ -739,7 +745,7 @@ def view_as_real(xs: Sequence[Tensor | None]) -> list[Any]:
 def view_as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[Tensor]:
     """Undo `view_as_real` for the tensors whose counterpart in ``like`` is complex (a
     tensor that is complex already is returned as it is)."""
-    if _all_real(like):
+    if all_real(like):
         return list(xs)
     return [
         torch.view_as_complex(x if x.is_contiguous() else x.contiguous())
@@ -752,8 +758,15 @@ def view_as_complex_like(xs: Sequence[Tensor], like: Sequence[Tensor]) -> list[T
 _is_complex = Tensor.is_complex
 
 
+def all_real(xs: Sequence[Any]) -> bool:
+    """No complex tensor in ``xs`` (known without looking in a `verified_dense` block of real
+    lists; else a C-level loop: this runs several times per step)."""
+    if _VERIFIED_REAL and _VERIFIED_THREAD is not None and _verified():
+        return True
+    return _all_real(xs)
+
+
 def _all_real(xs: Sequence[Any]) -> bool:
-    """No complex tensor in ``xs`` (a C-level loop: this runs several times per step)."""
     try:
         return not any(map(_is_complex, xs))
     except TypeError:  # ``None`` entries (or non-tensors)

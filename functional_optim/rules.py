@@ -329,7 +329,7 @@ def apply_terms(params: list[Tensor], terms: Sequence[Term | Lerp | After], step
     ``torch.func``) new tensors are returned. Complex parameters are written through their real
     views, except by a term whose ``num`` is complex itself (native complex arithmetic, e.g. SGD's
     momentum: ``torch.optim``'s complex ``add_``)."""
-    has_complex = any(map(Tensor.is_complex, params))  # a C-level loop: this runs every step
+    has_complex = not ops.all_real(params)
     params = list(params)
     for term in terms:
         params_r = ops.view_as_real(params) if has_complex else params  # real: no views to take

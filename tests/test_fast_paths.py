@@ -336,6 +336,20 @@ def test_a_verified_block_is_entered_only_where_the_checks_hold():
         assert verified
 
 
+def test_a_verified_block_of_real_lists_knows_every_list_is_real():
+    """Inside a block whose lists are all real, `ops.all_real` (and so `view_as_real`) does not
+    look at the tensors again; a block given a complex list, and code after a block, look."""
+    xs, complex_list = _lists(), [torch.ones(2, dtype=torch.complex64)]
+    with torch.no_grad():
+        with ops.verified_dense(xs) as verified:
+            assert verified and ops.all_real(complex_list)  # not looked at: no such list in the block
+        assert not ops.all_real(complex_list)
+        with ops.verified_dense(xs, complex_list) as verified:
+            assert verified and not ops.all_real(complex_list)
+            assert ops.view_as_real(complex_list)[0].shape == (2, 2)
+            assert ops.all_real(xs)
+
+
 def test_a_verified_block_holds_for_its_own_thread_only():
     import threading
 

@@ -56,7 +56,7 @@ def on_host(*values: Any) -> list[Any] | None:
     (`functional_optim.ops.is_traced`: autograd, ``torch.func``, ``torch.compile``), so that a
     step's scalar maths runs in Python double as the reference packages'; else ``None`` (the
     maths then runs on 0-dim float64 tensors)."""
-    if torch.compiler.is_compiling() or any(ops.is_traced(v) for v in values):
+    if torch.compiler.is_compiling() or any(map(ops.is_traced, values)):
         return None
     return [v.item() if isinstance(v, Tensor) else v for v in values]
 
