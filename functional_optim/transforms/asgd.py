@@ -64,10 +64,13 @@ def _average(
     written into ``ax`` with ``in_place``."""
     if all(isinstance(m, float) and m == 1 for m in mu_values):
         return ops.assign(ax, new_p, in_place=in_place)
-    out = [
-        a + (q - a) * (m if isinstance(m, float) else mt)
-        for q, a, m, mt in zip(new_p, ax, mu_values, mus, strict=True)
-    ]
+    weights = [m if isinstance(m, float) else mt for m, mt in zip(mu_values, mus, strict=True)]
+    if in_place and ops.writable(ax, new_p, mus):
+        # torch.optim.ASGD's ops, one tensor at a time: one temporary, freed before the next
+        for a, q, w in zip(ax, new_p, weights, strict=True):
+            a.add_(q.sub(a).mul_(w))
+        return list(ax)
+    out = [a + (q - a) * w for q, a, w in zip(new_p, ax, weights, strict=True)]
     return ops.assign(ax, out, in_place=in_place)
 
 
@@ -199,5 +202,9 @@ def scale_by_asgd(
             needs_params=True,
             state_type=ScaleByAsgdState,
             sparse="ASGD",
+            # p.mul_, p.add_, ax.copy_ (or ax.add_(p.sub(ax).mul_(μ)), one tensor at a time): no
+            # chunk-wide temporaries, so 4 MB chunks (32 × 512²: 1.00-1.02x torch's for-loop
+            # against 1.13-1.22x in 1 MB chunks, interleaved)
+            temporaries=False,
         ),
     )
