@@ -60,7 +60,7 @@ from functional_optim.core import (
 )
 from functional_optim.rules import Begun, Rule, Term, apply_terms, run, unscaled
 
-__all__ = ["FusedPlan", "chunks", "commit", "concrete", "plan", "prepare"]
+__all__ = ["Committed", "FusedPlan", "chunks", "commit", "concrete", "plan", "prepare"]
 
 Path = tuple[int, ...]
 """Where a transform's state sits in the (nested tuple) state of a chain."""
@@ -256,12 +256,36 @@ def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:
 _NBYTES = operator.attrgetter("nbytes")
 
 
+class Committed(NamedTuple):
+    """The result of `commit`.
+
+    Attributes:
+      state: the new state.
+      fields_checked: the rule's new state fields are plain, dense, real tensors, known from
+        `ops.verified_dense`'s check of the step (`ops.verified_real`): a next step that reuses
+        the very same tensors may give ``fields_checked=True`` to `commit`.
+    """
+
+    state: Any
+    fields_checked: bool
+
+
 def commit(
-    fused: FusedPlan, prepared: Prepared, params: Sequence[Tensor], step_scale: float, param_scale: float
-) -> Any:
+    fused: FusedPlan,
+    prepared: Prepared,
+    params: Sequence[Tensor],
+    step_scale: float,
+    param_scale: float,
+    *,
+    fields_checked: bool = False,
+) -> Committed:
     """Phase 2: the rule's step with its state updated in place, then
     ``p ← param_scale · p + terms(step_scale)`` in place (then ``p ← p / (1 - step_scale·wd)``
-    for a proximal decay ``wd``). Returns the new state.
+    for a proximal decay ``wd``). Returns the new state and whether its rule fields are checked.
+
+    ``fields_checked``: the rule's state fields are tensors a previous commit returned as checked
+    (`Committed.fields_checked`), the same objects (the adapters' step cache ensures it): the
+    parameters and updates are checked, the fields are not looked at again.
 
     On the CPU the parameters are committed in consecutive chunks (`chunks`: about 1 MB for a
     rule that allocates temporaries, `Rule.temporaries`, 4 MB for one whose ops all write in
@@ -278,18 +302,21 @@ def commit(
     if rule is None:  # p.add_(u, alpha=-lr): nothing to keep in the cache between ops
         with ops.verified_dense(params, updates):
             _apply(fused, params, [Term(updates, None, unscaled)], step_scale, param_scale)
-        return state
+        return Committed(state, False)
     parts = chunks(params, None if rule.temporaries else _IN_PLACE_CHUNK_BYTES)
     fields = rule.fields(get_path(state, fused.rule_path))
     begun = prepared.begun
     context = None if begun is None else begun.context
-    with ops.verified_dense(params, updates, *fields):
+    checked = (params, updates) if fields_checked else (params, updates, *fields)
+    with ops.verified_dense(*checked, trusted=fields if fields_checked else ()):
         new_fields, settled = _chunked_rule_step(
             fused, rule, parts, updates, fields, params, step_scale, param_scale, context
         )
+        # the new fields are the checked ones (updated in place) or made from them by ops
+        now_checked = ops.verified_real()
     begun = settled if settled is not None else begun
     new_state = rule.state(new_fields) if begun is None else rule.state(new_fields, begun.group)
-    return set_path(state, fused.rule_path, new_state)
+    return Committed(set_path(state, fused.rule_path, new_state), now_checked)
 
 
 def _chunked_rule_step(

@@ -54,8 +54,14 @@ def verified() -> bool:
     return _VERIFIED_THREAD is not None and _get_ident() == _VERIFIED_THREAD
 
 
+def verified_real() -> bool:
+    """Whether this code runs inside a `verified_dense` block whose lists passed its check and
+    hold no complex tensor (what its ops make from them is then plain, dense and real too)."""
+    return _VERIFIED_REAL and _verified()
+
+
 @contextlib.contextmanager
-def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
+def verified_dense(*lists: Sequence[Any], trusted: Sequence[Sequence[Any]] = ()) -> Iterator[bool]:
     """A block in which the backend checks of every op are known to pass; yields whether they
     are (else the block runs with the checks, as anywhere else).
 
@@ -67,8 +73,14 @@ def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
     looking again. What is computed does not change, only how often it is checked (on the CPU a
     rule's step runs once per ~1 MB chunk of parameters, several ops each: the checks were half
     of its Python time). One thread at a time: another thread, or a nested block, checks as usual.
+
+    ``trusted``: lists the caller knows to pass the check and to hold no complex tensor, because
+    they are the very tensors an earlier block checked (`verified_real` was true in it), or were
+    made in it by ops from such tensors (e.g. a rule's state fields reused by the adapters' next
+    step): they are not looked at again.
     """
     global _VERIFIED_THREAD, _VERIFIED_REAL
+    del trusted  # counted as checked and real
     if (
         _VERIFIED_THREAD is not None
         or torch.is_grad_enabled()
@@ -444,7 +456,7 @@ def _cpu_scalar_tensor(value: float | int, xs: Sequence[Tensor]) -> Tensor | Non
     dtype = first.dtype
     if not all(map(operator.is_, map(_DTYPE, xs), itertools.repeat(dtype))):
         return None
-    return torch.tensor(value, dtype=dtype)  # autograd may save it: a tensor of this update's own
+    return torch.scalar_tensor(value, dtype=dtype)  # autograd may save it: a tensor of this update's own
 
 
 def _verified_scalar(value: float | int, xs: Sequence[Tensor]) -> Tensor | float | int:
@@ -460,7 +472,7 @@ def _verified_scalar(value: float | int, xs: Sequence[Tensor]) -> Tensor | float
     if tensor is None or tensor._version != 0:
         if len(_SCALARS) >= _MAX_SCALARS:
             _SCALARS.clear()
-        tensor = _SCALARS[value, dtype] = torch.tensor(value, dtype=dtype)
+        tensor = _SCALARS[value, dtype] = torch.scalar_tensor(value, dtype=dtype)
     return tensor
 
 

@@ -73,9 +73,9 @@ from functional_optim.adapters._layout import (
     has_globals,
     is_stateless,
     required_keys,
-    same_param_tensors,
+    same_tensors,
     scatter,
-    scatter_globals,
+    split_leaves,
     to_python,
 )
 from functional_optim.adapters._learning_rate import exposed_learning_rate, with_learning_rate
@@ -299,13 +299,13 @@ class FunctionalOptimizer(Optimizer):
         return transform
 
     def _layout_for(
-        self, index: int, group: dict[str, Any], transform: GradientTransformation
+        self, index: int, group: dict[str, Any], transform: GradientTransformation, ids: tuple[int, ...]
     ) -> tuple[tuple, bool, bool, Any]:
-        """The cached layout of the group's state; rebuilt when the group's parameters or the
-        structure of its hyperparameters change. Returns (layout, has_globals, is_stateless, fresh
-        init or None)."""
+        """The cached layout of the group's state; rebuilt when the group's parameters (``ids``:
+        their identities) or the structure of its hyperparameters change. Returns (layout,
+        has_globals, is_stateless, fresh init or None)."""
         params = group["params"]
-        key = (tuple(map(id, params)), tuple(freeze_structure(group[n]) for n in self._hp_names))
+        key = (ids, tuple(freeze_structure(group[n]) for n in self._hp_names))
         cached = self._fo_layouts.get(index)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2], cached[3], None
@@ -379,7 +379,8 @@ class FunctionalOptimizer(Optimizer):
         else:
             present = params
         transform = self._transform_for(index, group)
-        layout, has_globals, stateless, init_state = self._layout_for(index, group, transform)
+        ids = tuple(map(id, params))
+        layout, has_globals, stateless, init_state = self._layout_for(index, group, transform, ids)
         state = self.state
         torch_states: list[Any] = [state.get(p) for p in present]
         cache = None if compiling else self._fo_steps.get(index)
@@ -388,7 +389,7 @@ class FunctionalOptimizer(Optimizer):
         if (
             cache is not None
             and None not in torch_states
-            and cache.fits(layout, present, torch_states)
+            and cache.fits(layout, ids if present is params else tuple(map(id, present)), torch_states)
             and (not has_globals or cache.fits_globals(self._group_globals(params)))
         ):
             # Nothing replaced a state tensor or a group value since the last step: reuse its
@@ -441,11 +442,14 @@ class FunctionalOptimizer(Optimizer):
             if gathered.new_glob is not None:
                 first, glob = gathered.new_glob
                 state[first][FUNCTIONAL_STATE_KEY] = glob
-            result = new_state
+            result, fields_checked = new_state, False
             if in_place is not None:
                 plan, prepared, step_scale, param_scale = in_place
-                result = fused.commit(plan, prepared, present, step_scale, param_scale)
-            self._write_back(index, group, layout, present, gathered, cache, result)
+                reused = cache is not None and cache.fields_checked
+                result, fields_checked = fused.commit(
+                    plan, prepared, present, step_scale, param_scale, fields_checked=reused
+                )
+            self._write_back(index, group, layout, present, gathered, cache, result, fields_checked)
             for p, _ in gathered.new_entries:
                 if not state[p]:  # a stateless rule (SGD without momentum): no entry, as torch
                     del state[p]
@@ -463,15 +467,19 @@ class FunctionalOptimizer(Optimizer):
         gathered: _Gathered,
         cache: StepCache | None,
         new_state: Any,
+        fields_checked: bool,
     ) -> None:
         """Store the new functional state in ``self.state`` (torch's format) and remember it for
-        the next step (`StepCache`)."""
-        if cache is not None and same_param_tensors(layout, new_state, gathered.fstate):
-            cache.fstate = new_state  # the tensors were updated in place: nothing to store...
-            if gathered.glob is not None:  # ...but the group's new values
-                scatter_globals(layout, new_state, gathered.glob)
-                cache.store_globals()
-            return
+        the next step (`StepCache`, with `fused.Committed.fields_checked`)."""
+        if cache is not None:
+            lists, values = split_leaves(layout, new_state)
+            if same_tensors(lists, cache.param_lists):
+                # the tensors were updated in place: nothing to store...
+                cache.fstate, cache.param_lists, cache.fields_checked = new_state, lists, fields_checked
+                if gathered.glob is not None:  # ...but the group's new values
+                    gathered.glob.update(values)
+                    cache.store_globals()
+                return
         sts = gathered.sts
         scatter(layout, new_state, sts, gathered.glob)
         torch_states = [self.state[p] for p in present]
@@ -485,7 +493,7 @@ class FunctionalOptimizer(Optimizer):
                     st[FUNCTIONAL_STATE_KEY] = keep
         if not torch.compiler.is_compiling():
             self._fo_steps[index] = StepCache.make(
-                layout, present, torch_states, sts, new_state, gathered.glob
+                layout, present, torch_states, sts, new_state, gathered.glob, fields_checked
             )
 
     def _group_globals(self, params: list[Tensor]) -> dict[str, Any] | None:

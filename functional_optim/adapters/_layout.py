@@ -179,13 +179,6 @@ def scatter(t: tuple, value: Any, sts: list[dict], glob: dict | None) -> None:
         glob[t[1]] = value
 
 
-def scatter_globals(t: tuple, value: Any, glob: dict) -> None:
-    """`scatter` of the group's values only (the per-parameter tensors are already in place)."""
-    for node, v in leaf_values(t, value, []):
-        if node[0] == "global":
-            glob[node[1]] = v
-
-
 def freeze_exact(v: Any) -> Any:
     """A hashable key equal for identical hyperparameter values (tensors by identity)."""
     if isinstance(v, Tensor):
@@ -240,18 +233,23 @@ def leaf_values(t: tuple, value: Any, out: list[tuple[tuple, Any]]) -> list[tupl
     return out
 
 
-def param_lists(t: tuple, value: Any, out: list[list[Any]]) -> list[list[Any]]:
-    """The per-parameter lists of a functional state, in layout order."""
-    out.extend(v for node, v in leaf_values(t, value, []) if node[0] == "param")
-    return out
+def split_leaves(t: tuple, value: Any) -> tuple[list[list[Any]], dict[str, Any]]:
+    """A functional state's per-parameter lists (in layout order) and group values (``name ->
+    value``, as `scatter` stores them), in one walk."""
+    lists: list[list[Any]] = []
+    values: dict[str, Any] = {}
+    for node, v in leaf_values(t, value, []):
+        if node[0] == "param":
+            lists.append(v)
+        elif node[0] == "global":
+            values[node[1]] = v
+    return lists, values
 
 
-def same_param_tensors(layout: tuple, new_state: Any, old_state: Any) -> bool:
-    """Whether the step returned the very same per-parameter tensors (updated in place)."""
+def same_tensors(new: list[list[Any]], old: list[list[Any]]) -> bool:
+    """Whether two states' per-parameter lists (`split_leaves`) hold the very same tensors (a
+    step that updated them in place)."""
     is_ = operator.is_
-    return all(
-        len(new) == len(old) and all(map(is_, new, old))
-        for new, old in zip(
-            param_lists(layout, new_state, []), param_lists(layout, old_state, []), strict=True
-        )
+    return len(new) == len(old) and all(
+        len(n) == len(o) and all(map(is_, n, o)) for n, o in zip(new, old, strict=True)
     )

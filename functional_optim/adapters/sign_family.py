@@ -49,7 +49,23 @@ class Signum(_DropIn):
 
 class LARS(_DropIn):
     """``LARS`` over [`fo.lars`][functional_optim.optimizers.lars] (optax's arguments; state:
-    ``momentum_buffer``)."""
+    ``momentum_buffer``). A group with ``trust_ratio=False`` is not adapted layer-wise (e.g.
+    biases and normalisation layers, with ``weight_decay=0``).
+
+    Examples:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+        >>> matrices = [p for p in model.parameters() if p.ndim > 1]
+        >>> others = [p for p in model.parameters() if p.ndim <= 1]
+        >>> opt = fo.adapters.LARS(
+        ...     [{"params": matrices}, {"params": others, "trust_ratio": False, "weight_decay": 0.0}],
+        ...     lr=0.1,
+        ...     weight_decay=1e-4,
+        ... )
+        >>> model(torch.randn(2, 4)).sum().backward()
+        >>> opt.step()
+        >>> [g["trust_ratio"] for g in opt.param_groups]
+        [True, False]
+    """
 
     def __init__(
         self,
@@ -60,6 +76,7 @@ class LARS(_DropIn):
         trust_coefficient: float = 0.001,
         eps: float = 0.0,
         nesterov: bool = False,
+        trust_ratio: bool = True,
     ) -> None:
         self._dropin_init(
             params,
@@ -71,6 +88,7 @@ class LARS(_DropIn):
                 trust_coefficient=trust_coefficient,
                 eps=eps,
                 nesterov=nesterov,
+                trust_ratio=trust_ratio,
             ),
         )
 

@@ -17,6 +17,7 @@ def lars(
     trust_coefficient: Hyperparam = 0.001,
     eps: Hyperparam = 0.0,
     nesterov: bool = False,
+    trust_ratio: bool = True,
 ) -> GradientTransformation:
     r"""LARS: momentum SGD with a layer-wise trust ratio.
 
@@ -41,6 +42,11 @@ def lars(
       trust_coefficient: ``η``.
       eps: added to the norm of the update.
       nesterov: Nesterov momentum.
+      trust_ratio: ``False``: no layer-wise adaptation (optax's ``trust_ratio_mask=False``):
+        momentum SGD with the learning rate inside the momentum. In the drop-in, give the
+        parameters LARS is usually not applied to (biases, normalisation layers) a group with
+        ``trust_ratio=False, weight_decay=0`` (what pytorch-optimizer's ``LARS`` does to every
+        tensor of fewer than two dimensions).
 
     Examples:
         >>> opt = fo.lars(lr=1.0)
@@ -51,4 +57,6 @@ def lars(
     References:
       You et al., "Large Batch Training of Convolutional Networks", 2017. optax.lars.
     """
-    return scale_by_lars(lr, momentum, weight_decay, trust_coefficient, eps, nesterov=nesterov)
+    return scale_by_lars(
+        lr, momentum, weight_decay, trust_coefficient, eps, nesterov=nesterov, trust_ratio=trust_ratio
+    )

@@ -15,7 +15,9 @@ from functional_optim import ops
 
 def f64(x: Any) -> Tensor:
     """``x`` as a 0-dim float64 tensor (gradients flow through a tensor ``x``)."""
-    return x.to(torch.float64) if isinstance(x, Tensor) else torch.tensor(float(x), dtype=torch.float64)
+    return (
+        x.to(torch.float64) if isinstance(x, Tensor) else torch.scalar_tensor(float(x), dtype=torch.float64)
+    )
 
 
 def axpy(xs: list[Tensor], ys: list[Tensor], alpha: Any) -> list[Tensor]:
@@ -123,4 +125,4 @@ def ordered_total(values: list[Tensor], scale: Any = None) -> Tensor:
     if ops.is_traced(scale) or any(map(ops.is_traced, values)):
         return total(values if scale is None else [scale * v.to(torch.float64) for v in values])
     factor = 1.0 if scale is None else float(scale)
-    return torch.tensor(host_sum(values, factor), dtype=torch.float64)
+    return torch.scalar_tensor(host_sum(values, factor), dtype=torch.float64)

@@ -25,6 +25,7 @@ def scale_by_lars(
     eps: Hyperparam = 0.0,
     *,
     nesterov: bool = False,
+    trust_ratio: bool = True,
 ) -> GradientTransformation:
     r"""LARS' step: the trust-ratio-scaled gradient, times ``-lr``, accumulated in a momentum buffer.
 
@@ -51,6 +52,10 @@ def scale_by_lars(
       trust_coefficient: ``η``.
       eps: ``ε``, added to the norm of ``d``.
       nesterov: Nesterov momentum.
+      trust_ratio: ``False``: no layer-wise adaptation (``r = 1``: momentum SGD on ``g + β p``,
+        optax's ``lars`` with ``trust_ratio_mask=False``), for the parameters LARS is usually
+        not applied to (biases, normalisation layers: in the drop-in, a param group with
+        ``trust_ratio=False`` and ``weight_decay=0``).
 
     Examples:
       >>> tx = fo.scale_by_lars(learning_rate=1.0)
@@ -72,12 +77,16 @@ def scale_by_lars(
     def step(grads: list[Tensor], fields: list[list[Any]], ps: Any, *, in_place: bool) -> RuleStep:
         lr, wd = ops.scalar(learning_rate), ops.scalar(weight_decay)
         coef, eps_ = ops.scalar(trust_coefficient), ops.scalar(eps)
-        if isinstance(wd, float | int) and wd == 0:
-            d = ops.mul(grads, trust_ratios(ps, grads, coef, eps_))  # the gradients are not written
+        no_decay = isinstance(wd, float | int) and wd == 0
+        if not trust_ratio:
+            d = ops.mul(grads if no_decay else ops.add(grads, ps, alpha=wd), -lr)
         else:
-            d = ops.add(grads, ps, alpha=wd)  # add_decayed_weights
-            d = ops.mul_(d, trust_ratios(ps, d, coef, eps_))  # scale_by_trust_ratio
-        d = ops.mul_(d, -lr)  # scale_by_learning_rate
+            if no_decay:
+                d = ops.mul(grads, trust_ratios(ps, grads, coef, eps_))  # the gradients are not written
+            else:
+                d = ops.add(grads, ps, alpha=wd)  # add_decayed_weights
+                d = ops.mul_(d, trust_ratios(ps, d, coef, eps_))  # scale_by_trust_ratio
+            d = ops.mul_(d, -lr)  # scale_by_learning_rate
         # trace: b ← μ b + d in place (pytorch-optimizer's LARS), then p.add_(b)
         return run(momentum_rule, d, fields, None, in_place=in_place)
 

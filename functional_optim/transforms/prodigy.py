@@ -208,10 +208,10 @@ def scale_by_prodigy(
         out["keep"] = 1.0 if active else 0.0
         f64 = torch.float64
         group = (
-            torch.tensor(k + int(active), dtype=torch.int64),
-            torch.tensor(d_new, dtype=f64),
-            torch.tensor(d_max, dtype=f64),
-            torch.tensor(numerator, dtype=f64),
+            torch.scalar_tensor(k + int(active), dtype=torch.int64),
+            torch.scalar_tensor(d_new, dtype=f64),
+            torch.scalar_tensor(d_max, dtype=f64),
+            torch.scalar_tensor(numerator, dtype=f64),
         )
         return Begun(out, group)
 

@@ -142,10 +142,10 @@ def schedule_free(
             context = (ckp1, y_coef, lr)
             f64 = torch.float64
             group = (
-                torch.tensor(count + 1, dtype=torch.int64),
-                torch.tensor(lr_max, dtype=f64),
-                torch.tensor(weight_sum, dtype=f64),
-                torch.tensor(beta1, dtype=f64),
+                torch.scalar_tensor(count + 1, dtype=torch.int64),
+                torch.scalar_tensor(lr_max, dtype=f64),
+                torch.scalar_tensor(weight_sum, dtype=f64),
+                torch.scalar_tensor(beta1, dtype=f64),
             )
         return Begun(context, (state.base_state, *group))
 

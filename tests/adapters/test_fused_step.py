@@ -291,27 +291,72 @@ def test_a_commit_in_chunks_equals_one_commit_bit_for_bit(name, monkeypatch):
 def test_the_fused_commit_runs_its_ops_unchecked_for_module_parameters(name, options, monkeypatch):
     """A module's parameters (``nn.Parameter``), their gradients and the rule's state pass the
     one check of `ops.verified_dense`: the parity tests above run the ops' unchecked path, and
-    their numbers are torch's for-loop's."""
+    their numbers are torch's for-loop's. From the second step on, the rule's state fields (the
+    same tensors, checked by the first) are given as trusted: only parameters and gradients are
+    looked at."""
     import contextlib
 
     from functional_optim import ops
 
-    seen: list[bool] = []
+    seen: list[tuple[bool, int, int]] = []
     real = ops.verified_dense
 
     @contextlib.contextmanager
-    def recording(*lists):
-        with real(*lists) as verified:
-            seen.append(verified)
+    def recording(*lists, trusted=()):
+        with real(*lists, trusted=trusted) as verified:
+            seen.append((verified, len(lists), len(trusted)))
             yield verified
 
     monkeypatch.setattr(ops, "verified_dense", recording)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     opt = getattr(fo.adapters, name)(model.parameters(), **options)
-    for _ in range(2):
+    for _ in range(3):
         model(torch.randn(5, 4)).square().sum().backward()
         opt.step()
-    assert seen == [True, True]
+    assert [verified for verified, _, _ in seen] == [True, True, True]
+    (_, first_checked, first_trusted), *later = seen
+    assert first_checked > 2 and first_trusted == 0  # parameters, gradients and the fields
+    assert later == [(True, 2, first_checked - 2)] * 2  # parameters and gradients; the fields trusted
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_state_fields_are_trusted_only_while_they_are_the_tensors_last_checked(dtype, monkeypatch):
+    """A state tensor replaced between steps makes the next step check every list again (and the
+    one after trusts the new tensors); the fields of complex parameters (viewed as real by the
+    ops) are never trusted. The numbers are torch's throughout."""
+    import contextlib
+
+    from functional_optim import ops
+
+    seen: list[int] = []
+    real = ops.verified_dense
+
+    @contextlib.contextmanager
+    def recording(*lists, trusted=()):
+        with real(*lists, trusted=trusted) as verified:
+            assert verified
+            seen.append(len(trusted))
+            yield verified
+
+    monkeypatch.setattr(ops, "verified_dense", recording)
+    torch.manual_seed(0)
+    ours = [torch.randn(3, dtype=dtype) for _ in range(2)]
+    theirs = [p.clone() for p in ours]
+    opt = fo.adapters.Adam(ours, lr=0.1)
+    ref = torch.optim.Adam(theirs, lr=0.1, foreach=False)
+    for step in range(4):
+        for a, b in zip(ours, theirs, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt.step()
+        ref.step()
+        if step == 1:  # the same values in a new tensor, in both
+            opt.state[ours[0]]["exp_avg"] = opt.state[ours[0]]["exp_avg"].clone()
+            ref.state[theirs[0]]["exp_avg"] = ref.state[theirs[0]]["exp_avg"].clone()
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b), step
+    fields = 3  # exp_avg, exp_avg_sq, step
+    assert seen == ([0, fields, 0, fields] if dtype == torch.float32 else [0, 0, 0, 0])
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,34 @@ CASES: list[ReferenceCase] = [
         ),
     ),
     ReferenceCase(
+        "lars-no-trust-ratio",
+        "optax.lars",
+        OPTAX,
+        _vs_optax(
+            lambda: fo.lars(lr=0.05, momentum=0.9, weight_decay=1e-3, trust_ratio=False),
+            lambda: _optax().lars(0.05, weight_decay=1e-3, momentum=0.9, trust_ratio_mask=False),
+        ),
+    ),
+    ReferenceCase(
+        # pytorch-optimizer adapts only tensors of two or more dimensions (the rest is momentum
+        # SGD, ``trust_ratio=False``); without weight decay its ratio η‖p‖/(‖g‖ + β‖p‖) is ours,
+        # η‖p‖/‖g + βp‖ (optax's); its learning rate is outside the momentum, ours inside (the
+        # same for a constant rate, up to rounding)
+        "lars-po-matrices-only",
+        "pytorch_optimizer.LARS",
+        PO,
+        _vs_torch(
+            lambda: fo.partition(
+                {
+                    "matrix": fo.lars(lr=0.1, momentum=0.9, trust_coefficient=0.02),
+                    "vector": fo.lars(lr=0.1, momentum=0.9, trust_ratio=False),
+                },
+                lambda ps: {k: "matrix" if p.ndim > 1 else "vector" for k, p in ps.items()},
+            ),
+            lambda ps: _po().LARS(ps, lr=0.1, momentum=0.9, trust_coefficient=0.02, weight_decay=0.0),
+        ),
+    ),
+    ReferenceCase(
         "lamb",
         "optax.lamb",
         OPTAX,

@@ -15,10 +15,10 @@ from functional_optim import fused
 
 
 def _lars_chain(lr: float, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
-                eps: float = 0.0, nesterov: bool = False) -> fo.GradientTransformation:  # fmt: skip
+                eps: float = 0.0, nesterov: bool = False, trust_ratio: bool = True) -> fo.GradientTransformation:  # fmt: skip
     return fo.chain(
         fo.add_decayed_weights(weight_decay),
-        fo.scale_by_trust_ratio(trust_coefficient, eps),
+        fo.scale_by_trust_ratio(trust_coefficient, eps) if trust_ratio else fo.identity(),
         fo.scale_by_learning_rate(lr),
         fo.trace(momentum, nesterov=nesterov),
     )
@@ -42,6 +42,8 @@ CASES: dict[str, tuple[Callable[..., fo.GradientTransformation], Callable[..., A
         dict(lr=0.5, trust_coefficient=0.01, eps=1e-3, nesterov=True),
     ),
     "lars_no_momentum": (fo.lars, _lars_chain, dict(lr=0.5, momentum=0.0, weight_decay=1e-2)),
+    "lars_no_trust_ratio": (fo.lars, _lars_chain, dict(lr=0.5, weight_decay=1e-2, trust_ratio=False)),
+    "lars_no_trust_ratio_no_decay": (fo.lars, _lars_chain, dict(lr=0.5, nesterov=True, trust_ratio=False)),
     "lamb": (fo.lamb, _lamb_chain, dict(lr=1e-2, weight_decay=0.01)),
     "lamb_no_decay": (fo.lamb, _lamb_chain, dict(lr=1e-2)),
 }
