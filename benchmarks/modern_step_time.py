@@ -44,6 +44,15 @@ def _po(name: str, **kw: Any) -> Make:
     return lambda ps: getattr(importlib.import_module("pytorch_optimizer"), name)(ps, foreach=True, **kw)
 
 
+def _lars_matrices_only(ps: list[torch.Tensor], **kw: Any) -> torch.optim.Optimizer:
+    """Our LARS adapting only tensors of two or more dimensions, as pytorch-optimizer's."""
+    matrices, others = [p for p in ps if p.ndim > 1], [p for p in ps if p.ndim <= 1]
+    groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
+    if others:
+        groups.append({"params": others, "trust_ratio": False, "weight_decay": 0.0})
+    return A.LARS(groups, **kw)
+
+
 # name -> (ours, reference, reference label, modules the reference needs). Others: add yours here.
 REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
     # context: a torch.optim algorithm, whose drop-in has the adapters' fused in-place step
@@ -65,14 +74,16 @@ REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
         "pytorch_optimizer.SignSGD",
         ("pytorch_optimizer",),
     ),
+    # pytorch-optimizer's LARS adapts only tensors of ndim > 1 (no trust ratio and no weight decay on
+    # the others: on this 1-D set it is momentum SGD); ours, configured to do the same, puts those
+    # in a group with trust_ratio=False, weight_decay=0 (`_lars_matrices_only`)
     "lars": (
-        lambda ps: A.LARS(ps, lr=1.0, weight_decay=1e-4),
+        lambda ps: _lars_matrices_only(ps, lr=1.0, weight_decay=1e-4),
         _po("LARS", lr=1.0, weight_decay=1e-4),
         "pytorch_optimizer.LARS",
         ("pytorch_optimizer",),
     ),
-    # the same on 100 x 100 matrices: pytorch-optimizer's LARS applies its trust ratio only to tensors
-    # with ndim > 1 (on the 1-D set above it is momentum SGD); ours applies it to every tensor
+    # the same on 100 x 100 matrices, which both adapt
     "lars-2d": (
         lambda ps: A.LARS(ps, lr=1.0, weight_decay=1e-4),
         _po("LARS", lr=1.0, weight_decay=1e-4),

@@ -22,7 +22,15 @@ SIZE_NAMES = {
     "tiny": "1000 × 64",
     "gpt2": "GPT-2 small (124M)",
 }
-PATHS = ("torch_forloop", "torch_foreach", "torch_fused", "functional", "adapter", "compiled")
+PATHS = (
+    "torch_forloop",
+    "torch_foreach",
+    "torch_fused",
+    "functional",
+    "adapter",
+    "compiled",
+    "adapter_fused",
+)
 PEERS = ("heavyball", "pytorch_optimizer", "torchopt")
 
 
@@ -40,10 +48,11 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     peers = [p for p in PEERS if any(p in r["paths"] for r in results)]
     lines = [
         "| set | algorithm | torch for-loop | torch foreach | torch fused | functional `update` "
-        "| adapter `step` | compiled | "
+        "| adapter `step` | compiled | adapter `fused=True` | "
         + "".join(f"{p} | " for p in peers)
-        + "adapter / best non-fused | adapter / foreach | compiled / fused | compiled / foreach |",
-        "|---|---|---|---|---|---|---|---|" + "---|" * len(peers) + "---|---|---|---|",
+        + "adapter / best non-fused | adapter / foreach | compiled / fused | compiled / foreach "
+        "| adapter `fused=True` / fused | adapter `fused=True` / foreach |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(peers) + "---|---|---|---|---|---|",
     ]
     for r in results:
         paths, ratios = r["paths"], r["ratios"]
@@ -54,7 +63,9 @@ def table(results: list[dict[str, Any]]) -> list[str]:
             + f" | {_ratio(ratios.get('adapter_vs_torch_nonfused'))}"
             f" | {_ratio(ratios.get('adapter_vs_torch_foreach'))}"
             f" | {_ratio(ratios.get('compiled_vs_torch_fused'))}"
-            f" | {_ratio(ratios.get('compiled_vs_torch_foreach'))} |"
+            f" | {_ratio(ratios.get('compiled_vs_torch_foreach'))}"
+            f" | {_ratio(ratios.get('adapter_fused_vs_torch_fused'))}"
+            f" | {_ratio(ratios.get('adapter_fused_vs_torch_foreach'))} |"
         )
     return lines
 

@@ -21,6 +21,9 @@ the parameters and state (the gradients are shared; nobody writes into them):
   ``apply_updates``) written into the parameter and state buffers: ``torch.optim``'s fused kernel
   where the transform is exactly that algorithm (Adam, AdamW, SGD, Adagrad), else compiled by
   ``torch.compile`` (Inductor) once for ``group_size`` flattened tensors;
+* ``adapter_fused``: the same drop-in with ``fused=True`` in its param group (with
+  ``compiled``): the group's step run by ``fo.compile_step(tx, elementwise=True)`` inside the
+  adapter's all-or-nothing step, the learning rate an input of the compiled code;
 * peers, when installed (``--peers``, default on): ``heavyball`` (its ``AdamW``, ``SGD``,
   ``NAdam``; ``heavyball.utils.compile_mode = None``, i.e. not compiled), ``pytorch_optimizer``
   (its own implementations only: ``AdaDelta``, ``AdaMax``, ``RAdam``, ``ASGD``) and ``torchopt``
@@ -111,7 +114,15 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 DEFAULT_ALGOS = list(ALGORITHMS)  # every torch.optim algorithm with a foreach implementation
 FUSED_TARGET_ALGOS = ("adam", "adamw", "sgd", "adagrad")
-PATHS = ("torch_forloop", "torch_foreach", "torch_fused", "functional", "adapter", "compiled")
+PATHS = (
+    "torch_forloop",
+    "torch_foreach",
+    "torch_fused",
+    "functional",
+    "adapter",
+    "compiled",
+    "adapter_fused",
+)
 PEER_PATHS = ("heavyball", "pytorch_optimizer", "torchopt")
 
 
@@ -273,6 +284,11 @@ def build_paths(
 
     if compile_:
         paths["compiled"] = compiled_path(tx, base, grads)
+        if adapter_cls is not None and getattr(adapter_cls, "elementwise", False):
+            params = [torch.nn.Parameter(t.clone()) for t in base]
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+            paths["adapter_fused"] = adapter_cls([{"params": params, "fused": True}], **hp).step
     if peers:
         for peer, table in _peer_factories().items():
             factory = table.get(algo)
@@ -390,7 +406,7 @@ def ratios(res: dict[str, dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     nonfused = [ms[k] for k in ("torch_forloop", "torch_foreach") if k in ms]
     best = min(nonfused) if nonfused else None
-    for path in ("functional", "adapter", "compiled"):
+    for path in ("functional", "adapter", "compiled", "adapter_fused"):
         if path in ms and best:
             out[f"{path}_vs_torch_nonfused"] = ms[path] / best
         if path in ms and "torch_foreach" in ms:

@@ -36,6 +36,7 @@ it without ``torch.compile``: its first call costs milliseconds instead of secon
 
 from __future__ import annotations
 
+import functools
 import operator
 import types
 import weakref
@@ -220,7 +221,10 @@ def _chunk_step_fn(
         olds, news = tree.leaves(state), tree.leaves(new_state)
         _write_back([olds[i] for i in per_param], [news[i] for i in per_param])
         _write_back(params, new_params)
-        return [news[i] for i in shared]
+        # an entry returned unchanged (a hyperparameter kept in the state) as a copy: an output
+        # that is an input is left out of Inductor's module (AOT autograd returns it itself),
+        # and the step could not be saved for a later process (`_module_cache.record`)
+        return [news[i] if news[i] is not olds[i] else olds[i].clone() for i in shared]
 
     return chunk_step
 
@@ -252,6 +256,21 @@ class _Last(NamedTuple):
     grad_signature: tuple
     run: Any  # the whole-step variant, the elementwise plan or torch's kernel step
     shapes: tuple | None  # the structures as :func:`_fast_leaves` records them (None: not plain)
+
+
+class _Looked(NamedTuple):
+    """What `CompiledStep._look` found: the step to run again (``None``: none applies), the
+    leaves and structures of the arguments, and the records of their fast walk."""
+
+    run: Any
+    owned: list[Any]
+    owned_spec: Any
+    grad_leaves: list[Any]
+    grad_spec: Any
+    owned_fast: list[Any] | None
+    owned_shape: Any
+    grad_fast: list[Any] | None
+    grad_shape: Any
 
 
 _TENSOR_TYPES = frozenset({Tensor, torch.nn.Parameter})
@@ -376,7 +395,20 @@ class CompiledStep:
         self(tree.map(copy, params), grads, tree.map(copy, state))
         self._last = None  # hold no reference to the copies
 
-    def __call__(self, params: Params, grads: Updates, state: State) -> None:
+    def prepare(self, params: Params, grads: Updates, state: State) -> Callable[[], None]:
+        """Everything of a call that may compile or fail, now: ``step.prepare(params, grads,
+        state)()`` is ``step(params, grads, state)``, but the first part writes nothing (a layout
+        not seen by the last call is compiled here by `warmup`, on copies) and the returned call
+        runs what is compiled only. Call it before anything changes the arguments (the adapters'
+        ``fused=True`` steps: prepared in their first phase, run in their second)."""
+        looked = self._look(params, grads, state)
+        if looked.run is None:
+            self.warmup(params, grads, state)
+            return functools.partial(self._call, params, grads, state, None)
+        return functools.partial(self._call, params, grads, state, looked)
+
+    def _look(self, params: Params, grads: Updates, state: State) -> _Looked:
+        """The arguments' leaves and structures, with the last call's step if it applies to them."""
         last = self._last
         owned_fast, owned_shape = _fast_leaves((params, state))
         grad_fast, grad_shape = _fast_leaves(grads)
@@ -394,6 +426,7 @@ class CompiledStep:
         else:
             owned, owned_spec = tree.flatten((params, state))
             grad_leaves, grad_spec = tree.flatten(grads)
+        run = None
         if (
             last is not None
             and len(last.owned) == len(owned)
@@ -407,10 +440,23 @@ class CompiledStep:
             and last.owned_check(last.tensors)
         ):
             run = last.run
-        else:
+        return _Looked(
+            run, owned, owned_spec, grad_leaves, grad_spec, owned_fast, owned_shape, grad_fast, grad_shape
+        )
+
+    def __call__(self, params: Params, grads: Updates, state: State) -> None:
+        self._call(params, grads, state, None)
+
+    def _call(self, params: Params, grads: Updates, state: State, looked: _Looked | None) -> None:
+        """The step; ``looked``: what `_look` found for these very arguments (`prepare`)."""
+        if looked is None:
+            looked = self._look(params, grads, state)
+        run, owned, owned_spec, grad_leaves, grad_spec, owned_fast, owned_shape, grad_fast, grad_shape = (
+            looked
+        )
+        if run is None:
             grad_signature = _grads_signature(grad_leaves)
             tensors = [x for x in owned if isinstance(x, Tensor)]
-            run = None
             if self._recipe is not None:
                 run = _torch_kernels.bind(self._recipe, params, grad_leaves, state)
                 if run is not None and run.hyperparameters() is None:

@@ -62,6 +62,7 @@ from torch.optim.optimizer import Optimizer, ParamsT, required
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from functional_optim import _low_precision, _validation, fused
+from functional_optim.adapters import _compiled_group
 from functional_optim.adapters._interrupts import interrupts_deferred
 from functional_optim.adapters._layout import (
     FUNCTIONAL_STATE_KEY,
@@ -151,6 +152,17 @@ class FunctionalOptimizer(Optimizer):
     Non-per-parameter state of the transform is kept in the state of each group's first
     parameter under ``"functional_state"`` (see the module docstring).
     """
+
+    elementwise = False
+    """The algorithm's update of an element depends only on that element's gradient, state and
+    parameter (and on shared scalars such as the step count): declared by the drop-ins of such
+    algorithms. Then a group with ``fused=True`` (the constructor's flag where ``torch.optim`` has
+    one, else a key of the param group) runs its step compiled by
+    [`fo.compile_step(tx, elementwise=True)`][functional_optim.compile_step]: ``torch.optim``'s
+    fused kernel where the algorithm has one, Inductor's code (compiled once; the learning rate is
+    an input, so an LR scheduler does not recompile) for the others. What it needs is compiled
+    in the step's first phase, on copies: the step stays all-or-nothing. See
+    `functional_optim.adapters._compiled_group`."""
 
     fuse = True
     """Run chains the fused step recognises in place (`fo.fused`: the
@@ -244,6 +256,7 @@ class FunctionalOptimizer(Optimizer):
         self._fo_transforms: dict[int, tuple[Any, GradientTransformation]] = {}
         self._fo_layouts: dict[int, tuple[Any, tuple, bool, bool]] = {}
         self._fo_steps: dict[int, StepCache] = {}
+        self._fo_compiled: dict[int, _compiled_group.CompiledGroup] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -297,6 +310,14 @@ class FunctionalOptimizer(Optimizer):
         transform = self._factory(**{n: group[n] for n in names})
         self._fo_transforms[index] = (key, transform)
         return transform
+
+    def _compiled_for(self, index: int, group: dict[str, Any]) -> _compiled_group.CompiledGroup:
+        """The group's compiled step (``fused=True``; see `elementwise`)."""
+        assert self._factory is not None
+        hyperparams = {n: group[n] for n in self._hp_names}
+        compiled = _compiled_group.compiled_group(self._factory, hyperparams, self._fo_compiled.get(index))
+        self._fo_compiled[index] = compiled
+        return compiled
 
     def _layout_for(
         self, index: int, group: dict[str, Any], transform: GradientTransformation, ids: tuple[int, ...]
@@ -413,6 +434,10 @@ class FunctionalOptimizer(Optimizer):
         fusable = self._fusable(transform, present, grads)
         if fusable is not None:
             plan, step_scale, param_scale = fusable
+            if group.get("fused") and self.elementwise and not compiling and self._factory is not None:
+                compiled = self._compiled_for(index, group)
+                run = _compiled_group.prepare(compiled, -step_scale, present, grads, gathered.fstate)
+                return self._commit_fn(index, group, layout, present, gathered, cache, None, None, None, run)
             prepared = fused.prepare(plan, grads, gathered.fstate, present, extra)
             in_place = (plan, prepared, step_scale, param_scale)
             return self._commit_fn(index, group, layout, present, gathered, cache, None, None, in_place)
@@ -430,6 +455,7 @@ class FunctionalOptimizer(Optimizer):
         new_state: Any,
         updates: list[Tensor | None] | None,
         in_place: tuple[fused.FusedPlan, fused.Prepared, float, float] | None,
+        compiled: Callable[[], None] | None = None,
     ) -> Callable[[], None]:
         """Phase 2 of a group's step as a closure: create the state of new parameters, run the
         fused in-place step or take the pure step's result, write the state back and move the
@@ -449,6 +475,9 @@ class FunctionalOptimizer(Optimizer):
                 result, fields_checked = fused.commit(
                     plan, prepared, present, step_scale, param_scale, fields_checked=reused
                 )
+            elif compiled is not None:  # fused=True: the compiled step, in place
+                compiled()  # updates gathered.fstate's tensors in place
+                result = gathered.fstate
             self._write_back(index, group, layout, present, gathered, cache, result, fields_checked)
             for p, _ in gathered.new_entries:
                 if not state[p]:  # a stateless rule (SGD without momentum): no entry, as torch

@@ -105,6 +105,8 @@ class SGD(_DropIn):
     first-step flag ``started`` is derived from the buffer's presence).
     """
 
+    elementwise = True
+
     _has_codec = True
 
     def __init__(
@@ -166,6 +168,8 @@ class Adam(_DropIn):
     bfloat16 with stochastic rounding: half the state memory (see
     [`fo.scale_by_adam`][functional_optim.scale_by_adam]).
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -251,6 +255,8 @@ class Adamax(_DropIn):
     r"""``torch.optim.Adamax`` over [`fo.adamax`][functional_optim.optimizers.adamax]:
     ``u = max(β2·u, |g| + eps)``, ``p ← p - lr/(1-β1^t) · m/u``. State: ``step``, ``exp_avg``, ``exp_inf``."""
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -283,6 +289,8 @@ class Adamax(_DropIn):
 class NAdam(_DropIn):
     r"""``torch.optim.NAdam`` over [`fo.nadam`][functional_optim.optimizers.nadam] (momentum schedule
     ``μ_t = β1(1 - ½·0.96^{tψ})``). State: ``step``, ``mu_product``, ``exp_avg``, ``exp_avg_sq``."""
+
+    elementwise = True
 
     def __init__(
         self,
@@ -320,6 +328,8 @@ class NAdam(_DropIn):
 class RAdam(_DropIn):
     r"""``torch.optim.RAdam`` over [`fo.radam`][functional_optim.optimizers.radam] (rectified Adam: plain
     momentum steps until ``ρ_t > 5``). State: ``step``, ``exp_avg``, ``exp_avg_sq``."""
+
+    elementwise = True
 
     def __init__(
         self,
@@ -360,6 +370,8 @@ class Adagrad(_DropIn):
     in ``__init__`` with the constructor's ``initial_accumulator_value``.
     """
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -398,6 +410,8 @@ class Adagrad(_DropIn):
 class Adadelta(_DropIn):
     r"""``torch.optim.Adadelta`` over [`fo.adadelta`][functional_optim.optimizers.adadelta]:
     ``δ = √(acc+eps)/√(v+eps)·g``, ``p ← p - lr·δ``. State: ``step``, ``square_avg``, ``acc_delta``."""
+
+    elementwise = True
 
     def __init__(
         self,
@@ -465,6 +479,8 @@ class RMSprop(_DropIn):
     ``v = αv + (1-α)g²``, ``p ← p - lr·g/(√v + eps)`` (centered, momentum variants). State as
     torch: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0), ``grad_avg`` (centered)."""
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -502,6 +518,8 @@ class Rprop(_DropIn):
     per-element step sizes). State: ``step``, ``prev``, ``step_size`` (seeded with the ``lr``
     of the first step, so later lr changes do not affect it, as torch)."""
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -532,6 +550,8 @@ class Rprop(_DropIn):
 class ASGD(_DropIn):
     r"""``torch.optim.ASGD`` over [`fo.asgd`][functional_optim.optimizers.asgd] (averaged SGD). State as
     torch: ``step``, ``eta``, ``mu`` (0-dim tensors on the parameter's device) and ``ax``."""
+
+    elementwise = True
 
     def __init__(
         self,

@@ -1,0 +1,162 @@
+"""``fused=True`` on the drop-ins of elementwise algorithms: the group's step runs through
+``fo.compile_step(tx, elementwise=True)`` (torch's fused kernel where the algorithm has one,
+Inductor's code otherwise), with the learning rate as an input (an LR scheduler recompiles
+nothing), and the step stays all-or-nothing (what it needs is compiled before anything is written)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import functional_optim as fo
+
+A = fo.adapters
+
+
+def _params(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(30, 20), (20,), (7, 3, 2), (1,)]
+    return [torch.randn(s, generator=gen, dtype=dtype).requires_grad_() for s in shapes]
+
+
+def _train(
+    opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int, seed: int = 1, scheduler: bool = True
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7) if scheduler else None
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+TORCH_FUSED: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "Adam": (torch.optim.Adam, dict(lr=1e-2, weight_decay=0.1)),
+    "Adam-amsgrad": (torch.optim.Adam, dict(lr=1e-2, amsgrad=True)),
+    "AdamW": (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
+    "SGD": (torch.optim.SGD, dict(lr=1e-2, momentum=0.9, weight_decay=0.01)),
+    "SGD-plain": (torch.optim.SGD, dict(lr=1e-2)),
+    "Adagrad": (torch.optim.Adagrad, dict(lr=1e-2, lr_decay=0.01)),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", sorted(TORCH_FUSED))
+def test_fused_true_runs_torchs_fused_kernel_bit_for_bit(case: str, dtype: torch.dtype) -> None:
+    """Adam, AdamW, SGD and Adagrad with ``fused=True``: torch's fused kernel, nothing compiled,
+    the numbers of ``torch.optim.<Name>(fused=True)`` bit for bit under an LR scheduler."""
+    torch_cls, kwargs = TORCH_FUSED[case]
+    ours, theirs = _params(dtype), _params(dtype)
+    opt = getattr(A, torch_cls.__name__)(ours, fused=True, **kwargs)
+    ref = torch_cls(theirs, fused=True, **kwargs)
+    _train(opt, ours, 5)
+    _train(ref, theirs, 5)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    compiled = opt._fo_compiled[0].step
+    assert compiled.uses_torch_kernel and compiled.compilations == 0
+    for p, q in zip(ours, theirs, strict=True):
+        for key, value in ref.state[q].items():
+            assert torch.equal(opt.state[p][key], value), key
+
+
+def test_fused_true_compiles_the_others_once_whatever_the_learning_rate() -> None:
+    """RMSprop (no torch kernel) with ``fused=True`` in its param group: compiled once, the
+    learning rate changed by a scheduler at every step without a new compilation, and the numbers
+    within an ulp or two of torch's for-loop (Inductor orders some operations differently)."""
+    ours, theirs = _params(), _params()
+    opt = A.RMSprop([{"params": ours, "fused": True}], lr=1e-2, momentum=0.5, centered=True)
+    ref = torch.optim.RMSprop(theirs, lr=1e-2, momentum=0.5, centered=True, foreach=False)
+    _train(opt, ours, 6)
+    _train(ref, theirs, 6)
+    compiled = opt._fo_compiled[0].step
+    assert compiled.compilations == 1 and not compiled.uses_torch_kernel
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for p, q in zip(ours, theirs, strict=True):
+        for key, value in ref.state[q].items():
+            torch.testing.assert_close(opt.state[p][key], value, rtol=1e-6, atol=1e-6)
+
+
+def test_a_fused_step_compiles_before_it_writes_and_only_when_it_must(monkeypatch) -> None:
+    """What the step needs is compiled in the first phase (``_compiled_group.prepare``, on copies):
+    a failure there leaves parameters and state as they were. Once the step has run, the next
+    ones compile nothing and warm nothing up."""
+    params = _params()
+    opt = A.Adam(params, lr=1e-2, fused=True)
+    _train(opt, params, 2, scheduler=False)
+    warmups: list[int] = []
+    real = fo.CompiledStep.warmup
+    monkeypatch.setattr(fo.CompiledStep, "warmup", lambda self, *a: warmups.append(1) or real(self, *a))
+    _train(opt, params, 3, scheduler=False)
+    assert warmups == []  # ready: the same tensors in the same layouts
+
+    def failing(self: Any, *args: Any) -> None:
+        raise RuntimeError("compilation failed")
+
+    monkeypatch.setattr(fo.CompiledStep, "warmup", failing)
+    fresh = _params()
+    opt2 = A.Adam(fresh, lr=1e-2, fused=True)
+    for p in fresh:
+        p.grad = torch.ones_like(p)
+    before = [p.detach().clone() for p in fresh]
+    with pytest.raises(RuntimeError, match="compilation failed"):
+        opt2.step()
+    assert all(torch.equal(p, b) for p, b in zip(fresh, before, strict=True))
+    assert not opt2.state  # no state was created
+
+
+def test_a_fused_group_and_a_raising_group_step_all_or_nothing() -> None:
+    """A later group whose step raises: the fused group (prepared first) writes nothing either."""
+    first, second = _params(seed=0), _params(seed=1)
+    opt = A.SGD([{"params": first}, {"params": second, "momentum": 0.9}], lr=0.1, momentum=0.5, fused=True)
+    _train(opt, first + second, 2, scheduler=False)
+    snapshot = [p.detach().clone() for p in first + second]
+    buffers = {id(p): opt.state[p]["momentum_buffer"].clone() for p in first + second}
+    opt.param_groups[1]["lr"] = -1.0  # invalid: the transform of the second group raises
+    for p in first + second:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match="learning rate"):
+        opt.step()
+    for p, before in zip(first + second, snapshot, strict=True):
+        assert torch.equal(p, before)
+        assert torch.equal(opt.state[p]["momentum_buffer"], buffers[id(p)])
+
+
+def test_a_fused_state_dict_continues_bit_for_bit() -> None:
+    """A checkpoint of a ``fused=True`` optimizer, loaded into a new one (fused or not), continues
+    as the run that was not interrupted."""
+    straight = _params()
+    opt = A.AdamW(straight, lr=1e-2, weight_decay=0.1, fused=True)
+    _train(opt, straight, 5, scheduler=False)
+
+    first = _params()
+    opt1 = A.AdamW(first, lr=1e-2, weight_decay=0.1, fused=True)
+    _train(opt1, first, 3, scheduler=False)
+    second = [p.detach().clone().requires_grad_() for p in first]
+    opt2 = A.AdamW(second, lr=1e-2, weight_decay=0.1, fused=True)
+    opt2.load_state_dict(opt1.state_dict())
+    gen_state = torch.Generator().manual_seed(1)
+    for _ in range(3):  # the gradients of steps 1-3, then 4-5 for the resumed run
+        for p in second:
+            torch.randn(p.shape, generator=gen_state)
+    for _ in range(2):
+        for p in second:
+            p.grad = torch.randn(p.shape, generator=gen_state)
+        opt2.step()
+    for a, b in zip(straight, second, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fused_is_the_eager_step_where_the_algorithm_is_not_declared_elementwise() -> None:
+    """``fused=True`` on an optimizer that does not declare `elementwise` (a factory given to
+    `FunctionalOptimizer`; Muon; LAMB...) keeps the eager in-place step."""
+    params = _params()
+    opt = A.FunctionalOptimizer(params, fo.adam, lr=1e-2, fused=True)
+    _train(opt, params, 2)
+    assert opt._fo_compiled == {}
