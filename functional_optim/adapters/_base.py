@@ -131,9 +131,11 @@ class FunctionalOptimizer(Optimizer):
       **hyperparams: the factory's hyperparameters, and the implementation flags ``foreach``,
         ``fused``, ``capturable``, ``differentiable``. The flags are accepted for
         compatibility: ``differentiable=True`` runs the step with autograd enabled (so it is
-        differentiable, as torch's flag); the others change nothing because the one code path
-        chooses its kernels itself (``torch._foreach_*`` for dense tensors). ``fused=True`` with
-        ``foreach=True`` (or with ``differentiable=True``) raises ``RuntimeError`` as torch.
+        differentiable, as torch's flag); ``fused=True`` compiles the step of an optimizer that
+        declares `elementwise` (the drop-ins of elementwise algorithms); the others change
+        nothing because the one code path chooses its kernels itself (``torch._foreach_*`` for
+        dense tensors). ``fused=True`` with ``foreach=True`` (or with ``differentiable=True``)
+        raises ``RuntimeError`` as torch.
 
     Example::
 

@@ -7,9 +7,13 @@ pure alias ``fo.<name>`` run by [`FunctionalOptimizer`][].
 
 Implementation flags (``foreach``, ``fused``, ``capturable``, ``differentiable``) are accepted
 and kept in ``defaults``/``param_groups``. ``differentiable=True`` runs the step with autograd
-enabled, as torch. ``foreach``/``fused``/``capturable`` select nothing: the single code path
-uses ``torch._foreach_*`` kernels for dense tensors by itself (``fused=True`` together with
-``foreach=True`` raises ``RuntimeError`` as in torch).
+enabled, as torch. ``fused=True`` (the constructor's flag where torch has one, else a key of a
+param group) runs the step of an elementwise algorithm (`FunctionalOptimizer.elementwise`)
+through ``fo.compile_step(tx, elementwise=True)``: torch's fused kernel for Adam, AdamW, SGD and
+Adagrad (their numbers bit for bit), Inductor's compiled code for the others.
+``foreach``/``capturable`` select nothing: the single eager code path uses ``torch._foreach_*``
+kernels for dense tensors by itself (``fused=True`` together with ``foreach=True`` raises
+``RuntimeError`` as in torch).
 
 Example::
 

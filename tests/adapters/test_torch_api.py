@@ -267,17 +267,26 @@ def test_implementation_flags():
         fo.adapters.SGD([p], fused=True, differentiable=True)
     with pytest.raises(ValueError, match="lr as a Tensor is not supported"):
         fo.adapters.Adam([p], lr=torch.tensor(0.1), foreach=True)
-    # foreach / fused / capturable select nothing: the same numbers come out
+    # foreach / capturable select nothing: the same numbers come out; fused=True runs torch's
+    # fused kernel: torch.optim.Adam(fused=True)'s numbers (tests/adapters/test_fused_dropins.py)
     outs = []
-    for flags in ({}, {"foreach": True}, {"fused": True}, {"capturable": True}):
+    for cls, flags in (
+        (fo.adapters.Adam, {}),
+        (fo.adapters.Adam, {"foreach": True}),
+        (fo.adapters.Adam, {"capturable": True}),
+        (torch.optim.Adam, {"foreach": False}),
+        (fo.adapters.Adam, {"fused": True}),
+        (torch.optim.Adam, {"fused": True}),
+    ):
         q = torch.nn.Parameter(torch.linspace(-1, 1, 5))
-        opt = fo.adapters.Adam([q], lr=0.1, **flags)
+        opt = cls([q], lr=0.1, **flags)
         for _ in range(3):
             q.grad = q.detach() ** 2
             opt.step()
         outs.append(q.detach().clone())
-    for o in outs[1:]:
+    for o in outs[1:4]:
         assert torch.equal(o, outs[0])
+    assert torch.equal(outs[4], outs[5])
 
 
 def test_differentiable_step_is_differentiable_like_torch():
