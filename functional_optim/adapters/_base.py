@@ -438,7 +438,8 @@ class FunctionalOptimizer(Optimizer):
             plan, step_scale, param_scale = fusable
             if group.get("fused") and self.elementwise and not compiling and self._factory is not None:
                 compiled = self._compiled_for(index, group)
-                run = _compiled_group.prepare(compiled, -step_scale, present, grads, gathered.fstate)
+                lr = float(group["lr"])  # not -step_scale: a rule may include the rate (ASGD, LARS)
+                run = _compiled_group.prepare(compiled, lr, present, grads, gathered.fstate)
                 return self._commit_fn(index, group, layout, present, gathered, cache, None, None, None, run)
             prepared = fused.prepare(plan, grads, gathered.fstate, present, extra)
             in_place = (plan, prepared, step_scale, param_scale)

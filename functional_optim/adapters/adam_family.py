@@ -31,7 +31,8 @@ __all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adan", "LaProp", "Yogi"]
 
 class AdaBelief(_DropIn):
     """adabelief-pytorch's ``AdaBelief`` (0.2, ``rectify=True`` by default) over
-    [`fo.adabelief`][functional_optim.optimizers.adabelief]."""
+    [`fo.adabelief`][functional_optim.optimizers.adabelief]. Not `elementwise` for ``fused=True``:
+    the rectified step needs concrete step counters, which a compiled step does not have."""
 
     def __init__(
         self,
@@ -66,6 +67,8 @@ class AdaBelief(_DropIn):
 class Yogi(_DropIn):
     """``Yogi`` (the authors' defaults) over [`fo.yogi`][functional_optim.optimizers.yogi]."""
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -91,6 +94,8 @@ class Yogi(_DropIn):
 class ADOPT(_DropIn):
     """The authors' ``ADOPT`` over [`fo.adopt`][functional_optim.optimizers.adopt] (clipping at the paper's
     step)."""
+
+    elementwise = True
 
     def __init__(
         self,
@@ -119,6 +124,8 @@ class ADOPT(_DropIn):
 class AdEMAMix(_DropIn):
     """The authors' ``AdEMAMix`` (apple/ml-ademamix) over
     [`fo.ademamix`][functional_optim.optimizers.ademamix]."""
+
+    elementwise = True
 
     def __init__(
         self,
@@ -149,6 +156,8 @@ class AdEMAMix(_DropIn):
 class Adan(_DropIn):
     """The authors' ``Adan`` (sail-sg/Adan) over [`fo.adan`][functional_optim.optimizers.adan]."""
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -175,6 +184,8 @@ class Adan(_DropIn):
 
 class LaProp(_DropIn):
     """The authors' ``LaProp`` over [`fo.laprop`][functional_optim.optimizers.laprop]."""
+
+    elementwise = True
 
     def __init__(
         self,

@@ -27,6 +27,8 @@ __all__ = ["LARS", "Lamb", "Lion", "Novograd", "Signum"]
 class Lion(_DropIn):
     """lion-pytorch's ``Lion`` over [`fo.lion`][functional_optim.optimizers.lion] (state: ``exp_avg``)."""
 
+    elementwise = True
+
     def __init__(
         self,
         params: ParamsT,
@@ -40,6 +42,8 @@ class Lion(_DropIn):
 class Signum(_DropIn):
     """``Signum`` (sign of momentum; sign SGD with ``momentum=0``) over
     [`fo.signum`][functional_optim.optimizers.signum]."""
+
+    elementwise = True
 
     def __init__(
         self, params: ParamsT, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0
