@@ -12,6 +12,9 @@ repeat times both one after the other, so load from other jobs shifts both alike
 average is printed before the table. The reference is run on its fastest path (foreach where it
 has one). A reference that is not installed is listed as skipped.
 
+The ``<name>-fused`` rows time our drop-in with ``fused=True`` (its step compiled by
+``fo.compile_step(tx, elementwise=True)``, during the untimed warm-up) against the same reference.
+
 To add an algorithm, add one line to ``REGISTRY``:
 ``name: (ours(params), reference(params), "reference label", ("importable", "modules"))``.
 """
@@ -190,6 +193,27 @@ REGISTRY: dict[str, tuple[Make, Make, str, tuple[str, ...]]] = {
 }
 
 
+def _fused(make: Make) -> Make:
+    """Our drop-in with ``fused=True`` in its param group: its step compiled by
+    ``fo.compile_step(tx, elementwise=True)`` (compiled during the untimed warm-up steps)."""
+    return lambda ps: make([{"params": ps, "fused": True}])  # type: ignore[list-item]
+
+
+# ``<name>-fused``: the same comparison with our drop-in's fused=True (compiled) step, for the drop-ins
+# that declare ``elementwise``; AdamW's against torch's fused kernel (what ours then calls)
+FUSED_ROWS = ("lion", "signum", "yogi", "adopt", "ademamix", "adan", "laprop")
+FUSED_ROWS += ("sf-adamw", "sf-sgd", "sf-sgd-wd0")
+REGISTRY["adamw-fused"] = (
+    _fused(lambda ps: A.AdamW(ps, lr=1e-3)),
+    lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
+    "torch.optim.AdamW (fused)",
+    (),
+)
+for _name in FUSED_ROWS:
+    _ours, _ref, _label, _needs = REGISTRY[_name]
+    REGISTRY[f"{_name}-fused"] = (_fused(_ours), _ref, _label, _needs)
+
+
 def _train_mode(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """schedulefree's optimizers step only in train mode (``opt.train()``; ours start in it)."""
     opt.train()  # type: ignore[attr-defined]
@@ -278,14 +302,14 @@ def main() -> None:
     )
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cpus")
-    print(f"{'algorithm':10} {'reference':30} {'ours ms':>8} {'ref ms':>8} {'ratio':>6} {'spread':>11}")
+    print(f"{'algorithm':14} {'reference':30} {'ours ms':>8} {'ref ms':>8} {'ratio':>6} {'spread':>11}")
     rows = []
     for name, (ours, ref, label, needs) in REGISTRY.items():
         if only and name not in only:
             continue
         missing = [m for m in needs if importlib.util.find_spec(m) is None]
         if missing:
-            print(f"{name:10} {label:30} skipped (missing {', '.join(missing)})")
+            print(f"{name:14} {label:30} skipped (missing {', '.join(missing)})")
             continue
         shape = SHAPES.get(name, (10_000,))
         a, b = measure(ours, ref, args.repeats, args.steps, args.device, shape, fresh=name in FRESH)
@@ -293,7 +317,7 @@ def main() -> None:
         ratio = t_ours / t_ref
         lo, hi = _quartiles([x / y for x, y in zip(a, b, strict=True)])
         print(
-            f"{name:10} {label:30} {1e3 * t_ours:8.2f} {1e3 * t_ref:8.2f} {ratio:6.2f} {lo:5.2f}-{hi:5.2f}",
+            f"{name:14} {label:30} {1e3 * t_ours:8.2f} {1e3 * t_ref:8.2f} {ratio:6.2f} {lo:5.2f}-{hi:5.2f}",
             flush=True,
         )
         rows.append(

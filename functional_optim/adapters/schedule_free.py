@@ -35,6 +35,7 @@ __all__ = ["AdamWScheduleFree", "SGDScheduleFree"]
 class _ScheduleFree(_DropIn):
     """``train()`` / ``eval()`` and the train-mode flag of the Schedule-Free drop-ins."""
 
+    elementwise = True  # the group's averaging weights depend on the step and rates only
     _optional_state_keys = ("y",)  # the training point, kept while in eval mode
 
     _tensor_step = False

@@ -117,6 +117,8 @@ MODERN: dict[str, dict[str, Any]] = {
     "AdEMAMix": dict(lr=1e-2, weight_decay=0.01),
     "Adan": dict(lr=1e-2, weight_decay=0.02),
     "LaProp": dict(lr=1e-2),
+    "SGDScheduleFree": dict(lr=0.1, weight_decay=0.01),
+    "AdamWScheduleFree": dict(lr=1e-2, weight_decay=0.01, warmup_steps=2),
 }
 
 
@@ -135,6 +137,11 @@ def test_fused_true_on_the_modern_elementwise_dropins_is_their_eager_step(name: 
     assert opt._fo_compiled[0].step.compilations >= 1 and eager._fo_compiled == {}
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    if name.endswith("ScheduleFree"):  # the evaluation point, swapped in by eval()
+        opt.eval()  # type: ignore[attr-defined]
+        eager.eval()  # type: ignore[attr-defined]
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_a_fused_step_compiles_before_it_writes_and_only_when_it_must(monkeypatch) -> None:

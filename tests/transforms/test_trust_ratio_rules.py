@@ -15,7 +15,8 @@ from functional_optim import fused
 
 
 def _lars_chain(lr: float, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
-                eps: float = 0.0, nesterov: bool = False, trust_ratio: bool = True) -> fo.GradientTransformation:  # fmt: skip
+                eps: float = 0.0, nesterov: bool = False,
+                trust_ratio: bool = True) -> fo.GradientTransformation:  # fmt: skip
     return fo.chain(
         fo.add_decayed_weights(weight_decay),
         fo.scale_by_trust_ratio(trust_coefficient, eps) if trust_ratio else fo.identity(),
