@@ -5,6 +5,8 @@ Run::
     python benchmarks/compile_time.py                          # adam, adamw, sgd, adagrad; both sets
     python benchmarks/compile_time.py --algos all --json out.json
     python benchmarks/compile_time.py --algos adamw --sets small --mode whole   # the whole-graph mode
+    python benchmarks/compile_time.py --algos rmsprop --sets small --mode dropin --no-steady
+        # the first step() of fo.adapters.RMSprop with fused=True in its param group
 
 **First call.** Every measurement is a new Python process (``python compile_time.py --child ...``)
 with ``TORCHINDUCTOR_CACHE_DIR`` set: *cold* is a new empty temporary directory (nothing compiled
@@ -82,6 +84,8 @@ def child(
     fo_name, fo_kwargs, torch_name, torch_kwargs, has_fused = ALGOS[algo]
     tx = getattr(fo, fo_name)(**fo_kwargs)
     params, grads = _tensors(set_name, 0), _tensors(set_name, 1)
+    if mode == "dropin":
+        return _dropin_first_step(fo, torch, torch_name, torch_kwargs, params, grads)
     state = tx.init(params)
     step = fo.compile_step(tx, elementwise=(mode == "elementwise"), group_size=group_size)
     cpu, wall = _cpu_seconds(), time.perf_counter()
@@ -99,6 +103,25 @@ def child(
             torch, params, grads, state, step, torch_name, torch_kwargs, has_fused, repeats, steps
         )
     return out
+
+
+def _dropin_first_step(fo: Any, torch: Any, name: str, kwargs: dict, params: list, grads: list) -> dict:
+    """The first ``step()`` of the drop-in ``fo.adapters.<name>`` with ``fused=True`` in its
+    param group (its state created, its step compiled or loaded, and run)."""
+    ps = [torch.nn.Parameter(p) for p in params]
+    for p, g in zip(ps, grads, strict=True):
+        p.grad = g
+    opt = getattr(fo.adapters, name)([{"params": ps, "fused": True}], **kwargs)
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    opt.step()
+    step = opt._fo_compiled[0].step
+    return {
+        "first_call_s": time.perf_counter() - wall,
+        "first_call_cpu_s": _cpu_seconds() - cpu,
+        "compilations": step.compilations,
+        "torch_kernel": step.uses_torch_kernel,
+        "loaded_saved_module": any(getattr(v, "loaded", False) for v in step._variants.values()),
+    }
 
 
 def _steady(
@@ -165,7 +188,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--algos", default=DEFAULT_ALGOS, help=f"comma list or 'all' ({', '.join(ALGOS)})")
     ap.add_argument("--sets", default="small,large", help="comma list of: " + ", ".join(SETS))
-    ap.add_argument("--mode", default="elementwise", choices=["elementwise", "whole"])
+    ap.add_argument(
+        "--mode",
+        default="elementwise",
+        choices=["elementwise", "whole", "dropin"],
+        help="dropin: the first step() of fo.adapters.<Name> with fused=True (first calls only)",
+    )
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
