@@ -98,6 +98,11 @@ from torch.profiler import ProfilerActivity, profile
 
 import functional_optim as fo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the columns, in report order (report.py imports no torch)
+from report import PATHS
+from report import PEERS as PEER_PATHS
+
 # algorithm -> (torch / adapter class name, functional alias, hyperparameters)
 ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "adam": ("Adam", "adam", {"lr": 1e-3}),
@@ -114,16 +119,6 @@ ALGORITHMS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 DEFAULT_ALGOS = list(ALGORITHMS)  # every torch.optim algorithm with a foreach implementation
 FUSED_TARGET_ALGOS = ("adam", "adamw", "sgd", "adagrad")
-PATHS = (
-    "torch_forloop",
-    "torch_foreach",
-    "torch_fused",
-    "functional",
-    "adapter",
-    "compiled",
-    "adapter_fused",
-)
-PEER_PATHS = ("heavyball", "pytorch_optimizer", "torchopt")
 
 
 def _peer_factories() -> dict[str, dict[str, Callable[[list, dict], Any]]]:
