@@ -307,8 +307,9 @@ def commit(
     fields = rule.fields(get_path(state, fused.rule_path))
     begun = prepared.begun
     context = None if begun is None else begun.context
+    # fields a previous commit checked (the same tensors) are not looked at again
     checked = (params, updates) if fields_checked else (params, updates, *fields)
-    with ops.verified_dense(*checked, trusted=fields if fields_checked else ()):
+    with ops.verified_dense(*checked):
         new_fields, settled = _chunked_rule_step(
             fused, rule, parts, updates, fields, params, step_scale, param_scale, context
         )

@@ -61,7 +61,7 @@ def verified_real() -> bool:
 
 
 @contextlib.contextmanager
-def verified_dense(*lists: Sequence[Any], trusted: Sequence[Sequence[Any]] = ()) -> Iterator[bool]:
+def verified_dense(*lists: Sequence[Any]) -> Iterator[bool]:
     """A block in which the backend checks of every op are known to pass; yields whether they
     are (else the block runs with the checks, as anywhere else).
 
@@ -74,13 +74,11 @@ def verified_dense(*lists: Sequence[Any], trusted: Sequence[Sequence[Any]] = ())
     rule's step runs once per ~1 MB chunk of parameters, several ops each: the checks were half
     of its Python time). One thread at a time: another thread, or a nested block, checks as usual.
 
-    ``trusted``: lists the caller knows to pass the check and to hold no complex tensor, because
-    they are the very tensors an earlier block checked (`verified_real` was true in it), or were
-    made in it by ops from such tensors (e.g. a rule's state fields reused by the adapters' next
-    step): they are not looked at again.
+    A caller may leave out lists it knows to pass the check and to hold no complex tensor: the
+    very tensors an earlier block checked (`verified_real` was true in it) or that its ops made
+    from them (e.g. a rule's state fields reused by the adapters' next step, `fused.commit`).
     """
     global _VERIFIED_THREAD, _VERIFIED_REAL
-    del trusted  # counted as checked and real
     if (
         _VERIFIED_THREAD is not None
         or torch.is_grad_enabled()

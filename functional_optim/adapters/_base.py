@@ -314,11 +314,20 @@ class FunctionalOptimizer(Optimizer):
         return transform
 
     def _compiled_for(self, index: int, group: dict[str, Any]) -> _compiled_group.CompiledGroup:
-        """The group's compiled step (``fused=True``; see `elementwise`)."""
+        """The group's compiled step (``fused=True``; see `elementwise`), rebuilt when a
+        hyperparameter other than ``lr`` changes (the key `_transform_for` made for this step,
+        without ``lr``)."""
         assert self._factory is not None
-        hyperparams = {n: group[n] for n in self._hp_names}
-        compiled = _compiled_group.compiled_group(self._factory, hyperparams, self._fo_compiled.get(index))
-        self._fo_compiled[index] = compiled
+        names = self._hp_names
+        key, _ = self._fo_transforms[index]
+        at = names.index("lr")
+        key = key[:at] + key[at + 1 :]
+        compiled = self._fo_compiled.get(index)
+        if compiled is None or compiled.key != key:
+            hyperparams = {n: group[n] for n in names}
+            compiled = self._fo_compiled[index] = _compiled_group.compiled_group(
+                self._factory, hyperparams, key
+            )
         return compiled
 
     def _layout_for(

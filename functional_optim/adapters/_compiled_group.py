@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from functional_optim import _torch_kernels
-from functional_optim.adapters._layout import freeze_exact
 from functional_optim.compiled import CompiledStep, compile_step
 from functional_optim.core import GradientTransformation
 from functional_optim.hyperparams import InjectHyperparamsState, inject_hyperparams
@@ -54,15 +53,10 @@ class CompiledGroup:
 
 
 def compiled_group(
-    factory: Callable[..., GradientTransformation],
-    hyperparams: dict[str, Any],
-    cached: CompiledGroup | None,
+    factory: Callable[..., GradientTransformation], hyperparams: dict[str, Any], key: tuple
 ) -> CompiledGroup:
-    """The compiled step for a group with these hyperparameters (``cached`` if it was built for
-    the same values of all but ``lr``)."""
-    key = tuple((name, freeze_exact(value)) for name, value in hyperparams.items() if name != "lr")
-    if cached is not None and cached.key == key:
-        return cached
+    """The compiled step for a group with these hyperparameters; ``key``: its hyperparameters but
+    ``lr``, frozen (`CompiledGroup.key`)."""
     learning_rate = torch.tensor(float(hyperparams["lr"]), dtype=torch.float64)
     with_tensor = factory(**{**hyperparams, "lr": learning_rate})
     if _torch_kernels.recipe(with_tensor) is not None:

@@ -292,19 +292,19 @@ def test_the_fused_commit_runs_its_ops_unchecked_for_module_parameters(name, opt
     """A module's parameters (``nn.Parameter``), their gradients and the rule's state pass the
     one check of `ops.verified_dense`: the parity tests above run the ops' unchecked path, and
     their numbers are torch's for-loop's. From the second step on, the rule's state fields (the
-    same tensors, checked by the first) are given as trusted: only parameters and gradients are
+    same tensors, checked by the first) are trusted: only parameters and gradients are
     looked at."""
     import contextlib
 
     from functional_optim import ops
 
-    seen: list[tuple[bool, int, int]] = []
+    seen: list[tuple[bool, int]] = []
     real = ops.verified_dense
 
     @contextlib.contextmanager
-    def recording(*lists, trusted=()):
-        with real(*lists, trusted=trusted) as verified:
-            seen.append((verified, len(lists), len(trusted)))
+    def recording(*lists):
+        with real(*lists) as verified:
+            seen.append((verified, len(lists)))
             yield verified
 
     monkeypatch.setattr(ops, "verified_dense", recording)
@@ -313,10 +313,10 @@ def test_the_fused_commit_runs_its_ops_unchecked_for_module_parameters(name, opt
     for _ in range(3):
         model(torch.randn(5, 4)).square().sum().backward()
         opt.step()
-    assert [verified for verified, _, _ in seen] == [True, True, True]
-    (_, first_checked, first_trusted), *later = seen
-    assert first_checked > 2 and first_trusted == 0  # parameters, gradients and the fields
-    assert later == [(True, 2, first_checked - 2)] * 2  # parameters and gradients; the fields trusted
+    assert [verified for verified, _ in seen] == [True, True, True]
+    (_, first_checked), *later = seen
+    assert first_checked > 2  # parameters, gradients and the fields
+    assert later == [(True, 2)] * 2  # parameters and gradients; the fields trusted
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
@@ -332,10 +332,10 @@ def test_state_fields_are_trusted_only_while_they_are_the_tensors_last_checked(d
     real = ops.verified_dense
 
     @contextlib.contextmanager
-    def recording(*lists, trusted=()):
-        with real(*lists, trusted=trusted) as verified:
+    def recording(*lists):
+        with real(*lists) as verified:
             assert verified
-            seen.append(len(trusted))
+            seen.append(len(lists) - 2)  # the state fields checked (after parameters, gradients)
             yield verified
 
     monkeypatch.setattr(ops, "verified_dense", recording)
@@ -356,7 +356,7 @@ def test_state_fields_are_trusted_only_while_they_are_the_tensors_last_checked(d
         for a, b in zip(ours, theirs, strict=True):
             assert torch.equal(a, b), step
     fields = 3  # exp_avg, exp_avg_sq, step
-    assert seen == ([0, fields, 0, fields] if dtype == torch.float32 else [0, 0, 0, 0])
+    assert seen == ([fields, 0, fields, 0] if dtype == torch.float32 else [fields] * 4)
 
 
 @pytest.mark.parametrize(
