@@ -113,13 +113,14 @@ def _plain_dense(xs: Sequence[Any]) -> bool:
 
 
 def is_traced(x: Any) -> bool:
-    """True if ``x`` is a tensor whose value must not be read on the host: it requires grad,
-    is wrapped by a ``torch.func`` transform, or we are inside ``torch.compile``."""
+    """True if ``x`` is a tensor whose value must not be read on the host: it requires grad
+    while autograd records (a parameter under ``torch.no_grad()``, as in an optimizer's step,
+    is read), is wrapped by a ``torch.func`` transform, or we are inside ``torch.compile``."""
     if not isinstance(x, Tensor):
         return False
     if torch.compiler.is_compiling():
         return True
-    return x.requires_grad or _is_functorch_wrapped(x)
+    return (x.requires_grad and torch.is_grad_enabled()) or _is_functorch_wrapped(x)
 
 
 def use_foreach(*lists: Sequence[Tensor]) -> bool:

@@ -132,3 +132,24 @@ def test_dropin_takes_the_fused_in_place_step(name: str) -> None:
         for k, v in st.items():
             if (id(p), k) in buffers:
                 assert v is buffers[id(p), k], k
+
+
+def test_a_step_reads_its_scalars_on_the_host_when_autograd_does_not_record(monkeypatch) -> None:
+    """A model's parameters require grad, but the drop-in's step runs under ``torch.no_grad()``:
+    Prodigy's group values are read as Python doubles there (the package's arithmetic, and no
+    chain of 0-dim tensor ops per step). While autograd records, they stay tensors."""
+    model = _model()
+    opt = fo.adapters.Prodigy(model.parameters(), weight_decay=0.01)
+    calls = []
+    real_total = fo.transforms._scalars.total
+    monkeypatch.setattr(fo.transforms._scalars, "total", lambda v: calls.append(1) or real_total(v))
+    _train(model, opt, range(3))
+    assert calls == []
+    weight = next(model.parameters())
+    assert fo.ops.is_traced(weight)
+    with torch.no_grad():
+        assert not fo.ops.is_traced(weight)
+    tx = fo.prodigy(weight_decay=0.01)  # while autograd records: 0-dim tensor maths
+    params = [torch.ones(3, requires_grad=True)]
+    tx.update([torch.ones(3)], tx.init(params), params)
+    assert calls
