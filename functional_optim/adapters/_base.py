@@ -104,6 +104,28 @@ class _Gathered(NamedTuple):
     new_glob: tuple[Tensor, dict[str, Any]] | None  # FUNCTIONAL_STATE_KEY entry stored at commit
 
 
+class _GroupTransform(NamedTuple):
+    """A group's transform and the hyperparameter values it was built from: ``key`` (their exact
+    values, `freeze_exact`), ``structure`` (what may change the state's structure,
+    `freeze_structure`), ``values`` (the objects themselves) and ``by_identity`` (none of them is
+    mutable: the same objects next step mean the same key)."""
+
+    transform: GradientTransformation
+    key: tuple
+    structure: tuple
+    values: tuple
+    by_identity: bool
+
+
+_IMMUTABLE = (Tensor, float, int, bool, str, type(None))  # tensors: `freeze_exact` keys them by identity
+
+
+def _by_identity(values: tuple) -> bool:
+    """Whether the same objects always give the same `freeze_exact` key (no list, no object
+    that could change in place, at any depth)."""
+    return all(isinstance(v, _IMMUTABLE) or (type(v) is tuple and _by_identity(v)) for v in values)
+
+
 class FunctionalOptimizer(Optimizer):
     r"""A ``torch.optim.Optimizer`` that runs a functional ``GradientTransformation``.
 
@@ -255,7 +277,7 @@ class FunctionalOptimizer(Optimizer):
 
     def _reset_cache(self) -> None:
         # per group (by position): transform cache and layout cache
-        self._fo_transforms: dict[int, tuple[Any, GradientTransformation]] = {}
+        self._fo_transforms: dict[int, _GroupTransform] = {}
         self._fo_layouts: dict[int, tuple[Any, tuple, bool, bool]] = {}
         self._fo_steps: dict[int, StepCache] = {}
         self._fo_compiled: dict[int, _compiled_group.CompiledGroup] = {}
@@ -305,12 +327,22 @@ class FunctionalOptimizer(Optimizer):
             assert self._transform is not None  # a ready-made transform was given
             return self._transform
         names = self._hp_names
-        key = tuple(freeze_exact(group[n]) for n in names)
+        values = tuple(group[n] for n in names)
         cached = self._fo_transforms.get(index)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        transform = self._factory(**{n: group[n] for n in names})
-        self._fo_transforms[index] = (key, transform)
+        if (
+            cached is not None
+            and cached.by_identity
+            and all(a is b for a, b in zip(values, cached.values, strict=True))
+        ):
+            return cached.transform  # the very values of the last step, none of them mutable
+        key = tuple(freeze_exact(v) for v in values)
+        if cached is not None and cached.key == key:
+            if not torch.compiler.is_compiling():  # (Dynamo: no new entry while tracing)
+                self._fo_transforms[index] = cached._replace(values=values, by_identity=_by_identity(values))
+            return cached.transform
+        transform = self._factory(**dict(zip(names, values, strict=True)))
+        structure = tuple(freeze_structure(v) for v in values)
+        self._fo_transforms[index] = _GroupTransform(transform, key, structure, values, _by_identity(values))
         return transform
 
     def _compiled_for(self, index: int, group: dict[str, Any]) -> _compiled_group.CompiledGroup:
@@ -319,7 +351,7 @@ class FunctionalOptimizer(Optimizer):
         without ``lr``)."""
         assert self._factory is not None
         names = self._hp_names
-        key, _ = self._fo_transforms[index]
+        key = self._fo_transforms[index].key
         at = names.index("lr")
         key = key[:at] + key[at + 1 :]
         compiled = self._fo_compiled.get(index)
@@ -337,7 +369,9 @@ class FunctionalOptimizer(Optimizer):
         their identities) or the structure of its hyperparameters change. Returns (layout,
         has_globals, is_stateless, fresh init or None)."""
         params = group["params"]
-        key = (ids, tuple(freeze_structure(group[n]) for n in self._hp_names))
+        made = self._fo_transforms.get(index) if self._factory is not None else None
+        structure = () if made is None else made.structure  # made by `_transform_for` for this step
+        key = (ids, structure)
         cached = self._fo_layouts.get(index)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2], cached[3], None

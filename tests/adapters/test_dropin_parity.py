@@ -63,3 +63,22 @@ def test_changing_a_structural_hyperparameter_mid_run_follows_torch():
                 group["momentum"] = 0.9
 
     run_side_by_side("SGD", {"lr": 0.05}, setup=lambda o: o, after_step=switch)
+
+
+def test_a_hyperparameter_edited_in_place_mid_run_follows_torch():
+    """``betas`` as a list, changed in place after 3 steps (the group holds the same list object):
+    the new value is used, as torch reads it at every step. The adapter reuses a group's transform
+    while its hyperparameters are the very same objects only when none of them can change in
+    place."""
+
+    def setup(opt):
+        for group in opt.param_groups:
+            group["betas"] = [0.9, 0.999]
+        return opt
+
+    def edit(opt, step):
+        if step == 2:
+            for group in opt.param_groups:
+                group["betas"][0] = 0.5
+
+    run_side_by_side("Adam", {"lr": 0.05}, setup=setup, after_step=edit)
