@@ -547,6 +547,10 @@ class FunctionalOptimizer(Optimizer):
         """Store the new functional state in ``self.state`` (torch's format) and remember it for
         the next step (`StepCache`, with `fused.Committed.fields_checked`)."""
         if cache is not None:
+            if new_state is cache.fstate and gathered.glob is None:
+                # fused=True: the compiled step wrote the last step's very tensors in place
+                cache.fields_checked = fields_checked
+                return
             lists, values = split_leaves(layout, new_state)
             if same_tensors(lists, cache.param_lists):
                 # the tensors were updated in place: nothing to store...
