@@ -323,9 +323,14 @@ class FunctionalOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ per-group machinery
     def _transform_for(self, index: int, group: dict[str, Any]) -> GradientTransformation:
+        return self._group_transform(index, group).transform
+
+    def _group_transform(self, index: int, group: dict[str, Any]) -> _GroupTransform:
+        """The group's transform and the keys of the hyperparameters it was built from (cached;
+        rebuilt when a hyperparameter changes)."""
         if self._factory is None:
             assert self._transform is not None  # a ready-made transform was given
-            return self._transform
+            return _GroupTransform(self._transform, (), (), (), True)
         names = self._hp_names
         values = tuple(group[n] for n in names)
         cached = self._fo_transforms.get(index)
@@ -334,24 +339,24 @@ class FunctionalOptimizer(Optimizer):
             and cached.by_identity
             and all(a is b for a, b in zip(values, cached.values, strict=True))
         ):
-            return cached.transform  # the very values of the last step, none of them mutable
+            return cached  # the very values of the last step, none of them mutable
         key = tuple(freeze_exact(v) for v in values)
         if cached is not None and cached.key == key:
             if not torch.compiler.is_compiling():  # (Dynamo: no new entry while tracing)
                 self._fo_transforms[index] = cached._replace(values=values, by_identity=_by_identity(values))
-            return cached.transform
+            return cached
         transform = self._factory(**dict(zip(names, values, strict=True)))
         structure = tuple(freeze_structure(v) for v in values)
-        self._fo_transforms[index] = _GroupTransform(transform, key, structure, values, _by_identity(values))
-        return transform
+        made = _GroupTransform(transform, key, structure, values, _by_identity(values))
+        self._fo_transforms[index] = made
+        return made
 
-    def _compiled_for(self, index: int, group: dict[str, Any]) -> _compiled_group.CompiledGroup:
+    def _compiled_for(self, index: int, group: dict[str, Any], key: tuple) -> _compiled_group.CompiledGroup:
         """The group's compiled step (``fused=True``; see `elementwise`), rebuilt when a
-        hyperparameter other than ``lr`` changes (the key `_transform_for` made for this step,
-        without ``lr``)."""
+        hyperparameter other than ``lr`` changes (``key``: `_GroupTransform.key` of this step;
+        ``lr`` is left out)."""
         assert self._factory is not None
         names = self._hp_names
-        key = self._fo_transforms[index].key
         at = names.index("lr")
         key = key[:at] + key[at + 1 :]
         compiled = self._fo_compiled.get(index)
@@ -363,21 +368,19 @@ class FunctionalOptimizer(Optimizer):
         return compiled
 
     def _layout_for(
-        self, index: int, group: dict[str, Any], transform: GradientTransformation, ids: tuple[int, ...]
+        self, index: int, group: dict[str, Any], made: _GroupTransform, ids: tuple[int, ...]
     ) -> tuple[tuple, bool, bool, Any]:
-        """The cached layout of the group's state; rebuilt when the group's parameters (``ids``:
-        their identities) or the structure of its hyperparameters change. Returns (layout,
-        has_globals, is_stateless, fresh init or None)."""
+        """The cached layout of the state of the group's transform (``made``); rebuilt when the
+        group's parameters (``ids``: their identities) or the structure of its hyperparameters
+        change. Returns (layout, has_globals, is_stateless, fresh init or None)."""
         params = group["params"]
-        made = self._fo_transforms.get(index) if self._factory is not None else None
-        structure = () if made is None else made.structure  # made by `_transform_for` for this step
-        key = (ids, structure)
+        key = (ids, made.structure)
         cached = self._fo_layouts.get(index)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2], cached[3], None
         if group.get("fused"):
             _check_fused_params(params)
-        init_state = transform.init(list(params))
+        init_state = made.transform.init(list(params))
         layout = build_layout(init_state, len(params))
         with_globals = has_globals(layout)
         stateless = is_stateless(layout)
@@ -444,9 +447,10 @@ class FunctionalOptimizer(Optimizer):
             grads = [g for g in grads if g is not None]
         else:
             present = params
-        transform = self._transform_for(index, group)
+        made = self._group_transform(index, group)
+        transform = made.transform
         ids = tuple(map(id, params))
-        layout, has_globals, stateless, init_state = self._layout_for(index, group, transform, ids)
+        layout, has_globals, stateless, init_state = self._layout_for(index, group, made, ids)
         state = self.state
         torch_states: list[Any] = [state.get(p) for p in present]
         cache = None if compiling else self._fo_steps.get(index)
@@ -480,7 +484,7 @@ class FunctionalOptimizer(Optimizer):
         if fusable is not None:
             plan, step_scale, param_scale = fusable
             if group.get("fused") and self.elementwise and not compiling and self._factory is not None:
-                compiled = self._compiled_for(index, group)
+                compiled = self._compiled_for(index, group, made.key)
                 lr = float(group["lr"])  # not -step_scale: a rule may include the rate (ASGD, LARS)
                 run = _compiled_group.prepare(compiled, lr, present, grads, gathered.fstate)
                 return self._commit_fn(index, group, layout, present, gathered, cache, None, None, None, run)
