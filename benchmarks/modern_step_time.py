@@ -47,12 +47,17 @@ def _po(name: str, **kw: Any) -> Make:
     return lambda ps: getattr(importlib.import_module("pytorch_optimizer"), name)(ps, foreach=True, **kw)
 
 
-def _lars_matrices_only(ps: list[torch.Tensor], **kw: Any) -> torch.optim.Optimizer:
-    """Our LARS adapting only tensors of two or more dimensions, as pytorch-optimizer's."""
+def _lars_matrices_only(ps: list[Any], **kw: Any) -> torch.optim.Optimizer:
+    """Our LARS adapting only tensors of two or more dimensions, as pytorch-optimizer's (``ps``:
+    tensors, or one param group dict whose other keys, e.g. ``fused``, every group gets)."""
+    extra: dict[str, Any] = {}
+    if ps and isinstance(ps[0], dict):
+        extra = {k: v for k, v in ps[0].items() if k != "params"}
+        ps = list(ps[0]["params"])
     matrices, others = [p for p in ps if p.ndim > 1], [p for p in ps if p.ndim <= 1]
-    groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
+    groups: list[dict[str, Any]] = [{"params": matrices, **extra}] if matrices else []
     if others:
-        groups.append({"params": others, "trust_ratio": False, "weight_decay": 0.0})
+        groups.append({"params": others, "trust_ratio": False, "weight_decay": 0.0, **extra})
     return A.LARS(groups, **kw)
 
 
@@ -202,7 +207,7 @@ def _fused(make: Make) -> Make:
 # ``<name>-fused``: the same comparison with our drop-in's fused=True (compiled) step, for the drop-ins
 # that declare ``elementwise``; AdamW's against torch's fused kernel (what ours then calls)
 FUSED_ROWS = ("lion", "signum", "yogi", "adopt", "ademamix", "adan", "laprop")
-FUSED_ROWS += ("sf-adamw", "sf-sgd", "sf-sgd-wd0")
+FUSED_ROWS += ("sf-adamw", "sf-sgd", "sf-sgd-wd0", "lars", "lars-2d", "lamb", "novograd")
 REGISTRY["adamw-fused"] = (
     _fused(lambda ps: A.AdamW(ps, lr=1e-3)),
     lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
@@ -226,7 +231,7 @@ change, the parameter-free methods' step sizes grow without bound (Prodigy's ``d
 about 35 steps here, in the reference package as in ours), and timing them later would time
 arithmetic on infinities. The other rows time steps 4 to ``3 + repeats·steps`` of one run."""
 
-SHAPES: dict[str, tuple[int, ...]] = {"lars-2d": (100, 100)}
+SHAPES: dict[str, tuple[int, ...]] = {"lars-2d": (100, 100), "lars-2d-fused": (100, 100)}
 """The rows whose 100 tensors of 10,000 elements are not 1-D (default ``(10_000,)``)."""
 
 

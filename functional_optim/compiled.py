@@ -16,12 +16,14 @@ Two ways to compile (both numerically the pure ``update`` + ``apply_updates``):
 * **whole step** (the default, any traceable transform): one graph over every tensor. Its first
   call compiles a graph whose size grows with the number of tensors (about a minute for 100
   tensors on a 2-core CPU).
-* **elementwise** (``elementwise=True``, for transforms whose update of an element depends only
-  on that element's gradient, state and parameter and on shared scalars such as the step count:
-  SGD, Adam(W), Adagrad, RMSprop, NAdam, RAdam, Lion, ... but not global-norm clipping,
-  tree masks, or shape-aware algorithms such as Muon or Adafactor): the tensors are flattened to
-  1-D views, grouped by dtype and device, and stepped ``group_size`` at a time by one compiled
-  function with dynamic sizes; the compiled graph has ``group_size`` tensors whatever the
+* **elementwise** (``elementwise=True``, for transforms whose update of a tensor depends only
+  on that tensor's gradient, state and parameter and on shared scalars such as the step count:
+  elementwise as SGD, Adam(W), Adagrad, RMSprop, NAdam, RAdam, Lion, ..., or through reductions
+  over the whole tensor that do not need its shape, as LARS', LAMB's and NovoGrad's norms; but
+  not global-norm clipping, sums over every tensor (Prodigy, D-Adaptation), tree masks, or
+  shape-aware algorithms such as Muon or Adafactor): the tensors are flattened to 1-D views (a
+  tensor is never split), grouped by dtype and device, and stepped ``group_size`` at a time by
+  one compiled function with dynamic sizes; the compiled graph has ``group_size`` tensors whatever the
   model's size (first call: 11-17 s of CPU on a 2-core CPU with an empty Inductor cache, for
   100 or 10,000 tensors alike). Tensors it cannot view as 1-D (or with fewer than 2 elements)
   are stepped by the eager pure update.
@@ -907,11 +909,13 @@ def compile_step(
     Args:
       transform: any ``GradientTransformation`` that ``torch.compile`` can trace with
         ``fullgraph=True`` (every built-in algorithm; ``lbfgs`` is not).
-      elementwise: the transform updates every element from that element's gradient, state and
-        parameter (and shared scalars such as the step count) only, as SGD, Adam(W), Adagrad,
-        RMSprop, NAdam, RAdam and Lion do; it is then compiled once for ``group_size`` flattened
-        tensors and run over the parameters in groups. Wrong for transforms that mix elements or
-        tensors (global-norm clipping, Muon, Adafactor) or that depend on the tree (masks).
+      elementwise: the transform updates every tensor from that tensor's gradient, state and
+        parameter (and shared scalars such as the step count) only: elementwise as SGD, Adam(W),
+        Adagrad, RMSprop, NAdam, RAdam and Lion, or through reductions over the whole tensor
+        that do not need its shape (the norms of LARS, LAMB, NovoGrad); it is then compiled once
+        for ``group_size`` flattened tensors (each whole) and run over the parameters in groups.
+        Wrong for transforms that mix tensors (global-norm clipping, sums over every tensor as
+        Prodigy's), need a tensor's shape (Muon, Adafactor) or depend on the tree (masks).
       group_size: tensors per compiled call in the elementwise mode (larger: fewer calls per
         step, longer first call; 4 rather than 8 took 2-4 s less CPU to compile on a 2-core
         CPU at the same step time).

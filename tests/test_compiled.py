@@ -217,6 +217,44 @@ def test_elementwise_step_equals_the_pure_loop_with_padding_none_grads_and_eager
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fo.lars(0.1, weight_decay=1e-4, momentum=0.9),
+        lambda: fo.lamb(1e-2, weight_decay=0.01),
+        lambda: fo.novograd(1e-2, weight_decay=0.01),
+    ],
+    ids=["lars", "lamb", "novograd"],
+)
+def test_elementwise_step_of_per_tensor_norms_equals_the_pure_loop(make):
+    """LARS', LAMB's and NovoGrad's updates use norms over each whole tensor: the elementwise mode
+    never splits a tensor (each is one 1-D view of a chunk, of its own size), so they compile in
+    it: tensors of several shapes and sizes in one chunk, a padded last chunk (7 tensors, chunks
+    of 4), a tensor without a gradient at one step."""
+    gen = torch.Generator().manual_seed(5)
+    shapes = [(8, 5), (13,), (4, 4, 3), (7,), (30,), (6, 6), (3,)]
+    params = {f"p{i}": torch.randn(s, generator=gen) for i, s in enumerate(shapes)}
+    tx = make()
+    grads_seq = [
+        {
+            k: None if (s == 1 and k == "p2") else torch.randn(p.shape, generator=gen)
+            for k, p in params.items()
+        }
+        for s in range(4)
+    ]
+    expected, expected_state = _reference(tx, params, grads_seq)
+    state = tx.init(params)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
+    for grads in grads_seq:
+        step(params, grads, state)
+    assert step.compilations <= 2  # one layout, and the step whose gradient is missing
+    for k in params:
+        torch.testing.assert_close(params[k], expected[k], rtol=1e-6, atol=1e-6)
+    for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(expected_state), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_warmup_compiles_without_touching_params_or_state():
     params = [torch.ones(4), torch.ones(3)]
     tx = fo.sgd(0.5, momentum=0.9)

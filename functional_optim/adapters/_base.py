@@ -178,8 +178,9 @@ class FunctionalOptimizer(Optimizer):
     """
 
     elementwise = False
-    """The algorithm's update of an element depends only on that element's gradient, state and
-    parameter (and on shared scalars such as the step count): declared by the drop-ins of such
+    """The algorithm's update of a tensor depends only on that tensor's gradient, state and
+    parameter (and on shared scalars such as the step count): elementwise, or through reductions
+    over the one tensor (LARS', LAMB's and NovoGrad's norms); declared by the drop-ins of such
     algorithms. Then a group with ``fused=True`` (the constructor's flag where ``torch.optim`` has
     one, else a key of the param group) runs its step compiled by
     [`fo.compile_step(tx, elementwise=True)`][functional_optim.compile_step]: ``torch.optim``'s

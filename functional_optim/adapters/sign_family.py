@@ -69,7 +69,12 @@ class LARS(_DropIn):
         >>> opt.step()
         >>> [g["trust_ratio"] for g in opt.param_groups]
         [True, False]
+
+    `elementwise` (per tensor: the trust ratio is a norm over one tensor), so ``"fused": True`` in
+    a param group compiles its step.
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -99,7 +104,11 @@ class LARS(_DropIn):
 
 class Lamb(_DropIn):
     """``Lamb`` (pytorch-lamb's arguments) over [`fo.lamb`][functional_optim.optimizers.lamb], with the
-    paper's bias correction (state: ``step``, ``exp_avg``, ``exp_avg_sq``)."""
+    paper's bias correction (state: ``step``, ``exp_avg``, ``exp_avg_sq``). `elementwise` (per
+    tensor: its trust ratio is a norm over one tensor), so ``"fused": True`` in a param group
+    compiles its step."""
+
+    elementwise = True
 
     def __init__(
         self,
@@ -114,7 +123,11 @@ class Lamb(_DropIn):
 
 class Novograd(_DropIn):
     """NVIDIA's ``Novograd`` over [`fo.novograd`][functional_optim.optimizers.novograd] (state: ``step``,
-    ``exp_avg``, ``exp_avg_sq`` — the latter one 0-dim tensor per parameter)."""
+    ``exp_avg``, ``exp_avg_sq`` — the latter one 0-dim tensor per parameter). `elementwise` (per
+    tensor: the second moment is a norm over one tensor), so ``"fused": True`` in a param group
+    compiles its step."""
+
+    elementwise = True
 
     def __init__(
         self,

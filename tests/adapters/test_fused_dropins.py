@@ -117,6 +117,9 @@ MODERN: dict[str, dict[str, Any]] = {
     "AdEMAMix": dict(lr=1e-2, weight_decay=0.01),
     "Adan": dict(lr=1e-2, weight_decay=0.02),
     "LaProp": dict(lr=1e-2),
+    "LARS": dict(lr=0.1, weight_decay=1e-4),  # per-tensor norms (`elementwise` per tensor)
+    "Lamb": dict(lr=1e-2, weight_decay=0.01),
+    "Novograd": dict(lr=1e-2, weight_decay=0.01),
     "SGDScheduleFree": dict(lr=0.1, weight_decay=0.01),
     "AdamWScheduleFree": dict(lr=1e-2, weight_decay=0.01, warmup_steps=2),
 }
