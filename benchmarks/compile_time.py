@@ -56,6 +56,10 @@ ALGOS: dict[str, tuple[str, dict, str, dict, bool]] = {
     "adamax": ("adamax", {"lr": 2e-3}, "Adamax", {"lr": 2e-3}, False),
     "asgd": ("asgd", {"lr": 1e-2}, "ASGD", {"lr": 1e-2}, False),
     "rprop": ("rprop", {"lr": 1e-2}, "Rprop", {"lr": 1e-2}, False),
+    # drop-ins torch.optim lacks (their fo.adapters class name; no steady-state torch paths)
+    "lars": ("lars", {"lr": 0.1, "weight_decay": 1e-4}, "LARS", {"lr": 0.1, "weight_decay": 1e-4}, False),
+    "lamb": ("lamb", {"lr": 1e-3}, "Lamb", {"lr": 1e-3}, False),
+    "novograd": ("novograd", {"lr": 1e-3}, "Novograd", {"lr": 1e-3}, False),
 }
 DEFAULT_ALGOS = "adam,adamw,sgd,adagrad"
 
@@ -82,6 +86,7 @@ def child(
 
     torch.set_num_threads(threads)
     fo_name, fo_kwargs, torch_name, torch_kwargs, has_fused = ALGOS[algo]
+    steady = steady and hasattr(torch.optim, torch_name)  # LARS, Lamb, Novograd: first calls only
     tx = getattr(fo, fo_name)(**fo_kwargs)
     params, grads = _tensors(set_name, 0), _tensors(set_name, 1)
     if mode == "dropin":
