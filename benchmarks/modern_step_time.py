@@ -207,7 +207,7 @@ def _fused(make: Make) -> Make:
 # ``<name>-fused``: the same comparison with our drop-in's fused=True (compiled) step, for the drop-ins
 # that declare ``elementwise``; AdamW's against torch's fused kernel (what ours then calls)
 FUSED_ROWS = ("lion", "signum", "yogi", "adopt", "ademamix", "adan", "laprop")
-FUSED_ROWS += ("sf-adamw", "sf-sgd", "sf-sgd-wd0", "lars", "lars-2d", "lamb", "novograd")
+FUSED_ROWS += ("sf-adamw", "sf-sgd", "sf-sgd-wd0", "lars", "lars-2d", "lamb", "novograd", "adabelief")
 REGISTRY["adamw-fused"] = (
     _fused(lambda ps: A.AdamW(ps, lr=1e-3)),
     lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),

@@ -189,6 +189,11 @@ class FunctionalOptimizer(Optimizer):
     in the step's first phase, on copies: the step stays all-or-nothing. See
     `functional_optim.adapters._compiled_group`."""
 
+    def _elementwise(self, group: dict[str, Any]) -> bool:
+        """Whether this group's algorithm is `elementwise` (a drop-in whose options decide it, such
+        as AdaBelief's ``rectify``, overrides this)."""
+        return self.elementwise
+
     fuse = True
     """Run chains the fused step recognises in place (`fo.fused`: the
     algorithm's rule updates its state buffers in place and the parameters move with
@@ -484,7 +489,8 @@ class FunctionalOptimizer(Optimizer):
         fusable = self._fusable(transform, present, grads)
         if fusable is not None:
             plan, step_scale, param_scale = fusable
-            if group.get("fused") and self.elementwise and not compiling and self._factory is not None:
+            compile_it = group.get("fused") and not compiling and self._factory is not None
+            if compile_it and self._elementwise(group):
                 compiled = self._compiled_for(index, group, made.key)
                 lr = float(group["lr"])  # not -step_scale: a rule may include the rate (ASGD, LARS)
                 run = _compiled_group.prepare(compiled, lr, present, grads, gathered.fstate)

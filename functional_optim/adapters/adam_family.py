@@ -31,8 +31,12 @@ __all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adan", "LaProp", "Yogi"]
 
 class AdaBelief(_DropIn):
     """adabelief-pytorch's ``AdaBelief`` (0.2, ``rectify=True`` by default) over
-    [`fo.adabelief`][functional_optim.optimizers.adabelief]. Not `elementwise` for ``fused=True``:
-    the rectified step needs concrete step counters, which a compiled step does not have."""
+    [`fo.adabelief`][functional_optim.optimizers.adabelief]. A group with ``rectify=False`` is
+    `elementwise`, so ``"fused": True`` compiles its step; a rectified group runs the eager step
+    (the rectification needs concrete step counters, which a compiled step does not have)."""
+
+    def _elementwise(self, group: dict[str, Any]) -> bool:
+        return not group["rectify"]
 
     def __init__(
         self,

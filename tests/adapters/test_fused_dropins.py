@@ -120,6 +120,7 @@ MODERN: dict[str, dict[str, Any]] = {
     "LARS": dict(lr=0.1, weight_decay=1e-4),  # per-tensor norms (`elementwise` per tensor)
     "Lamb": dict(lr=1e-2, weight_decay=0.01),
     "Novograd": dict(lr=1e-2, weight_decay=0.01),
+    "AdaBelief": dict(lr=1e-2, weight_decay=0.01, rectify=False),  # elementwise when not rectified
     "SGDScheduleFree": dict(lr=0.1, weight_decay=0.01),
     "AdamWScheduleFree": dict(lr=1e-2, weight_decay=0.01, warmup_steps=2),
 }
@@ -145,6 +146,19 @@ def test_fused_true_on_the_modern_elementwise_dropins_is_their_eager_step(name: 
         eager.eval()  # type: ignore[attr-defined]
         for a, b in zip(ours, theirs, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_rectified_adabelief_group_with_fused_runs_its_eager_step() -> None:
+    """AdaBelief declares itself `elementwise` per group: a rectified group (the default) needs
+    concrete step counters, so ``"fused": True`` runs its eager step, the same numbers."""
+    ours, theirs = _params(), _params()
+    opt = A.AdaBelief([{"params": ours, "fused": True}], lr=1e-2)
+    eager = A.AdaBelief(theirs, lr=1e-2)
+    _train(opt, ours, 6)
+    _train(eager, theirs, 6)
+    assert opt._fo_compiled == {}
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_a_fused_step_compiles_before_it_writes_and_only_when_it_must(monkeypatch) -> None:
