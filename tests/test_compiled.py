@@ -19,6 +19,21 @@ def _reference(tx, params, grads_seq):
     return params, state
 
 
+def _compiled_equals_reference(tx, params, grads_seq, rtol, atol, **compile_options):
+    """Run ``compile_step(tx, elementwise=True, torch_kernels=False, **compile_options)`` over
+    ``grads_seq`` in place and compare parameters and state with the pure loop; returns the step."""
+    expected, expected_state = _reference(tx, params, grads_seq)
+    state = tx.init(params)
+    step = fo.compile_step(tx, elementwise=True, torch_kernels=False, **compile_options)
+    for grads in grads_seq:
+        step(params, grads, state)
+    for k in params:
+        torch.testing.assert_close(params[k].detach(), expected[k].detach(), rtol=rtol, atol=atol)
+    for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(expected_state), strict=True):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    return step
+
+
 def test_compile_step_updates_params_and_state_in_place_like_the_pure_loop():
     gen = torch.Generator().manual_seed(0)
     params = {"w": torch.randn(4, 3, generator=gen), "b": torch.randn(3, generator=gen)}
@@ -203,17 +218,9 @@ def test_elementwise_step_equals_the_pure_loop_with_padding_none_grads_and_eager
         }
         for s in range(3)
     ]
-    expected, expected_state = _reference(tx, params, grads_seq)
-    state = tx.init(params)
     # 5 tensors: chunks 2, 2, 1 + padding
-    step = fo.compile_step(tx, elementwise=True, group_size=2, torch_kernels=False)
-    for grads in grads_seq:
-        step(params, grads, state)
+    step = _compiled_equals_reference(tx, params, grads_seq, 1e-6, 1e-7, group_size=2)
     assert step.compilations == 1
-    for k in params:
-        torch.testing.assert_close(params[k].detach(), expected[k].detach(), rtol=1e-6, atol=1e-7)
-    for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(expected_state), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.slow
@@ -242,16 +249,8 @@ def test_elementwise_step_of_per_tensor_norms_equals_the_pure_loop(make):
         }
         for s in range(4)
     ]
-    expected, expected_state = _reference(tx, params, grads_seq)
-    state = tx.init(params)
-    step = fo.compile_step(tx, elementwise=True, torch_kernels=False)
-    for grads in grads_seq:
-        step(params, grads, state)
+    step = _compiled_equals_reference(tx, params, grads_seq, 1e-6, 1e-6)
     assert step.compilations <= 2  # one layout, and the step whose gradient is missing
-    for k in params:
-        torch.testing.assert_close(params[k], expected[k], rtol=1e-6, atol=1e-6)
-    for a, b in zip(fo.tree.leaves(state), fo.tree.leaves(expected_state), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.slow
