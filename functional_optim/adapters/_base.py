@@ -53,6 +53,7 @@ import functools
 import inspect
 import itertools
 import operator
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -386,6 +387,13 @@ class FunctionalOptimizer(Optimizer):
             return cached[1], cached[2], cached[3], None
         if group.get("fused"):
             _check_fused_params(params)
+            if not self._elementwise(group):
+                warnings.warn(
+                    f"{type(self).__name__}: fused=True compiles only the steps of elementwise "
+                    "algorithms (`FunctionalOptimizer.elementwise`); this group runs the eager step",
+                    UserWarning,
+                    stacklevel=6,  # step()'s caller: here, _prepare_group, step's list, step, torch's hook
+                )
         init_state = made.transform.init(list(params))
         layout = build_layout(init_state, len(params))
         with_globals = has_globals(layout)

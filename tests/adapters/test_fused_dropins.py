@@ -154,8 +154,25 @@ def test_a_rectified_adabelief_group_with_fused_runs_its_eager_step() -> None:
     ours, theirs = _params(), _params()
     opt = A.AdaBelief([{"params": ours, "fused": True}], lr=1e-2)
     eager = A.AdaBelief(theirs, lr=1e-2)
-    _train(opt, ours, 6)
+    with pytest.warns(UserWarning, match="AdaBelief: fused=True compiles only the steps of elementwise"):
+        _train(opt, ours, 6)
     _train(eager, theirs, 6)
+    assert opt._fo_compiled == {}
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fused_on_a_group_of_a_non_elementwise_dropin_warns_once_and_runs_eagerly() -> None:
+    """Prodigy's step needs sums over every tensor: ``"fused": True`` cannot compile it. The
+    user is told once (when the group's layout is built), and the step is the eager one."""
+    ours, theirs = _params(), _params()
+    opt = A.Prodigy([{"params": ours, "fused": True}])
+    eager = A.Prodigy(theirs)
+    with pytest.warns(UserWarning, match="Prodigy: fused=True compiles only") as record:
+        _train(opt, ours, 3, scheduler=False)
+    warned = [w for w in record if "fused=True" in str(w.message)]
+    assert len(warned) == 1 and warned[0].filename == __file__  # points at the caller of step()
+    _train(eager, theirs, 3, scheduler=False)
     assert opt._fo_compiled == {}
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
