@@ -566,8 +566,9 @@ class FunctionalOptimizer(Optimizer):
         """Store the new functional state in ``self.state`` (torch's format) and remember it for
         the next step (`StepCache`, with `fused.Committed.fields_checked`)."""
         if cache is not None:
-            if new_state is cache.fstate and gathered.glob is None:
-                # fused=True: the compiled step wrote the last step's very tensors in place
+            if new_state is cache.fstate:
+                # the last step's very state, its tensors written in place (fused=True's compiled
+                # step): its lists and group values are those the cache and the dict already hold
                 cache.fields_checked = fields_checked
                 return
             lists, values = split_leaves(layout, new_state)
