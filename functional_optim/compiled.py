@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import operator
 import types
-import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -50,7 +49,8 @@ import torch
 import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
-from functional_optim import _graph_cache, _module_cache, _torch_kernels, tree
+from functional_optim import _graph_cache, _module_cache, _torch_kernels, _two_pass, tree
+from functional_optim._flat import chunk_grads, field_view, flat_view, write_back, write_back_eager
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -69,22 +69,6 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
     "size_asserts": False,
     "cpp.vec_isa_ok": True,
 }
-
-
-def _write_back(olds: list[Any], news: list[Any]) -> None:
-    """``old.copy_(new)`` for every tensor that changed (in compiled code: Inductor turns each
-    copy into the store of the kernel that computes ``new``). Not one ``torch._foreach_copy_``:
-    Inductor (torch 2.13) miscompiles it when a copied value is also read by the rest of the
-    graph (RMSprop's momentum buffer, which is also the update, came out wrong)."""
-    for o, n in zip(olds, news, strict=True):
-        if isinstance(o, Tensor) and o is not n:
-            o.copy_(n)
-
-
-def _write_back_eager(olds: list[Any], news: list[Any]) -> None:
-    pairs = [(o, n) for o, n in zip(olds, news, strict=True) if isinstance(o, Tensor) and o is not n]
-    if pairs:
-        torch._foreach_copy_([o for o, _ in pairs], [n for _, n in pairs])  # one call outside compile
 
 
 def _tensor_layout(tensors: list[Tensor]) -> tuple:
@@ -196,10 +180,10 @@ def _whole_step_fn(transform: GradientTransformation) -> Callable[..., list[Any]
         olds, news = tree.leaves(state), tree.leaves(new_state)
         scalars = _cpu_scalars(olds)
         kept = set(scalars)
-        _write_back(
+        write_back(
             [o for i, o in enumerate(olds) if i not in kept], [n for i, n in enumerate(news) if i not in kept]
         )
-        _write_back(tree.leaves(params), tree.leaves(new_params))
+        write_back(tree.leaves(params), tree.leaves(new_params))
         return [news[i] for i in scalars]
 
     return step
@@ -208,7 +192,7 @@ def _whole_step_fn(transform: GradientTransformation) -> Callable[..., list[Any]
 def _write_scalars(state: State, new_values: list[Any]) -> None:
     """Write the 0-dim float64 CPU state tensors a whole step returned (see `_whole_step_fn`)."""
     olds = tree.leaves(state)
-    _write_back_eager([olds[i] for i in _cpu_scalars(olds)], new_values)
+    write_back_eager([olds[i] for i in _cpu_scalars(olds)], new_values)
 
 
 def _chunk_step_fn(
@@ -221,8 +205,8 @@ def _chunk_step_fn(
         updates, new_state = transform.update(grads, state, params)
         new_params = apply_updates(params, updates)
         olds, news = tree.leaves(state), tree.leaves(new_state)
-        _write_back([olds[i] for i in per_param], [news[i] for i in per_param])
-        _write_back(params, new_params)
+        write_back([olds[i] for i in per_param], [news[i] for i in per_param])
+        write_back(params, new_params)
         # an entry returned unchanged (a hyperparameter kept in the state) as a copy: an output
         # that is an input is left out of Inductor's module (AOT autograd returns it itself),
         # and the step could not be saved for a later process (`_module_cache.record`)
@@ -309,31 +293,6 @@ def _fast_walk(x: Any, leaves: list[Any], shape: list[Any]) -> bool:
         shape.append((t, tuple(keys)))
         return all(_fast_walk(x[k], leaves, shape) for k in keys)
     return False
-
-
-def _flat_view(t: Any) -> Tensor | None:
-    """A contiguous 1-D view of ``t`` (in-place writes reach ``t``; no autograd), or ``None``."""
-    if not isinstance(t, Tensor) or t.numel() < 2:
-        return None
-    try:
-        v = t.detach().view(-1)
-    except RuntimeError:
-        return None
-    return v if v.is_contiguous() else None
-
-
-def _field_view(t: Any, param: Tensor) -> Tensor | None:
-    """A per-parameter state entry as the compiled chunk takes it: a 1-D view of an entry with
-    the parameter's size, or a 0-dim tensor (a per-parameter step count) as it is."""
-    if isinstance(t, Tensor) and t.dim() == 0 and t.device == param.device:
-        return t.detach()
-    v = _flat_view(t)
-    return v if v is not None and v.numel() == param.numel() and v.device == param.device else None
-
-
-def _flat_grad(g: Tensor) -> Tensor:
-    g = g.detach()  # a view of a gradient that requires grad would require grad, even under no_grad
-    return g.view(-1) if g.is_contiguous() else g.reshape(-1).contiguous()
 
 
 class CompiledStep:
@@ -498,6 +457,8 @@ class CompiledStep:
         with torch.no_grad():
             if isinstance(run, _Plan):
                 _run_plan(self.transform, run, params, grads, grad_leaves, state)
+            elif isinstance(run, _two_pass.TwoPassPlan):
+                _two_pass.run(self.transform, run, params, grads, grad_leaves, state)
             else:
                 new_scalars = run(params, grads, state)
                 if new_scalars:
@@ -537,7 +498,13 @@ class CompiledStep:
         grad_signature: tuple,
     ) -> Any:
         if self.elementwise and owned_spec.num_leaves and _elementwise_applies(params):
-            return _Planner(self, params, grad_leaves, state).plan()
+            if not _two_pass.applies(self.transform):
+                return _Planner(self, params, grad_leaves, state).plan()
+            two = _two_pass.make_plan(
+                self.transform, params, grad_leaves, state, self.group_size, self._dynamic_variant
+            )
+            if two is not None:
+                return two
         return self._whole_variant(owned, owned_spec, grad_leaves, grad_spec, grad_signature)
 
     def _variant(self, key: Any, make: Callable[[str], Callable[..., Any]]) -> Callable[..., Any]:
@@ -578,12 +545,21 @@ class CompiledStep:
     def _chunk_variant(
         self, key: tuple, per_param: tuple[int, ...], shared: tuple[int, ...], state_spec: Any
     ) -> _DynamicVariant:
+        fn = _chunk_step_fn(self.transform, per_param, shared)
+        return self._dynamic_variant((key, per_param, shared), fn, self.transform, state_spec)
+
+    def _dynamic_variant(
+        self, key: tuple, fn: Callable[..., Any], computes_with: Any, state_spec: Any
+    ) -> _DynamicVariant:
+        """The variant for ``key`` of ``fn(params, grads, state)`` over chunks of 1-D views (made
+        on first use); ``computes_with``: what ``fn`` computes with, fingerprinted for the trace
+        cache (the transform; a rule's passes)."""
+
         def make(name: str) -> Callable[..., Any]:
-            fn = _new_code(_chunk_step_fn(self.transform, per_param, shared), name)
             cache_key = None
             if self.trace_cache:
-                cache_key = _graph_cache.step_key(self.transform, (key, per_param, shared), self._options())
-            return _DynamicVariant(fn, name, self._options(), cache_key, state_spec)
+                cache_key = _graph_cache.step_key(computes_with, key, self._options())
+            return _DynamicVariant(_new_code(fn, name), name, self._options(), cache_key, state_spec)
 
         variant = self._variant(key, make)
         assert isinstance(variant, _DynamicVariant)  # chunk keys are made here only
@@ -751,8 +727,8 @@ class _Planner:
         for i, (p, g) in enumerate(zip(self.param_leaves, self.grad_leaves, strict=True)):
             if g is None:
                 continue  # no update, state untouched
-            p_view = _flat_view(p)
-            views: list[Any] = [_field_view(fl[i], p) for fl in per_param_fields]
+            p_view = flat_view(p)
+            views: list[Any] = [field_view(fl[i], p) for fl in per_param_fields]
             if (
                 p_view is None
                 or not isinstance(g, Tensor)
@@ -801,40 +777,6 @@ class _Planner:
         return _Plan(chunks, {}, rest, rest_state, self._positions(len(rest)), shared_leaves)
 
 
-def _chunk_grads(plan: _Plan, grad_leaves: list[Any]) -> list[list[Tensor]]:
-    """The gradients of each chunk as 1-D tensors (and the padding). When the gradients are the
-    same tensors at the same addresses as at the previous call (gradients kept between steps,
-    e.g. ``zero_grad(set_to_none=False)``), the views made then are used again (the caller has
-    checked shapes, strides and offsets; only contiguous gradients, whose 1-D forms are views,
-    not copies). Gradients are remembered by weak references until they are seen twice, so
-    that new gradients at every step are not kept alive by this cache."""
-    cache = plan.cache
-    refs = cache.get("refs")
-    same = (
-        refs is not None
-        and len(refs) == len(grad_leaves)
-        and all(map(operator.is_, map(_call, refs), grad_leaves))
-        and tuple(map(Tensor.data_ptr, grad_leaves)) == cache["pointers"]
-    )
-    if same and "views" in cache:
-        return cache["views"]
-    views = [
-        [_flat_grad(grad_leaves[i]) for i in chunk.grad_index] + chunk.pad_grads for chunk in plan.chunks
-    ]
-    cache.pop("views", None)
-    cache.pop("refs", None)
-    if all(isinstance(g, Tensor) and g.is_contiguous() for g in grad_leaves):
-        cache["refs"] = list(map(weakref.ref, grad_leaves))
-        cache["pointers"] = tuple(map(Tensor.data_ptr, grad_leaves))
-        if same:
-            cache["views"] = views
-    return views
-
-
-def _call(ref: Callable[[], Any]) -> Any:
-    return ref()
-
-
 def _run_plan(
     transform: GradientTransformation,
     plan: _Plan,
@@ -844,7 +786,7 @@ def _run_plan(
     state: State,
 ) -> None:
     new_shared: list[Any] | None = None
-    for chunk, grads in zip(plan.chunks, _chunk_grads(plan, grad_leaves), strict=True):
+    for chunk, grads in zip(plan.chunks, chunk_grads(plan.cache, plan.chunks, grad_leaves), strict=True):
         run = plan.cache.get(id(chunk))
         if run:
             new_shared = run(grads)
@@ -858,15 +800,15 @@ def _run_plan(
         updates, new_state = transform.update(
             [grad_leaves[i] for i in plan.rest], plan.rest_state, rest_params
         )
-        _write_back_eager(rest_params, apply_updates(rest_params, updates))
+        write_back_eager(rest_params, apply_updates(rest_params, updates))
         olds, news = tree.leaves(plan.rest_state), tree.leaves(new_state)
         per_param, shared = plan.rest_positions
-        _write_back_eager([olds[i] for i in per_param], [news[i] for i in per_param])
+        write_back_eager([olds[i] for i in per_param], [news[i] for i in per_param])
         if new_shared is None:
             new_shared = [news[i] for i in shared]
     if new_shared is None:  # no gradient at all: the pure update on the tree (no tensor maths)
         updates, new_state = transform.update(grads, state, params)
-        _write_back_eager(tree.leaves(state), tree.leaves(new_state))
+        write_back_eager(tree.leaves(state), tree.leaves(new_state))
         return
     for old, new in zip(plan.shared, new_shared, strict=True):
         if not isinstance(old, Tensor) and not (old is new or old == new):
@@ -874,7 +816,7 @@ def _run_plan(
                 f"compile_step(elementwise=True) needs the state's shared entries as tensors to update "
                 f"them in place; one is a {type(old).__name__} ({old!r} -> {new!r})"
             )
-    _write_back_eager(plan.shared, new_shared)
+    write_back_eager(plan.shared, new_shared)
 
 
 def compile_step(

@@ -58,7 +58,7 @@ from functional_optim.core import (
     LearningRate,
     ProximalDecay,
 )
-from functional_optim.rules import Begun, Rule, Term, apply_terms, run, unscaled
+from functional_optim.rules import Begun, Rule, Term, apply_terms, run, step_terms, unscaled
 
 __all__ = ["Committed", "FusedPlan", "chunks", "commit", "concrete", "plan", "prepare"]
 
@@ -367,7 +367,7 @@ def _chunked_rule_step(
     settled = rule.settle(context, sums)
     for part, first in zip(parts, firsts, strict=True):
         result = rule.move(updates[part], first.fields, params[part], in_place=True, context=settled.context)
-        _apply(fused, params[part], _terms(result), step_scale, param_scale)
+        _apply(fused, params[part], step_terms(result), step_scale, param_scale)
         for acc, f in zip(new_fields, result.fields, strict=True):
             acc.extend(f)
     return new_fields, settled
@@ -386,16 +386,8 @@ def _rule_step(
     """The rule's step on ``params`` (its fields updated in place), then its terms applied;
     returns the new fields. ``context``: `Rule.begin`'s, for a rule with group values."""
     result = run(rule, updates, fields, params, in_place=True, context=context)
-    _apply(fused, params, _terms(result), step_scale, param_scale)
+    _apply(fused, params, step_terms(result), step_scale, param_scale)
     return result.fields
-
-
-def _terms(result: Any) -> Sequence[Any]:
-    """A `RuleStep`'s terms (its update as one term when it has no terms)."""
-    if result.terms is None:
-        assert result.update is not None
-        return [Term(result.update, None, unscaled)]
-    return result.terms
 
 
 def _apply(

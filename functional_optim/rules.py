@@ -43,6 +43,7 @@ __all__ = [
     "After",
     "Begun",
     "Lerp",
+    "PassContext",
     "Rule",
     "RuleStep",
     "Term",
@@ -51,6 +52,7 @@ __all__ = [
     "materialize",
     "rule_transform",
     "run",
+    "step_terms",
     "unscaled",
 ]
 
@@ -105,6 +107,24 @@ class Begun(NamedTuple):
 
     context: Any
     group: Any
+
+
+class PassContext(NamedTuple):
+    """The context of a rule in two passes (`Rule.settle`), as its `Rule.begin` and ``settle``
+    return it.
+
+    Attributes:
+      values: the numbers its passes (``step`` and ``move``) read, by name: Python numbers or
+        0-dim tensors. The passes compute with them and never branch on them:
+        [`fo.compile_step`][functional_optim.compile_step] gives each to its compiled passes as
+        a 0-dim float64 tensor input, written before every pass, so that a new value (the
+        estimate ``d`` moves at every step) compiles nothing again.
+      carry: what ``settle`` reads besides the sums (the state, the group's scalars); the passes
+        do not read it.
+    """
+
+    values: dict[str, Any]
+    carry: Any = None
 
 
 class RuleStep(NamedTuple):
@@ -206,8 +226,9 @@ class Rule(Role):
         their step needs the new ``d``): ``step`` is the first pass (the state updated, in place
         in the fused step, chunk by chunk, and ``RuleStep.sums`` returned, no terms);
         ``settle(begun.context, sums)`` (the sums of every tensor, in order) returns the second
-        pass's context and the group values; ``move(grads, fields, params, in_place=...,
-        context=...)`` is the second pass (the terms; fields it advances, e.g. step counters).
+        pass's context and the group values (both contexts are `PassContext` s);
+        ``move(grads, fields, params, in_place=..., context=...)`` is the second pass (the
+        terms; fields it advances, e.g. step counters).
         The fused step writes in its first pass, so ``settle`` must not raise (library maths on
         the sums only).
       temporaries: the step allocates update-sized temporaries (Adam's denominator): the CPU
@@ -317,6 +338,14 @@ def materialize(
         return ops.sub(apply_terms(ops.clone(params), terms, 1.0), ops.view_as_real(params))
     new_p = apply_terms(ops.clone(params), terms, -1.0)
     return ops.sub(ops.view_as_real(params), new_p)
+
+
+def step_terms(result: RuleStep) -> Sequence[Term | Lerp | After]:
+    """A `RuleStep`'s terms (its update as one term when it has no terms)."""
+    if result.terms is None:
+        assert result.update is not None
+        return [Term(result.update, None, unscaled)]
+    return result.terms
 
 
 def apply_terms(params: list[Tensor], terms: Sequence[Term | Lerp | After], step_scale: Any) -> list[Tensor]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from functional_optim import _torch_kernels
+from functional_optim import _torch_kernels, _two_pass
 from functional_optim.compiled import CompiledStep, compile_step
 from functional_optim.core import GradientTransformation
 from functional_optim.hyperparams import InjectHyperparamsState, inject_hyperparams
@@ -35,7 +35,9 @@ class CompiledGroup:
 
     Where ``torch.optim`` has a fused kernel for the algorithm, ``step`` compiles
     ``factory(lr=learning_rate, ...)`` (torch's kernel reads the tensor at every call; nothing is
-    compiled). Otherwise it compiles ``fo.inject_hyperparams(factory)`` with ``lr`` alone
+    compiled). So it does for a rule in two passes (Prodigy, D-Adaptation,
+    `functional_optim._two_pass`), whose step reads the rate in its eager ``begin``: its
+    compiled passes take their numbers as inputs and do not hold the tensor. Otherwise it compiles ``fo.inject_hyperparams(factory)`` with ``lr`` alone
     injected, and a step is given ``InjectHyperparamsState(count, {"lr": learning_rate}, the
     group's state)``: the rate is an input of the compiled code, the transform has no tensor
     inside, so the compiled step is saved on disk and a new process loads it (`fo.compile_step`)."""
@@ -59,7 +61,7 @@ def compiled_group(
     ``lr``, frozen (`CompiledGroup.key`)."""
     learning_rate = torch.tensor(float(hyperparams["lr"]), dtype=torch.float64)
     with_tensor = factory(**{**hyperparams, "lr": learning_rate})
-    if _torch_kernels.recipe(with_tensor) is not None:
+    if _torch_kernels.recipe(with_tensor) is not None or _two_pass.applies(with_tensor):
         return CompiledGroup(key, learning_rate, compile_step(with_tensor, elementwise=True), None)
     others = [name for name in hyperparams if name != "lr"]
     injected = inject_hyperparams(factory, static_args=others)(**hyperparams)

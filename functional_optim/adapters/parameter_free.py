@@ -10,6 +10,7 @@ size is estimated per parameter group (the packages estimate one for all groups 
 # No ``from __future__ import annotations``: the signatures (annotations included) are the packages'.
 
 import math
+from typing import Any
 
 from torch.optim.optimizer import ParamsT
 
@@ -32,6 +33,12 @@ class Prodigy(_DropIn):
     """
 
     _tensor_step = False
+    elementwise = True
+
+    def _elementwise(self, group: dict[str, Any]) -> bool:
+        """A rule in two passes, compiled pass by pass where ``s`` and ``p0`` hold one value per
+        element of their parameter (``slice_p=1``)."""
+        return group["slice_p"] == 1
 
     def __init__(
         self,
@@ -84,6 +91,7 @@ class DAdaptAdam(_DropIn):
     """
 
     _tensor_step = False
+    elementwise = True  # a rule in two passes, compiled pass by pass
 
     def __init__(
         self,

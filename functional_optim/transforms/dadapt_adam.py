@@ -11,7 +11,7 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
+from functional_optim.rules import Begun, PassContext, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _scalars, _steps
 
 __all__ = ["ScaleByDAdaptAdamState", "scale_by_dadapt_adam"]
@@ -104,16 +104,19 @@ def scale_by_dadapt_adam(
         wd = ops.scalar(weight_decay)
         return ops.view_as_real(_scalars.axpy(grads, ps, wd) if wd != 0 and not decouple else grads)
 
-    def moment_scalars(state: ScaleByDAdaptAdamState) -> dict[str, Any]:
-        """The coefficients of the moment updates (the old ``d``) and the step size ``d·lr``."""
+    # the second pass has a decoupled decay term: decided here, not from its coefficient (which a
+    # compiled pass reads as a tensor, `PassContext`)
+    decays = decouple and not (isinstance(weight_decay, float | int) and weight_decay == 0)
+
+    def moment_scalars(state: ScaleByDAdaptAdamState) -> PassContext:
+        """The coefficients of the moment updates (the old ``d``), and for ``settle`` the step
+        size ``d·lr``."""
         beta1, beta2 = _scalars.f64(b1), _scalars.f64(b2)
         sqrt_b2 = beta2**0.5
         k1 = state.k.to(torch.float64) + 1
         bias = ((1 - beta2**k1) ** 0.5) / (1 - beta1**k1) if use_bias_correction else 1.0
         dlr = state.d * _scalars.f64(lr) * bias
-        return {
-            "sqrt_b2": sqrt_b2,
-            "dlr": dlr,
+        values = {
             "eps": ops.scalar(eps),
             "m": ops.scalar(dlr * (1 - beta1)),
             "s": ops.scalar(dlr * (1 - sqrt_b2)),
@@ -121,6 +124,7 @@ def scale_by_dadapt_adam(
             "b2": ops.scalar(beta2),
             "sb2": ops.scalar(sqrt_b2),
         }
+        return PassContext(values, {"sqrt_b2": sqrt_b2, "dlr": dlr, "state": state})
 
     def begin(
         state: ScaleByDAdaptAdamState, grads: list[Tensor], fields: list[list[Tensor]], ps: Any
@@ -129,15 +133,13 @@ def scale_by_dadapt_adam(
         del fields, ps
         if not grads:  # no gradient at all: nothing moves, nothing is counted
             return Begun(None, (state.k, state.d, state.numerator_weighted))
-        sc = moment_scalars(state)
-        sc["state"] = state
-        return Begun(sc, None)
+        return Begun(moment_scalars(state), None)
 
     def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
         """The first pass, as ``dadaptation``'s first loop: ``⟨g, s/(√v + ε)⟩`` with the old
         ``s`` and ``v``, the moments and ``s`` with the old ``d`` (in place in the fused step),
         then ``‖s‖₁``."""
-        sc = context
+        sc = context.values
         steps, s_old, m_old, v_old = fields
         g = directions(grads, ps)
         s_r, v_r = ops.view_as_real(s_old), ops.view_as_real(v_old)
@@ -153,9 +155,9 @@ def scale_by_dadapt_adam(
     def settle(context: Any, sums: list[list[Tensor]]) -> Begun:
         """The new estimate ``d`` (the package's arithmetic: the per-tensor values summed left to
         right in double, Python's ``max``/``min``)."""
-        sc, (dots, norms) = context, sums
-        state: ScaleByDAdaptAdamState = sc["state"]
-        sqrt_b2, dlr, d = sc["sqrt_b2"], sc["dlr"], state.d
+        carry, (dots, norms) = context.carry, sums
+        state: ScaleByDAdaptAdamState = carry["state"]
+        sqrt_b2, dlr, d = carry["sqrt_b2"], carry["dlr"], state.d
         num, sk_l1 = _scalars.ordered_total(dots, dlr), _scalars.ordered_total(norms)
         active = sk_l1 != 0
         weighted = sqrt_b2 * state.numerator_weighted + (1 - sqrt_b2) * num
@@ -170,23 +172,25 @@ def scale_by_dadapt_adam(
         )
         weighted = torch.where(active, weighted, state.numerator_weighted)
         out = {
-            "eps": sc["eps"],
+            "eps": context.values["eps"],
             "keep": ops.scalar(active.to(torch.float64)),
             "step": ops.scalar(-1.0 * active),
-            "decay": ops.scalar(-ops.scalar(weight_decay) * dlr * active) if decouple else 0.0,
         }
-        return Begun(out, (state.k + active.to(torch.int64), d_new, weighted))
+        if decays:
+            out["decay"] = ops.scalar(-ops.scalar(weight_decay) * dlr * active)
+        return Begun(PassContext(out), (state.k + active.to(torch.int64), d_new, weighted))
 
     def move(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
         """The second pass, the step as ``dadaptation``: ``p.add_(p, alpha=-λ·d·lr)``,
         ``p.addcdiv_(m, √v + ε, value=-1)``."""
         del grads
-        sc = context
+        sc = context.values
         steps, _, m, v = fields
         denom = ops.add_(ops.sqrt(ops.view_as_real(v)), sc["eps"])
-        decay, step_size = sc["decay"], sc["step"]
+        step_size = sc["step"]
         terms: list[Term] = []
-        if not isinstance(decay, float) or decay != 0:
+        if decays:
+            decay = sc["decay"]
             terms.append(Term(ops.view_as_real(ps), None, lambda c: c * decay))
         terms.append(Term(ops.view_as_real(m), denom, lambda c: c * step_size))
         new_steps = _scalars.advance(steps, sc["keep"], in_place=in_place)

@@ -11,7 +11,7 @@ from torch import Tensor
 from functional_optim import _validation, ops, tree
 from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
-from functional_optim.rules import Begun, Rule, RuleStep, Term, rule_transform
+from functional_optim.rules import Begun, PassContext, Rule, RuleStep, Term, rule_transform
 from functional_optim.transforms import _scalars, _steps
 
 __all__ = ["ScaleByProdigyState", "scale_by_prodigy"]
@@ -103,6 +103,9 @@ def scale_by_prodigy(
     if isinstance(slice_p, bool) or not isinstance(slice_p, int) or slice_p < 1:
         raise ValueError(f"Invalid slice_p value: {slice_p!r}, expected an integer >= 1")
     use_m = _validation.value_of(b1) != 0
+    # the second pass has a decoupled decay term: decided here, not from its coefficient (which a
+    # compiled pass reads as a tensor, `PassContext`)
+    decays = decouple and not (isinstance(weight_decay, float | int) and weight_decay == 0)
 
     def init_fn(params: Params) -> ScaleByProdigyState:
         like = lambda f: tree.map(lambda p: None if p is None else f(p), params)  # noqa: E731
@@ -151,13 +154,13 @@ def scale_by_prodigy(
         }
         if host is None:
             sc = {key: ops.scalar(v) for key, v in sc.items()}
-        sc.update(host=host is not None, scalars=scalars, beta3=beta3_, dlr=dlr, state=state)
-        return Begun(sc, None)
+        carry = {"host": host is not None, "scalars": scalars, "beta3": beta3_, "dlr": dlr, "state": state}
+        return Begun(PassContext(sc, carry), None)
 
     def step(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
         """The first pass, as ``prodigyopt``'s first loop: ``⟨g, x₀ - x⟩``, the moments and
         ``s`` with the old ``d`` (in place in the fused step), then ``‖s‖₁``."""
-        sc = context
+        sc = context.values
         steps, s_old, p0, v_old = fields[:4]
         g = directions(grads, ps)
         g_s = [_sliced(x, slice_p) for x in g]
@@ -172,7 +175,7 @@ def scale_by_prodigy(
     def settle(context: Any, sums: list[list[Tensor]]) -> Begun:
         """The new estimate ``d`` from the dot products and ``‖s‖₁`` (the package's arithmetic:
         the per-tensor values summed left to right, Python's ``max``/``min``)."""
-        sc, (dots, norms) = context, sums
+        sc, (dots, norms) = context.carry, sums
         state: ScaleByProdigyState = sc["state"]
         k, d, d_max_old, numerator_old, _, _, _, eps_, wd, coef = sc["scalars"]
         dlr = sc["dlr"]
@@ -195,16 +198,17 @@ def scale_by_prodigy(
         d_new = _scalars.where(active, d_new, d)
         d_max = _scalars.where(active, d_max, d_max_old)
         numerator = _scalars.where(active, numerator, numerator_old)
-        out = {
-            "step": -dlr * active,
-            "eps_d": d_new * eps_,
-            "g_step": -dlr * d_new * active,
-            "decay": -wd * dlr * active if decouple else 0.0,
-        }
+        out = {"eps_d": d_new * eps_}
+        if use_m:
+            out["step"] = -dlr * active
+        else:
+            out["g_step"] = -dlr * d_new * active
+        if decays:
+            out["decay"] = -wd * dlr * active
         if not sc["host"]:
             out = {key: ops.scalar(v) for key, v in out.items()}
             out["keep"] = ops.scalar(active.to(torch.float64))
-            return Begun(out, (state.k + active.to(torch.int64), d_new, d_max, numerator))
+            return Begun(PassContext(out), (state.k + active.to(torch.int64), d_new, d_max, numerator))
         out["keep"] = 1.0 if active else 0.0
         f64 = torch.float64
         group = (
@@ -213,16 +217,17 @@ def scale_by_prodigy(
             torch.scalar_tensor(d_max, dtype=f64),
             torch.scalar_tensor(numerator, dtype=f64),
         )
-        return Begun(out, group)
+        return Begun(PassContext(out), group)
 
     def move(grads: list[Tensor], fields: list[list[Tensor]], ps: Any, *, in_place: bool, context: Any):
         """The second pass, Adam's step with ``d·lr`` as ``prodigyopt``: ``p.add_(p,
         alpha=-λ·d·lr)``, ``p.addcdiv_(m, √v + d·ε, value=-d·lr)``."""
-        sc = context
+        sc = context.values
         steps, v = fields[0], fields[3]
         denom = ops.add_(ops.sqrt(v), sc["eps_d"])
-        decay, terms = sc["decay"], []
-        if not isinstance(decay, float) or decay != 0:
+        terms = []
+        if decays:
+            decay = sc["decay"]
             terms.append(Term(ops.view_as_real(ps), None, lambda c: c * decay))
         if use_m:
             step_size = sc["step"]

@@ -1,0 +1,309 @@
+"""[`fo.compile_step`][functional_optim.compile_step]'s elementwise mode for a rule in two passes.
+
+A rule with `Rule.settle` (Prodigy, D-Adaptation) needs sums over every tensor between its two
+passes: the estimate ``d`` needs ``‖s‖₁`` of the new ``s``, and the step needs the new ``d``.
+Each pass on its own works per tensor, so each is compiled as the elementwise mode compiles a
+step: the tensors flattened to 1-D views (a tensor is never split), grouped by dtype and device,
+``group_size`` at a time through one function with dynamic sizes. One step:
+
+1. `Rule.begin`, eagerly (nothing written): the numbers of the first pass;
+2. the first pass (``rule.step``), compiled, chunk by chunk: the state fields written in place,
+   each tensor's sums returned;
+3. ``rule.settle``, eagerly, on the sums of every tensor in parameter order: the numbers of
+   the second pass and the group's new values (its ``d``, counters);
+4. the second pass (``rule.move``), compiled, chunk by chunk: the rule's terms applied to the
+   parameters in place;
+5. the per-parameter step counters and the group values written.
+
+The numbers the passes read (`functional_optim.rules.PassContext.values`) change at every step;
+they are inputs of the compiled code, 0-dim float64 tensors written before each pass, so a step
+compiles once per layout. The maths is the rule's own ``step``, ``settle`` and ``move``, the
+functions the pure update and the adapters' eager step run.
+
+It applies to a transform whose roles are exactly such a rule, one that includes the learning
+rate (``fo.prodigy``, ``fo.dadapt_adam``), where every parameter with a gradient and its
+per-parameter state entries are 1-D views of its size (or 0-dim counters); elsewhere
+`compile_step` compiles the whole step (`applies`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from functional_optim import fused, ops, rules, tree
+from functional_optim._flat import chunk_grads, field_view, flat_view, write_back, write_back_eager
+from functional_optim.core import GradientTransformation, Params, State
+from functional_optim.rules import PassContext, Rule
+
+__all__ = ["TwoPassPlan", "applies", "make_plan", "run"]
+
+MakeVariant = Callable[[tuple, Callable[..., Any], Any, Any], Any]
+"""``(key, pass function, what it computes with, state structure) -> compiled pass``
+(`functional_optim.compiled.CompiledStep`'s dynamic variants)."""
+
+
+def two_pass_plan(transform: GradientTransformation) -> fused.FusedPlan | None:
+    """The fused plan of ``transform`` if it is exactly a rule in two passes that includes the
+    learning rate (nothing before it, no decay after it), else ``None``."""
+    plan = fused.plan(transform)
+    if plan is None or plan.rule is None or plan.rule.settle is None or plan.rule.move is None:
+        return None
+    if plan.pre or plan.learning_rate != fused.UNIT_STEP or plan.weight_decay is not None:
+        return None
+    return plan if plan.proximal_decay is None else None
+
+
+def applies(transform: GradientTransformation) -> bool:
+    """Whether ``transform`` is a rule in two passes (see `two_pass_plan`)."""
+    return two_pass_plan(transform) is not None
+
+
+class _Chunk(NamedTuple):
+    layout: tuple  # dtypes, device, field kinds and size: the compiled passes' key
+    params: list[Tensor]  # 1-D views, padded to the chunk size
+    columns: list[list[Tensor]]  # per field: the 1-D views (0-dim counters as they are), padded
+    grad_index: list[int]  # the gradient leaves it steps
+    order: list[int]  # their positions among the leaves with a gradient
+    pad_grads: list[Tensor]
+    counters: tuple[int, ...]  # the fields whose entries are 0-dim (the passes return them)
+
+
+class TwoPassPlan(NamedTuple):
+    """A rule in two passes over one layout of parameters, state and gradients."""
+
+    plan: fused.FusedPlan
+    rule: Rule
+    chunks: list[_Chunk]
+    present: list[int]  # the leaves with a gradient
+    params: list[Tensor]  # those leaves' parameters
+    fields: list[list[Any]]  # per field: their state entries
+    values: tuple[dict[str, Tensor], dict[str, Tensor]]  # each pass's numbers, its inputs
+    make_variant: MakeVariant
+    cache: dict[Any, Any]  # gradient views and the chunks' bound passes, once made
+
+
+def make_plan(
+    transform: GradientTransformation,
+    params: Params,
+    grad_leaves: list[Any],
+    state: State,
+    group_size: int,
+    make_variant: MakeVariant,
+) -> TwoPassPlan | None:
+    """The chunks of a rule in two passes, or ``None`` where some parameter with a gradient or
+    one of its state entries is not a 1-D view of its size (the caller compiles the whole step)."""
+    plan = two_pass_plan(transform)
+    assert plan is not None and plan.rule is not None
+    rule = plan.rule
+    param_leaves = tree.leaves(params)
+    field_leaves = [tree.leaves(f) for f in rule.fields(fused.get_path(state, plan.rule_path))]
+    if len(grad_leaves) != len(param_leaves) or any(len(f) != len(param_leaves) for f in field_leaves):
+        return None
+    present = [i for i, g in enumerate(grad_leaves) if g is not None]
+    groups: dict[tuple, list[tuple[int, int, Tensor, list[Tensor]]]] = {}
+    for position, i in enumerate(present):
+        p, g = param_leaves[i], grad_leaves[i]
+        p_view = flat_view(p)
+        views = [field_view(f[i], p) for f in field_leaves]
+        if p_view is None or not isinstance(g, Tensor) or g.shape != p.shape:
+            return None
+        checked = [v for v in views if v is not None]
+        if len(checked) != len(views):
+            return None
+        key = (p.device, g.dtype, p.dtype, *((v.dtype, v.dim()) for v in checked))
+        groups.setdefault(key, []).append((i, position, p_view, checked))
+    chunks = []
+    for key, members in groups.items():
+        k = min(group_size, len(members))
+        device, g_dtype, p_dtype, *field_kinds = key
+        counters = tuple(j for j, (_, n) in enumerate(field_kinds) if n == 0)
+        pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(k)]
+        pad_fields = [
+            [torch.zeros((2,) * n, dtype=d, device=device) for _ in range(k)] for d, n in field_kinds
+        ]
+        for start in range(0, len(members), k):
+            part = members[start : start + k]
+            n_pad = k - len(part)
+            columns = [[fv[j] for *_, fv in part] + pad_fields[j][:n_pad] for j in range(len(field_kinds))]
+            chunks.append(
+                _Chunk(
+                    (key, k),
+                    [v for _, _, v, _ in part] + pad_params[:n_pad],
+                    columns,
+                    [i for i, *_ in part],
+                    [position for _, position, *_ in part],
+                    [torch.zeros(2, dtype=g_dtype, device=device) for _ in range(n_pad)],
+                    counters,
+                )
+            )
+    return TwoPassPlan(
+        plan,
+        rule,
+        chunks,
+        present,
+        [param_leaves[i] for i in present],
+        [[f[i] for i in present] for f in field_leaves],
+        ({}, {}),
+        make_variant,
+        {},
+    )
+
+
+def _written(columns: list[list[Tensor]], new: list[list[Any]], counters: tuple[int, ...]) -> list[Tensor]:
+    """The new fields written into the chunk's views (in the compiled pass), but the 0-dim
+    counters, returned (Inductor (torch 2.13) drops a ``copy_`` into a 0-dim float64 input)."""
+    out: list[Tensor] = []
+    for j, (olds, news) in enumerate(zip(columns, new, strict=True)):
+        if j in counters:
+            out.extend(n if n is not o else o.clone() for o, n in zip(olds, news, strict=True))
+        else:
+            write_back(olds, news)
+    return out
+
+
+def _first_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Tensor]]:
+    """``rule.step`` on a chunk: its fields written, its sums (kind by kind) and new counters
+    returned."""
+
+    def first_pass(params: list[Tensor], grads: list[Tensor], state: Any) -> list[Tensor]:
+        columns, values = state
+        result = rules.run(rule, grads, columns, params, in_place=False, context=PassContext(values))
+        assert result.sums is not None
+        return [x for kind in result.sums for x in kind] + _written(columns, result.fields, counters)
+
+    return first_pass
+
+
+def _second_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Tensor]]:
+    """``rule.move`` on a chunk: its terms applied to the parameters (step scale 1: the rule
+    includes the learning rate), its fields written, its new counters returned."""
+    move = rule.move
+    assert move is not None
+
+    def second_pass(params: list[Tensor], grads: list[Tensor], state: Any) -> list[Tensor]:
+        columns, values = state
+        result = move(grads, columns, params, in_place=False, context=PassContext(values))
+        write_back(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
+        return _written(columns, result.fields, counters)
+
+    return second_pass
+
+
+def _set_values(buffers: dict[str, Tensor], context: Any, which: str) -> None:
+    """Write a `PassContext`'s values into the pass's 0-dim float64 inputs (made on first use)."""
+    if not isinstance(context, PassContext):
+        raise TypeError(
+            f"compile_step: {which} of a rule in two passes must return a PassContext, "
+            f"got {type(context).__name__}"
+        )
+    values = context.values
+    if not buffers:
+        buffers.update((name, torch.zeros((), dtype=torch.float64)) for name in values)
+    if buffers.keys() != values.keys():
+        raise ValueError(
+            f"compile_step: {which} gave the values {sorted(values)}; "
+            f"its compiled pass reads {sorted(buffers)}"
+        )
+    for name, value in values.items():
+        target = buffers[name]
+        if isinstance(value, Tensor):
+            target.copy_(value)
+        else:
+            target.fill_(value)
+
+
+_PASSES = {1: _first_pass, 2: _second_pass}
+
+
+def _run_pass(plan: TwoPassPlan, which: int, grads: list[list[Tensor]]) -> list[list[Tensor]]:
+    """One pass over every chunk (compiled on its first call); returns each chunk's outputs."""
+    values = plan.values[which - 1]
+    outs = []
+    for chunk, chunk_grads_ in zip(plan.chunks, grads, strict=True):
+        bound = plan.cache.get((id(chunk), which))
+        if bound is not None:
+            outs.append(bound(chunk_grads_))
+            continue
+        state = (chunk.columns, values)
+        leaves = tree.leaves(state)
+        key = ("two-pass", which, chunk.layout, tuple(values))
+        pass_fn = _PASSES[which](plan.rule, chunk.counters)
+        fn = plan.make_variant(key, pass_fn, (plan.rule.step, plan.rule.move), tree.structure(state))
+        outs.append(fn(chunk.params, chunk_grads_, state, leaves))
+        plan.cache[id(chunk), which] = fn.bind(chunk.params, chunk_grads_, leaves) or _Call(
+            fn, chunk.params, state, leaves
+        )
+    return outs
+
+
+class _Call(NamedTuple):
+    """A compiled pass with the chunk's fixed inputs (where it is not a loaded step module)."""
+
+    fn: Any
+    params: list[Tensor]
+    state: Any
+    leaves: list[Any]
+
+    def __call__(self, grads: list[Tensor]) -> Any:
+        return self.fn(self.params, grads, self.state, self.leaves)
+
+
+def _write_counters(plan: TwoPassPlan, outs: list[list[Tensor]], kinds: int) -> None:
+    """Write the new 0-dim counters the chunks returned (after ``kinds`` sums per tensor)."""
+    olds: list[Tensor] = []
+    news: list[Tensor] = []
+    for chunk, out in zip(plan.chunks, outs, strict=True):
+        n, k = len(chunk.grad_index), len(chunk.params)
+        for c, j in enumerate(chunk.counters):
+            at = (kinds + c) * k
+            olds.extend(chunk.columns[j][:n])
+            news.extend(out[at : at + n])
+    if olds:
+        write_back_eager(olds, news)
+
+
+def _ordered_sums(plan: TwoPassPlan, outs: list[list[Tensor]]) -> list[list[Tensor]]:
+    """The first pass's sums, kind by kind, in the order of the leaves with a gradient."""
+    first = plan.chunks[0]
+    kinds = len(outs[0]) // len(first.params) - len(first.counters)
+    sums: list[list[Any]] = [[None] * len(plan.present) for _ in range(kinds)]
+    for chunk, out in zip(plan.chunks, outs, strict=True):
+        k = len(chunk.params)
+        for kind, ordered in enumerate(sums):
+            for t, position in enumerate(chunk.order):
+                ordered[position] = out[kind * k + t]
+    return sums
+
+
+def run(
+    transform: GradientTransformation,
+    plan: TwoPassPlan,
+    params: Params,
+    grads: Any,
+    grad_leaves: list[Any],
+    state: State,
+) -> None:
+    """One step of the rule in two passes (see the module docstring), in place."""
+    rule = plan.rule
+    if not plan.present:  # no gradient at all: the pure update advances the group values
+        _, new_state = transform.update(grads, state, params)
+        write_back_eager(tree.leaves(state), tree.leaves(new_state))
+        return
+    assert rule.begin is not None and rule.settle is not None
+    rule_state = fused.get_path(state, plan.plan.rule_path)
+    present = [grad_leaves[i] for i in plan.present]
+    begun = rule.begin(rule_state, present, plan.fields, plan.params if rule.needs_params else None)
+    _set_values(plan.values[0], begun.context, "begin")
+    grads_by_chunk = chunk_grads(plan.cache, plan.chunks, grad_leaves)
+    outs = _run_pass(plan, 1, grads_by_chunk)
+    sums = _ordered_sums(plan, outs)
+    _write_counters(plan, outs, len(sums))
+    settled = rule.settle(begun.context, sums)
+    _set_values(plan.values[1], settled.context, "settle")
+    _write_counters(plan, _run_pass(plan, 2, grads_by_chunk), 0)
+    new_rule_state = rule.state(rule.fields(rule_state), settled.group)
+    write_back_eager(tree.leaves(rule_state), tree.leaves(new_rule_state))
