@@ -81,6 +81,8 @@ class TwoPassPlan(NamedTuple):
     present: list[int]  # the leaves with a gradient
     params: list[Tensor]  # those leaves' parameters
     fields: list[list[Any]]  # per field: their state entries
+    rest: list[int]  # the leaves with a gradient that no chunk takes (eager passes)
+    rest_order: list[int]  # their positions among the leaves with a gradient
     values: tuple[dict[str, Tensor], dict[str, Tensor]]  # each pass's numbers, its inputs
     make_variant: MakeVariant
     cache: dict[Any, Any]  # gradient views and the chunks' bound passes, once made
@@ -94,8 +96,11 @@ def make_plan(
     group_size: int,
     make_variant: MakeVariant,
 ) -> TwoPassPlan | None:
-    """The chunks of a rule in two passes, or ``None`` where some parameter with a gradient or
-    one of its state entries is not a 1-D view of its size (the caller compiles the whole step)."""
+    """The chunks of a rule in two passes. A parameter with a gradient that is not a 1-D view
+    of at least 2 elements with state entries of its size (or 0-dim) runs both passes eagerly,
+    in turn with the chunks (its sums count as the others'). ``None`` (the caller compiles the
+    whole step) where no parameter is such a view, or the state's fields do not have the
+    parameters' structure."""
     plan = two_pass_plan(transform)
     assert plan is not None and plan.rule is not None
     rule = plan.rule
@@ -105,15 +110,15 @@ def make_plan(
         return None
     present = [i for i, g in enumerate(grad_leaves) if g is not None]
     groups: dict[tuple, list[tuple[int, int, Tensor, list[Tensor]]]] = {}
+    rest: list[tuple[int, int]] = []
     for position, i in enumerate(present):
         p, g = param_leaves[i], grad_leaves[i]
         p_view = flat_view(p)
         views = [field_view(f[i], p) for f in field_leaves]
-        if p_view is None or not isinstance(g, Tensor) or g.shape != p.shape:
-            return None
         checked = [v for v in views if v is not None]
-        if len(checked) != len(views):
-            return None
+        if p_view is None or not isinstance(g, Tensor) or g.shape != p.shape or len(checked) != len(views):
+            rest.append((i, position))
+            continue
         key = (p.device, g.dtype, p.dtype, *((v.dtype, v.dim()) for v in checked))
         groups.setdefault(key, []).append((i, position, p_view, checked))
     chunks = []
@@ -140,6 +145,8 @@ def make_plan(
                     counters,
                 )
             )
+    if rest and not chunks:
+        return None  # nothing to compile pass by pass
     return TwoPassPlan(
         plan,
         rule,
@@ -147,6 +154,8 @@ def make_plan(
         present,
         [param_leaves[i] for i in present],
         [[f[i] for i in present] for f in field_leaves],
+        [i for i, _ in rest],
+        [position for _, position in rest],
         ({}, {}),
         make_variant,
         {},
@@ -266,17 +275,54 @@ def _write_counters(plan: TwoPassPlan, outs: list[list[Tensor]], kinds: int) -> 
         write_back_eager(olds, news)
 
 
-def _ordered_sums(plan: TwoPassPlan, outs: list[list[Tensor]]) -> list[list[Tensor]]:
-    """The first pass's sums, kind by kind, in the order of the leaves with a gradient."""
-    first = plan.chunks[0]
-    kinds = len(outs[0]) // len(first.params) - len(first.counters)
+def _ordered_sums(
+    plan: TwoPassPlan, outs: list[list[Tensor]], rest: list[list[Tensor]] | None
+) -> list[list[Tensor]]:
+    """The first pass's sums, kind by kind, in the order of the leaves with a gradient (the
+    chunks' outputs, and ``rest``: the eager pass's sums)."""
+    if rest is not None:
+        kinds = len(rest)
+    else:
+        first = plan.chunks[0]
+        kinds = len(outs[0]) // len(first.params) - len(first.counters)
     sums: list[list[Any]] = [[None] * len(plan.present) for _ in range(kinds)]
     for chunk, out in zip(plan.chunks, outs, strict=True):
         k = len(chunk.params)
         for kind, ordered in enumerate(sums):
             for t, position in enumerate(chunk.order):
                 ordered[position] = out[kind * k + t]
+    for ordered, values in zip(sums, rest or (), strict=False):  # no rest: no values
+        for position, value in zip(plan.rest_order, values, strict=True):
+            ordered[position] = value
     return sums
+
+
+def _rest_first(plan: TwoPassPlan, grads: list[Tensor], context: Any) -> list[list[Tensor]] | None:
+    """The first pass on the leaves no chunk takes, eagerly (``None``: there are none); returns
+    its sums."""
+    if not plan.rest:
+        return None
+    fields = [[f[j] for j in plan.rest_order] for f in plan.fields]
+    params = [plan.params[j] for j in plan.rest_order]
+    result = rules.run(plan.rule, grads, fields, params, in_place=False, context=context)
+    for olds, news in zip(fields, result.fields, strict=True):
+        write_back_eager(olds, news)
+    assert result.sums is not None
+    return result.sums
+
+
+def _rest_second(plan: TwoPassPlan, grads: list[Tensor], context: Any) -> None:
+    """The second pass on the leaves no chunk takes, eagerly."""
+    if not plan.rest:
+        return
+    move = plan.rule.move
+    assert move is not None
+    fields = [[f[j] for j in plan.rest_order] for f in plan.fields]
+    params = [plan.params[j] for j in plan.rest_order]
+    result = move(grads, fields, params, in_place=False, context=context)
+    write_back_eager(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
+    for olds, news in zip(fields, result.fields, strict=True):
+        write_back_eager(olds, news)
 
 
 def run(
@@ -299,11 +345,13 @@ def run(
     begun = rule.begin(rule_state, present, plan.fields, plan.params if rule.needs_params else None)
     _set_values(plan.values[0], begun.context, "begin")
     grads_by_chunk = chunk_grads(plan.cache, plan.chunks, grad_leaves)
+    rest_grads = [grad_leaves[i] for i in plan.rest]
     outs = _run_pass(plan, 1, grads_by_chunk)
-    sums = _ordered_sums(plan, outs)
+    sums = _ordered_sums(plan, outs, _rest_first(plan, rest_grads, begun.context))
     _write_counters(plan, outs, len(sums))
     settled = rule.settle(begun.context, sums)
     _set_values(plan.values[1], settled.context, "settle")
     _write_counters(plan, _run_pass(plan, 2, grads_by_chunk), 0)
+    _rest_second(plan, rest_grads, settled.context)
     new_rule_state = rule.state(rule.fields(rule_state), settled.group)
     write_back_eager(tree.leaves(rule_state), tree.leaves(new_rule_state))

@@ -253,6 +253,55 @@ def test_elementwise_step_of_per_tensor_norms_equals_the_pure_loop(make):
     assert step.compilations <= 2  # one layout, and the step whose gradient is missing
 
 
+TWO_PASS = {
+    "prodigy": lambda: fo.prodigy(1.0, weight_decay=0.01),
+    "prodigy-no-momentum-coupled": lambda: fo.prodigy(
+        1.0, betas=(0.0, 0.99), weight_decay=0.01, decouple=False, d_coef=2.0, use_bias_correction=True
+    ),
+    "dadapt-adamw": lambda: fo.dadapt_adam(1.0, weight_decay=0.01, decouple=True),
+    "dadapt-adam": lambda: fo.dadapt_adam(1.0, weight_decay=0.01, use_bias_correction=True),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(TWO_PASS))
+def test_elementwise_step_of_a_rule_in_two_passes_equals_the_pure_loop(name, dtype):
+    """Prodigy's and D-Adaptation's estimate ``d`` needs sums over every tensor between the two
+    passes of their rule: the elementwise mode compiles each pass (two variants, whatever ``d``
+    does from step to step) and settles eagerly in between. Tensors of several shapes, a padded
+    chunk, a 1-element tensor (stepped eagerly beside the chunks, its sums counted with theirs),
+    a tensor without a gradient at one step; float64 with float64 step counters."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        gen = torch.Generator().manual_seed(7)
+        shapes = [(8, 5), (13,), (4, 4, 3), (1,), (30,), (6, 6), (3,)]
+        params = {f"p{i}": torch.randn(s, generator=gen) for i, s in enumerate(shapes)}
+        grads_seq = [
+            {
+                k: None if (s == 1 and k == "p2") else torch.randn(p.shape, generator=gen)
+                for k, p in params.items()
+            }
+            for s in range(5)
+        ]
+        step = _compiled_equals_reference(TWO_PASS[name](), params, grads_seq, 1e-5, 1e-6)
+    finally:
+        torch.set_default_dtype(previous)
+    assert step.compilations == 2  # the first and the second pass, once each
+
+
+def test_a_rule_in_two_passes_whose_state_is_not_elementwise_compiles_the_whole_step():
+    """Prodigy with ``slice_p=2`` keeps ``s`` and ``p0`` on every second element: no pass over
+    1-D views of the parameters, so the elementwise mode compiles the whole step (one variant),
+    with the pure loop's numbers."""
+    gen = torch.Generator().manual_seed(3)
+    params = {"w": torch.randn(4, 3, generator=gen), "b": torch.randn(3, generator=gen)}
+    grads_seq = [{k: torch.randn(p.shape, generator=gen) for k, p in params.items()} for _ in range(3)]
+    step = _compiled_equals_reference(fo.prodigy(1.0, slice_p=2), params, grads_seq, 1e-5, 1e-6)
+    assert step.compilations == 1
+
+
 @pytest.mark.slow
 def test_warmup_compiles_without_touching_params_or_state():
     params = [torch.ones(4), torch.ones(3)]

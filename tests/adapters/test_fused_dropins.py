@@ -123,6 +123,9 @@ MODERN: dict[str, dict[str, Any]] = {
     "AdaBelief": dict(lr=1e-2, weight_decay=0.01, rectify=False),  # elementwise when not rectified
     "SGDScheduleFree": dict(lr=0.1, weight_decay=0.01),
     "AdamWScheduleFree": dict(lr=1e-2, weight_decay=0.01, warmup_steps=2),
+    # rules in two passes (sums over every tensor between them): compiled pass by pass
+    "Prodigy": dict(weight_decay=0.01),
+    "DAdaptAdam": dict(weight_decay=0.01, decouple=True),
 }
 
 
@@ -163,11 +166,12 @@ def test_a_rectified_adabelief_group_with_fused_runs_its_eager_step() -> None:
 
 
 def test_fused_on_a_group_of_a_non_elementwise_dropin_warns_once_and_runs_eagerly() -> None:
-    """Prodigy's step needs sums over every tensor: ``"fused": True`` cannot compile it. The
-    user is told once (when the group's layout is built), and the step is the eager one."""
+    """Prodigy with ``slice_p=2`` keeps ``s`` and ``p0`` on every second element: its passes are
+    not over 1-D views of the parameters, so ``"fused": True`` cannot compile them. The user is
+    told once (when the group's layout is built), and the step is the eager one."""
     ours, theirs = _params(), _params()
-    opt = A.Prodigy([{"params": ours, "fused": True}])
-    eager = A.Prodigy(theirs)
+    opt = A.Prodigy([{"params": ours, "fused": True}], slice_p=2)
+    eager = A.Prodigy(theirs, slice_p=2)
     with pytest.warns(UserWarning, match="Prodigy: fused=True compiles only") as record:
         _train(opt, ours, 3, scheduler=False)
     warned = [w for w in record if "fused=True" in str(w.message)]
