@@ -37,10 +37,11 @@ class CompiledGroup:
     ``factory(lr=learning_rate, ...)`` (torch's kernel reads the tensor at every call; nothing is
     compiled). So it does for a rule in two passes (Prodigy, D-Adaptation,
     `functional_optim._two_pass`), whose step reads the rate in its eager ``begin``: its
-    compiled passes take their numbers as inputs and do not hold the tensor. Otherwise it compiles ``fo.inject_hyperparams(factory)`` with ``lr`` alone
-    injected, and a step is given ``InjectHyperparamsState(count, {"lr": learning_rate}, the
-    group's state)``: the rate is an input of the compiled code, the transform has no tensor
-    inside, so the compiled step is saved on disk and a new process loads it (`fo.compile_step`)."""
+    compiled passes take their numbers as inputs and do not hold the tensor. Otherwise it
+    compiles ``fo.inject_hyperparams(factory)`` with ``lr`` alone injected, and a step is given
+    ``InjectHyperparamsState(count, {"lr": learning_rate}, the group's state)``: the rate is an
+    input of the compiled code, the transform has no tensor inside, so the compiled step is
+    saved on disk and a new process loads it (`fo.compile_step`)."""
 
     __slots__ = ("count", "key", "learning_rate", "step")
 
