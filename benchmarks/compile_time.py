@@ -60,6 +60,14 @@ ALGOS: dict[str, tuple[str, dict, str, dict, bool]] = {
     "lars": ("lars", {"lr": 0.1, "weight_decay": 1e-4}, "LARS", {"lr": 0.1, "weight_decay": 1e-4}, False),
     "lamb": ("lamb", {"lr": 1e-3}, "Lamb", {"lr": 1e-3}, False),
     "novograd": ("novograd", {"lr": 1e-3}, "Novograd", {"lr": 1e-3}, False),
+    "prodigy": ("prodigy", {"weight_decay": 0.01}, "Prodigy", {"weight_decay": 0.01}, False),
+    "dadapt-adam": (
+        "dadapt_adam",
+        {"weight_decay": 0.01, "decouple": True},
+        "DAdaptAdam",
+        {"weight_decay": 0.01, "decouple": True},
+        False,
+    ),
 }
 DEFAULT_ALGOS = "adam,adamw,sgd,adagrad"
 
@@ -86,7 +94,7 @@ def child(
 
     torch.set_num_threads(threads)
     fo_name, fo_kwargs, torch_name, torch_kwargs, has_fused = ALGOS[algo]
-    steady = steady and hasattr(torch.optim, torch_name)  # LARS, Lamb, Novograd: first calls only
+    steady = steady and hasattr(torch.optim, torch_name)  # LARS, Lamb, Prodigy...: first calls only
     tx = getattr(fo, fo_name)(**fo_kwargs)
     params, grads = _tensors(set_name, 0), _tensors(set_name, 1)
     if mode == "dropin":

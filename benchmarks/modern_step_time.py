@@ -208,6 +208,7 @@ def _fused(make: Make) -> Make:
 # that declare ``elementwise``; AdamW's against torch's fused kernel (what ours then calls)
 FUSED_ROWS = ("lion", "signum", "yogi", "adopt", "ademamix", "adan", "laprop")
 FUSED_ROWS += ("sf-adamw", "sf-sgd", "sf-sgd-wd0", "lars", "lars-2d", "lamb", "novograd", "adabelief")
+FUSED_ROWS += ("prodigy", "dadapt-adam")  # rules in two passes: compiled pass by pass
 REGISTRY["adamw-fused"] = (
     _fused(lambda ps: A.AdamW(ps, lr=1e-3)),
     lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
@@ -225,7 +226,7 @@ def _train_mode(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return opt
 
 
-FRESH = {"prodigy", "dadapt-adam", "dog"}
+FRESH = {"prodigy", "dadapt-adam", "dog", "prodigy-fused", "dadapt-adam-fused"}
 """The rows timed from fresh optimizers at every repeat (steps 4 to 13): with gradients that never
 change, the parameter-free methods' step sizes grow without bound (Prodigy's ``d`` overflows after
 about 35 steps here, in the reference package as in ours), and timing them later would time
