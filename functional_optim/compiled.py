@@ -20,13 +20,15 @@ Two ways to compile (both numerically the pure ``update`` + ``apply_updates``):
   on that tensor's gradient, state and parameter and on shared scalars such as the step count:
   elementwise as SGD, Adam(W), Adagrad, RMSprop, NAdam, RAdam, Lion, ..., or through reductions
   over the whole tensor that do not need its shape, as LARS', LAMB's and NovoGrad's norms; but
-  not global-norm clipping, sums over every tensor (Prodigy, D-Adaptation), tree masks, or
-  shape-aware algorithms such as Muon or Adafactor): the tensors are flattened to 1-D views (a
+  not global-norm clipping, tree masks, or shape-aware algorithms such as Muon or Adafactor): the
+  tensors are flattened to 1-D views (a
   tensor is never split), grouped by dtype and device, and stepped ``group_size`` at a time by
   one compiled function with dynamic sizes; the compiled graph has ``group_size`` tensors whatever the
   model's size (first call: 11-17 s of CPU on a 2-core CPU with an empty Inductor cache, for
   100 or 10,000 tensors alike). Tensors it cannot view as 1-D (or with fewer than 2 elements)
-  are stepped by the eager pure update.
+  are stepped by the eager pure update. A rule in two passes whose step needs sums over every
+  tensor between them (Prodigy, D-Adaptation: ``Rule.settle``) is compiled pass by pass, its
+  sums settled eagerly in between (`functional_optim._two_pass`).
 
 Two shortcuts, both on by default: where the transform is exactly one of ``torch.optim``'s fused
 kernels (Adam, AdamW, SGD, Adagrad, read from the roles: `functional_optim._torch_kernels`)
@@ -856,8 +858,11 @@ def compile_step(
         Adagrad, RMSprop, NAdam, RAdam and Lion, or through reductions over the whole tensor
         that do not need its shape (the norms of LARS, LAMB, NovoGrad); it is then compiled once
         for ``group_size`` flattened tensors (each whole) and run over the parameters in groups.
-        Wrong for transforms that mix tensors (global-norm clipping, sums over every tensor as
-        Prodigy's), need a tensor's shape (Muon, Adafactor) or depend on the tree (masks).
+        A rule in two passes whose sums over every tensor give the numbers of its second pass
+        (``fo.prodigy``, ``fo.dadapt_adam``) is compiled pass by pass, the sums settled eagerly
+        between the passes (the numbers the passes read are inputs: one compilation per
+        layout). Wrong for other transforms that mix tensors (global-norm clipping), need a
+        tensor's shape (Muon, Adafactor) or depend on the tree (masks).
       group_size: tensors per compiled call in the elementwise mode (larger: fewer calls per
         step, longer first call; 4 rather than 8 took 2-4 s less CPU to compile on a 2-core
         CPU at the same step time).

@@ -181,9 +181,11 @@ class FunctionalOptimizer(Optimizer):
     elementwise = False
     """The algorithm's update of a tensor depends only on that tensor's gradient, state and
     parameter (and on shared scalars such as the step count): elementwise, or through reductions
-    over the one tensor (LARS', LAMB's and NovoGrad's norms); declared by the drop-ins of such
-    algorithms. Then a group with ``fused=True`` (the constructor's flag where ``torch.optim`` has
-    one, else a key of the param group) runs its step compiled by
+    over the one tensor (LARS', LAMB's and NovoGrad's norms), or a rule in two passes whose
+    shared scalars come from sums over every tensor between them (Prodigy's and D-Adaptation's
+    ``d``: each pass is compiled); declared by the drop-ins of such algorithms. Then a group
+    with ``fused=True`` (the constructor's flag where ``torch.optim`` has one, else a key of the
+    param group) runs its step compiled by
     [`fo.compile_step(tx, elementwise=True)`][functional_optim.compile_step]: ``torch.optim``'s
     fused kernel where the algorithm has one, Inductor's code (compiled once; the learning rate is
     an input, so an LR scheduler does not recompile) for the others. What it needs is compiled
