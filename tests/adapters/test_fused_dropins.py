@@ -259,3 +259,68 @@ def test_fused_is_the_eager_step_where_the_algorithm_is_not_declared_elementwise
     opt = A.FunctionalOptimizer(params, fo.adam, lr=1e-2, fused=True)
     _train(opt, params, 2)
     assert opt._fo_compiled == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20], ids=["nan", "inf", "oversized"])
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam"])
+def test_a_two_pass_fused_step_with_a_bad_gradient_is_the_eager_step(name: str, bad: float) -> None:
+    """Prodigy and D-Adaptation with ``fused=True`` (their passes compiled, their sums settled
+    eagerly between them) given a non-finite or oversized gradient at the second step: the same
+    parameters and state as their eager step, non-finite values where it has them."""
+    kwargs = MODERN[name]
+    ours, theirs = _params(), _params()
+    opt = getattr(A, name)([{"params": ours, "fused": True}], **kwargs)
+    eager = getattr(A, name)(theirs, **kwargs)
+    for step in range(4):
+        gen = torch.Generator().manual_seed(10 + step)
+        grads = [torch.randn(p.shape, generator=gen) for p in ours]
+        if step == 1:
+            grads[0][0, 0] = bad
+        for params, o in ((ours, opt), (theirs, eager)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            o.step()
+    assert opt._fo_compiled[0].step.compilations == 2
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+    for p, q in zip(ours, theirs, strict=True):
+        for key, value in eager.state[q].items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(opt.state[p][key], value, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["Prodigy", "DAdaptAdam"])
+def test_a_two_pass_fused_group_and_a_raising_group_step_all_or_nothing(name: str) -> None:
+    """A later group whose step raises: the compiled two-pass group (prepared first) writes
+    nothing, neither its parameters nor its moments nor its estimate ``d``."""
+    first, second = _params(seed=0), _params(seed=1)
+    opt = getattr(A, name)([{"params": first, "fused": True}, {"params": second}], **MODERN[name])
+    _train(opt, first + second, 2, scheduler=False)
+    snapshot = [p.detach().clone() for p in first + second]
+    states = {id(p): _cloned(opt.state[p]) for p in first + second}  # with functional_state's d
+    opt.param_groups[1]["lr"] = -1.0  # invalid: the transform of the second group raises
+    for p in first + second:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match="learning rate"):
+        opt.step()
+    for p, before in zip(first + second, snapshot, strict=True):
+        assert torch.equal(p, before)
+        assert _same(states[id(p)], opt.state[p])
+
+
+def _cloned(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
