@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import operator
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["chunk_grads", "field_view", "flat_grad", "flat_view", "write_back", "write_back_eager"]
+__all__ = [
+    "Padded",
+    "chunk_grads",
+    "field_view",
+    "flat_grad",
+    "flat_view",
+    "padded_chunks",
+    "write_back",
+    "write_back_eager",
+]
 
 
 def write_back(olds: list[Any], news: list[Any]) -> None:
@@ -101,3 +110,32 @@ def chunk_grads(
 
 def _call(ref: Callable[[], Any]) -> Any:
     return ref()
+
+
+class Padded(NamedTuple):
+    """One chunk of a layout group (`padded_chunks`)."""
+
+    leaves: list[int]  # the leaves it steps
+    params: list[Tensor]  # their 1-D views, then the padding
+    columns: list[list[Tensor]]  # per state field: the entries' views, then the padding
+    pad_grads: list[Tensor]  # the padding's zero gradients
+
+
+def padded_chunks(key: tuple, members: list[tuple[int, Tensor, list[Tensor]]], size: int) -> Iterator[Padded]:
+    """The chunks of the tensors of one layout (``key``: device, gradient dtype, parameter dtype,
+    then ``(dtype, dim)`` per state field; ``members``: leaf index, parameter view, field views),
+    ``size`` at a time; the last is padded with 2-element zeros (0-dim ones for 0-dim fields)."""
+    device, g_dtype, p_dtype, *field_kinds = key
+    pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(size)]
+    pad_fields = [
+        [torch.zeros((2,) * n, dtype=d, device=device) for _ in range(size)] for d, n in field_kinds
+    ]
+    for start in range(0, len(members), size):
+        part = members[start : start + size]
+        n_pad = size - len(part)
+        yield Padded(
+            [i for i, _, _ in part],
+            [v for _, v, _ in part] + pad_params[:n_pad],
+            [[fv[j] for _, _, fv in part] + pad_fields[j][:n_pad] for j in range(len(pad_fields))],
+            [torch.zeros(2, dtype=g_dtype, device=device) for _ in range(n_pad)],
+        )

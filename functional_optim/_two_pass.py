@@ -35,7 +35,14 @@ import torch
 from torch import Tensor
 
 from functional_optim import fused, ops, rules, tree
-from functional_optim._flat import chunk_grads, field_view, flat_view, write_back, write_back_eager
+from functional_optim._flat import (
+    chunk_grads,
+    field_view,
+    flat_view,
+    padded_chunks,
+    write_back,
+    write_back_eager,
+)
 from functional_optim.core import GradientTransformation, Params, State
 from functional_optim.rules import PassContext, Rule
 
@@ -109,40 +116,28 @@ def make_plan(
     if len(grad_leaves) != len(param_leaves) or any(len(f) != len(param_leaves) for f in field_leaves):
         return None
     present = [i for i, g in enumerate(grad_leaves) if g is not None]
-    groups: dict[tuple, list[tuple[int, int, Tensor, list[Tensor]]]] = {}
-    rest: list[tuple[int, int]] = []
-    for position, i in enumerate(present):
+    groups: dict[tuple, list[tuple[int, Tensor, list[Tensor]]]] = {}
+    rest: list[int] = []
+    for i in present:
         p, g = param_leaves[i], grad_leaves[i]
         p_view = flat_view(p)
         views = [field_view(f[i], p) for f in field_leaves]
         checked = [v for v in views if v is not None]
         if p_view is None or not isinstance(g, Tensor) or g.shape != p.shape or len(checked) != len(views):
-            rest.append((i, position))
+            rest.append(i)
             continue
         key = (p.device, g.dtype, p.dtype, *((v.dtype, v.dim()) for v in checked))
-        groups.setdefault(key, []).append((i, position, p_view, checked))
+        groups.setdefault(key, []).append((i, p_view, checked))
+    position = {i: n for n, i in enumerate(present)}
     chunks = []
     for key, members in groups.items():
         k = min(group_size, len(members))
-        device, g_dtype, p_dtype, *field_kinds = key
-        counters = tuple(j for j, (_, n) in enumerate(field_kinds) if n == 0)
-        pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(k)]
-        pad_fields = [
-            [torch.zeros((2,) * n, dtype=d, device=device) for _ in range(k)] for d, n in field_kinds
-        ]
-        for start in range(0, len(members), k):
-            part = members[start : start + k]
-            n_pad = k - len(part)
-            columns = [[fv[j] for *_, fv in part] + pad_fields[j][:n_pad] for j in range(len(field_kinds))]
+        counters = tuple(j for j, (_, n) in enumerate(key[3:]) if n == 0)
+        for padded in padded_chunks(key, members, k):
+            order = [position[i] for i in padded.leaves]
             chunks.append(
                 _Chunk(
-                    (key, k),
-                    [v for _, _, v, _ in part] + pad_params[:n_pad],
-                    columns,
-                    [i for i, *_ in part],
-                    [position for _, position, *_ in part],
-                    [torch.zeros(2, dtype=g_dtype, device=device) for _ in range(n_pad)],
-                    counters,
+                    (key, k), padded.params, padded.columns, padded.leaves, order, padded.pad_grads, counters
                 )
             )
     if rest and not chunks:
@@ -154,8 +149,8 @@ def make_plan(
         present,
         [param_leaves[i] for i in present],
         [[f[i] for i in present] for f in field_leaves],
-        [i for i, _ in rest],
-        [position for _, position in rest],
+        rest,
+        [position[i] for i in rest],
         ({}, {}),
         make_variant,
         {},

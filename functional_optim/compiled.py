@@ -52,7 +52,14 @@ import torch.fx.experimental._config as _fx_config
 from torch import Tensor
 
 from functional_optim import _graph_cache, _module_cache, _torch_kernels, _two_pass, tree
-from functional_optim._flat import chunk_grads, field_view, flat_view, write_back, write_back_eager
+from functional_optim._flat import (
+    chunk_grads,
+    field_view,
+    flat_view,
+    padded_chunks,
+    write_back,
+    write_back_eager,
+)
 from functional_optim.core import GradientTransformation, Params, State, Updates, apply_updates
 
 __all__ = ["CompiledStep", "compile_step"]
@@ -752,26 +759,23 @@ class _Planner:
         for key, members in groups.items():
             k = min(self.step.group_size, len(members))
             per_param, shared = self._positions(k)
-            device, g_dtype, p_dtype, *field_kinds = key
+            field_kinds = key[3:]  # (device, gradient dtype, parameter dtype, *fields)
             state_spec = tree.structure(self._chunk_state([[members[0][1]] * k for _ in field_kinds]))
             fn = self.step._chunk_variant(
                 ("chunk", key, k, self.prefix, tuple(self.is_field), constants), per_param, shared, state_spec
             )
-            pad_params = [torch.zeros(2, dtype=p_dtype, device=device) for _ in range(k)]
-            pad_fields = [
-                [torch.zeros((2,) * n, dtype=d, device=device) for _ in range(k)] for d, n in field_kinds
-            ]
-            for start in range(0, len(members), k):
-                part = members[start : start + k]
-                n_pad = k - len(part)
-                params = [v for _, v, _ in part] + pad_params[:n_pad]
-                columns = [
-                    [fv[j] for _, _, fv in part] + pad_fields[j][:n_pad] for j in range(len(pad_fields))
-                ]
-                pad_grads = [torch.zeros(2, dtype=g_dtype, device=device) for _ in range(n_pad)]
-                chunk_state = self._chunk_state(columns)
-                index = [i for i, _, _ in part]
-                chunks.append(_Chunk(fn, params, chunk_state, tree.leaves(chunk_state), index, pad_grads))
+            for padded in padded_chunks(key, members, k):
+                chunk_state = self._chunk_state(padded.columns)
+                chunks.append(
+                    _Chunk(
+                        fn,
+                        padded.params,
+                        chunk_state,
+                        tree.leaves(chunk_state),
+                        padded.leaves,
+                        padded.pad_grads,
+                    )
+                )
 
         rest_fields = [[fl[i] for i in rest] for fl in per_param_fields]
         rest_state = self._chunk_state(rest_fields) if rest else None
