@@ -21,9 +21,10 @@ compiles once per layout. The maths is the rule's own ``step``, ``settle`` and `
 functions the pure update and the adapters' eager step run.
 
 It applies to a transform whose roles are exactly such a rule, one that includes the learning
-rate (``fo.prodigy``, ``fo.dadapt_adam``), where every parameter with a gradient and its
-per-parameter state entries are 1-D views of its size (or 0-dim counters); elsewhere
-`compile_step` compiles the whole step (`applies`).
+rate (``fo.prodigy``, ``fo.dadapt_adam``; `applies`). A parameter that is not a 1-D view of at
+least 2 elements with per-parameter state entries of its size (or 0-dim counters), such as a
+1-element bias, runs both passes eagerly beside the chunks, its sums counted with theirs; where no
+parameter is such a view (Prodigy's ``slice_p > 1``), `compile_step` compiles the whole step.
 """
 
 from __future__ import annotations
