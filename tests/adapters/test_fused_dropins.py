@@ -260,18 +260,28 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def test_a_fused_state_dict_continues_bit_for_bit() -> None:
-    """A checkpoint of a ``fused=True`` optimizer, loaded into a new one (fused or not), continues
-    as the run that was not interrupted."""
+CHECKPOINTED: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+    "AdamW": lambda ps: A.AdamW(ps, lr=1e-2, weight_decay=0.1, fused=True),  # torch's kernel
+    # rules in two passes: the estimate d (functional_state) is saved and loaded with the moments
+    "Prodigy": lambda ps: A.Prodigy([{"params": ps, "fused": True}], **MODERN["Prodigy"]),
+    "DAdaptAdam": lambda ps: A.DAdaptAdam([{"params": ps, "fused": True}], **MODERN["DAdaptAdam"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINTED))
+def test_a_fused_state_dict_continues_bit_for_bit(name: str) -> None:
+    """A checkpoint of a ``fused=True`` optimizer, loaded into a new one, continues as the run
+    that was not interrupted, bit for bit."""
+    make = CHECKPOINTED[name]
     straight = _params()
-    opt = A.AdamW(straight, lr=1e-2, weight_decay=0.1, fused=True)
+    opt = make(straight)
     _train(opt, straight, 5, scheduler=False)
 
     first = _params()
-    opt1 = A.AdamW(first, lr=1e-2, weight_decay=0.1, fused=True)
+    opt1 = make(first)
     _train(opt1, first, 3, scheduler=False)
     second = [p.detach().clone().requires_grad_() for p in first]
-    opt2 = A.AdamW(second, lr=1e-2, weight_decay=0.1, fused=True)
+    opt2 = make(second)
     opt2.load_state_dict(opt1.state_dict())
     gen_state = torch.Generator().manual_seed(1)
     for _ in range(3):  # the gradients of steps 1-3, then 4-5 for the resumed run
