@@ -171,14 +171,22 @@ def _written(columns: list[list[Tensor]], new: list[list[Any]], counters: tuple[
 
 
 def _first_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Tensor]]:
-    """``rule.step`` on a chunk: its fields written, its sums (kind by kind) and new counters
-    returned."""
+    """``rule.step`` on a chunk: its fields written, its sums returned (kind by kind). The
+    first pass of a rule in two passes leaves its 0-dim fields (counters) as they are: ``move``
+    advances them (`functional_optim.rules.Rule.settle`)."""
 
     def first_pass(params: list[Tensor], grads: list[Tensor], state: Any) -> list[Tensor]:
         columns, values = state
         result = rules.run(rule, grads, columns, params, in_place=False, context=PassContext(values))
         assert result.sums is not None
-        return [x for kind in result.sums for x in kind] + _written(columns, result.fields, counters)
+        for j in counters:
+            if any(n is not o for o, n in zip(columns[j], result.fields[j], strict=True)):
+                raise ValueError(
+                    f"compile_step: the first pass of {rule.name} changed a 0-dim state field; "
+                    "a rule in two passes advances its counters in its second pass (move)"
+                )
+        _written(columns, result.fields, counters)
+        return [x for kind in result.sums for x in kind]
 
     return first_pass
 
@@ -257,14 +265,14 @@ class _Call(NamedTuple):
         return self.fn(self.params, grads, self.state, self.leaves)
 
 
-def _write_counters(plan: TwoPassPlan, outs: list[list[Tensor]], kinds: int) -> None:
-    """Write the new 0-dim counters the chunks returned (after ``kinds`` sums per tensor)."""
+def _write_counters(plan: TwoPassPlan, outs: list[list[Tensor]]) -> None:
+    """Write the new 0-dim counters the chunks' second pass returned."""
     olds: list[Tensor] = []
     news: list[Tensor] = []
     for chunk, out in zip(plan.chunks, outs, strict=True):
         n, k = len(chunk.grad_index), len(chunk.params)
         for c, j in enumerate(chunk.counters):
-            at = (kinds + c) * k
+            at = c * k
             olds.extend(chunk.columns[j][:n])
             news.extend(out[at : at + n])
     if olds:
@@ -276,11 +284,7 @@ def _ordered_sums(
 ) -> list[list[Tensor]]:
     """The first pass's sums, kind by kind, in the order of the leaves with a gradient (the
     chunks' outputs, and ``rest``: the eager pass's sums)."""
-    if rest is not None:
-        kinds = len(rest)
-    else:
-        first = plan.chunks[0]
-        kinds = len(outs[0]) // len(first.params) - len(first.counters)
+    kinds = len(rest) if rest is not None else len(outs[0]) // len(plan.chunks[0].params)
     sums: list[list[Any]] = [[None] * len(plan.present) for _ in range(kinds)]
     for chunk, out in zip(plan.chunks, outs, strict=True):
         k = len(chunk.params)
@@ -344,10 +348,24 @@ def run(
     rest_grads = [grad_leaves[i] for i in plan.rest]
     outs = _run_pass(plan, 1, grads_by_chunk)
     sums = _ordered_sums(plan, outs, _rest_first(plan, rest_grads, begun.context))
-    _write_counters(plan, outs, len(sums))
     settled = rule.settle(begun.context, sums)
     _set_values(plan.values[1], settled.context, "settle")
-    _write_counters(plan, _run_pass(plan, 2, grads_by_chunk), 0)
+    _write_counters(plan, _run_pass(plan, 2, grads_by_chunk))
     _rest_second(plan, rest_grads, settled.context)
-    new_rule_state = rule.state(rule.fields(rule_state), settled.group)
-    write_back_eager(tree.leaves(rule_state), tree.leaves(new_rule_state))
+    _write_group(rule, rule_state, settled.group)
+
+
+def _write_group(rule: Rule, rule_state: Any, group: Any) -> None:
+    """Write the rule's new group values into its state's tensors (the entries of the state that
+    changed: the per-parameter fields are the same objects)."""
+    new = rule.state(rule.fields(rule_state), group)
+    if type(new) is not type(rule_state) or not isinstance(new, tuple):
+        write_back_eager(tree.leaves(rule_state), tree.leaves(new))
+        return
+    olds: list[Any] = []
+    news: list[Any] = []
+    for old, entry in zip(rule_state, new, strict=True):
+        if old is not entry:
+            olds.extend(tree.leaves(old))
+            news.extend(tree.leaves(entry))
+    write_back_eager(olds, news)

@@ -123,6 +123,21 @@ def is_traced(x: Any) -> bool:
     return (x.requires_grad and torch.is_grad_enabled()) or _is_functorch_wrapped(x)
 
 
+def any_traced(xs: Sequence[Any]) -> bool:
+    """`is_traced` of any element of ``xs`` (C-level loops over a list of tensors: a step sums
+    one value per parameter, e.g. Prodigy's and D-Adaptation's per-tensor dot products)."""
+    if not all(map(isinstance, xs, itertools.repeat(Tensor))):
+        return any(map(is_traced, xs))
+    if not xs:
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    return (torch.is_grad_enabled() and any(map(_REQUIRES_GRAD, xs))) or any(map(_is_functorch_wrapped, xs))
+
+
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
+
+
 def use_foreach(*lists: Sequence[Tensor]) -> bool:
     """Whether ``torch._foreach_*`` kernels can run on these lists (dense, not under ``torch.func``)."""
     if _VERIFIED_THREAD is not None and _verified():

@@ -228,7 +228,7 @@ class Rule(Role):
         ``settle(begun.context, sums)`` (the sums of every tensor, in order) returns the second
         pass's context and the group values (both contexts are `PassContext` s);
         ``move(grads, fields, params, in_place=..., context=...)`` is the second pass (the
-        terms; fields it advances, e.g. step counters).
+        terms; fields it advances: the step counters, which the first pass leaves as they are).
         The fused step writes in its first pass, so ``settle`` must not raise (library maths on
         the sums only).
       temporaries: the step allocates update-sized temporaries (Adam's denominator): the CPU

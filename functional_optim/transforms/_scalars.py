@@ -58,7 +58,7 @@ def on_host(*values: Any) -> list[Any] | None:
     (`functional_optim.ops.is_traced`: autograd, ``torch.func``, ``torch.compile``), so that a
     step's scalar maths runs in Python double as the reference packages'; else ``None`` (the
     maths then runs on 0-dim float64 tensors)."""
-    if torch.compiler.is_compiling() or any(map(ops.is_traced, values)):
+    if torch.compiler.is_compiling() or ops.any_traced(values):
         return None
     return [v.item() if isinstance(v, Tensor) else v for v in values]
 
@@ -122,7 +122,7 @@ def ordered_total(values: list[Tensor], scale: Any = None) -> Tensor:
     """``Σ scale·v`` as a 0-dim float64 tensor, accumulated left to right as the reference
     packages' ``+= scale * v.item()``: in Python double (`host_sum`) unless a value is traced
     (then `total`, on tensors)."""
-    if ops.is_traced(scale) or any(map(ops.is_traced, values)):
+    if ops.is_traced(scale) or ops.any_traced(values):
         return total(values if scale is None else [scale * v.to(torch.float64) for v in values])
     factor = 1.0 if scale is None else float(scale)
     return torch.scalar_tensor(host_sum(values, factor), dtype=torch.float64)
