@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import fused, ops, rules, tree
+from functional_optim import _layout, fused, ops, rules, tree
 from functional_optim._flat import (
     chunk_grads,
     field_view,
@@ -107,15 +107,17 @@ def make_plan(
     """The chunks of a rule in two passes. A parameter with a gradient that is not a 1-D view
     of at least 2 elements with state entries of its size (or 0-dim) runs both passes eagerly,
     in turn with the chunks (its sums count as the others'). ``None`` (the caller compiles the
-    whole step) where no parameter is such a view, or the state's fields do not have the
-    parameters' structure."""
+    whole step) where no parameter is such a view. Gradients, parameters and state that do not
+    fit each other raise the pure update's errors here, before anything is written."""
     plan = two_pass_plan(transform)
     assert plan is not None and plan.rule is not None
     rule = plan.rule
-    param_leaves = tree.leaves(params)
-    field_leaves = [tree.leaves(f) for f in rule.fields(fused.get_path(state, plan.rule_path))]
-    if len(grad_leaves) != len(param_leaves) or any(len(f) != len(param_leaves) for f in field_leaves):
-        return None
+    param_leaves, spec = tree.flatten(params)
+    rule_state = fused.get_path(state, plan.rule_path)
+    field_leaves = [tree.flatten_like(spec, f, f"{rule.name}: state") for f in rule.fields(rule_state)]
+    # the pure update's checks, with its messages, before anything is written
+    checked_fields = field_leaves if rule.elementwise_state else []
+    _layout.check_leaves(rule.name, spec, grad_leaves, param_leaves, checked_fields, rule.sparse)
     present = [i for i, g in enumerate(grad_leaves) if g is not None]
     groups: dict[tuple, list[tuple[int, Tensor, list[Tensor]]]] = {}
     rest: list[int] = []

@@ -291,6 +291,23 @@ def test_elementwise_step_of_a_rule_in_two_passes_equals_the_pure_loop(name, dty
     assert step.compilations == 2  # the first and the second pass, once each
 
 
+def test_a_rule_in_two_passes_refuses_a_misfit_gradient_before_writing_anything():
+    """A gradient of another shape or dtype: the pure update's error, naming the parameter and
+    both values, raised before the first pass writes (the moments and ``d`` stay as they were)."""
+    params = {"w": torch.ones(3, 2), "b": torch.ones(2)}
+    tx = fo.dadapt_adam(1.0, weight_decay=0.01, decouple=True)
+    state = tx.init(params)
+    step = fo.compile_step(tx, elementwise=True)
+    before = [x.clone() for x in fo.tree.leaves((params, state))]
+    with pytest.raises(
+        ValueError, match=r"gradient of parameter 'w' has shape \(2, 3\) but the parameter has shape \(3, 2\)"
+    ):
+        step(params, {"w": torch.ones(2, 3), "b": torch.ones(2)}, state)
+    with pytest.raises(TypeError, match=r"gradient of parameter 'w' has dtype torch\.float64"):
+        step(params, {"w": torch.ones(3, 2, dtype=torch.float64), "b": torch.ones(2)}, state)
+    assert all(torch.equal(a, b) for a, b in zip(fo.tree.leaves((params, state)), before, strict=True))
+
+
 def test_a_rule_in_two_passes_whose_state_is_not_elementwise_compiles_the_whole_step():
     """Prodigy with ``slice_p=2`` keeps ``s`` and ``p0`` on every second element: no pass over
     1-D views of the parameters, so the elementwise mode compiles the whole step (one variant),
