@@ -177,8 +177,8 @@ def _peer_factories() -> dict[str, dict[str, Callable[[list, dict], Any]]]:
     return out
 
 
-TARGETS = {
-    "adapter_vs_torch_nonfused": 1.1,
+TARGETS = {  # the bounds the summary checks (issue "Faster than torch's fused path": 1.0x non-fused)
+    "adapter_vs_torch_nonfused": 1.0,
     "compiled_vs_torch_fused": 1.0,
     "tiny_adapter_vs_torch_foreach": 1.5,
 }
@@ -425,7 +425,13 @@ def check_targets(results: list[dict]) -> list[dict]:
         algo, size = r["algo"], r["size"]
         if "adapter_vs_torch_nonfused" in q:
             rows.append(
-                _target(algo, size, "adapter <= 1.1x torch non-fused", q["adapter_vs_torch_nonfused"], 1.1)
+                _target(
+                    algo,
+                    size,
+                    f"adapter <= {TARGETS['adapter_vs_torch_nonfused']}x torch non-fused",
+                    q["adapter_vs_torch_nonfused"],
+                    TARGETS["adapter_vs_torch_nonfused"],
+                )
             )
         if algo in FUSED_TARGET_ALGOS and "compiled_vs_torch_fused" in q:
             rows.append(
