@@ -141,7 +141,7 @@ class KernelStep:
             grads = [grad_leaves[i] for i in group.grad_index]
             if name == "adam":
                 steps, m, v = group.fields[0], group.fields[1], group.fields[2]
-                torch._foreach_add_(steps, 1)
+                _steps.increment(steps, in_place=True)  # a 0-dim ``1``: no scalar wrapped per counter
                 decoupled = r.decoupled is not None
                 kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
                 kernel(
@@ -161,7 +161,7 @@ class KernelStep:
                 )
             elif name == "adagrad":
                 steps, sums = group.fields
-                torch._foreach_add_(steps, 1)
+                _steps.increment(steps, in_place=True)  # a 0-dim ``1``: no scalar wrapped per counter
                 torch._fused_adagrad_(
                     group.params,
                     grads,
