@@ -35,15 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from functional_optim import _layout, fused, ops, rules, tree
-from functional_optim._flat import (
-    chunk_grads,
-    field_view,
-    flat_view,
-    padded_chunks,
-    write_back,
-    write_back_eager,
-)
+from functional_optim import _flat, _layout, fused, ops, rules, tree
 from functional_optim.core import GradientTransformation, Params, State
 from functional_optim.rules import PassContext, Rule
 
@@ -123,8 +115,8 @@ def make_plan(
     rest: list[int] = []
     for i in present:
         p, g = param_leaves[i], grad_leaves[i]
-        p_view = flat_view(p)
-        views = [field_view(f[i], p) for f in field_leaves]
+        p_view = _flat.flat_view(p)
+        views = [_flat.field_view(f[i], p) for f in field_leaves]
         checked = [v for v in views if v is not None]
         if p_view is None or not isinstance(g, Tensor) or g.shape != p.shape or len(checked) != len(views):
             rest.append(i)
@@ -136,7 +128,7 @@ def make_plan(
     for key, members in groups.items():
         k = min(group_size, len(members))
         counters = tuple(j for j, (_, n) in enumerate(key[3:]) if n == 0)
-        for padded in padded_chunks(key, members, k):
+        for padded in _flat.padded_chunks(key, members, k):
             order = [position[i] for i in padded.leaves]
             chunks.append(
                 _Chunk(
@@ -168,7 +160,7 @@ def _written(columns: list[list[Tensor]], new: list[list[Any]], counters: tuple[
         if j in counters:
             out.extend(n if n is not o else o.clone() for o, n in zip(olds, news, strict=True))
         else:
-            write_back(olds, news)
+            _flat.write_back(olds, news)
     return out
 
 
@@ -202,7 +194,7 @@ def _second_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Te
     def second_pass(params: list[Tensor], grads: list[Tensor], state: Any) -> list[Tensor]:
         columns, values = state
         result = move(grads, columns, params, in_place=False, context=PassContext(values))
-        write_back(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
+        _flat.write_back(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
         return _written(columns, result.fields, counters)
 
     return second_pass
@@ -278,7 +270,7 @@ def _write_counters(plan: TwoPassPlan, outs: list[list[Tensor]]) -> None:
             olds.extend(chunk.columns[j][:n])
             news.extend(out[at : at + n])
     if olds:
-        write_back_eager(olds, news)
+        _flat.write_back_eager(olds, news)
 
 
 def _ordered_sums(
@@ -308,7 +300,7 @@ def _rest_first(plan: TwoPassPlan, grads: list[Tensor], context: Any) -> list[li
     params = [plan.params[j] for j in plan.rest_order]
     result = rules.run(plan.rule, grads, fields, params, in_place=False, context=context)
     for olds, news in zip(fields, result.fields, strict=True):
-        write_back_eager(olds, news)
+        _flat.write_back_eager(olds, news)
     assert result.sums is not None
     return result.sums
 
@@ -322,9 +314,9 @@ def _rest_second(plan: TwoPassPlan, grads: list[Tensor], context: Any) -> None:
     fields = [[f[j] for j in plan.rest_order] for f in plan.fields]
     params = [plan.params[j] for j in plan.rest_order]
     result = move(grads, fields, params, in_place=False, context=context)
-    write_back_eager(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
+    _flat.write_back_eager(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
     for olds, news in zip(fields, result.fields, strict=True):
-        write_back_eager(olds, news)
+        _flat.write_back_eager(olds, news)
 
 
 def run(
@@ -339,14 +331,14 @@ def run(
     rule = plan.rule
     if not plan.present:  # no gradient at all: the pure update advances the group values
         _, new_state = transform.update(grads, state, params)
-        write_back_eager(tree.leaves(state), tree.leaves(new_state))
+        _flat.write_back_eager(tree.leaves(state), tree.leaves(new_state))
         return
     assert rule.begin is not None and rule.settle is not None
     rule_state = fused.get_path(state, plan.plan.rule_path)
     present = [grad_leaves[i] for i in plan.present]
     begun = rule.begin(rule_state, present, plan.fields, plan.params if rule.needs_params else None)
     _set_values(plan.values[0], begun.context, "begin")
-    grads_by_chunk = chunk_grads(plan.cache, plan.chunks, grad_leaves)
+    grads_by_chunk = _flat.chunk_grads(plan.cache, plan.chunks, grad_leaves)
     rest_grads = [grad_leaves[i] for i in plan.rest]
     outs = _run_pass(plan, 1, grads_by_chunk)
     sums = _ordered_sums(plan, outs, _rest_first(plan, rest_grads, begun.context))
@@ -362,7 +354,7 @@ def _write_group(rule: Rule, rule_state: Any, group: Any) -> None:
     changed: the per-parameter fields are the same objects)."""
     new = rule.state(rule.fields(rule_state), group)
     if type(new) is not type(rule_state) or not isinstance(new, tuple):
-        write_back_eager(tree.leaves(rule_state), tree.leaves(new))
+        _flat.write_back_eager(tree.leaves(rule_state), tree.leaves(new))
         return
     olds: list[Any] = []
     news: list[Any] = []
@@ -370,4 +362,4 @@ def _write_group(rule: Rule, rule_state: Any, group: Any) -> None:
         if old is not entry:
             olds.extend(tree.leaves(old))
             news.extend(tree.leaves(entry))
-    write_back_eager(olds, news)
+    _flat.write_back_eager(olds, news)
