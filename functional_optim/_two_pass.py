@@ -118,7 +118,7 @@ def make_plan(
         p_view = _flat.flat_view(p)
         views = [_flat.field_view(f[i], p) for f in field_leaves]
         checked = [v for v in views if v is not None]
-        if p_view is None or not isinstance(g, Tensor) or g.shape != p.shape or len(checked) != len(views):
+        if p_view is None or len(checked) != len(views):  # (shapes and dtypes: checked above)
             rest.append(i)
             continue
         key = (p.device, g.dtype, p.dtype, *((v.dtype, v.dim()) for v in checked))
@@ -152,16 +152,20 @@ def make_plan(
     )
 
 
-def _written(columns: list[list[Tensor]], new: list[list[Any]], counters: tuple[int, ...]) -> list[Tensor]:
-    """The new fields written into the chunk's views (in the compiled pass), but the 0-dim
-    counters, returned (Inductor (torch 2.13) drops a ``copy_`` into a 0-dim float64 input)."""
-    out: list[Tensor] = []
+def _write_fields(columns: list[list[Tensor]], new: list[list[Any]], counters: tuple[int, ...]) -> None:
+    """Write the new per-element fields into the chunk's views (in the compiled pass; Inductor
+    turns each copy into the store of the kernel that computes it)."""
     for j, (olds, news) in enumerate(zip(columns, new, strict=True)):
-        if j in counters:
-            out.extend(n if n is not o else o.clone() for o, n in zip(olds, news, strict=True))
-        else:
+        if j not in counters:
             _flat.write_back(olds, news)
-    return out
+
+
+def _new_counters(
+    columns: list[list[Tensor]], new: list[list[Any]], counters: tuple[int, ...]
+) -> list[Tensor]:
+    """The new 0-dim counters, returned to be written eagerly (Inductor (torch 2.13) drops a
+    ``copy_`` into a 0-dim float64 input)."""
+    return [n if n is not o else o.clone() for j in counters for o, n in zip(columns[j], new[j], strict=True)]
 
 
 def _first_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Tensor]]:
@@ -179,7 +183,7 @@ def _first_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Ten
                     f"compile_step: the first pass of {rule.name} changed a 0-dim state field; "
                     "a rule in two passes advances its counters in its second pass (move)"
                 )
-        _written(columns, result.fields, counters)
+        _write_fields(columns, result.fields, counters)
         return [x for kind in result.sums for x in kind]
 
     return first_pass
@@ -195,7 +199,8 @@ def _second_pass(rule: Rule, counters: tuple[int, ...]) -> Callable[..., list[Te
         columns, values = state
         result = move(grads, columns, params, in_place=False, context=PassContext(values))
         _flat.write_back(params, rules.apply_terms(ops.clone(params), rules.step_terms(result), 1.0))
-        return _written(columns, result.fields, counters)
+        _write_fields(columns, result.fields, counters)
+        return _new_counters(columns, result.fields, counters)
 
     return second_pass
 
