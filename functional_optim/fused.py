@@ -49,7 +49,7 @@ from typing import Any, NamedTuple, cast
 import torch
 from torch import Tensor
 
-from functional_optim import ops
+from functional_optim import _replay, ops
 from functional_optim.core import (
     Chain,
     DecoupledWeightDecay,
@@ -256,6 +256,29 @@ def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:
 _NBYTES = operator.attrgetter("nbytes")
 
 
+def _large_alone(parts: list[slice], params: list[Tensor]) -> list[slice]:
+    """``parts`` with every tensor of at least ``_CHUNK_BYTES`` in a chunk of its own: the chunks
+    of one tensor are the ones a replayable rule replays (`functional_optim._replay`), so that the
+    in-place rules' larger chunks do not hold a large tensor's ops together with its neighbours'."""
+    if len(params) < 2 or params[0].device.type != "cpu" or torch.compiler.is_compiling():
+        return parts  # (`chunks`: one run off the CPU and inside ``torch.compile``)
+    out: list[slice] = []
+    for part in parts:
+        if part.stop - part.start == 1 or max(map(_NBYTES, params[part])) < _CHUNK_BYTES:
+            out.append(part)
+            continue
+        start = part.start
+        for i in range(part.start, part.stop):
+            if params[i].nbytes >= _CHUNK_BYTES:
+                if start < i:
+                    out.append(slice(start, i))
+                out.append(slice(i, i + 1))
+                start = i + 1
+        if start < part.stop:
+            out.append(slice(start, part.stop))
+    return out
+
+
 class Committed(NamedTuple):
     """The result of `commit`.
 
@@ -304,6 +327,8 @@ def commit(
             _apply(fused, params, [Term(updates, None, unscaled)], step_scale, param_scale)
         return Committed(state, False)
     parts = chunks(params, None if rule.temporaries else _IN_PLACE_CHUNK_BYTES)
+    if rule.replayable and rule.begin is None:
+        parts = _large_alone(parts, params)
     fields = rule.fields(get_path(state, fused.rule_path))
     begun = prepared.begun
     context = None if begun is None else begun.context
@@ -340,17 +365,30 @@ def _chunked_rule_step(
     fields = [list(f) for f in fields]
     new_fields: list[list[Any]] = [[] for _ in fields]
     if rule.settle is None:
+        # a replayable rule's calls are recorded on the first chunk of one tensor of each kind and
+        # replayed on the others (`functional_optim._replay`), in a block of plain, dense, real
+        # tensors (a chunk of several tensors shares its rule's Python among them already)
+        replays = None
+        if (
+            rule.replayable
+            and rule.begin is None
+            and ops.verified_real()
+            and _replay.Replays.applies(fields)
+            and any(part.stop - part.start == 1 for part in parts)
+        ):
+            replays = _replay.Replays(params, updates, fields)
         for part in parts:
-            out = _rule_step(
-                fused,
-                rule,
-                updates[part],
-                [f[part] for f in fields],
-                params[part],
-                step_scale,
-                param_scale,
-                context,
-            )
+
+            def step(part: slice = part) -> list[list[Any]]:
+                chunk_fields = [f[part] for f in fields]
+                return _rule_step(
+                    fused, rule, updates[part], chunk_fields, params[part], step_scale, param_scale, context
+                )
+
+            if replays is not None and part.stop - part.start == 1:
+                out = replays.step(part.start, step)
+            else:
+                out = step()
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
         return new_fields, None

@@ -235,6 +235,13 @@ class Rule(Role):
         commit then runs it in chunks of about 1 MB, so that they stay in the cache and are
         reused by the next chunk (`functional_optim.fused.commit`). ``False`` (SGD's momentum
         ``b ← μ·b + g``, ``p ← p - lr·b``: every op in place): chunks of 4 MB, fewer calls.
+      replayable: ``step`` (with its terms applied) decides which torch calls it makes, and with
+        which Python numbers, from its tensors' dtypes, shapes, strides and ``requires_grad``,
+        the values of its 0-dim state fields (step counters) and its hyperparameters only; it
+        reads no other tensor value and keeps nothing between calls. The CPU commit then records
+        the calls of the first chunk of each kind and replays them on the others
+        (`functional_optim._replay`): the same calls, so the same numbers, without the rule's
+        Python per chunk. Only for rules without group values (`begin`).
     """
 
     name: str
@@ -252,6 +259,7 @@ class Rule(Role):
     settle: Callable[[Any, list[list[Tensor]]], Begun] | None = None
     move: GroupStepFn | None = None
     temporaries: bool = True
+    replayable: bool = False
 
 
 def run(

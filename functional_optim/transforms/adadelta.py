@@ -80,5 +80,6 @@ def scale_by_adadelta(rho: Hyperparam = 0.9, eps: Hyperparam = 1e-6) -> Gradient
             lambda new: ScaleByAdadeltaState(*new),
             state_type=ScaleByAdadeltaState,
             sparse="Adadelta",
+            replayable=True,
         ),
     )

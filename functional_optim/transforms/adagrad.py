@@ -134,5 +134,6 @@ def scale_by_adagrad(
             lambda new: ScaleByAdagradState(*new),
             state_type=ScaleByAdagradState,
             kernel=kernel,
+            replayable=True,
         ),
     )

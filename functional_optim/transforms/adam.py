@@ -142,5 +142,6 @@ def scale_by_adam(
             sparse="Adam does not support sparse gradients, please consider SparseAdam instead",
             kernel=kernel,
             low_precision_state=low_dtype is not None,
+            replayable=low_dtype is None,
         ),
     )

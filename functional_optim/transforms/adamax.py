@@ -87,5 +87,6 @@ def scale_by_adamax(
             lambda new: ScaleByAdamaxState(*new),
             state_type=ScaleByAdamaxState,
             sparse="Adamax",
+            replayable=True,
         ),
     )

@@ -206,5 +206,6 @@ def scale_by_asgd(
             # chunk-wide temporaries, so 4 MB chunks (32 × 512²: 1.00-1.02x torch's for-loop
             # against 1.13-1.22x in 1 MB chunks, interleaved)
             temporaries=False,
+            replayable=True,
         ),
     )

@@ -117,6 +117,7 @@ def trace(
             state_type=TraceState,
             kernel=kernel,
             temporaries=nesterov,  # b ← μ·b + g in place; Nesterov's g + μ·b is a new tensor
+            replayable=True,
         ),
     )
 

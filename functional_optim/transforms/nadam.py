@@ -142,5 +142,6 @@ def scale_by_nadam(
             lambda new: ScaleByNAdamState(*new),
             state_type=ScaleByNAdamState,
             sparse="NAdam",
+            replayable=True,
         ),
     )

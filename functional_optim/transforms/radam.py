@@ -132,5 +132,6 @@ def scale_by_radam(
             lambda new: ScaleByRAdamState(*new),
             state_type=ScaleByRAdamState,
             sparse="RAdam",
+            replayable=True,
         ),
     )

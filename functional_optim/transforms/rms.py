@@ -124,5 +124,13 @@ def scale_by_rms(
 
     return rule_transform(
         init_fn,
-        Rule("scale_by_rms", step, state_fields, as_state, state_type=ScaleByRmsState, sparse="RMSprop"),
+        Rule(
+            "scale_by_rms",
+            step,
+            state_fields,
+            as_state,
+            state_type=ScaleByRmsState,
+            sparse="RMSprop",
+            replayable=True,
+        ),
     )

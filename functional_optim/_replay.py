@@ -1,0 +1,294 @@
+"""The adapters' CPU commit, chunk after chunk: a rule's kernel calls recorded once, replayed.
+
+On the CPU the adapters' fused step runs a rule chunk by chunk (`functional_optim.fused.commit`:
+about 1 MB of parameters per chunk, so one chunk per tensor of a large model). Between the
+kernels of one chunk and those of the next, the rule's Python runs again: its coefficients, its
+state lists, its terms, the ``ops`` checks. After kernels that stream the caches out that Python
+runs slowly (≈ 95 µs per 1 MB chunk on a 2-core Xeon, where ``torch.optim``'s own bookkeeping costs
+≈ 20 µs per tensor; ``benchmarks/eager_floor.py``).
+
+A rule that declares `Rule.replayable <functional_optim.rules.Rule>` decides which calls it makes
+from the tensors' kinds (dtype, shape, strides, ``requires_grad``), the values of its 0-dim state
+fields (step counters) and its hyperparameters only. Chunks that agree on all of these (their
+*signature*) make the very same calls, with the same Python numbers, on their own tensors. So
+`Replays` runs the first chunk of each signature through the rule as usual while a
+``TorchFunctionMode`` records every torch call, and writes those calls out as a straight Python
+function of the chunk's tensors; every other chunk of that signature is stepped by calling that
+function. Same kernels, same arguments, same order: the same numbers, bit for bit.
+
+The recording proves what it can and refuses the rest (the chunk is then stepped by the rule,
+as without replay): a read of a tensor's *values* other than a 0-dim input field's (``item``,
+``bool`` ...), a metadata query it does not know, an attribute write, a result or new state field
+that is not made by the recorded calls from the chunk's tensors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["Replays"]
+
+_QUERIES = frozenset(
+    {
+        # metadata: decided by the signature
+        "dtype",
+        "shape",
+        "device",
+        "layout",
+        "ndim",
+        "is_sparse",
+        "is_cpu",
+        "is_cuda",
+        "is_meta",
+        "is_quantized",
+        "is_mkldnn",
+        "is_nested",
+        "requires_grad",
+        "is_leaf",
+        "_version",  # read to reuse equal results (e.g. `_steps.read`), never to decide a value
+        "is_floating_point",
+        "is_complex",
+        "is_inference",
+        "dim",
+        "size",
+        "numel",
+        "nelement",
+        "stride",
+        "is_contiguous",
+        "element_size",
+        "storage_offset",
+        "__len__",
+    }
+)
+"""Torch calls that return a Python value decided by a tensor's kind (part of the signature)."""
+
+_VALUE_READS = frozenset({"item", "tolist", "__bool__", "__float__", "__int__", "__index__"})
+"""Torch calls that read a tensor's values: allowed on the 0-dim input fields only (their values
+are part of the signature)."""
+
+_PLAIN = (bool, int, float, complex, str, torch.dtype, torch.device, torch.layout, torch.Size)
+
+_STRIDE = operator.methodcaller("stride")
+
+_MAX_PROGRAMS = 64
+"""Generated functions kept (by the calls they make, whatever the numbers): one per rule,
+hyperparameter set and chunk kind in practice."""
+
+_PROGRAMS: dict[tuple, Callable[..., Any]] = {}
+
+
+def _name(func: Any) -> str:
+    """A torch function's name; a property's getter by its property's name."""
+    name = getattr(func, "__name__", "")
+    if name == "__get__":
+        owner = getattr(func, "__self__", None)
+        return getattr(owner, "__name__", "__get__")
+    return name
+
+
+def _writes(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether a call writes into its first argument (``add_``, ``_foreach_mul_``, ``__iadd__``)
+    or into ``out``."""
+    return "out" in kwargs or (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
+
+
+def _holds_tensor(values: Any) -> bool:
+    return any(
+        isinstance(v, Tensor) or (isinstance(v, list | tuple) and any(isinstance(x, Tensor) for x in v))
+        for v in values
+    )
+
+
+class _RefusedError(Exception):
+    """The recording met something it cannot replay."""
+
+
+class _Recorder(TorchFunctionMode):
+    """Runs the chunk's step and writes every torch call it makes as a line of Python."""
+
+    def __init__(self, inputs: Sequence[Tensor]) -> None:
+        super().__init__()
+        self.names: dict[int, str] = {id(t): f"i{k}" for k, t in enumerate(inputs)}
+        self.value_inputs = {id(t) for t in inputs if t.dim() == 0}
+        self.lines: list[str] = []
+        self.funcs: list[Any] = []
+        self.constants: list[Any] = []
+        self.kept: list[Any] = []  # every object named: its id is not reused while recording
+        self.refused: str | None = None
+        self.made_here: set[int] = set()
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.refused is None:
+            try:
+                self._record(func, args, kwargs, out)
+            except _RefusedError as refused:
+                self.refused = str(refused)
+        return out
+
+    def _record(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> None:
+        name = _name(func)
+        if name in _VALUE_READS:
+            if not (args and isinstance(args[0], Tensor) and id(args[0]) in self.value_inputs):
+                raise _RefusedError(f"{name} of a tensor that is not a 0-dim state field")
+            return
+        if name in _QUERIES:
+            return
+        if isinstance(out, _PLAIN) or name.startswith("__set"):
+            raise _RefusedError(f"unknown query or write {name}")
+        if _writes(name, kwargs) and args and self._made_here(args[0]):
+            raise _RefusedError(f"{name} writes into a tensor made from constants")
+        if isinstance(out, Tensor) and not _holds_tensor(args) and not _holds_tensor(kwargs.values()):
+            # made from constants only (a 0-dim scalar such as a bias correction): the same
+            # tensor serves every chunk, unless a later call writes into it (refused above)
+            self.names[id(out)] = self._constant(out)
+            self.made_here.add(id(out))
+            return
+        rendered = [self._arg(a) for a in args]
+        rendered += [f"{k}={self._arg(v)}" for k, v in kwargs.items()]
+        self.kept.append(out)
+        self.funcs.append(func)
+        n = len(self.lines)
+        self.lines.append(f"r{n} = f{n}({', '.join(rendered)})")
+        if isinstance(out, Tensor):
+            self.names.setdefault(id(out), f"r{n}")
+        elif isinstance(out, list | tuple):
+            for j, t in enumerate(out):
+                if isinstance(t, Tensor):
+                    self.names.setdefault(id(t), f"r{n}[{j}]")
+
+    def _made_here(self, value: Any) -> bool:
+        if isinstance(value, Tensor):
+            return id(value) in self.made_here
+        return isinstance(value, list | tuple) and any(id(v) in self.made_here for v in value)
+
+    def _arg(self, value: Any) -> str:
+        if isinstance(value, Tensor):
+            known = self.names.get(id(value))
+            return known if known is not None else self._constant(value)
+        if isinstance(value, list | tuple) and value and any(isinstance(v, Tensor) for v in value):
+            items = ", ".join(self._arg(v) for v in value)
+            return f"[{items}]" if isinstance(value, list) else f"({items},)"
+        return self._constant(value)
+
+    def _constant(self, value: Any) -> str:
+        """A value the chunk did not make (a Python number, a scalar list, a library constant
+        such as the cached 0-dim ``1`` of the step counters): passed as it is to every chunk."""
+        self.kept.append(value)
+        self.constants.append(value)
+        return f"c[{len(self.constants) - 1}]"
+
+    def output(self, fields: list[list[Any]]) -> str:
+        rows = []
+        for field in fields:
+            names = []
+            for t in field:
+                if not isinstance(t, Tensor) or id(t) not in self.names:
+                    raise _RefusedError("a new state field not made by the recorded calls")
+                names.append(self.names[id(t)])
+            rows.append(f"[{', '.join(names)}]")
+        return f"return [{', '.join(rows)}]"
+
+
+def _program(n_inputs: int, lines: list[str], funcs: list[Any], output: str) -> Callable[..., Any]:
+    """The generated function ``(inputs, c) -> new fields`` (cached by its text and callables)."""
+    key = (n_inputs, tuple(lines), tuple(funcs), output)
+    fn = _PROGRAMS.get(key)
+    if fn is None:
+        unpack = f"    {', '.join(f'i{k}' for k in range(n_inputs))}, = inputs"
+        body = "\n".join(f"    {line}" for line in lines)
+        source = f"def replayed(inputs, c):\n{unpack}\n{body}\n    {output}\n"
+        namespace: dict[str, Any] = {f"f{k}": f for k, f in enumerate(funcs)}
+        exec(compile(source, "<functional_optim._replay>", "exec"), namespace)
+        fn = namespace["replayed"]
+        if len(_PROGRAMS) >= _MAX_PROGRAMS:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = fn
+    return fn
+
+
+class _Recorded:
+    """A chunk kind's generated function and the numbers of this step."""
+
+    __slots__ = ("constants", "fn")
+
+    def __init__(self, fn: Callable[..., Any], constants: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.constants = constants
+
+
+_KIND = operator.attrgetter("dtype", "shape", "requires_grad")
+
+
+def _values(column: list[Tensor]) -> list[Any]:
+    """The values of a column's 0-dim tensors (``None`` for the others)."""
+    if all(map(operator.not_, map(_SHAPE, column))):  # every one 0-dim: C-level maps
+        return list(map(_ITEM, column))
+    return [t.item() if not t.shape else None for t in column]
+
+
+_SHAPE = operator.attrgetter("shape")
+_ITEM = operator.methodcaller("item")
+
+
+_UNSEEN = _Recorded(lambda inputs, constants: None, ())
+"""The signature met for the first time (recorded now)."""
+
+
+class Replays:
+    """The recorded chunks of one commit (one step of one group: the numbers are this step's).
+
+    `prepare` takes, in one pass before any kernel runs, every tensor's inputs and signature:
+    its tensors' kinds (dtype, shape, ``requires_grad``, strides) and the values of its 0-dim
+    tensors. The loop over chunks then only looks a signature up and calls what was recorded
+    (Python run between kernels that stream the caches out runs slowly: the less of it, the
+    better).
+    """
+
+    __slots__ = ("_recorded", "inputs", "signatures")
+
+    def __init__(self, params: list[Tensor], updates: list[Tensor], fields: list[list[Any]]) -> None:
+        columns = [params, updates, *fields]
+        self.inputs: list[list[Tensor]] = list(map(list, zip(*columns, strict=True)))
+        kinds = [list(map(_KIND, column)) for column in columns]
+        strides = [list(map(_STRIDE, column)) for column in columns]
+        values = [_values(column) for column in columns]
+        self.signatures: list[tuple] = list(zip(*kinds, *strides, *values, strict=True))
+        self._recorded: dict[tuple, _Recorded | None] = {}
+
+    @staticmethod
+    def applies(fields: list[list[Any]]) -> bool:
+        """Every state field a tensor (else the rule steps every chunk)."""
+        return all(all(map(isinstance, f, itertools.repeat(Tensor))) for f in fields)
+
+    def step(self, i: int, step: Callable[[], list[list[Any]]]) -> list[list[Any]]:
+        """The new state fields of tensor ``i``'s chunk: the replay of the first chunk of its
+        signature, or ``step()`` (recorded when this is the first)."""
+        signature = self.signatures[i]
+        recorded = self._recorded.get(signature, _UNSEEN)
+        if recorded is not None and recorded is not _UNSEEN:
+            return recorded.fn(self.inputs[i], recorded.constants)
+        if recorded is None:  # this kind could not be recorded: the rule steps it
+            return step()
+        inputs = self.inputs[i]
+        recorder = _Recorder(inputs)
+        with recorder:
+            fields = step()
+        try:
+            if recorder.refused is not None:
+                raise _RefusedError(recorder.refused)
+            output = recorder.output(fields)
+        except _RefusedError:
+            self._recorded[signature] = None
+            return fields
+        fn = _program(len(inputs), recorder.lines, recorder.funcs, output)
+        self._recorded[signature] = _Recorded(fn, tuple(recorder.constants))
+        return fields

@@ -1,0 +1,265 @@
+"""The adapters' CPU commit replays a replayable rule's recorded calls on the chunks of one tensor
+(`functional_optim._replay`): the numbers must be those of the rule run on every chunk, bit for
+bit, whatever the chunks hold (mixed dtypes and shapes, counters at different steps, bad
+gradients), and a step must stay all-or-nothing. The chunk budget is lowered so that small
+tensors make chunks of one tensor, as 1 MB tensors do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import pytest
+import torch
+
+import functional_optim as fo
+from functional_optim import _replay, fused, rules
+
+A = fo.adapters
+
+REPLAYABLE: dict[str, tuple[Callable[..., torch.optim.Optimizer], dict[str, Any]]] = {
+    "Adam": (A.Adam, dict(lr=1e-2, weight_decay=0.1)),
+    "Adam-amsgrad": (A.Adam, dict(lr=1e-2, amsgrad=True)),
+    "AdamW": (A.AdamW, dict(lr=1e-2, weight_decay=0.1)),
+    "SGD": (A.SGD, dict(lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    "SGD-nesterov": (A.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True, maximize=True)),
+    "Adagrad": (A.Adagrad, dict(lr=1e-2, lr_decay=0.01, weight_decay=0.1)),
+    "RMSprop": (A.RMSprop, dict(lr=1e-2)),
+    "RMSprop-centered": (A.RMSprop, dict(lr=1e-2, momentum=0.9, centered=True)),
+    "Adadelta": (A.Adadelta, dict(lr=1.0, weight_decay=0.1)),
+    "Adamax": (A.Adamax, dict(lr=1e-2)),
+    "NAdam": (A.NAdam, dict(lr=1e-2, decoupled_weight_decay=True, weight_decay=0.1)),
+    "RAdam": (A.RAdam, dict(lr=1e-2)),
+    "ASGD": (A.ASGD, dict(lr=1e-2, t0=2.0)),
+}
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of about 1 KB: every tensor below of 1 KB or more is a chunk of its own."""
+    monkeypatch.setattr(fused, "_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(fused, "_IN_PLACE_CHUNK_BYTES", 4096)
+
+
+class _Counted:
+    """Counts the replayed chunks and the recordings (so that no test passes without replay)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.replayed = self.recorded = 0
+        program = _replay._program
+        recorder_init = _replay._Recorder.__init__
+
+        def counting_program(*args: Any) -> Callable[..., Any]:
+            fn = program(*args)
+
+            def counted(*a: Any) -> Any:
+                self.replayed += 1
+                return fn(*a)
+
+            return counted
+
+        def counting_init(recorder: Any, *args: Any) -> None:
+            self.recorded += 1
+            recorder_init(recorder, *args)
+
+        monkeypatch.setattr(_replay, "_program", counting_program)
+        monkeypatch.setattr(_replay._Recorder, "__init__", counting_init)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> _Counted:
+    return _Counted(monkeypatch)
+
+
+def _without_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_replay.Replays, "applies", staticmethod(lambda fields: False))
+
+
+def _params(dtypes: tuple[torch.dtype, ...] = (torch.float32,), seed: int = 0) -> list[torch.Tensor]:
+    """Tensors of 1 KB and more (chunks of their own), a small one (shares a chunk) and a
+    non-contiguous one, in each dtype."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for dtype in dtypes:
+        out += [
+            torch.randn(16, 17, generator=gen, dtype=dtype),
+            torch.randn(400, generator=gen, dtype=dtype),
+            torch.randn(16, 17, generator=gen, dtype=dtype),
+            torch.randn(3, generator=gen, dtype=dtype),
+            torch.randn(30, 20, generator=gen, dtype=dtype).t(),
+        ]
+    return [t.requires_grad_() for t in out]
+
+
+def _gradients(params: list[torch.Tensor], steps: int, seed: int = 1) -> Iterator[list[torch.Tensor | None]]:
+    """Per step the gradients; the second tensor misses a few steps (its counters fall behind),
+    and step 4 brings a NaN, an inf and a huge value."""
+    gen = torch.Generator().manual_seed(seed)
+    for k in range(steps):
+        grads: list[torch.Tensor | None] = [
+            torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params
+        ]
+        if k in (1, 2):
+            grads[1] = None
+        if k == 4:
+            g = grads[0]
+            assert g is not None
+            g.view(-1)[:3] = torch.tensor([float("nan"), float("inf"), 1e30])
+        yield grads
+
+
+def _train(
+    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], params: list[torch.Tensor], steps: int = 7
+):
+    opt = make(params)
+    for grads in _gradients(params, steps):
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+    return opt
+
+
+def _state_tensors(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [v for st in opt.state.values() for v in fo.tree.leaves(st) if isinstance(v, torch.Tensor)]
+
+
+def _assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert torch.equal(x, y) or torch.allclose(x, y, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32,), (torch.float64,), (torch.float32, torch.float64)])
+@pytest.mark.parametrize("case", sorted(REPLAYABLE))
+def test_a_replayed_step_is_the_rule_run_on_every_chunk_bit_for_bit(
+    case: str,
+    dtypes: tuple[torch.dtype, ...],
+    small_chunks: None,
+    counted: _Counted,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cls, kwargs = REPLAYABLE[case]
+    ours = _params(dtypes)
+    opt = _train(lambda ps: cls(ps, **kwargs), ours)
+    assert counted.replayed > 0, "no chunk was replayed"
+    with monkeypatch.context() as m:
+        _without_replay(m)
+        reference = _params(dtypes)
+        ref = _train(lambda ps: cls(ps, **kwargs), reference)
+    _assert_same(ours, reference)
+    _assert_same(_state_tensors(opt), _state_tensors(ref))
+
+
+@pytest.mark.parametrize("case", ["Adam", "SGD", "Adagrad", "RMSprop", "NAdam", "ASGD"])
+def test_a_replayed_step_gives_torchs_numbers(case: str, small_chunks: None, counted: _Counted) -> None:
+    """The replayed adapter against ``torch.optim``'s for-loop (float64, within rounding)."""
+    cls, kwargs = REPLAYABLE[case]
+    torch_cls = getattr(torch.optim, cls.__name__)
+    ours, theirs = _params((torch.float64,)), _params((torch.float64,))
+    _train(lambda ps: cls(ps, **kwargs), ours)
+    _train(lambda ps: torch_cls(ps, foreach=False, **kwargs), theirs)
+    assert counted.replayed > 0
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_a_step_that_raises_in_a_later_group_leaves_the_replayed_group_untouched(
+    small_chunks: None, counted: _Counted
+) -> None:
+    params = _params()
+    bad = torch.zeros(3, requires_grad=True)
+    opt = A.Adam([{"params": params}, {"params": [bad]}], lr=1e-2)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        bad.grad = torch.randn_like(bad)
+        opt.step()
+    assert counted.replayed > 0
+    before_params = [p.detach().clone() for p in params]
+    before_state = [t.clone() for t in _state_tensors(opt)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.param_groups[1]["lr"] = -1.0  # invalid: the later group's transform raises
+    with pytest.raises(ValueError, match="learning rate"):
+        opt.step()
+    _assert_same([p.detach() for p in params], before_params)
+    _assert_same(_state_tensors(opt), before_state)
+
+
+class _State(NamedTuple):
+    buf: Any
+    step: Any
+
+
+def _rule_chain(rule_step: Callable[..., rules.RuleStep], lr: float = 0.1) -> fo.GradientTransformation:
+    """A replayable rule with one per-element field, ``step`` given, then the learning rate."""
+    from functional_optim.transforms._steps import zeros
+
+    def init(params: Any) -> _State:
+        return _State(fo.tree.map(torch.zeros_like, params), zeros(params))
+
+    rule = rules.Rule(
+        "test_rule",
+        rule_step,
+        lambda state: [state.buf, state.step],
+        lambda new: _State(*new),
+        state_type=_State,
+        replayable=True,
+    )
+    return fo.chain(rules.rule_transform(init, rule), fo.scale_by_learning_rate(lr))
+
+
+def _momentum_step(grads, fields, _, *, in_place):
+    from functional_optim import ops
+    from functional_optim.transforms import _steps
+
+    bufs, steps = fields
+    steps = _steps.increment(steps, in_place=in_place)
+    bufs = ops.add_(ops.mul(bufs, 0.5, in_place=in_place), grads)
+    return rules.RuleStep([bufs, steps], [rules.Term(bufs, None, rules.unscaled)])
+
+
+def _value_reading_step(grads, fields, params, *, in_place):
+    """Reads a gradient's value in Python (its largest entry decides a factor): not replayable
+    however it is declared; the recording must see it and step every chunk with the rule."""
+    result = _momentum_step(grads, fields, params, in_place=in_place)
+    factor = 2.0 if grads[0].abs().max().item() > 1.5 else 1.0
+    return rules.RuleStep(result.fields, [rules.Term(result.fields[0], None, lambda s: s * factor)])
+
+
+@pytest.mark.parametrize(("rule_step", "replays"), [(_momentum_step, True), (_value_reading_step, False)])
+def test_a_rule_that_reads_a_tensors_value_is_not_replayed(
+    rule_step: Callable[..., rules.RuleStep],
+    replays: bool,
+    small_chunks: None,
+    counted: _Counted,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tx = _rule_chain(rule_step)
+    ours = _params()
+    opt = _train(lambda ps: fo.adapters.FunctionalOptimizer(ps, tx), ours)
+    assert (counted.replayed > 0) is replays
+    with monkeypatch.context() as m:
+        _without_replay(m)
+        reference = _params()
+        ref = _train(lambda ps: fo.adapters.FunctionalOptimizer(ps, tx), reference)
+    _assert_same(ours, reference)
+    _assert_same(_state_tensors(opt), _state_tensors(ref))
+
+
+def test_the_recorder_refuses_value_reads_and_writes_into_constants() -> None:
+    g = torch.randn(4)
+    counter = torch.zeros(())
+    recorder = _replay._Recorder([g, counter])
+    with recorder:
+        counter.item()  # a 0-dim input: its value is part of the signature
+    assert recorder.refused is None
+    with recorder:
+        g.sum().item()
+    assert recorder.refused is not None and "item" in recorder.refused
+    recorder = _replay._Recorder([g])
+    with recorder:
+        c = torch.scalar_tensor(2.0)
+        c.add_(g.sum())
+    assert recorder.refused is not None and "writes into a tensor made from constants" in recorder.refused
