@@ -239,21 +239,17 @@ _SHAPE = operator.attrgetter("shape")
 _ITEM = operator.methodcaller("item")
 
 
-_UNSEEN = _Recorded(lambda inputs, constants: None, ())
-"""The signature met for the first time (recorded now)."""
-
-
 class Replays:
     """The recorded chunks of one commit (one step of one group: the numbers are this step's).
 
-    `prepare` takes, in one pass before any kernel runs, every tensor's inputs and signature:
-    its tensors' kinds (dtype, shape, ``requires_grad``, strides) and the values of its 0-dim
-    tensors. The loop over chunks then only looks a signature up and calls what was recorded
-    (Python run between kernels that stream the caches out runs slowly: the less of it, the
-    better).
+    Before any kernel runs, one pass takes every tensor's inputs and signature: its tensors'
+    kinds (dtype, shape, ``requires_grad``, strides) and the values of its 0-dim tensors, each
+    signature numbered. The loop over chunks then only indexes a list and calls what was
+    recorded (Python run between kernels that stream the caches out runs slowly: the less of it,
+    the better).
     """
 
-    __slots__ = ("_recorded", "inputs", "signatures")
+    __slots__ = ("_recorded", "_signature_of", "inputs")
 
     def __init__(self, params: list[Tensor], updates: list[Tensor], fields: list[list[Any]]) -> None:
         columns = [params, updates, *fields]
@@ -261,22 +257,32 @@ class Replays:
         kinds = [list(map(_KIND, column)) for column in columns]
         strides = [list(map(_STRIDE, column)) for column in columns]
         values = [_values(column) for column in columns]
-        self.signatures: list[tuple] = list(zip(*kinds, *strides, *values, strict=True))
-        self._recorded: dict[tuple, _Recorded | None] = {}
+        numbers: dict[tuple, int] = {}
+        self._signature_of = [
+            numbers.setdefault(signature, len(numbers))
+            for signature in zip(*kinds, *strides, *values, strict=True)
+        ]
+        # per signature number: the recorded step, ``None`` (could not be recorded) or unseen
+        self._recorded: list[_Recorded | bool | None] = [False] * len(numbers)
 
     @staticmethod
     def applies(fields: list[list[Any]]) -> bool:
         """Every state field a tensor (else the rule steps every chunk)."""
         return all(all(map(isinstance, f, itertools.repeat(Tensor))) for f in fields)
 
-    def step(self, i: int, step: Callable[[], list[list[Any]]]) -> list[list[Any]]:
-        """The new state fields of tensor ``i``'s chunk: the replay of the first chunk of its
-        signature, or ``step()`` (recorded when this is the first)."""
-        signature = self.signatures[i]
-        recorded = self._recorded.get(signature, _UNSEEN)
-        if recorded is not None and recorded is not _UNSEEN:
+    def replay(self, i: int) -> list[list[Any]] | None:
+        """The new state fields of tensor ``i``'s chunk replayed, or ``None`` when its signature
+        has no recording (then `step` runs it)."""
+        recorded = self._recorded[self._signature_of[i]]
+        if isinstance(recorded, _Recorded):
             return recorded.fn(self.inputs[i], recorded.constants)
-        if recorded is None:  # this kind could not be recorded: the rule steps it
+        return None
+
+    def step(self, i: int, step: Callable[[], list[list[Any]]]) -> list[list[Any]]:
+        """``step()`` on tensor ``i``'s chunk (whose signature `replay` did not know), recorded
+        if its signature was not met before."""
+        number = self._signature_of[i]
+        if self._recorded[number] is None:  # this kind could not be recorded: the rule steps it
             return step()
         inputs = self.inputs[i]
         recorder = _Recorder(inputs)
@@ -287,8 +293,8 @@ class Replays:
                 raise _RefusedError(recorder.refused)
             output = recorder.output(fields)
         except _RefusedError:
-            self._recorded[signature] = None
+            self._recorded[number] = None
             return fields
         fn = _program(len(inputs), recorder.lines, recorder.funcs, output)
-        self._recorded[signature] = _Recorded(fn, tuple(recorder.constants))
+        self._recorded[number] = _Recorded(fn, tuple(recorder.constants))
         return fields

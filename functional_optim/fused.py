@@ -378,17 +378,27 @@ def _chunked_rule_step(
         ):
             replays = _replay.Replays(params, updates, fields)
         for part in parts:
+            out = replays.replay(part.start) if replays is not None and part.stop - part.start == 1 else None
+            if out is None:
 
-            def step(part: slice = part) -> list[list[Any]]:
-                chunk_fields = [f[part] for f in fields]
-                return _rule_step(
-                    fused, rule, updates[part], chunk_fields, params[part], step_scale, param_scale, context
+                def step(part: slice = part) -> list[list[Any]]:
+                    chunk_fields = [f[part] for f in fields]
+                    return _rule_step(
+                        fused,
+                        rule,
+                        updates[part],
+                        chunk_fields,
+                        params[part],
+                        step_scale,
+                        param_scale,
+                        context,
+                    )
+
+                out = (
+                    replays.step(part.start, step)
+                    if replays is not None and part.stop - part.start == 1
+                    else step()
                 )
-
-            if replays is not None and part.stop - part.start == 1:
-                out = replays.step(part.start, step)
-            else:
-                out = step()
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
         return new_fields, None
