@@ -5,6 +5,7 @@ Run::
     python benchmarks/eager_floor.py                        # sgd, adagrad, adam on 32 x 512² and 100 x 10k
     python benchmarks/eager_floor.py --sets large --repeats 21 --json out.json
     python benchmarks/eager_floor.py --check-fused-sgd     # torch's fused SGD kernel against its for-loop
+    python benchmarks/eager_floor.py --breakdown           # where the adapter's step goes on 32 x 512²
 
 On a CPU, ``torch.optim``'s for-loop (``foreach=False``) and the adapter's eager step run the very
 same kernels (a ``torch.profiler`` comparison gives equal self times, see ``docs/performance.md``);
@@ -36,6 +37,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -304,6 +306,44 @@ def fused_sgd_differences() -> tuple[int, int]:
     return differing, total
 
 
+def breakdown(name: str, steps: int = 30) -> dict[str, float]:
+    """Milliseconds per step of the adapter on 32 x 512² (one chunk per tensor): the whole step,
+    the commit, the replayed chunks and the recorded one (`functional_optim._replay`), timed with
+    ``perf_counter`` around each."""
+    from functional_optim import _replay, fused
+
+    algo = ALGORITHMS[name]
+    shapes = size_shapes("large", 12)
+    opt = algo.adapter(_with_grads(make_tensors(shapes, "cpu", seed=0), make_tensors(shapes, "cpu", seed=1)))
+    for _ in range(3):
+        opt.step()
+    spent = {"commit": 0.0, "replayed": 0.0, "recorded": 0.0}
+
+    def timed(key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - start
+
+        return run
+
+    originals = (fused.commit, _replay.Replays.replay, _replay.Replays.step)
+    fused.commit = timed("commit", fused.commit)
+    _replay.Replays.replay = timed("replayed", _replay.Replays.replay)  # type: ignore[method-assign]
+    _replay.Replays.step = timed("recorded", _replay.Replays.step)  # type: ignore[method-assign]
+    try:
+        start = time.perf_counter()
+        for _ in range(steps):
+            opt.step()
+        total = time.perf_counter() - start
+    finally:
+        fused.commit, _replay.Replays.replay, _replay.Replays.step = originals  # type: ignore[method-assign]
+    out = {"step": total, **spent}
+    return {k: 1e3 * v / steps for k, v in out.items()}
+
+
 def _cpu_flags() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -335,7 +375,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--check-fused-sgd", action="store_true", help="only count where torch's fused SGD differs"
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="only time the parts of the adapter's step on 32 x 512²"
+    )
     args = parser.parse_args(argv)
+    if args.breakdown:
+        out = {name: breakdown(name) for name in args.algos.split(",")}
+        for name, ms in out.items():
+            print(f"{name:8s} " + "  ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
+        return out
     if args.check_fused_sgd:
         differing, total = fused_sgd_differences()
         print(f"torch's fused SGD kernel differs from its for-loop in {differing} of {total} option sets")

@@ -318,7 +318,9 @@ def commit(
     from the system (measured on 100 tensors of 10,000 floats, 1 thread: AdaBelief's step 2.1x,
     Adan's 1.9x and Lion's 1.6x faster than one chunk). The rule's state fields are sliced once
     per chunk and its new fields gathered into one list per field: the state is packed into the
-    rule's state type once per step, not per chunk.
+    rule's state type once per step, not per chunk. A replayable rule (`Rule.replayable`) runs
+    once per kind of chunk of one tensor; its recorded calls are replayed on the other chunks of
+    that kind (`functional_optim._replay`), and its tensors of 1 MB or more are chunks of their own.
     """
     params = list(params)
     state, rule, updates = prepared.state, fused.rule, prepared.updates
