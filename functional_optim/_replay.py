@@ -24,6 +24,7 @@ that is not made by the recorded calls from the chunk's tensors.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import operator
 from collections.abc import Callable, Sequence
@@ -262,8 +263,12 @@ class Replays:
             numbers.setdefault(signature, len(numbers))
             for signature in zip(*kinds, *strides, *values, strict=True)
         ]
-        # per signature number: the recorded step, ``None`` (could not be recorded) or unseen
-        self._recorded: list[_Recorded | bool | None] = [False] * len(numbers)
+        # per signature number: the recorded step, ``None`` (not recorded: it could not be, or
+        # no other tensor has this signature, so that recording would only cost) or unseen
+        once = {n for n, count in collections.Counter(self._signature_of).items() if count == 1}
+        self._recorded: list[_Recorded | bool | None] = [
+            None if n in once else False for n in range(len(numbers))
+        ]
 
     @staticmethod
     def applies(fields: list[list[Any]]) -> bool:

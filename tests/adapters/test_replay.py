@@ -263,3 +263,12 @@ def test_the_recorder_refuses_value_reads_and_writes_into_constants() -> None:
         c = torch.scalar_tensor(2.0)
         c.add_(g.sum())
     assert recorder.refused is not None and "writes into a tensor made from constants" in recorder.refused
+
+
+def test_a_signature_of_one_tensor_is_not_recorded(small_chunks: None, counted: _Counted) -> None:
+    """Tensors of all different shapes: nothing would be replayed, so nothing is recorded (a
+    recording costs more than the rule's Python); the steps are the rule's."""
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(16 + k, 17, generator=gen).requires_grad_() for k in range(4)]
+    _train(lambda ps: A.Adam(ps, lr=1e-2), params, steps=3)
+    assert counted.recorded == 0 and counted.replayed == 0
