@@ -39,6 +39,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of about 1 KB: every tensor below of 1 KB or more is a chunk of its own."""
     monkeypatch.setattr(fused, "_CHUNK_BYTES", 1024)
     monkeypatch.setattr(fused, "_IN_PLACE_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(_replay, "MIN_SHARED", 2)  # the tensors below share signatures in pairs
 
 
 class _Counted:
@@ -265,10 +266,16 @@ def test_the_recorder_refuses_value_reads_and_writes_into_constants() -> None:
     assert recorder.refused is not None and "writes into a tensor made from constants" in recorder.refused
 
 
-def test_a_signature_of_one_tensor_is_not_recorded(small_chunks: None, counted: _Counted) -> None:
-    """Tensors of all different shapes: nothing would be replayed, so nothing is recorded (a
-    recording costs more than the rule's Python); the steps are the rule's."""
+@pytest.mark.parametrize(("shared", "records"), [(1, False), (5, False), (6, True)])
+def test_a_signature_is_recorded_only_when_enough_tensors_share_it(
+    shared: int, records: bool, monkeypatch: pytest.MonkeyPatch, counted: _Counted
+) -> None:
+    """A recording costs about as much as the rule's Python on several chunks: a signature that
+    fewer than ``MIN_SHARED`` (6) tensors share is stepped by the rule."""
+    monkeypatch.setattr(fused, "_CHUNK_BYTES", 1024)
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(16 + k, 17, generator=gen).requires_grad_() for k in range(4)]
+    params = [torch.randn(16, 17, generator=gen).requires_grad_() for _ in range(shared)]
+    params += [torch.randn(18 + k, 17, generator=gen).requires_grad_() for k in range(3)]  # each alone
     _train(lambda ps: A.Adam(ps, lr=1e-2), params, steps=3)
-    assert counted.recorded == 0 and counted.replayed == 0
+    assert (counted.recorded > 0) is records
+    assert (counted.replayed > 0) is records
