@@ -375,12 +375,13 @@ def _chunked_rule_step(
             rule.replayable
             and rule.begin is None
             and ops.verified_real()
+            and sum(part.stop - part.start == 1 for part in parts) >= _replay.MIN_SHARED
             and _replay.Replays.applies(fields)
-            and any(part.stop - part.start == 1 for part in parts)
         ):
             replays = _replay.Replays(params, updates, fields)
         for part in parts:
-            out = replays.replay(part.start) if replays is not None and part.stop - part.start == 1 else None
+            alone = part.stop - part.start == 1
+            out = replays.replay(part.start) if replays is not None and alone else None
             if out is None:
 
                 def step(part: slice = part) -> list[list[Any]]:
@@ -396,11 +397,7 @@ def _chunked_rule_step(
                         context,
                     )
 
-                out = (
-                    replays.step(part.start, step)
-                    if replays is not None and part.stop - part.start == 1
-                    else step()
-                )
+                out = replays.step(part.start, step) if replays is not None and alone else step()
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
         return new_fields, None
