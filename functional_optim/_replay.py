@@ -77,6 +77,9 @@ are part of the signature)."""
 _PLAIN = (bool, int, float, complex, str, torch.dtype, torch.device, torch.layout, torch.Size)
 
 _STRIDE = operator.methodcaller("stride")
+_KIND = operator.attrgetter("dtype", "shape", "requires_grad")
+_SHAPE = operator.attrgetter("shape")
+_ITEM = operator.methodcaller("item")
 
 _MAX_PROGRAMS = 64
 """Generated functions kept (by the calls they make, whatever the numbers): one per rule,
@@ -189,8 +192,8 @@ class _Recorder(TorchFunctionMode):
 
     def _constant(self, value: Any) -> str:
         """A value the chunk did not make (a Python number, a scalar list, a library constant
-        such as the cached 0-dim ``1`` of the step counters): passed as it is to every chunk."""
-        self.kept.append(value)
+        such as the cached 0-dim ``1`` of the step counters): passed as it is to every chunk
+        (``constants`` keeps it alive while recording, so its id is not reused)."""
         self.constants.append(value)
         return f"c[{len(self.constants) - 1}]"
 
@@ -233,18 +236,11 @@ class _Recorded:
         self.constants = constants
 
 
-_KIND = operator.attrgetter("dtype", "shape", "requires_grad")
-
-
 def _values(column: list[Tensor]) -> list[Any]:
     """The values of a column's 0-dim tensors (``None`` for the others)."""
     if all(map(operator.not_, map(_SHAPE, column))):  # every one 0-dim: C-level maps
         return list(map(_ITEM, column))
     return [t.item() if not t.shape else None for t in column]
-
-
-_SHAPE = operator.attrgetter("shape")
-_ITEM = operator.methodcaller("item")
 
 
 class Replays:
