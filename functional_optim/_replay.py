@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import itertools
 import operator
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Replays"]
+__all__ = ["Replays", "store"]
 
 _QUERIES = frozenset(
     {
@@ -87,6 +88,21 @@ hyperparameter set and chunk kind in practice."""
 
 _PROGRAMS: dict[tuple, Callable[..., Any]] = {}
 
+_MAX_KEPT = 64
+"""Recordings kept across steps per rule (by the commit's numbers and the chunks' kinds): a
+learning rate that changes at every step makes a new one each step."""
+
+_STORES: weakref.WeakKeyDictionary[Any, dict[tuple, Any]] = weakref.WeakKeyDictionary()
+
+
+def store(owner: Any) -> dict[tuple, Any]:
+    """The recordings kept across steps for ``owner`` (a rule): one dict while it lives."""
+    kept = _STORES.get(owner)
+    if kept is None:
+        kept = _STORES[owner] = {}
+    return kept
+
+
 MIN_SHARED = 6
 """Tensors that must share a signature for it to be recorded. Recording one chunk costs about as
 much as the rule's Python on 2 (SGD), 4 (Adagrad) or 6 (Adam) other chunks (0.17, 0.29 and 0.45 ms
@@ -132,8 +148,11 @@ class _Recorder(TorchFunctionMode):
         self.funcs: list[Any] = []
         self.constants: list[Any] = []
         self.kept: list[Any] = []  # every object named: its id is not reused while recording
-        self.refused: str | None = None
+        # a tensor given twice (a gradient that is its parameter) would have one name: another
+        # chunk's two tensors would be taken for one
+        self.refused: str | None = None if len(self.names) == len(inputs) else "a tensor given twice"
         self.made_here: set[int] = set()
+        self.reads_values = False  # a 0-dim input's value (or version) was read
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -150,8 +169,11 @@ class _Recorder(TorchFunctionMode):
         if name in _VALUE_READS:
             if not (args and isinstance(args[0], Tensor) and id(args[0]) in self.value_inputs):
                 raise _RefusedError(f"{name} of a tensor that is not a 0-dim state field")
+            self.reads_values = True
             return
         if name in _QUERIES:
+            if name == "_version" and args and id(args[0]) in self.value_inputs:
+                self.reads_values = True  # a value reused while the version is unchanged
             return
         if isinstance(out, _PLAIN) or name.startswith("__set"):
             raise _RefusedError(f"unknown query or write {name}")
@@ -251,11 +273,23 @@ class Replays:
     signature numbered. The loop over chunks then only indexes a list and calls what was
     recorded (Python run between kernels that stream the caches out runs slowly: the less of it,
     the better).
+
+    A recording that read no 0-dim field's value (SGD's momentum, RMSprop, Adadelta: their
+    counters are only incremented) is valid at every step with the same rule, numbers and kinds:
+    it is kept in ``store`` under ``key`` (the numbers the commit passes in: step scale, ...) and
+    the kinds without values, and later steps replay it without recording.
     """
 
-    __slots__ = ("_recorded", "_signature_of", "inputs")
+    __slots__ = ("_kinds", "_recorded", "_signature_of", "_store", "inputs")
 
-    def __init__(self, params: list[Tensor], updates: list[Tensor], fields: list[list[Any]]) -> None:
+    def __init__(
+        self,
+        params: list[Tensor],
+        updates: list[Tensor],
+        fields: list[list[Any]],
+        store: dict[tuple, _Recorded] | None = None,
+        key: tuple = (),
+    ) -> None:
         columns = [params, updates, *fields]
         self.inputs: list[list[Tensor]] = list(map(list, zip(*columns, strict=True)))
         kinds = [list(map(_KIND, column)) for column in columns]
@@ -272,6 +306,17 @@ class Replays:
         self._recorded: list[_Recorded | bool | None] = [
             False if counts[n] >= MIN_SHARED else None for n in range(len(numbers))
         ]
+        # where a recording from an earlier step is kept: by the kinds without the values (a
+        # recording that read no value) or with them
+        width = 2 * len(columns)
+        dtype = torch.get_default_dtype()
+        self._kinds = [((key, dtype, signature[:width]), (key, dtype, signature)) for signature in numbers]
+        self._store = store
+        if store:
+            for n, recorded in enumerate(self._recorded):
+                if recorded is False:
+                    without, full = self._kinds[n]
+                    self._recorded[n] = store.get(without) or store.get(full) or False
 
     @staticmethod
     def applies(fields: list[list[Any]]) -> bool:
@@ -304,5 +349,10 @@ class Replays:
             self._recorded[number] = None
             return fields
         fn = _program(len(inputs), recorder.lines, recorder.funcs, output)
-        self._recorded[number] = _Recorded(fn, tuple(recorder.constants))
+        recorded = self._recorded[number] = _Recorded(fn, tuple(recorder.constants))
+        if self._store is not None:
+            if len(self._store) >= _MAX_KEPT:
+                self._store.clear()
+            without, full = self._kinds[number]
+            self._store[full if recorder.reads_values else without] = recorded
         return fields

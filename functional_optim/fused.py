@@ -378,7 +378,13 @@ def _chunked_rule_step(
             and sum(part.stop - part.start == 1 for part in parts) >= _replay.MIN_SHARED
             and _replay.Replays.applies(fields)
         ):
-            replays = _replay.Replays(params, updates, fields)
+            replays = _replay.Replays(
+                params,
+                updates,
+                fields,
+                _replay.store(rule),
+                (step_scale, param_scale, fused.proximal_decay),
+            )
         for part in parts:
             alone = part.stop - part.start == 1
             out = replays.replay(part.start) if replays is not None and alone else None

@@ -267,6 +267,8 @@ def test_the_recorder_refuses_value_reads_and_writes_into_constants() -> None:
         c = torch.scalar_tensor(2.0)
         c.add_(g.sum())
     assert recorder.refused is not None and "writes into a tensor made from constants" in recorder.refused
+    # one tensor in two roles would get one name: another chunk's two tensors taken for one
+    assert _replay._Recorder([g, g]).refused == "a tensor given twice"
 
 
 @pytest.mark.parametrize(("shared", "records"), [(1, False), (5, False), (6, True)])
@@ -282,3 +284,130 @@ def test_a_signature_is_recorded_only_when_enough_tensors_share_it(
     _train(lambda ps: A.Adam(ps, lr=1e-2), params, steps=3)
     assert (counted.recorded > 0) is records
     assert (counted.replayed > 0) is records
+
+
+class _Recordings:
+    """Counts the recordings (the chunks stepped under the recorder)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        init = _replay._Recorder.__init__
+
+        def counting_init(recorder: Any, *args: Any) -> None:
+            self.count += 1
+            init(recorder, *args)
+
+        monkeypatch.setattr(_replay._Recorder, "__init__", counting_init)
+
+
+def _uniform(n: int = 8, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(16, 17, generator=gen, dtype=dtype).requires_grad_() for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("case", "per_step"),
+    [("SGD", False), ("RMSprop", False), ("Adadelta", False), ("Adam", True), ("Adagrad", True)],
+)
+def test_a_recording_that_read_no_changing_value_is_kept_across_steps(
+    case: str, per_step: bool, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SGD's momentum (its ``started`` flag is read, but is 1 from the second step on), RMSprop and
+    Adadelta (counters only incremented) record once and replay at every later step; Adam and
+    Adagrad read their counters' values for their coefficients: one recording per step."""
+    recordings = _Recordings(monkeypatch)
+    cls, kwargs = REPLAYABLE[case]
+    steps = 5
+    _train(lambda ps: cls(ps, **kwargs), _uniform(), steps=steps)
+    first = 2 if case == "SGD" else 1  # SGD's first step starts its momentum (another program)
+    assert recordings.count == (steps if per_step else first)
+
+
+_ANOTHER_VALUE = {
+    "SGD": ("momentum", 0.5),
+    "RMSprop": ("alpha", 0.9),
+    "Adadelta": ("rho", 0.8),
+    "Adam": ("betas", (0.8, 0.99)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ANOTHER_VALUE))
+@pytest.mark.parametrize("change", ["lr", "hyperparameter", "dtype"])
+def test_a_kept_recording_is_not_replayed_after_a_change(
+    case: str, change: str, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bit for bit the rule run on every chunk when, between steps, the learning rate changes (a
+    scheduler), a hyperparameter changes (another rule) or the parameters' dtype changes (other
+    kinds)."""
+    cls, kwargs = REPLAYABLE[case]
+
+    def train(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        opt = cls(params, **kwargs)
+        gen = torch.Generator().manual_seed(1)
+        for k in range(6):
+            if k == 3:
+                group = opt.param_groups[0]
+                if change == "lr":
+                    group["lr"] *= 0.5
+                elif change == "hyperparameter":
+                    key, value = _ANOTHER_VALUE[case]
+                    group[key] = value
+                else:
+                    for p in params:
+                        p.data = p.data.double()
+                    for state in opt.state.values():
+                        for key, value in state.items():
+                            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                                state[key] = value.double()
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+            opt.step()
+        return opt
+
+    ours = _uniform()
+    opt = train(ours)
+    with monkeypatch.context() as m:
+        _without_replay(m)
+        reference = _uniform()
+        ref = train(reference)
+    _assert_same(ours, reference)
+    _assert_same(_state_tensors(opt), _state_tensors(ref))
+
+
+def test_the_kept_recordings_do_not_keep_a_rule_alive(small_chunks: None) -> None:
+    import gc
+    import weakref
+
+    params = _uniform()
+    opt = _train(lambda ps: A.RMSprop(ps, lr=1e-2), params, steps=3)
+    rules_kept = list(_replay._STORES.keys())
+    assert rules_kept, "nothing was kept"
+    refs = [weakref.ref(rule) for rule in rules_kept]
+    del opt, rules_kept
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+
+
+def test_a_kept_recording_is_for_its_step_scale(small_chunks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fused.commit` with one plan and two step scales (the adapters build a new transform for a
+    new learning rate; a direct caller may not): the second scale is not replayed with the
+    first one's numbers."""
+
+    def run(replay: bool) -> list[torch.Tensor]:
+        with monkeypatch.context() as m:
+            if not replay:
+                _without_replay(m)
+            tx = fo.rmsprop(1.0)
+            plan = fused.plan(tx)
+            assert plan is not None and plan.rule is not None and plan.rule.replayable
+            params = [p.detach() for p in _uniform()]
+            state = tx.init(params)
+            gen = torch.Generator().manual_seed(1)
+            with torch.no_grad():
+                for scale in (-1e-2, -1e-2, -1e-3, -1e-3):
+                    grads = [torch.randn(p.shape, generator=gen) for p in params]
+                    prepared = fused.prepare(plan, grads, state, params, {})
+                    state = fused.commit(plan, prepared, params, scale, 1.0).state
+            return params
+
+    _assert_same(run(replay=True), run(replay=False))
