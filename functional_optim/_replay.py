@@ -19,7 +19,15 @@ function. Same kernels, same arguments, same order: the same numbers, bit for bi
 The recording proves what it can and refuses the rest (the chunk is then stepped by the rule,
 as without replay): a read of a tensor's *values* other than a 0-dim input field's (``item``,
 ``bool`` ...), a metadata query it does not know, an attribute write, a result or new state field
-that is not made by the recorded calls from the chunk's tensors.
+that is not made by the recorded calls from the chunk's tensors, a tensor given in two roles.
+
+A recording is kept across steps (`store`: per rule, while the rule lives) under the commit's
+numbers (step scale, parameter scale, proximal decay), the default dtype and the chunk's kinds:
+without the 0-dim fields' values when the recording read none (RMSprop, Adadelta: their counters
+are only incremented; nothing else a replayable rule may look at can change its calls), with them
+otherwise (SGD's momentum reads its ``started`` flag, 1 from its second step on). A later step
+whose chunks match replays the kept recording without recording; a counter read for a bias
+correction (Adam, Adagrad, Adamax ...) changes at every step, so those rules record once per step.
 """
 
 from __future__ import annotations
