@@ -78,7 +78,7 @@ def update_leaves(
         param_leaves = None
     else:
         param_leaves = tree.flatten_like(spec, params, f"{name}: params")
-    field_names = None if state is None else _field_names(state, fields, name)
+    field_names = None if state is None else state_field_names(state, fields, name)
     checked_fields = field_leaves if elementwise_state else []
     _layout.check_leaves(
         name,
@@ -113,12 +113,13 @@ def update_leaves(
     return tree.unflatten(spec, out_updates), tuple(tree.unflatten(spec, f) for f in out_fields)
 
 
-def _field_names(state: Any, fields: Sequence[Any], name: str) -> list[str]:
+def state_field_names(state: Any, fields: Sequence[Any], name: str) -> list[str]:
     """The names of ``fields`` in the NamedTuple ``state``; its other fields must be empty."""
     names = getattr(state, "_fields", None)
     if names is None:
         raise TypeError(
-            f"{name}: expected the transform's NamedTuple state, got a {type(state).__qualname__}"
+            f"{name}: expected the transform's NamedTuple state, got a {type(state).__qualname__} "
+            "(its init must return a NamedTuple: its field names name the state)"
         )
     used = {id(f) for f in fields}
     out: dict[int, str] = {}

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from functional_optim import _layout, ops
-from functional_optim._leafwise import update_leaves
+from functional_optim._leafwise import state_field_names, update_leaves
 from functional_optim.core import GradientTransformation, InitFn, Params, Role, State, Updates
 
 __all__ = [
@@ -451,7 +451,13 @@ def rule_transform(init_fn: InitFn, rule: Rule) -> GradientTransformation:
 
     def checked_init(params: Params) -> State:
         _layout.check_optimizable(params, rule.name)
-        return init_fn(params)
+        state = init_fn(params)
+        if rule.begin is None:
+            # ``update`` names the fields of leaves without a gradient by the NamedTuple's fields:
+            # a state it would refuse is refused here, before the adapters' fused step (which
+            # needs no names until a gradient is missing) could run it
+            state_field_names(state, rule.fields(state), rule.name)
+        return state
 
     def update_fn(updates: Updates, state: State, params: Params | None = None, **extra: Any):
         del extra
