@@ -58,9 +58,6 @@ def scale_by_adadelta(rho: Hyperparam = 0.9, eps: Hyperparam = 1e-6) -> Gradient
 
     def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         rho_, eps_ = ops.scalar(rho), ops.scalar(eps)
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError("Adadelta does not support sparse gradients")
         steps, v, a = _steps.increment(fields[0], in_place=in_place), fields[1], fields[2]
         g_r, v_r, a_r = ops.view_as_real(grads), ops.view_as_real(v), ops.view_as_real(a)
         v_r = ops.addcmul_(ops.mul(v_r, rho_, in_place=in_place), g_r, g_r, 1 - rho_)

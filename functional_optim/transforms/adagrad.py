@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any, NamedTuple
 
 import torch
@@ -12,6 +14,8 @@ from functional_optim.core import GradientTransformation, Hyperparam, Params
 from functional_optim.hyperparams import schedulable
 from functional_optim.rules import Rule, RuleStep, Term, TorchKernel, divided, rule_transform
 from functional_optim.transforms import _steps
+
+_IS_SPARSE = operator.attrgetter("is_sparse")
 
 __all__ = ["ScaleByAdagradState", "scale_by_adagrad"]
 
@@ -95,14 +99,18 @@ def scale_by_adagrad(
         eps_, decay_rate = ops.scalar(eps), ops.scalar(lr_decay)
         steps, sums = _steps.increment(fields[0], in_place=in_place), fields[1]
         decay = _steps.coefficients(steps, lambda t: 1 + (t - 1) * decay_rate)
-        if not any(g.is_sparse for g in grads):
+        # C-level maps when eager (this runs per chunk of parameters); plain loops for Dynamo
+        compiling = torch.compiler.is_compiling()
+        if not (any(g.is_sparse for g in grads) if compiling else any(map(_IS_SPARSE, grads))):
             g_r, s_r = ops.view_as_real(grads), ops.view_as_real(sums)
             s_r = ops.addcmul(s_r, g_r, g_r, in_place=in_place)
             std = ops.add_(ops.sqrt(s_r), eps_)
-            # traced counters give float64 0-dim tensors: cast to the update's dtype
-            decay = [
-                c if isinstance(c, float | int) else c.to(x.dtype) for c, x in zip(decay, g_r, strict=True)
-            ]
+            if compiling or not all(map(isinstance, decay, itertools.repeat(float | int))):
+                # traced counters give float64 0-dim tensors: cast to the update's dtype
+                decay = [
+                    c if isinstance(c, float | int) else c.to(x.dtype)
+                    for c, x in zip(decay, g_r, strict=True)
+                ]
             # torch.optim.Adagrad: p.addcdiv_(g, std, value=-lr / decay)
             return RuleStep([steps, ops.view_as_complex_like(s_r, sums)], [Term(g_r, std, divided(decay))])
         # sparse gradients (torch's sparse path), one tensor at a time

@@ -84,11 +84,6 @@ def scale_by_adam(
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, v = fields[0], fields[1], fields[2]
         vmax = fields[3] if amsgrad else []  # read only with amsgrad
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError(
-                    "Adam does not support sparse gradients, please consider SparseAdam instead"
-                )
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
         steps = _steps.increment(steps, in_place=in_place)
         # bfloat16 moments: the maths below runs on float32 working copies (written in place)

@@ -66,9 +66,6 @@ def scale_by_adamax(
     def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         steps, m, u = fields
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError("Adamax does not support sparse gradients")
         g_r, m_r, u_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(u)
         steps = _steps.increment(steps, in_place=in_place)
         m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)

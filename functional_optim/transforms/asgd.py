@@ -169,9 +169,6 @@ def scale_by_asgd(
         # parameters, and the next η, μ (``1 + s·λη`` and ``s·η`` with s = -lr = -1)
         values = hyperparams()
         lambd_ = values[1]
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError("ASGD does not support sparse gradients")
         steps, etas, mus, ax = fields
         eta_v, mu_v = ops.step_values(etas), ops.step_values(mus)
         p_r = ops.view_as_real(ps)

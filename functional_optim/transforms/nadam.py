@@ -105,9 +105,6 @@ def scale_by_nadam(
         beta1, beta2, eps_ = ops.scalar(b1), ops.scalar(b2), ops.scalar(eps)
         psi = ops.scalar(momentum_decay)
         steps, mu_products, m, v = fields
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError("NAdam does not support sparse gradients")
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
         steps = _steps.increment(steps, in_place=in_place)
         bc2 = _steps.coefficients(steps, lambda t: 1 - beta2**t)

@@ -87,9 +87,6 @@ def scale_by_radam(
             return ((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r)) ** 0.5
 
         steps, m, v = fields
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError("RAdam does not support sparse gradients")
         g_r, m_r, v_r = ops.view_as_real(grads), ops.view_as_real(m), ops.view_as_real(v)
         steps = _steps.increment(steps, in_place=in_place)
         m_r = ops.lerp(m_r, g_r, 1 - beta1, in_place=in_place)

@@ -80,9 +80,6 @@ def scale_by_rms(
 
     def step(grads: list[Tensor], fields: list[list[Tensor]], _: Any, *, in_place: bool) -> RuleStep:
         alpha_, eps_, mu = ops.scalar(alpha), ops.scalar(eps), ops.scalar(momentum)
-        for g in grads:
-            if g.is_sparse:
-                raise RuntimeError("RMSprop does not support sparse gradients")
         steps, v = _steps.increment(fields[0], in_place=in_place), fields[1]
         rest = iter(fields[2:])
         buf = next(rest) if use_momentum else []  # read only with momentum
