@@ -282,10 +282,11 @@ class Replays:
     recorded (Python run between kernels that stream the caches out runs slowly: the less of it,
     the better).
 
-    A recording that read no 0-dim field's value (SGD's momentum, RMSprop, Adadelta: their
-    counters are only incremented) is valid at every step with the same rule, numbers and kinds:
-    it is kept in ``store`` under ``key`` (the numbers the commit passes in: step scale, ...) and
-    the kinds without values, and later steps replay it without recording.
+    A recording is kept in ``store`` (one per rule, `store`) under ``key`` (the numbers the commit
+    passes in: step scale, parameter scale, proximal decay), the default dtype and the chunk's
+    kinds, without the 0-dim fields' values when it read none (RMSprop, Adadelta: their counters
+    are only incremented), with them otherwise; a later step whose kinds (and values) match
+    replays it without recording.
     """
 
     __slots__ = ("_kinds", "_recorded", "_signature_of", "_store", "inputs")
