@@ -411,3 +411,13 @@ def test_a_kept_recording_is_for_its_step_scale(small_chunks: None, monkeypatch:
             return params
 
     _assert_same(run(replay=True), run(replay=False))
+
+
+def test_the_recordings_kept_for_a_rule_stay_bounded(small_chunks: None) -> None:
+    """Adam's recordings read its counters: one is kept per step under its values, none is ever
+    replayed again; the store of its rule is cleared when it reaches ``_MAX_KEPT``."""
+    params = _uniform()
+    opt = _train(lambda ps: A.Adam(ps, lr=1e-2), params, steps=_replay._MAX_KEPT + 6)
+    stores = [kept for rule, kept in _replay._STORES.items() if rule.name == "scale_by_adam"]
+    assert stores and all(0 < len(kept) <= _replay._MAX_KEPT for kept in stores)
+    del opt
