@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         worker.stdin.close()
         worker.wait()
     print(f"{args.algo} on {args.count} x {args.shape}, {args.repeats} turns, 1 thread")
+    # the adapters' own times compare best: torch's for-loop may run at another speed in each
+    # process (its temporaries fault in fresh pages or not, by the allocator's state)
+    a, b = (statistics.median(times[k]["adapter"]) for k in ("A", "B"))
+    print(f"  adapter B / A: {b / a:.3f} (medians over turns)")
     for key, root in roots.items():
         t = times[key]
         best = min(statistics.median(t["forloop"]), statistics.median(t["foreach"]))
