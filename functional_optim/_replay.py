@@ -266,10 +266,13 @@ class _Recorded:
         self.constants = constants
 
 
-def _values(column: list[Tensor]) -> list[Any]:
-    """The values of a column's 0-dim tensors (``None`` for the others)."""
-    if all(map(operator.not_, map(_SHAPE, column))):  # every one 0-dim: C-level maps
+def _values(column: list[Tensor]) -> list[Any] | None:
+    """The values of a column's 0-dim tensors (``None`` for the others), or ``None`` for a column
+    without any (C-level maps: this runs per column and step)."""
+    if all(map(operator.not_, map(_SHAPE, column))):  # every one 0-dim
         return list(map(_ITEM, column))
+    if all(map(len, map(_SHAPE, column))):  # none 0-dim: nothing to read
+        return None
     return [t.item() if not t.shape else None for t in column]
 
 
@@ -303,7 +306,9 @@ class Replays:
         self.inputs: list[list[Tensor]] = list(map(list, zip(*columns, strict=True)))
         kinds = [list(map(_KIND, column)) for column in columns]
         strides = [list(map(_STRIDE, column)) for column in columns]
-        values = [_values(column) for column in columns]
+        # (after the kinds and strides: the values are left out of a kept recording's key when it
+        # read none; a column without 0-dim tensors adds nothing)
+        values = [v for v in map(_values, columns) if v is not None]
         numbers: dict[tuple, int] = {}
         self._signature_of = [
             numbers.setdefault(signature, len(numbers))
