@@ -48,6 +48,10 @@ def _entry(fn: Callable[..., Any], rank: int, world_size: int, store: str, out: 
         out.put((rank, "error", traceback.format_exc()))
 
 
+_GRACE_S = 5.0
+"""Seconds the other ranks get to report their errors after a first one."""
+
+
 def run_ranks(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 120.0) -> list[Any]:
     """``[fn(0, world_size, *args), ..., fn(world_size-1, ...)]``, each on its own gloo rank."""
     ctx = mp.get_context("spawn")
@@ -67,19 +71,26 @@ def run_ranks(fn: Callable[..., Any], world_size: int, *args: Any, timeout: floa
             while len(results) + len(errors) < world_size:
                 left = (deadline - datetime.datetime.now()).total_seconds()
                 if left <= 0:
+                    if errors:  # the grace after a first error is over
+                        break
                     raise RuntimeError(f"distributed group of {world_size} ranks ran past {timeout} s")
                 try:
                     rank, kind, value = out.get(timeout=min(left, 1.0))
                 except queue.Empty:
                     dead = [p for p in procs if p.exitcode not in (None, 0)]
-                    if dead:
+                    if dead and not errors:
                         raise RuntimeError(f"rank process died with exit code {dead[0].exitcode}") from None
                     continue
                 if kind == "ok":
                     results[rank] = torch.load(io.BytesIO(value), weights_only=False)
                 else:
                     errors.append(f"rank {rank}:\n{value}")
-                    break
+                    # the other ranks' errors too, where they come within a few seconds (a rank
+                    # whose peer failed usually fails in its next collective): which rank failed
+                    # first is not always the one that reports first
+                    deadline = min(deadline, datetime.datetime.now() + datetime.timedelta(seconds=_GRACE_S))
+                    if len(results) + len(errors) >= world_size:
+                        break
         finally:
             for p in procs:
                 p.join(timeout=5)

@@ -319,3 +319,12 @@ def dcp_resume(
         _train(model, opt, 2, seed=2)
         out[name] = _full_params(model)
     return out if rank == 0 else {}
+
+
+def fail_on_every_rank(rank: int, world: int) -> None:
+    """Raises on every rank, rank 0 first (the harness must report them all)."""
+    if rank > 0:
+        import time
+
+        time.sleep(0.5)
+    raise ValueError(f"rank {rank} of {world} fails")
