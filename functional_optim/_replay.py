@@ -97,8 +97,9 @@ hyperparameter set and chunk kind in practice."""
 _PROGRAMS: dict[tuple, Callable[..., Any]] = {}
 
 _MAX_KEPT = 64
-"""Recordings kept across steps per rule (by the commit's numbers and the chunks' kinds): a
-learning rate that changes at every step makes a new one each step."""
+"""Recordings kept across steps per rule (by the commit's numbers and the chunks' kinds; the store
+is cleared when full): a rule that reads counters that change at every step (Adam's bias
+corrections) keeps one per step that is never replayed again."""
 
 _STORES: weakref.WeakKeyDictionary[Any, dict[tuple, Any]] = weakref.WeakKeyDictionary()
 
