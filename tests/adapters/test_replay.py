@@ -286,20 +286,6 @@ def test_a_signature_is_recorded_only_when_enough_tensors_share_it(
     assert (counted.replayed > 0) is records
 
 
-class _Recordings:
-    """Counts the recordings (the chunks stepped under the recorder)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        init = _replay._Recorder.__init__
-
-        def counting_init(recorder: Any, *args: Any) -> None:
-            self.count += 1
-            init(recorder, *args)
-
-        monkeypatch.setattr(_replay._Recorder, "__init__", counting_init)
-
-
 def _uniform(n: int = 8, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     return [torch.randn(16, 17, generator=gen, dtype=dtype).requires_grad_() for _ in range(n)]
@@ -310,17 +296,16 @@ def _uniform(n: int = 8, dtype: torch.dtype = torch.float32) -> list[torch.Tenso
     [("SGD", False), ("RMSprop", False), ("Adadelta", False), ("Adam", True), ("Adagrad", True)],
 )
 def test_a_recording_that_read_no_changing_value_is_kept_across_steps(
-    case: str, per_step: bool, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+    case: str, per_step: bool, small_chunks: None, counted: _Counted
 ) -> None:
     """SGD's momentum (its ``started`` flag is read, but is 1 from the second step on), RMSprop and
     Adadelta (counters only incremented) record once and replay at every later step; Adam and
     Adagrad read their counters' values for their coefficients: one recording per step."""
-    recordings = _Recordings(monkeypatch)
     cls, kwargs = REPLAYABLE[case]
     steps = 5
     _train(lambda ps: cls(ps, **kwargs), _uniform(), steps=steps)
     first = 2 if case == "SGD" else 1  # SGD's first step starts its momentum (another program)
-    assert recordings.count == (steps if per_step else first)
+    assert counted.recorded == (steps if per_step else first)
 
 
 _ANOTHER_VALUE = {
