@@ -18,6 +18,7 @@ from typing import Any
 
 SIZE_NAMES = {
     "small": "100 × 10k (1M)",
+    "medium": "80 × 50k (4M)",
     "large": "32 × 512² (8.4M)",
     "tiny": "1000 × 64",
     "gpt2": "GPT-2 small (124M)",

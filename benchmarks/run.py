@@ -54,7 +54,8 @@ For the pure ``functional`` path that includes the new parameters and the new st
 reported as it is. State created lazily at the first step is not counted (the profiled step is
 not the first).
 
-**Parameter sets.** ``small``: 100 tensors of 10,000 elements (1M parameters). ``large``: 32
+**Parameter sets.** ``small``: 100 tensors of 10,000 elements (1M parameters). ``medium``: 80
+tensors of 50,000 (4M; 200 KB each, between a CPU chunk's share and a chunk). ``large``: 32
 tensors of 512 x 512 (8.4M parameters). ``gpt2``: the
 parameter shapes of GPT-2 small (token and position embeddings, 12 blocks of LayerNorm, qkv,
 attention projection, MLP, final LayerNorm: 124.4M parameters, 148 tensors); ``--gpt2-layers``
@@ -201,13 +202,15 @@ def gpt2_shapes(layers: int = 12) -> list[tuple[int, ...]]:
 def size_shapes(size: str, gpt2_layers: int) -> list[tuple[int, ...]]:
     if size == "small":
         return [(10_000,)] * 100
+    if size == "medium":
+        return [(50_000,)] * 80  # 200 KB tensors: between a chunk's share and a chunk
     if size == "tiny":
         return [(64,)] * 1000
     if size == "large":
         return [(512, 512)] * 32
     if size == "gpt2":
         return gpt2_shapes(gpt2_layers)
-    raise ValueError(f"size: unknown parameter set {size!r} (choose from small, large, gpt2, tiny)")
+    raise ValueError(f"size: unknown parameter set {size!r} (choose from small, medium, large, gpt2, tiny)")
 
 
 def make_tensors(shapes: list[tuple[int, ...]], device: str, seed: int) -> list[torch.Tensor]:
@@ -560,7 +563,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--algos", default=",".join(DEFAULT_ALGOS), help=f"comma list or 'all' of {list(ALGORITHMS)}"
     )
-    ap.add_argument("--sizes", default="small,tiny,gpt2", help="comma list of small, large, tiny, gpt2")
+    ap.add_argument(
+        "--sizes", default="small,tiny,gpt2", help="comma list of small, medium, large, tiny, gpt2"
+    )
     ap.add_argument("--repeats", type=int, default=11, help="interleaved repeats (median taken)")
     ap.add_argument("--steps", type=int, default=5, help="steps per repeat and path")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per path (after compilation)")

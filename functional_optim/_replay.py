@@ -338,6 +338,11 @@ class Replays:
         """Every state field a tensor (else the rule steps every chunk)."""
         return all(all(map(isinstance, f, itertools.repeat(Tensor))) for f in fields)
 
+    def shared(self, i: int) -> bool:
+        """Whether tensor ``i``'s signature is shared by enough tensors to be recorded
+        (`MIN_SHARED`) and was not refused."""
+        return self._recorded[self._signature_of[i]] is not None
+
     def replay(self, i: int) -> list[list[Any]] | None:
         """The new state fields of tensor ``i``'s chunk replayed, or ``None`` when its signature
         has no recording (then `step` runs it)."""

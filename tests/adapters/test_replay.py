@@ -38,6 +38,7 @@ REPLAYABLE: dict[str, tuple[Callable[..., torch.optim.Optimizer], dict[str, Any]
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of about 1 KB: every tensor below of 1 KB or more is a chunk of its own."""
     monkeypatch.setattr(fused, "_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(fused, "_ALONE_BYTES", 1024)
     monkeypatch.setattr(fused, "_IN_PLACE_CHUNK_BYTES", 4096)
     monkeypatch.setattr(_replay, "MIN_SHARED", 2)  # the tensors below share signatures in pairs
 
@@ -278,12 +279,67 @@ def test_a_signature_is_recorded_only_when_enough_tensors_share_it(
     """A recording costs about as much as the rule's Python on several chunks: a signature that
     fewer than ``MIN_SHARED`` (6) tensors share is stepped by the rule."""
     monkeypatch.setattr(fused, "_CHUNK_BYTES", 1024)
+    monkeypatch.setattr(fused, "_ALONE_BYTES", 1024)
     gen = torch.Generator().manual_seed(0)
     params = [torch.randn(16, 17, generator=gen).requires_grad_() for _ in range(shared)]
     params += [torch.randn(18 + k, 17, generator=gen).requires_grad_() for k in range(3)]  # each alone
     _train(lambda ps: A.Adam(ps, lr=1e-2), params, steps=3)
     assert (counted.recorded > 0) is records
     assert (counted.replayed > 0) is records
+
+
+def _mid_sized() -> list[torch.Tensor]:
+    """Six tensors of one signature (1088 B) around two of their own (1224 B, 1292 B) and a small
+    one; with 4 KB chunks: ``[s, u1, small, u2, s]``, ``[s, s, s, s]``."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(16, 17), (18, 17), (3,), (19, 17), (16, 17), (16, 17), (16, 17), (16, 17), (16, 17)]
+    return [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
+
+
+@pytest.mark.parametrize(
+    ("case", "alone_bytes", "expected", "replayed"),
+    [
+        ("Adam", 1024, [1, 3], 5),  # the six alone, the first recorded (once per step: its counters)
+        ("Adam", 2048, [5, 4], 0),
+        ("SGD", 1024, [5, 4], 0),  # in place: only tensors of a whole chunk are alone
+    ],
+)
+def test_tensors_below_a_chunk_are_alone_when_their_signature_is_replayed(
+    case: str,
+    alone_bytes: int,
+    expected: list[int],
+    replayed: int,
+    monkeypatch: pytest.MonkeyPatch,
+    counted: _Counted,
+) -> None:
+    """A replayable rule with temporaries: its tensors of ``_ALONE_BYTES`` or more are chunks of
+    their own when ``MIN_SHARED`` (6) of them share a signature, and are replayed; the others stay
+    in their chunks, as every tensor of a rule whose ops all write in place does (its tensors
+    below a whole chunk). The numbers are those of the chunks without replay."""
+    monkeypatch.setattr(fused, "_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(fused, "_IN_PLACE_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(fused, "_ALONE_BYTES", alone_bytes)
+    stepped: list[int] = []
+    rule_step = fused._rule_step
+    monkeypatch.setattr(fused, "_rule_step", lambda *a: stepped.append(len(a[4])) or rule_step(*a))
+    cls, kwargs = REPLAYABLE[case]
+
+    def train(params: list[torch.Tensor]) -> None:
+        opt = cls(params, **kwargs)
+        for k in range(3):
+            for p in params:
+                p.grad = torch.full_like(p, 0.5 - k) + p.detach()
+            opt.step()
+
+    ours = _mid_sized()
+    train(ours)
+    assert stepped == expected * 3
+    assert counted.replayed == replayed * 3
+    with monkeypatch.context() as m:
+        _without_replay(m)
+        reference = _mid_sized()
+        train(reference)
+    _assert_same(ours, reference)
 
 
 def _uniform(n: int = 8, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
