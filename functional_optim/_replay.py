@@ -8,9 +8,10 @@ runs slowly (≈ 95 µs per 1 MB chunk on a 2-core Xeon, where ``torch.optim``'s
 ≈ 20 µs per tensor; ``benchmarks/eager_floor.py``).
 
 A rule that declares `Rule.replayable <functional_optim.rules.Rule>` decides which calls it makes
-from the tensors' kinds (dtype, shape, strides, ``requires_grad``), the values of its 0-dim state
-fields (step counters) and its hyperparameters only. Chunks that agree on all of these (their
-*signature*) make the very same calls, with the same Python numbers, on their own tensors. So
+from the tensors' dtypes and ``requires_grad``, the values of its 0-dim state fields (step
+counters) and its hyperparameters only (not from shapes or strides: it works element by element).
+Chunks that agree on all of these (their *signature*) make the very same calls, with the same
+Python numbers, on their own tensors, whatever their shapes. So
 `Replays` runs the first chunk of each signature through the rule as usual while a
 ``TorchFunctionMode`` records every torch call, and writes those calls out as a straight Python
 function of the chunk's tensors; every other chunk of that signature is stepped by calling that
@@ -18,7 +19,8 @@ function. Same kernels, same arguments, same order: the same numbers, bit for bi
 
 The recording proves what it can and refuses the rest (the chunk is then stepped by the rule,
 as without replay): a read of a tensor's *values* other than a 0-dim input field's (``item``,
-``bool`` ...), a metadata query it does not know, an attribute write, a result or new state field
+``bool`` ...), a metadata query it does not know (shapes and strides included), an attribute
+write, a result or new state field
 that is not made by the recorded calls from the chunk's tensors, a tensor given in two roles.
 
 A recording is kept across steps (`store`: per rule, while the rule lives) under the commit's
@@ -47,12 +49,11 @@ __all__ = ["Replays", "store"]
 
 _QUERIES = frozenset(
     {
-        # metadata: decided by the signature
+        # metadata decided by the signature's dtypes and ``requires_grad`` (and by the commit: CPU,
+        # strided, plain tensors)
         "dtype",
-        "shape",
         "device",
         "layout",
-        "ndim",
         "is_sparse",
         "is_cpu",
         "is_cuda",
@@ -66,18 +67,13 @@ _QUERIES = frozenset(
         "is_floating_point",
         "is_complex",
         "is_inference",
-        "dim",
-        "size",
-        "numel",
-        "nelement",
-        "stride",
-        "is_contiguous",
         "element_size",
-        "storage_offset",
-        "__len__",
     }
 )
-"""Torch calls that return a Python value decided by a tensor's kind (part of the signature)."""
+"""Torch calls that return a Python value decided by a tensor's kind (part of the signature).
+Shapes and strides are not: a query of them (``shape``, ``dim``, ``numel``, ``stride``,
+``is_contiguous`` ...) refuses the recording, so a recording that was made is the same calls
+whatever the shapes and strides, and serves every chunk of the same dtypes."""
 
 _VALUE_READS = frozenset({"item", "tolist", "__bool__", "__float__", "__int__", "__index__"})
 """Torch calls that read a tensor's values: allowed on the 0-dim input fields only (their values
@@ -85,8 +81,7 @@ are part of the signature)."""
 
 _PLAIN = (bool, int, float, complex, str, torch.dtype, torch.device, torch.layout, torch.Size)
 
-_STRIDE = operator.methodcaller("stride")
-_KIND = operator.attrgetter("dtype", "shape", "requires_grad")
+_KIND = operator.attrgetter("dtype", "requires_grad")
 _SHAPE = operator.attrgetter("shape")
 _ITEM = operator.methodcaller("item")
 
@@ -281,7 +276,7 @@ class Replays:
     """The recorded chunks of one commit (one step of one group: the numbers are this step's).
 
     Before any kernel runs, one pass takes every tensor's inputs and signature: its tensors'
-    kinds (dtype, shape, ``requires_grad``, strides) and the values of its 0-dim tensors, each
+    kinds (dtype, ``requires_grad``) and the values of its 0-dim tensors, each
     signature numbered. The loop over chunks then only indexes a list and calls what was
     recorded (Python run between kernels that stream the caches out runs slowly: the less of it,
     the better).
@@ -306,14 +301,12 @@ class Replays:
         columns = [params, updates, *fields]
         self.inputs: list[list[Tensor]] = list(map(list, zip(*columns, strict=True)))
         kinds = [list(map(_KIND, column)) for column in columns]
-        strides = [list(map(_STRIDE, column)) for column in columns]
-        # (after the kinds and strides: the values are left out of a kept recording's key when it
-        # read none; a column without 0-dim tensors adds nothing)
+        # (after the kinds: the values are left out of a kept recording's key when it read none;
+        # a column without 0-dim tensors adds nothing)
         values = [v for v in map(_values, columns) if v is not None]
         numbers: dict[tuple, int] = {}
         self._signature_of = [
-            numbers.setdefault(signature, len(numbers))
-            for signature in zip(*kinds, *strides, *values, strict=True)
+            numbers.setdefault(signature, len(numbers)) for signature in zip(*kinds, *values, strict=True)
         ]
         # per signature number: the recorded step, ``None`` (not recorded: it could not be, or
         # too few tensors have this signature for the recording to pay) or unseen
@@ -323,7 +316,7 @@ class Replays:
         ]
         # where a recording from an earlier step is kept: by the kinds without the values (a
         # recording that read no value) or with them
-        width = 2 * len(columns)
+        width = len(columns)
         dtype = torch.get_default_dtype()
         self._kinds = [((key, dtype, signature[:width]), (key, dtype, signature)) for signature in numbers]
         self._store = store

@@ -378,7 +378,9 @@ def commit(
     per chunk and its new fields gathered into one list per field: the state is packed into the
     rule's state type once per step, not per chunk. A replayable rule (`Rule.replayable`) runs
     once per kind of chunk of one tensor; its recorded calls are replayed on the other chunks of
-    that kind (`functional_optim._replay`), and its tensors of 1 MB or more are chunks of their own.
+    that kind (`functional_optim._replay`); its tensors of 1 MB or more are chunks of their own,
+    and so are those of 96 KB or more of a rule with temporaries when enough share a kind
+    (`_replay_plan`).
     """
     params = list(params)
     state, rule, updates = prepared.state, fused.rule, prepared.updates

@@ -233,12 +233,15 @@ class Rule(Role):
         the sums only).
       temporaries: the step allocates update-sized temporaries (Adam's denominator): the CPU
         commit then runs it in chunks of about 1 MB, so that they stay in the cache and are
-        reused by the next chunk (`functional_optim.fused.commit`). ``False`` (SGD's momentum
-        ``b ← μ·b + g``, ``p ← p - lr·b``: every op in place): chunks of 4 MB, fewer calls.
+        reused by the next chunk (`functional_optim.fused.commit`); a replayable one's tensors of
+        96 KB or more are then replayed in chunks of their own when enough share a kind.
+        ``False`` (SGD's momentum ``b ← μ·b + g``, ``p ← p - lr·b``: every op in place): chunks
+        of 4 MB, fewer calls.
       replayable: ``step`` (with its terms applied) decides which torch calls it makes, and with
-        which Python numbers, from its tensors' dtypes, shapes, strides and ``requires_grad``,
-        the values of its 0-dim state fields (step counters) and its hyperparameters only; it
-        reads no other tensor value and keeps nothing between calls. The CPU commit then records
+        which Python numbers, from its tensors' dtypes and ``requires_grad``, the values of its
+        0-dim state fields (step counters) and its hyperparameters only (a query of a shape or
+        stride refuses the recording); it reads no other tensor value and keeps nothing between
+        calls. The CPU commit then records
         the calls of the first chunk of each kind and replays them on the others
         (`functional_optim._replay`): the same calls, so the same numbers, without the rule's
         Python per chunk. Only for rules without group values (`begin`).

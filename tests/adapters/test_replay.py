@@ -233,7 +233,31 @@ def _value_reading_step(grads, fields, params, *, in_place):
     return rules.RuleStep(result.fields, [rules.Term(result.fields[0], None, lambda s: s * factor)])
 
 
-@pytest.mark.parametrize(("rule_step", "replays"), [(_momentum_step, True), (_value_reading_step, False)])
+def _shape_reading_step(grads, fields, params, *, in_place):
+    """Decides a factor by the gradient's number of dimensions: shapes are not in a signature
+    (`_replay._QUERIES`), so the recording must refuse the query (a replay would give the 1-D
+    tensors the 2-D tensors' factor)."""
+    result = _momentum_step(grads, fields, params, in_place=in_place)
+    factor = 2.0 if grads[0].dim() == 2 else 1.0
+    return rules.RuleStep(result.fields, [rules.Term(result.fields[0], None, lambda s: s * factor)])
+
+
+def _stride_reading_step(grads, fields, params, *, in_place):
+    """Decides a factor by the parameter's contiguity (strides are not in a signature either)."""
+    result = _momentum_step(grads, fields, params, in_place=in_place)
+    factor = 2.0 if params[0].is_contiguous() else 1.0
+    return rules.RuleStep(result.fields, [rules.Term(result.fields[0], None, lambda s: s * factor)])
+
+
+@pytest.mark.parametrize(
+    ("rule_step", "replays"),
+    [
+        (_momentum_step, True),
+        (_value_reading_step, False),
+        (_shape_reading_step, False),
+        (_stride_reading_step, False),
+    ],
+)
 def test_a_rule_that_reads_a_tensors_value_is_not_replayed(
     rule_step: Callable[..., rules.RuleStep],
     replays: bool,
@@ -281,27 +305,30 @@ def test_a_signature_is_recorded_only_when_enough_tensors_share_it(
     monkeypatch.setattr(fused, "_CHUNK_BYTES", 1024)
     monkeypatch.setattr(fused, "_ALONE_BYTES", 1024)
     gen = torch.Generator().manual_seed(0)
-    params = [torch.randn(16, 17, generator=gen).requires_grad_() for _ in range(shared)]
-    params += [torch.randn(18 + k, 17, generator=gen).requires_grad_() for k in range(3)]  # each alone
+    params = [torch.randn(16 + k, 17, generator=gen).requires_grad_() for k in range(shared)]  # shapes differ
+    # another signature (float64), three tensors: not recorded
+    params += [torch.randn(18, 17, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(3)]
     _train(lambda ps: A.Adam(ps, lr=1e-2), params, steps=3)
     assert (counted.recorded > 0) is records
     assert (counted.replayed > 0) is records
 
 
 def _mid_sized() -> list[torch.Tensor]:
-    """Six tensors of one signature (1088 B) around two of their own (1224 B, 1292 B) and a small
-    one; with 4 KB chunks: ``[s, u1, small, u2, s]``, ``[s, s, s, s]``."""
+    """Six float32 tensors of 1088 B (one signature) around two float64 ones of their own (2448 B
+    and 2584 B) and a small one; with 4 KB chunks: ``[s, u1, small, u2]``, ``[s, s, s, s]``,
+    ``[s]``."""
     gen = torch.Generator().manual_seed(0)
-    shapes = [(16, 17), (18, 17), (3,), (19, 17), (16, 17), (16, 17), (16, 17), (16, 17), (16, 17)]
-    return [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
+    f32, f64 = torch.float32, torch.float64
+    kinds = [((16, 17), f32), ((18, 17), f64), ((3,), f32), ((19, 17), f64)] + [((16, 17), f32)] * 5
+    return [torch.randn(s, generator=gen, dtype=d).requires_grad_() for s, d in kinds]
 
 
 @pytest.mark.parametrize(
     ("case", "alone_bytes", "expected", "replayed"),
     [
         ("Adam", 1024, [1, 3], 5),  # the six alone, the first recorded (once per step: its counters)
-        ("Adam", 2048, [5, 4], 0),
-        ("SGD", 1024, [5, 4], 0),  # in place: only tensors of a whole chunk are alone
+        ("Adam", 2048, [4, 4, 1], 0),
+        ("SGD", 1024, [4, 4, 1], 0),  # in place: only tensors of a whole chunk are alone
     ],
 )
 def test_tensors_below_a_chunk_are_alone_when_their_signature_is_replayed(
