@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
@@ -225,10 +226,22 @@ _CHUNK_BYTES = 1 << 20
 """Parameter bytes per chunk of a CPU commit (see `commit`)."""
 
 _IN_PLACE_CHUNK_BYTES = 4 << 20
-"""Parameter bytes per chunk of a rule whose ops all write in place (`Rule.temporaries` false):
-no temporaries to keep in the cache, so fewer, larger chunks (the 1M set of 100 tensors of 10,000
-floats is one pass); a step over more than the cache still goes chunk by chunk (SGD's momentum on
-32 tensors of 512 x 512: one pass 1.12-1.14x torch's for-loop, 4 MB chunks 0.94-1.07x)."""
+"""Parameter bytes per chunk of a rule whose ops all write in place (`Rule.temporaries` false)
+and that is not replayed (`_budget`): no temporaries to keep in the cache, so fewer, larger
+chunks (the 1M set of 100 tensors of 10,000 floats is one pass); a step over more than the cache
+still goes chunk by chunk (SGD's momentum on 32 tensors of 512 x 512, before replay: one pass
+1.12-1.14x torch's for-loop, 4 MB chunks 0.94-1.07x)."""
+
+
+def _budget(rule: Rule) -> int | None:
+    """The chunk budget of ``rule``'s CPU commit (``None``: ``_CHUNK_BYTES``). A replayable rule
+    whose ops all write in place: one pass, apart from its tensors of ``_CHUNK_BYTES`` or more,
+    which `_replay_plan` steps alone and replays (on 80 x 50k, two processes side by side, one
+    pass of SGD's momentum and ASGD measured 1.07-1.08x faster than 4 MB chunks; on 32 x 512²
+    one pass over the 1 MB tensors, not alone, measured 1.07x slower for SGD)."""
+    if rule.temporaries:
+        return None
+    return sys.maxsize if rule.replayable and rule.begin is None else _IN_PLACE_CHUNK_BYTES
 
 
 def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:
@@ -311,6 +324,8 @@ def _replay_plan(
     `functional_optim._replay.MIN_SHARED` tensors share, in a chunk of its own, replayed
     (`functional_optim._replay`); in a block of plain, dense, real tensors (a chunk of several
     tensors shares its rule's Python among them already)."""
+    if len(params) < 2 or params[0].device.type != "cpu" or torch.compiler.is_compiling():
+        return _ReplayPlan(parts, [None] * len(parts), None)  # (`chunks`: one run there)
     sizes = list(map(_NBYTES, params))
     least = _ALONE_BYTES if rule.temporaries else _CHUNK_BYTES
     candidates = [i for i, size in enumerate(sizes) if size >= least]
@@ -368,19 +383,19 @@ def commit(
     (`Committed.fields_checked`), the same objects (the adapters' step cache ensures it): the
     parameters and updates are checked, the fields are not looked at again.
 
-    On the CPU the parameters are committed in consecutive chunks (`chunks`: about 1 MB for a
-    rule that allocates temporaries, `Rule.temporaries`, 4 MB for one whose ops all write in
-    place): a rule works per tensor, so the numbers are the same, but each chunk's buffers and
-    temporaries stay in the cache for all of the rule's ops, and a chunk's temporaries are freed
-    while the step goes on, so the next chunk reuses their memory instead of taking fresh pages
-    from the system (measured on 100 tensors of 10,000 floats, 1 thread: AdaBelief's step 2.1x,
-    Adan's 1.9x and Lion's 1.6x faster than one chunk). The rule's state fields are sliced once
-    per chunk and its new fields gathered into one list per field: the state is packed into the
-    rule's state type once per step, not per chunk. A replayable rule (`Rule.replayable`) runs
-    once per kind of chunk of one tensor; its recorded calls are replayed on the other chunks of
-    that kind (`functional_optim._replay`); its tensors of 1 MB or more are chunks of their own,
-    and so are those of 96 KB or more of a rule with temporaries when enough share a kind
-    (`_replay_plan`).
+    On the CPU the parameters are committed in consecutive chunks (`chunks`, `_budget`: about 1 MB
+    for a rule that allocates temporaries, `Rule.temporaries`; for one whose ops all write in place,
+    one pass if it is replayable, else 4 MB): a rule works per tensor, so the numbers are the same,
+    but each chunk's buffers and temporaries stay in the cache for all of the rule's ops, and a
+    chunk's temporaries are freed while the step goes on, so the next chunk reuses their memory
+    instead of taking fresh pages from the system (measured on 100 tensors of 10,000 floats, 1
+    thread: AdaBelief's step 2.1x, Adan's 1.9x and Lion's 1.6x faster than one chunk). The rule's
+    state fields are sliced once per chunk and its new fields gathered into one list per field: the
+    state is packed into the rule's state type once per step, not per chunk. A replayable rule
+    (`Rule.replayable`) runs once per kind of chunk of one tensor; its recorded calls are replayed
+    on the other chunks of that kind (`functional_optim._replay`); its tensors of 1 MB or more are
+    chunks of their own, and so are those of 96 KB or more of a rule with temporaries when enough
+    share a kind (`_replay_plan`).
     """
     params = list(params)
     state, rule, updates = prepared.state, fused.rule, prepared.updates
@@ -388,7 +403,7 @@ def commit(
         with ops.verified_dense(params, updates):
             _apply(fused, params, [Term(updates, None, unscaled)], step_scale, param_scale)
         return Committed(state, False)
-    parts = chunks(params, None if rule.temporaries else _IN_PLACE_CHUNK_BYTES)
+    parts = chunks(params, _budget(rule))
     fields = rule.fields(get_path(state, fused.rule_path))
     begun = prepared.begun
     context = None if begun is None else begun.context
@@ -420,14 +435,14 @@ def _chunked_rule_step(
     passes (`Rule.settle`): its first pass on every chunk (the state in place, the sums kept),
     ``settle`` on the sums of every tensor, then its second pass on every chunk (the terms
     applied); then also returns what ``settle`` returned."""
-    if rule.settle is None and len(parts) == 1:
+    plan = _ReplayPlan(parts, [None] * len(parts), None)
+    if rule.settle is None and rule.replayable and rule.begin is None:
+        plan = _replay_plan(fused, rule, parts, updates, fields, params, step_scale, param_scale)
+    if rule.settle is None and len(plan.parts) == 1 and plan.replays is None:
         return _rule_step(fused, rule, updates, fields, params, step_scale, param_scale, context), None
     fields = [list(f) for f in fields]
     new_fields: list[list[Any]] = [[] for _ in fields]
     if rule.settle is None:
-        plan = _ReplayPlan(parts, [None] * len(parts), None)
-        if rule.replayable and rule.begin is None:
-            plan = _replay_plan(fused, rule, parts, updates, fields, params, step_scale, param_scale)
         replays = plan.replays
         for part, slot in zip(plan.parts, plan.slots, strict=True):
             out = None if slot is None else replays.replay(slot)  # type: ignore[union-attr]

@@ -235,8 +235,9 @@ class Rule(Role):
         commit then runs it in chunks of about 1 MB, so that they stay in the cache and are
         reused by the next chunk (`functional_optim.fused.commit`); a replayable one's tensors of
         96 KB or more are then replayed in chunks of their own when enough share a kind.
-        ``False`` (SGD's momentum ``b ← μ·b + g``, ``p ← p - lr·b``: every op in place): chunks
-        of 4 MB, fewer calls.
+        ``False`` (SGD's momentum ``b ← μ·b + g``, ``p ← p - lr·b``: every op in place): one
+        pass for a replayable rule (its tensors of 1 MB or more alone, replayed), else chunks of
+        4 MB: fewer calls.
       replayable: ``step`` (with its terms applied) decides which torch calls it makes, and with
         which Python numbers, from its tensors' dtypes and ``requires_grad``, the values of its
         0-dim state fields (step counters) and its hyperparameters only (a query of a shape or

@@ -3,6 +3,8 @@ numbers, falls back where it must, and follows changes made to ``opt.state`` bet
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -363,7 +365,8 @@ def test_state_fields_are_trusted_only_while_they_are_the_tensors_last_checked(d
     ("make", "budget"),
     [
         (lambda ps: fo.adapters.SGD(ps, lr=0.1), None),  # no rule: one p.add_(g, alpha=-lr) per tensor
-        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9), "in place"),  # b.mul_(μ).add_(g), p.add_(b)
+        # b.mul_(μ).add_(g), p.add_(b), replayable: one pass (its whole-chunk tensors alone, replayed)
+        (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9), "one pass"),
         (lambda ps: fo.adapters.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), "temporaries"),  # g + μ·b
         (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1), "in place"),
         (lambda ps: fo.adapters.SGDScheduleFree(ps, lr=0.1, weight_decay=0.01), "temporaries"),  # g + wd·y
@@ -373,7 +376,8 @@ def test_state_fields_are_trusted_only_while_they_are_the_tensors_last_checked(d
 def test_rules_commit_in_chunks_sized_by_their_temporaries(make, budget, monkeypatch):
     """Chunks keep a rule's buffers and temporaries in cache between its ops: ~1 MB for a rule
     with temporaries, larger for one whose ops all write in place (fewer calls; a step over
-    more than the cache still goes chunk by chunk); plain SGD (one op per tensor) is not chunked.
+    more than the cache still goes chunk by chunk), one pass for such a rule that is replayed (its
+    tensors of a whole chunk alone); plain SGD (one op per tensor) is not chunked.
     The numbers are the same (`test_a_commit_in_chunks_equals_one_commit_bit_for_bit`)."""
     budgets = []
     real = fused.chunks
@@ -386,9 +390,10 @@ def test_rules_commit_in_chunks_sized_by_their_temporaries(make, budget, monkeyp
         for p in params:
             p.grad = torch.randn(40)
         opt.step()
-    expected = {None: [], "in place": [200, 200], "temporaries": [None, None]}[budget]
-    assert budgets == expected
-    # 160 B each: chunks of one tensor (100 B) or of two (200 B)
-    size = 200 if budget == "in place" else 100
+    whole = sys.maxsize
+    expected = {None: [], "one pass": [whole, whole], "in place": [200, 200], "temporaries": [None, None]}
+    assert budgets == expected[budget]
+    # 160 B each: chunks of one tensor (100 B), of two (200 B) or one pass
+    size = {"one pass": whole, "in place": 200}.get(budget, 100)
     lengths = [part.stop - part.start for part in real(params, size)]
-    assert lengths == ([2, 1] if size == 200 else [1, 1, 1])
+    assert lengths == {whole: [3], 200: [2, 1], 100: [1, 1, 1]}[size]

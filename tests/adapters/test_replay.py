@@ -328,7 +328,7 @@ def _mid_sized() -> list[torch.Tensor]:
     [
         ("Adam", 1024, [1, 3], 5),  # the six alone, the first recorded (once per step: its counters)
         ("Adam", 2048, [4, 4, 1], 0),
-        ("SGD", 1024, [4, 4, 1], 0),  # in place: only tensors of a whole chunk are alone
+        ("SGD", 1024, [9], 0),  # in place: one pass, only tensors of a whole chunk alone
     ],
 )
 def test_tensors_below_a_chunk_are_alone_when_their_signature_is_replayed(
