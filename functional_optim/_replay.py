@@ -79,7 +79,20 @@ _VALUE_READS = frozenset({"item", "tolist", "__bool__", "__float__", "__int__", 
 """Torch calls that read a tensor's values: allowed on the 0-dim input fields only (their values
 are part of the signature)."""
 
-_PLAIN = (bool, int, float, complex, str, torch.dtype, torch.device, torch.layout, torch.Size)
+
+def _tensors_only(out: Any, args: Sequence[Any]) -> bool:
+    """A call's result that a replay can stand for: nothing, a tensor, or a list or tuple of
+    tensors as long as a list it was given (a ``torch._foreach_*`` op's). Any other value (a
+    stride tuple, a size, a dtype) is Python the rule may decide with, and so is the length of
+    ``unbind``'s or ``split``'s tensors: a replay would not see them change with the shapes."""
+    if out is None or isinstance(out, Tensor):
+        return True
+    return (
+        isinstance(out, list | tuple)
+        and all(isinstance(t, Tensor) for t in out)
+        and any(isinstance(a, list | tuple) and len(a) == len(out) for a in args)
+    )
+
 
 _KIND = operator.attrgetter("dtype", "requires_grad")
 _SHAPE = operator.attrgetter("shape")
@@ -179,7 +192,7 @@ class _Recorder(TorchFunctionMode):
             if name == "_version" and args and id(args[0]) in self.value_inputs:
                 self.reads_values = True  # a value reused while the version is unchanged
             return
-        if isinstance(out, _PLAIN) or name.startswith("__set"):
+        if not _tensors_only(out, args) or name.startswith("__set"):
             raise _RefusedError(f"unknown query or write {name}")
         if _writes(name, kwargs) and args and self._made_here(args[0]):
             raise _RefusedError(f"{name} writes into a tensor made from constants")

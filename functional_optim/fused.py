@@ -233,15 +233,24 @@ still goes chunk by chunk (SGD's momentum on 32 tensors of 512 x 512, before rep
 1.12-1.14x torch's for-loop, 4 MB chunks 0.94-1.07x)."""
 
 
+_REPLAYED_IN_PLACE_CHUNK_BYTES = sys.maxsize
+"""Parameter bytes per chunk of a replayable rule whose ops all write in place (`_budget`): one
+pass, apart from its tensors of ``_CHUNK_BYTES`` or more, which `_replay_plan` steps alone and
+replays. On 80 x 50k and 40 x 100k one pass of SGD's momentum and ASGD measured 1.06-1.10x faster
+than 4 MB chunks, 100 x 10k and 32 x 512² the same (one process, interleaved, a torch step between
+turns: ``python benchmarks/constant_ab.py SGD --shape 50000 --count 80 --set
+_REPLAYED_IN_PLACE_CHUNK_BYTES=4194304``); before replay, one pass over 32 tensors of 1 MB, none
+alone, measured 1.07x slower for SGD."""
+
+
 def _budget(rule: Rule) -> int | None:
-    """The chunk budget of ``rule``'s CPU commit (``None``: ``_CHUNK_BYTES``). A replayable rule
-    whose ops all write in place: one pass, apart from its tensors of ``_CHUNK_BYTES`` or more,
-    which `_replay_plan` steps alone and replays (on 80 x 50k, two processes side by side, one
-    pass of SGD's momentum and ASGD measured 1.07-1.08x faster than 4 MB chunks; on 32 x 512²
-    one pass over the 1 MB tensors, not alone, measured 1.07x slower for SGD)."""
+    """The chunk budget of ``rule``'s CPU commit (``None``: ``_CHUNK_BYTES``, for a rule with
+    temporaries; ``_REPLAYED_IN_PLACE_CHUNK_BYTES`` or ``_IN_PLACE_CHUNK_BYTES`` for one whose ops
+    all write in place, replayed or not)."""
     if rule.temporaries:
         return None
-    return sys.maxsize if rule.replayable and rule.begin is None else _IN_PLACE_CHUNK_BYTES
+    replayed = rule.replayable and rule.begin is None
+    return _REPLAYED_IN_PLACE_CHUNK_BYTES if replayed else _IN_PLACE_CHUNK_BYTES
 
 
 def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:

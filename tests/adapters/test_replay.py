@@ -249,6 +249,14 @@ def _stride_reading_step(grads, fields, params, *, in_place):
     return rules.RuleStep(result.fields, [rules.Term(result.fields[0], None, lambda s: s * factor)])
 
 
+def _piece_counting_step(grads, fields, params, *, in_place):
+    """Decides a factor by how many pieces ``split`` cuts the gradient into: a Python number that
+    comes from the shape through a list's length, not a query (the recording must refuse it)."""
+    result = _momentum_step(grads, fields, params, in_place=in_place)
+    factor = float(len(grads[0].split(100)))
+    return rules.RuleStep(result.fields, [rules.Term(result.fields[0], None, lambda s: s * factor)])
+
+
 @pytest.mark.parametrize(
     ("rule_step", "replays"),
     [
@@ -256,6 +264,7 @@ def _stride_reading_step(grads, fields, params, *, in_place):
         (_value_reading_step, False),
         (_shape_reading_step, False),
         (_stride_reading_step, False),
+        (_piece_counting_step, False),
     ],
 )
 def test_a_rule_that_reads_a_tensors_value_is_not_replayed(
@@ -294,6 +303,43 @@ def test_the_recorder_refuses_value_reads_and_writes_into_constants() -> None:
     assert recorder.refused is not None and "writes into a tensor made from constants" in recorder.refused
     # one tensor in two roles would get one name: another chunk's two tensors taken for one
     assert _replay._Recorder([g, g]).refused == "a tensor given twice"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda g: g.shape,
+        lambda g: g.dim(),
+        lambda g: len(g),
+        lambda g: g.numel(),
+        lambda g: g.stride(),
+        lambda g: g.is_contiguous(),
+        lambda g: g.unbind(0),
+        lambda g: g.split(2),
+        lambda g: list(g),
+    ],
+)
+def test_the_recorder_refuses_what_depends_on_shapes_and_strides(
+    query: Callable[[torch.Tensor], Any],
+) -> None:
+    """A signature holds no shapes or strides (one recording serves every shape): a query of
+    them, or a list of tensors whose length comes from a shape, refuses the recording."""
+    g = torch.randn(4, 3)
+    recorder = _replay._Recorder([g])
+    with recorder:
+        query(g)
+    assert recorder.refused is not None
+
+
+def test_the_recorder_takes_foreach_results_and_views() -> None:
+    g = torch.randn(4, 3)
+    recorder = _replay._Recorder([g])
+    with recorder:
+        torch._foreach_add_([g], 1.0)
+        torch._foreach_abs([g])
+        g.T.abs()
+        torch._foreach_addcdiv_([g], [g], [g.abs() + 1], [0.5])
+    assert recorder.refused is None
 
 
 @pytest.mark.parametrize(("shared", "records"), [(1, False), (5, False), (6, True)])
