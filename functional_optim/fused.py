@@ -277,16 +277,18 @@ def chunks(params: list[Tensor], budget: int | None = None) -> list[slice]:
 
 _NBYTES = operator.attrgetter("nbytes")
 
-_ALONE_BYTES = 96 << 10
+_ALONE_BYTES = 64 << 10
 """A replayable rule with temporaries (`Rule.temporaries`): its tensors of this size or more are
 chunks of their own when at least `functional_optim._replay.MIN_SHARED` of them share a signature
 (those chunks are replayed: the rule's Python does not run per chunk, and one tensor's buffers and
 temporaries stay in the cache for all of its ops). Below it the calls per chunk cost more than the
-cache gains: against 1 MB chunks, 100 tensors of 10,000 floats (40 KB) stepped alone measured
-1.1-1.4x, 160 tensors of 25,000 (100 KB) 0.82-0.96x, 80 of 50,000 (200 KB) 0.71-0.81x (1 thread,
-2-core Xeon). A rule whose ops all write in place streams its buffers with or without the cache:
-its 4 MB chunks measured faster than such tensors alone (SGD's momentum and ASGD on 80 x 50,000:
-0.92x and 0.87x), so only its tensors of ``_CHUNK_BYTES`` or more are alone."""
+cache gains. Stepping such tensors alone, against their 1 MB chunks, measured (1 thread, 2-core
+Xeon, ``python benchmarks/constant_ab.py <algo> --shape <n> --count <k> --set _ALONE_BYTES=...``):
+1.07-1.19x as slow for tensors of 40 KB, 1.01-1.14x for 48 KB, 0.92-0.99x for 64 KB (RMSprop,
+whose Python is light, 1.08x), 0.91-0.93x for 100 KB and 0.89x for 200 KB (Adagrad). A rule whose
+ops all write in place streams its buffers with or without the cache: its tensors alone measured
+slower (SGD's momentum and ASGD on 80 x 50,000: 0.92x and 0.87x as fast), so only its tensors of
+``_CHUNK_BYTES`` or more are alone."""
 
 
 def _split_out(parts: list[slice], alone: list[bool]) -> list[slice]:
@@ -403,7 +405,7 @@ def commit(
     state is packed into the rule's state type once per step, not per chunk. A replayable rule
     (`Rule.replayable`) runs once per kind of chunk of one tensor; its recorded calls are replayed
     on the other chunks of that kind (`functional_optim._replay`); its tensors of 1 MB or more are
-    chunks of their own, and so are those of 96 KB or more of a rule with temporaries when enough
+    chunks of their own, and so are those of 64 KB or more of a rule with temporaries when enough
     share a kind (`_replay_plan`).
     """
     params = list(params)

@@ -234,7 +234,7 @@ class Rule(Role):
       temporaries: the step allocates update-sized temporaries (Adam's denominator): the CPU
         commit then runs it in chunks of about 1 MB, so that they stay in the cache and are
         reused by the next chunk (`functional_optim.fused.commit`); a replayable one's tensors of
-        96 KB or more are then replayed in chunks of their own when enough share a kind.
+        64 KB or more are then replayed in chunks of their own when enough share a kind.
         ``False`` (SGD's momentum ``b ← μ·b + g``, ``p ← p - lr·b``: every op in place): one
         pass for a replayable rule (its tensors of 1 MB or more alone, replayed), else chunks of
         4 MB: fewer calls.
