@@ -8,7 +8,7 @@ runs slowly (≈ 95 µs per 1 MB chunk on a 2-core Xeon, where ``torch.optim``'s
 ≈ 20 µs per tensor; ``benchmarks/eager_floor.py``).
 
 A rule that declares `Rule.replayable <functional_optim.rules.Rule>` decides which calls it makes
-from the tensors' dtypes and ``requires_grad``, the values of its 0-dim state fields (step
+from the tensors' dtypes, the values of its 0-dim state fields (step
 counters) and its hyperparameters only (not from shapes or strides: it works element by element).
 Chunks that agree on all of these (their *signature*) make the very same calls, with the same
 Python numbers, on their own tensors, whatever their shapes. So
@@ -49,8 +49,8 @@ __all__ = ["Replays", "store"]
 
 _QUERIES = frozenset(
     {
-        # metadata decided by the signature's dtypes and ``requires_grad`` (and by the commit: CPU,
-        # strided, plain tensors)
+        # metadata decided by the signature's dtypes (and by the commit: CPU, strided, plain
+        # tensors, autograd off)
         "dtype",
         "device",
         "layout",
@@ -61,8 +61,6 @@ _QUERIES = frozenset(
         "is_quantized",
         "is_mkldnn",
         "is_nested",
-        "requires_grad",
-        "is_leaf",
         "_version",  # read to reuse equal results (e.g. `_steps.read`), never to decide a value
         "is_floating_point",
         "is_complex",
@@ -94,8 +92,8 @@ def _tensors_only(out: Any, args: Sequence[Any]) -> bool:
     )
 
 
-_KIND = operator.attrgetter("dtype", "requires_grad")
-_SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
+_DIM = Tensor.dim
 _ITEM = operator.methodcaller("item")
 
 _MAX_PROGRAMS = 64
@@ -278,21 +276,22 @@ class _Recorded:
 def _values(column: list[Tensor]) -> list[Any] | None:
     """The values of a column's 0-dim tensors (``None`` for the others), or ``None`` for a column
     without any (C-level maps: this runs per column and step)."""
-    if all(map(operator.not_, map(_SHAPE, column))):  # every one 0-dim
+    dims = list(map(_DIM, column))
+    if not any(dims):  # every one 0-dim
         return list(map(_ITEM, column))
-    if all(map(len, map(_SHAPE, column))):  # none 0-dim: nothing to read
+    if all(dims):  # none 0-dim: nothing to read
         return None
-    return [t.item() if not t.shape else None for t in column]
+    return [None if d else t.item() for t, d in zip(column, dims, strict=True)]
 
 
 class Replays:
     """The recorded chunks of one commit (one step of one group: the numbers are this step's).
 
-    Before any kernel runs, one pass takes every tensor's inputs and signature: its tensors'
-    kinds (dtype, ``requires_grad``) and the values of its 0-dim tensors, each
-    signature numbered. The loop over chunks then only indexes a list and calls what was
-    recorded (Python run between kernels that stream the caches out runs slowly: the less of it,
-    the better).
+    Before any kernel runs, one pass takes every tensor's inputs and signature: its tensors' dtypes
+    and the values of its 0-dim tensors, each signature numbered (a column of one dtype, the usual
+    case, is one entry of the key rather than one per tensor). The loop over chunks then only
+    indexes a list and calls what was recorded (Python run between kernels that stream the caches
+    out runs slowly: the less of it, the better).
 
     A recording is kept in ``store`` (one per rule, `store`) under ``key`` (the numbers the commit
     passes in: step scale, parameter scale, proximal decay), the default dtype and the chunk's
@@ -313,14 +312,16 @@ class Replays:
     ) -> None:
         columns = [params, updates, *fields]
         self.inputs: list[list[Tensor]] = list(map(list, zip(*columns, strict=True)))
-        kinds = [list(map(_KIND, column)) for column in columns]
-        # (after the kinds: the values are left out of a kept recording's key when it read none;
+        dtypes = [list(map(_DTYPE, column)) for column in columns]
+        # a column of one dtype is one entry of the key (``None`` in ``common``: one per tensor)
+        common = tuple(d[0] if d.count(d[0]) == len(d) else None for d in dtypes)
+        varying = [d for d, c in zip(dtypes, common, strict=True) if c is None]
+        # (after the dtypes: the values are left out of a kept recording's key when it read none;
         # a column without 0-dim tensors adds nothing)
-        values = [v for v in map(_values, columns) if v is not None]
+        per_tensor = varying + [v for v in map(_values, columns) if v is not None]
+        signatures = zip(*per_tensor, strict=True) if per_tensor else itertools.repeat((), len(params))
         numbers: dict[tuple, int] = {}
-        self._signature_of = [
-            numbers.setdefault(signature, len(numbers)) for signature in zip(*kinds, *values, strict=True)
-        ]
+        self._signature_of = [numbers.setdefault(signature, len(numbers)) for signature in signatures]
         # per signature number: the recorded step, ``None`` (not recorded: it could not be, or
         # too few tensors have this signature for the recording to pay) or unseen
         counts = collections.Counter(self._signature_of)
@@ -329,9 +330,9 @@ class Replays:
         ]
         # where a recording from an earlier step is kept: by the kinds without the values (a
         # recording that read no value) or with them
-        width = len(columns)
-        dtype = torch.get_default_dtype()
-        self._kinds = [((key, dtype, signature[:width]), (key, dtype, signature)) for signature in numbers]
+        width = len(varying)
+        key = (key, torch.get_default_dtype(), common)
+        self._kinds = [((*key, signature[:width]), (*key, signature)) for signature in numbers]
         self._store = store
         if store:
             for n, recorded in enumerate(self._recorded):

@@ -239,9 +239,9 @@ class Rule(Role):
         pass for a replayable rule (its tensors of 1 MB or more alone, replayed), else chunks of
         4 MB: fewer calls.
       replayable: ``step`` (with its terms applied) decides which torch calls it makes, and with
-        which Python numbers, from its tensors' dtypes and ``requires_grad``, the values of its
-        0-dim state fields (step counters) and its hyperparameters only (a query of a shape or
-        stride refuses the recording); it reads no other tensor value and keeps nothing between
+        which Python numbers, from its tensors' dtypes, the values of its 0-dim state fields
+        (step counters) and its hyperparameters only (a query of a shape, a stride or
+        ``requires_grad`` refuses the recording); it reads no other tensor value and keeps nothing between
         calls. The CPU commit then records
         the calls of the first chunk of each kind and replays them on the others
         (`functional_optim._replay`): the same calls, so the same numbers, without the rule's

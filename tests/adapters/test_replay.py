@@ -317,6 +317,8 @@ def test_the_recorder_refuses_value_reads_and_writes_into_constants() -> None:
         lambda g: g.unbind(0),
         lambda g: g.split(2),
         lambda g: list(g),
+        lambda g: g.requires_grad,  # not in a signature either (autograd is off in the commit)
+        lambda g: g.is_leaf,
     ],
 )
 def test_the_recorder_refuses_what_depends_on_shapes_and_strides(
@@ -329,6 +331,24 @@ def test_the_recorder_refuses_what_depends_on_shapes_and_strides(
     with recorder:
         query(g)
     assert recorder.refused is not None
+
+
+def test_a_signature_is_the_dtypes_and_the_0_dim_values() -> None:
+    """Shapes, strides and ``requires_grad`` do not split a signature; a dtype or a counter's
+    value does; columns without 0-dim tensors and of one dtype leave one signature for all."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (12,), (3, 4), (2, 2, 3), (5,), (7, 1)]
+    params = [torch.randn(s, generator=gen).requires_grad_(k % 2 == 0) for k, s in enumerate(shapes)]
+    params[2] = params[2].t()  # another layout
+    grads = [torch.randn(p.shape, generator=gen) for p in params]
+    bufs = [torch.zeros_like(p) for p in params]
+    plain = _replay.Replays(params, grads, [bufs])
+    assert len(set(plain._signature_of)) == 1 and plain.shared(0)
+    counters = [torch.tensor(3.0) for _ in params]
+    counters[1] = torch.tensor(4.0)
+    bufs[5] = bufs[5].double()
+    split = _replay.Replays(params, grads, [bufs, counters])
+    assert split._signature_of == [0, 1, 0, 0, 0, 2]
 
 
 def test_the_recorder_takes_foreach_results_and_views() -> None:
