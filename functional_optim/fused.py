@@ -456,7 +456,7 @@ def _chunked_rule_step(
     if rule.settle is None:
         replays = plan.replays
         for part, slot in zip(plan.parts, plan.slots, strict=True):
-            out = None if slot is None else replays.replay(slot)  # type: ignore[union-attr]
+            out = replays.replay(slot) if replays is not None and slot is not None else None
             if out is None:
 
                 def step(part: slice = part) -> list[list[Any]]:
@@ -472,7 +472,7 @@ def _chunked_rule_step(
                         context,
                     )
 
-                out = step() if slot is None else replays.step(slot, step)  # type: ignore[union-attr]
+                out = replays.step(slot, step) if replays is not None and slot is not None else step()
             for acc, f in zip(new_fields, out, strict=True):
                 acc.extend(f)
         return new_fields, None
