@@ -8,20 +8,19 @@ runs slowly (≈ 95 µs per 1 MB chunk on a 2-core Xeon, where ``torch.optim``'s
 ≈ 20 µs per tensor; ``benchmarks/eager_floor.py``).
 
 A rule that declares `Rule.replayable <functional_optim.rules.Rule>` decides which calls it makes
-from the tensors' dtypes, the values of its 0-dim state fields (step
-counters) and its hyperparameters only (not from shapes or strides: it works element by element).
-Chunks that agree on all of these (their *signature*) make the very same calls, with the same
-Python numbers, on their own tensors, whatever their shapes. So
-`Replays` runs the first chunk of each signature through the rule as usual while a
-``TorchFunctionMode`` records every torch call, and writes those calls out as a straight Python
-function of the chunk's tensors; every other chunk of that signature is stepped by calling that
-function. Same kernels, same arguments, same order: the same numbers, bit for bit.
+from the tensors' dtypes, the values of its 0-dim state fields (step counters) and its
+hyperparameters only (not from shapes or strides: it works element by element). Chunks that agree on
+all of these (their *signature*) make the very same calls, with the same Python numbers, on their
+own tensors, whatever their shapes. So `Replays` runs the first chunk of each signature through the
+rule as usual while a ``TorchFunctionMode`` records every torch call, and writes those calls out as
+a straight Python function of the chunk's tensors; every other chunk of that signature is stepped by
+calling that function. Same kernels, same arguments, same order: the same numbers, bit for bit.
 
-The recording proves what it can and refuses the rest (the chunk is then stepped by the rule,
-as without replay): a read of a tensor's *values* other than a 0-dim input field's (``item``,
-``bool`` ...), a metadata query it does not know (shapes and strides included), an attribute
-write, a result or new state field
-that is not made by the recorded calls from the chunk's tensors, a tensor given in two roles.
+The recording proves what it can and refuses the rest (the chunk is then stepped by the rule, as
+without replay): a read of a tensor's *values* other than a 0-dim input field's (``item``, ``bool``
+...), a metadata query it does not know (shapes, strides and ``requires_grad`` included), a call
+that returns anything but tensors, an attribute write, a result or new state field that is not made
+by the recorded calls from the chunk's tensors, a tensor given in two roles.
 
 A recording is kept across steps (`store`: per rule, while the rule lives) under the commit's
 numbers (step scale, parameter scale, proximal decay), the default dtype and the chunk's kinds:
